@@ -1,0 +1,21 @@
+//! Strata: the second storage tier of a message broker.
+//!
+//! Messages a station would expel are appended to a durable write-ahead log
+//! ([`wal`]), compacted into zstd Parquet ([`columnar`]) under a Hive-partitioned
+//! layout ([`layout`]) and uploaded to S3-compatible storage ([`store`],
+//! [`compactor`]). [`restore`] replays them back into a station.
+//! `ARCHITECTURE.md` (in the repository's docs) describes the data flow.
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod columnar;
+pub mod compactor;
+pub mod config;
+pub mod layout;
+pub mod message;
+pub mod ndjson;
+pub mod restore;
+pub mod source;
+pub mod store;
+pub mod wal;
+
+pub use message::{Draft, Header, Message, StationName, Timestamp};

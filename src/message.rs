@@ -1,0 +1,315 @@
+//! The message model every part of Strata shares: a station name that is safe to
+//! use as an object-store path segment, and the message itself.
+//!
+//! A message's identity in the archive is `(station, seq)`. Timestamps are UTC
+//! microseconds since the Unix epoch: Spark and DuckDB read microseconds, and
+//! nanoseconds would overflow their timestamp types.
+
+use std::fmt;
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use thiserror::Error;
+
+/// The longest station name accepted, in characters (all ASCII).
+pub const MAX_STATION_LEN: usize = 128;
+
+/// The largest sequence number Strata archives: Parquet stores `seq` as Int64,
+/// because Spark, Trino and Iceberg have no unsigned 64-bit type.
+pub const MAX_SEQ: u64 = i64::MAX as u64;
+
+/// Why a station name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StationNameError {
+    /// The name was empty.
+    #[error("station name is empty: use 1 to 128 characters of A-Z a-z 0-9 _ - .")]
+    Empty,
+    /// The name was longer than [`MAX_STATION_LEN`].
+    #[error("station name is {0} characters long: at most 128 are allowed")]
+    TooLong(usize),
+    /// The name started with a dot (which would allow `.`/`..` path segments).
+    #[error("station name {0:?} starts with '.': names may contain '.' but not start with it")]
+    LeadingDot(String),
+    /// The name held a character outside the allowed set.
+    #[error(
+        "station name {name:?} contains {ch:?}: only A-Z a-z 0-9 _ - . are allowed \
+         (no '/', '=', spaces or control characters)"
+    )]
+    BadChar {
+        /// The refused name.
+        name: String,
+        /// The first character outside the allowed set.
+        ch: char,
+    },
+}
+
+/// A validated station name: 1 to 128 characters of `A-Z a-z 0-9 _ - .`, not
+/// starting with `.`. It is used verbatim as the `station=<name>` path segment,
+/// so a value of this type can never escape the archive prefix.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StationName(String);
+
+impl StationName {
+    /// Validates `name` against the station name rules.
+    ///
+    /// # Errors
+    /// [`StationNameError`] naming the rule that `name` breaks.
+    pub fn new(name: impl Into<String>) -> Result<Self, StationNameError> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(StationNameError::Empty);
+        }
+        let chars = name.chars().count();
+        if chars > MAX_STATION_LEN {
+            return Err(StationNameError::TooLong(chars));
+        }
+        if let Some(ch) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
+            return Err(StationNameError::BadChar { name, ch });
+        }
+        if name.starts_with('.') {
+            return Err(StationNameError::LeadingDot(name));
+        }
+        Ok(Self(name))
+    }
+
+    /// The name as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StationName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for StationName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::str::FromStr for StationName {
+    type Err = StationNameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl AsRef<str> for StationName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A UTC instant with microsecond precision, as microseconds since the Unix epoch.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current time, truncated to microseconds.
+    pub fn now() -> Self {
+        Self(Utc::now().timestamp_micros())
+    }
+
+    /// Microseconds since the Unix epoch.
+    pub fn micros(self) -> i64 {
+        self.0
+    }
+
+    /// The instant as a chrono value, or `None` when it is outside chrono's range.
+    pub fn to_datetime(self) -> Option<DateTime<Utc>> {
+        Utc.timestamp_micros(self.0).single()
+    }
+
+    /// Parses an RFC 3339 timestamp (any offset; stored as UTC, sub-microsecond
+    /// digits are truncated).
+    ///
+    /// # Errors
+    /// A message saying what an RFC 3339 timestamp looks like.
+    pub fn parse_rfc3339(s: &str) -> Result<Self, String> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|dt| Self(dt.with_timezone(&Utc).timestamp_micros()))
+            .map_err(|e| {
+                format!("{s:?} is not an RFC 3339 timestamp like 2026-11-24T10:00:00.123456Z ({e})")
+            })
+    }
+
+    /// Formats as RFC 3339 in UTC with exactly six fractional digits
+    /// (`2026-11-24T10:00:00.123456Z`).
+    pub fn to_rfc3339(self) -> String {
+        match self.to_datetime() {
+            Some(dt) => dt.to_rfc3339_opts(SecondsFormat::Micros, true),
+            None => format!("{}us", self.0),
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Timestamp({})", self.to_rfc3339())
+    }
+}
+
+/// One header: a name and a value, both text. Order, case and repeated names
+/// are kept exactly as given, so headers are a list, never a map.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Header {
+    /// The header name, case kept.
+    pub name: String,
+    /// The header value.
+    pub value: String,
+}
+
+impl Header {
+    /// Builds a header from a name and a value.
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// A message as archived: identity `(station, seq)`, plus timestamp, optional
+/// id and subject, ordered headers and payload bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The station (broker stream) the message belongs to.
+    pub station: StationName,
+    /// The sequence within the station (the broker's stream sequence when the
+    /// source has one); at most [`MAX_SEQ`].
+    pub seq: u64,
+    /// When the message was published, UTC microseconds.
+    pub timestamp: Timestamp,
+    /// The message id, e.g. `Nats-Msg-Id`.
+    pub id: Option<String>,
+    /// The subject it was published on.
+    pub subject: Option<String>,
+    /// Headers in their original order.
+    pub headers: Vec<Header>,
+    /// The payload bytes.
+    pub payload: Bytes,
+}
+
+/// A message on its way in, before the WAL has given it a sequence: `seq` is
+/// `None` when the source has none (HTTP, NDJSON without `seq`), and the WAL
+/// then assigns the station's next sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    /// The station it belongs to.
+    pub station: StationName,
+    /// The sequence, if the source has one.
+    pub seq: Option<u64>,
+    /// When the message was published.
+    pub timestamp: Timestamp,
+    /// The message id.
+    pub id: Option<String>,
+    /// The subject.
+    pub subject: Option<String>,
+    /// Headers in their original order.
+    pub headers: Vec<Header>,
+    /// The payload bytes.
+    pub payload: Bytes,
+}
+
+impl Draft {
+    /// Completes the draft with a sequence number.
+    pub fn into_message(self, seq: u64) -> Message {
+        Message {
+            station: self.station,
+            seq,
+            timestamp: self.timestamp,
+            id: self.id,
+            subject: self.subject,
+            headers: self.headers,
+            payload: self.payload,
+        }
+    }
+}
+
+impl From<Message> for Draft {
+    fn from(m: Message) -> Self {
+        Self {
+            station: m.station,
+            seq: Some(m.seq),
+            timestamp: m.timestamp,
+            id: m.id,
+            subject: m.subject,
+            headers: m.headers,
+            payload: m.payload,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_allowed_alphabet() {
+        for ok in ["orders", "a", "A-Z_0.9", "x.y.z", &"s".repeat(128)] {
+            assert!(StationName::new(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refuses_names_that_could_escape_a_path() {
+        assert_eq!(StationName::new(""), Err(StationNameError::Empty));
+        assert!(matches!(
+            StationName::new(".."),
+            Err(StationNameError::LeadingDot(_))
+        ));
+        assert!(matches!(
+            StationName::new(".hidden"),
+            Err(StationNameError::LeadingDot(_))
+        ));
+        assert!(matches!(
+            StationName::new("s".repeat(129)),
+            Err(StationNameError::TooLong(129))
+        ));
+        for (bad, ch) in [
+            ("a/b", '/'),
+            ("../x", '/'),
+            ("k=v", '='),
+            ("a b", ' '),
+            ("a\nb", '\n'),
+            ("a\0", '\0'),
+            ("é", 'é'),
+        ] {
+            assert_eq!(
+                StationName::new(bad),
+                Err(StationNameError::BadChar {
+                    name: bad.to_string(),
+                    ch
+                }),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_messages_name_the_rule() {
+        let e = StationName::new("a/b").unwrap_err().to_string();
+        assert!(e.contains("A-Z a-z 0-9 _ - ."), "{e}");
+    }
+
+    #[test]
+    fn timestamps_round_trip_rfc3339_with_micros() {
+        let t = Timestamp::parse_rfc3339("2026-11-24T10:00:00.123456Z").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-24T10:00:00.123456Z");
+        let offset = Timestamp::parse_rfc3339("2026-11-24T12:00:00.5+02:00").unwrap();
+        assert_eq!(offset.to_rfc3339(), "2026-11-24T10:00:00.500000Z");
+        assert!(Timestamp::parse_rfc3339("yesterday").is_err());
+    }
+}

@@ -1,0 +1,4 @@
+//! Sources: where messages come from before the WAL makes them durable.
+
+pub mod http;
+pub mod nats;
