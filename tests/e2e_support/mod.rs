@@ -129,6 +129,12 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// [`serial`] for async tests (a guard that may be held across `.await`).
+pub async fn serial_async() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
 /// Polls `check` every 50 ms until it holds, or panics after `timeout`.
 pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -1194,9 +1200,16 @@ pub async fn jetstream(url: &str) -> async_nats::jetstream::Context {
                 .connect(url)
                 .await
                 .map_err(|e| e.to_string())?;
-            let js = async_nats::jetstream::new(client);
-            js.query_account().await.map_err(|e| e.to_string())?;
-            Ok::<_, String>(js)
+            // A raw account-info request: JetStream answers it once it is up.
+            let reply = client
+                .request("$JS.API.INFO", bytes::Bytes::new())
+                .await
+                .map_err(|e| e.to_string())?;
+            let v: Value = serde_json::from_slice(&reply.payload).map_err(|e| e.to_string())?;
+            if let Some(err) = v.get("error") {
+                return Err(err.to_string());
+            }
+            Ok::<_, String>(async_nats::jetstream::new(client))
         };
         match tokio::time::timeout(Duration::from_secs(5), attempt).await {
             Ok(Ok(js)) => return js,
@@ -1483,4 +1496,54 @@ pub async fn read_stream(js: &async_nats::jetstream::Context, stream: &str) -> V
         }
     }
     out
+}
+
+/// Asserts that the archive holds exactly messages `1..=total` of `stream`
+/// as [`test_message`] builds them, under seq = stream sequence, with
+/// timestamps inside `[t0_us, t1_us]` (the publishing window).
+#[track_caller]
+pub fn assert_archived_test_messages(
+    read: &ArchiveRead,
+    stream: &str,
+    total: u64,
+    t0_us: i64,
+    t1_us: i64,
+) {
+    let rows = read.station(stream);
+    assert_eq!(
+        rows.len() as u64,
+        total,
+        "archive of {stream}: {} rows, expected {total}; summary {}",
+        rows.len(),
+        read.summary["stations"]
+    );
+    for (i, r) in (1..=total).zip(&rows) {
+        assert_eq!(
+            r.seq as u64, i,
+            "archive of {stream}: seq {i} missing or doubled"
+        );
+        let m = test_message(stream, i);
+        assert_eq!(r.payload(), m.payload, "payload of seq {i}");
+        assert_eq!(
+            r.subject.as_deref(),
+            Some(m.subject.as_str()),
+            "subject of seq {i}"
+        );
+        assert_eq!(r.id.as_deref(), m.id(), "id of seq {i} (Nats-Msg-Id)");
+        assert_eq!(
+            normalize_headers(&r.headers, &["Nats-Msg-Id"]),
+            normalize_headers(&m.headers, &["Nats-Msg-Id"]),
+            "headers of seq {i}"
+        );
+        assert!(
+            (t0_us..=t1_us).contains(&r.timestamp_us),
+            "timestamp of seq {i} ({}) is not the JetStream publish time",
+            r.timestamp_us
+        );
+    }
+}
+
+/// Microseconds since the epoch, now.
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
 }
