@@ -180,7 +180,7 @@ async fn every_status_code_through_the_real_binary() {
         &client,
         &http,
         "http_codes",
-        "{\"payload\": \n",
+        "{\"payload\": \n".to_string(),
         Some(TOKEN),
     )
     .await;

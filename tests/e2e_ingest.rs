@@ -99,13 +99,13 @@ fn ingest_wal_inspect_flush_local_folder_then_query() {
     ])
     .ok();
     assert!(
-        out.text().contains("200"),
+        has_number(&out.text(), 200),
         "ingest should report 200 messages:\n{out}"
     );
 
     let inspect = strata(args!["wal", "inspect", "--config", config]).ok();
     assert!(
-        inspect.text().contains(STATION) && inspect.text().contains("200"),
+        inspect.text().contains(STATION) && has_number(&inspect.text(), 200),
         "wal inspect should show 200 messages of {STATION}:\n{inspect}"
     );
 
@@ -166,7 +166,7 @@ fn ingest_from_stdin_flush_to_s3_then_query() {
     )
     .ok();
     assert!(
-        out.text().contains("200"),
+        has_number(&out.text(), 200),
         "ingest should report 200:\n{out}"
     );
     strata(args!["flush", "--config", config]).ok();
@@ -223,10 +223,10 @@ fn ingest_wal_dir_flag_without_config() {
         fixture("orders.ndjson")
     ])
     .ok();
-    assert!(out.text().contains("200"), "{out}");
+    assert!(has_number(&out.text(), 200), "{out}");
     let inspect = strata(args!["wal", "inspect", "--wal-dir", wal]).ok();
     assert!(
-        inspect.text().contains(STATION) && inspect.text().contains("200"),
+        inspect.text().contains(STATION) && has_number(&inspect.text(), 200),
         "{inspect}"
     );
 }
@@ -300,7 +300,7 @@ fn a_bad_line_stops_ingest_naming_line_and_field_and_keeps_earlier_lines() {
             "{what}: the error should name field {field}:\n{out}"
         );
         assert!(
-            text.contains('4'),
+            has_number(&text, 4),
             "{what}: ingest should report the 4 messages appended before the bad line:\n{out}"
         );
         strata(args!["flush", "--config", config]).ok();

@@ -275,6 +275,13 @@ pub fn run_command(mut cmd: Command, stdin: Option<&[u8]>, timeout: Duration) ->
     }
 }
 
+/// True when `text` holds the number `n` as a whole token (not as part of a
+/// longer number or a temporary path).
+pub fn has_number(text: &str, n: u64) -> bool {
+    text.split(|c: char| !c.is_ascii_digit())
+        .any(|tok| tok.parse::<u64>() == Ok(n) && !tok.is_empty())
+}
+
 /// Runs a blocking closure (a `strata` command, a python check) off the async runtime.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
@@ -687,12 +694,17 @@ pub async fn post_messages(
     client: &reqwest::Client,
     http: &HttpConf,
     station: &str,
-    body: impl Into<reqwest::Body>,
+    body: String,
     token: Option<&str>,
 ) -> Resp {
+    let content_type = if body.trim_start().starts_with('[') {
+        "application/json"
+    } else {
+        "application/x-ndjson"
+    };
     let mut req = client
         .post(format!("{}/v1/stations/{station}/messages", http.base()))
-        .header("content-type", "application/x-ndjson")
+        .header("content-type", content_type)
         .body(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
