@@ -121,9 +121,10 @@ def rows_pyarrow(root, files):
     for f in files:
         t = pq.read_table(f)
         m = KEY_RE.match(os.path.relpath(f, root).replace(os.sep, "/"))
-        station = m.group("station") if m else None
-        d = m.group("date") if m else None
-        h = m.group("hour") if m else None
+        # A file outside the layout is reported by layout_violations().
+        station = m.group("station") if m else ""
+        d = m.group("date") if m else ""
+        h = m.group("hour") if m else ""
         ts_col = t.column("timestamp").cast("int64").to_pylist()
         cols = {name: t.column(name).to_pylist() for name in ("seq", "id", "subject", "headers", "payload")}
         for i in range(t.num_rows):
