@@ -319,3 +319,108 @@ async fn star_archives_streams_created_before_start() {
     js.delete_stream(&a).await.unwrap();
     js.delete_stream(&b).await.unwrap();
 }
+
+/// A nats-server of this test's own (from `PATH`), so it can be restarted.
+struct OwnServer {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnServer {
+    fn start(port: u16, dir: tempfile::TempDir) -> Option<Self> {
+        let child = std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(Self { child, port, dir })
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(mut self) -> Self {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let (port, dir) = (
+            self.port,
+            std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()),
+        );
+        Self::start(port, dir).expect("nats-server starts again")
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn connect_retrying(url: &str) -> async_nats::Client {
+    for _ in 0..100 {
+        if let Ok(c) = async_nats::connect(url).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nats-server at {url} did not come up");
+}
+
+#[tokio::test]
+async fn survives_a_server_restart() {
+    // Needs a server it can restart: the nats-server binary, next to STRATA_TEST_NATS_URL.
+    if server().is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(own) = OwnServer::start(port, tempfile::tempdir().unwrap()) else {
+        eprintln!("skipped: no nats-server binary on PATH");
+        return;
+    };
+    let url = own.url();
+    let js = async_nats::jetstream::new(connect_retrying(&url).await);
+    make_stream(&js, "restart").await;
+    publish(&js, "restart", 0..200).await;
+    let archive = Arc::new(MemArchive::default());
+    let metrics = Arc::new(Metrics::new());
+    let (tx, rx) = watch::channel(false);
+    let task = NatsSource::start_with(
+        &config(&url, &["restart"]),
+        archive.clone(),
+        metrics.clone(),
+        rx,
+    )
+    .await
+    .unwrap();
+    wait_for("200 messages", 20, || archive.len() == 200).await;
+
+    let own = own.restart();
+    let js = async_nats::jetstream::new(connect_retrying(&own.url()).await);
+    publish(&js, "restart", 200..400).await;
+    wait_for("400 messages after the restart", 60, || {
+        archive.len() == 400
+    })
+    .await;
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    let seqs: Vec<u64> = archive
+        .messages
+        .lock()
+        .unwrap()
+        .keys()
+        .map(|(_, s)| *s)
+        .collect();
+    assert_eq!(seqs, (1..=400).collect::<Vec<_>>());
+}
