@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::PutPayload;
+use object_store::{ObjectStore, PutPayload};
 
 use super::{op_error, Archive};
 
@@ -80,75 +80,81 @@ pub async fn check(archive: &Archive) -> CheckReport {
         probe: probe.to_string(),
         steps: Vec::new(),
     };
-    let store = &archive.store;
+    let store = archive.store.as_ref();
 
-    let ok = step(&mut report, "put", async {
-        store
-            .put(&probe, PutPayload::from_bytes(body.clone()))
-            .await
-            .map_err(|e| op_error("put", &probe, e).to_string())?;
-        Ok(format!("wrote {} bytes to {probe}", body.len()))
-    })
-    .await;
-    if !ok {
+    if !step(&mut report, "put", put_probe(store, &probe, &body)).await {
         return report;
     }
-
-    let ok = step(&mut report, "get", async {
-        let got = async { store.get(&probe).await?.bytes().await }
-            .await
-            .map_err(|e| op_error("get", &probe, e).to_string())?;
-        if got != body {
-            return Err(format!(
-                "read {} bytes but wrote {}: the store returned different content",
-                got.len(),
-                body.len()
-            ));
-        }
-        Ok(format!("read {} bytes back, identical", got.len()))
-    })
-    .await
-        && step(&mut report, "list", async {
-            let listed: Vec<_> = store
-                .list(Some(&dir))
-                .try_collect()
-                .await
-                .map_err(|e| op_error("list", &dir, e).to_string())?;
-            match listed.iter().find(|m| m.location == probe) {
-                Some(m) if m.size == body.len() as u64 => {
-                    Ok(format!("listed {} object(s) under {dir}", listed.len()))
-                }
-                Some(m) => Err(format!(
-                    "listing shows {} bytes for the probe, {} were written",
-                    m.size,
-                    body.len()
-                )),
-                None => Err(format!(
-                    "the probe is missing from the listing of {dir} ({} object(s) listed)",
-                    listed.len()
-                )),
-            }
-        })
-        .await;
-    if !ok {
+    let read_back = step(&mut report, "get", get_probe(store, &probe, &body)).await
+        && step(&mut report, "list", list_probe(store, &dir, &probe, &body)).await;
+    if !read_back {
         // Best effort: do not leave the probe behind; the failure is already reported.
         let _ = store.delete(&probe).await;
         return report;
     }
-
-    step(&mut report, "delete", async {
-        store
-            .delete(&probe)
-            .await
-            .map_err(|e| op_error("delete", &probe, e).to_string())?;
-        match store.head(&probe).await {
-            Err(object_store::Error::NotFound { .. }) => Ok(format!("deleted {probe}")),
-            Ok(_) => Err("the probe is still there after delete".to_string()),
-            Err(e) => Err(op_error("head", &probe, e).to_string()),
-        }
-    })
-    .await;
+    step(&mut report, "delete", delete_probe(store, &probe)).await;
     report
+}
+
+async fn put_probe(store: &dyn ObjectStore, probe: &Path, body: &Bytes) -> Result<String, String> {
+    store
+        .put(probe, PutPayload::from_bytes(body.clone()))
+        .await
+        .map_err(|e| op_error("put", probe, e).to_string())?;
+    Ok(format!("wrote {} bytes to {probe}", body.len()))
+}
+
+async fn get_probe(store: &dyn ObjectStore, probe: &Path, body: &Bytes) -> Result<String, String> {
+    let got = async { store.get(probe).await?.bytes().await }
+        .await
+        .map_err(|e| op_error("get", probe, e).to_string())?;
+    if got != *body {
+        return Err(format!(
+            "read {} bytes but wrote {}: the store returned different content",
+            got.len(),
+            body.len()
+        ));
+    }
+    Ok(format!("read {} bytes back, identical", got.len()))
+}
+
+async fn list_probe(
+    store: &dyn ObjectStore,
+    dir: &Path,
+    probe: &Path,
+    body: &Bytes,
+) -> Result<String, String> {
+    let listed: Vec<_> = store
+        .list(Some(dir))
+        .try_collect()
+        .await
+        .map_err(|e| op_error("list", dir, e).to_string())?;
+    match listed.iter().find(|m| &m.location == probe) {
+        Some(m) if m.size == body.len() as u64 => {
+            Ok(format!("listed {} object(s) under {dir}", listed.len()))
+        }
+        Some(m) => Err(format!(
+            "the listing shows {} bytes for the probe, {} were written",
+            m.size,
+            body.len()
+        )),
+        None => Err(format!(
+            "the probe is missing from the listing of {dir} ({} object(s) listed)",
+            listed.len()
+        )),
+    }
+}
+
+async fn delete_probe(store: &dyn ObjectStore, probe: &Path) -> Result<String, String> {
+    store
+        .delete(probe)
+        .await
+        .map_err(|e| op_error("delete", probe, e).to_string())?;
+    match store.head(probe).await {
+        Err(object_store::Error::NotFound { .. }) => Ok(format!("deleted {probe}")),
+        Ok(_) => Err("the probe is still there after delete".to_string()),
+        Err(e) => Err(op_error("head", probe, e).to_string()),
+    }
 }
 
 /// Runs one step, records it, and says whether it passed.
@@ -180,7 +186,6 @@ mod tests {
     use std::sync::Arc;
 
     use object_store::memory::InMemory;
-    use object_store::ObjectStore;
 
     use super::*;
 
