@@ -329,13 +329,18 @@ struct OwnServer {
 
 impl OwnServer {
     fn start(port: u16, dir: tempfile::TempDir) -> Option<Self> {
-        let child = std::process::Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
+        // Debian installs it in /usr/sbin, which is not on every PATH.
+        let child = ["nats-server", "/usr/sbin/nats-server"]
+            .iter()
+            .find_map(|bin| {
+                std::process::Command::new(bin)
+                    .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+                    .arg(dir.path())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .ok()
+            })?;
         Some(Self { child, port, dir })
     }
 
