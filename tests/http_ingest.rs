@@ -145,7 +145,7 @@ async fn accepted_batches_answer_with_their_sequences() {
     let (status, body) = s.post("orders", "\n").await;
     assert_eq!((status, &body["accepted"]), (200, &Value::from(0)));
 
-    let (wal, ..) = s.stop().await;
+    let (wal, _opts, _dir) = s.stop().await;
     let msgs = durable(&wal);
     assert_eq!(msgs.len(), 5);
     assert_eq!(&msgs[0].payload[..], b"a-0");
@@ -164,7 +164,7 @@ async fn json_array_bodies_are_accepted() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], 2);
-    let (wal, ..) = s.stop().await;
+    let (wal, _opts, _dir) = s.stop().await;
     let msgs = durable(&wal);
     assert_eq!(msgs[0].id.as_deref(), Some("i1"));
     assert_eq!(&msgs[1].payload[..], &[0xff, 0x00]);
@@ -202,7 +202,7 @@ async fn bad_input_is_a_400_naming_line_and_field_and_stores_nothing() {
     // None of it was stored: the next good message is the first.
     let (status, ok) = s.post("orders", lines(1, "good")).await;
     assert_eq!((status, &ok["first_seq"]), (200, &Value::from(1)), "{ok}");
-    let (wal, ..) = s.stop().await;
+    let (wal, _opts, _dir) = s.stop().await;
     assert_eq!(durable(&wal).len(), 1);
 }
 
@@ -256,7 +256,7 @@ async fn tokens_guard_ingest_and_flush_but_not_health() {
     let r = client.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.text().await.unwrap(), "ok");
-    let (wal, ..) = s.stop().await;
+    let (wal, _opts, _dir) = s.stop().await;
     assert_eq!(durable(&wal).len(), 2);
 }
 
