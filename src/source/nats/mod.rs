@@ -31,6 +31,10 @@
 //! are logged and retried with backoff; `async-nats` reconnects by itself
 //! after a server restart. A worker only ends at shutdown.
 //!
+//! Streams with work-queue retention are not archived (an acknowledgement
+//! removes the message, so archiving would take it away from the stream's
+//! consumers): the worker logs an error and stops.
+//!
 //! Uses only what nats-server 2.9 offers: streams and durable pull consumers.
 //! `stations = ["*"]` archives every stream on the server, rediscovered every
 //! 30 s.

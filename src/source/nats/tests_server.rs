@@ -318,6 +318,52 @@ async fn star_archives_streams_created_before_start() {
     }
     js.delete_stream(&a).await.unwrap();
     js.delete_stream(&b).await.unwrap();
+    // Leave no durable consumer behind on other tests' streams.
+    let mut names = js.stream_names();
+    while let Some(Ok(stream)) = names.next().await {
+        if let Ok(stream) = js.get_stream(&stream).await {
+            let _ = stream.delete_consumer(&cfg.consumer).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn work_queue_streams_are_left_alone() {
+    let Some(url) = server() else { return };
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    let name = unique("wq");
+    js.create_stream(stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{name}.>")],
+        retention: stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    publish(&js, &name, 0..5).await;
+    let archive = Arc::new(MemArchive::default());
+    let (_tx, rx) = watch::channel(false);
+    let task = NatsSource::start_with(
+        &config(&url, &[&name]),
+        archive.clone(),
+        Arc::new(Metrics::new()),
+        rx,
+    )
+    .await
+    .unwrap();
+    // Its only worker refuses the stream, so the source ends by itself.
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(archive.len(), 0);
+    let mut stream = js.get_stream(&name).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 5);
+    assert!(
+        stream.consumer_info(DEFAULT_CONSUMER).await.is_err(),
+        "no consumer created"
+    );
+    js.delete_stream(&name).await.unwrap();
 }
 
 /// A nats-server of this test's own (from `PATH`), so it can be restarted.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::stream::RetentionPolicy;
 use async_nats::jetstream::{self, Message};
 use futures::StreamExt as _;
 use tokio::sync::watch;
@@ -151,7 +152,15 @@ impl StationWorker {
         while !self.stopping() {
             let consumer = match self.consumer().await {
                 Ok(c) => c,
-                Err(e) => {
+                Err(SetupError::WorkQueue) => {
+                    tracing::error!(
+                        station = %self.station,
+                        "stream uses work-queue retention: acknowledging its messages would take \
+                         them away from its consumers, so Strata does not archive it",
+                    );
+                    break;
+                }
+                Err(SetupError::Nats(e)) => {
                     if self.transient("consumer setup", &e).await {
                         continue;
                     }
@@ -176,11 +185,22 @@ impl StationWorker {
     /// The durable pull consumer, created on first use. A new consumer starts
     /// at the first message the stream still holds; an existing one resumes
     /// after the last acknowledged message.
-    async fn consumer(&mut self) -> Result<PullConsumer, async_nats::Error> {
+    async fn consumer(&mut self) -> Result<PullConsumer, SetupError> {
         if let Some(c) = &self.consumer {
             return Ok(c.clone());
         }
-        let stream = self.js.get_stream(self.station.as_str()).await?;
+        let stream = self
+            .js
+            .get_stream(self.station.as_str())
+            .await
+            .map_err(|e| {
+                SetupError::Nats(
+                    format!("looking up the stream failed ({e}); does the stream exist?").into(),
+                )
+            })?;
+        if stream.cached_info().config.retention == RetentionPolicy::WorkQueue {
+            return Err(SetupError::WorkQueue);
+        }
         let consumer: PullConsumer = stream
             .get_or_create_consumer(
                 &self.config.consumer,
@@ -194,7 +214,8 @@ impl StationWorker {
                     ..Default::default()
                 },
             )
-            .await?;
+            .await
+            .map_err(|e| SetupError::Nats(e.into()))?;
         self.consumer = Some(consumer.clone());
         Ok(consumer)
     }
@@ -356,6 +377,13 @@ impl StationWorker {
             }
         }
     }
+}
+
+/// Why the consumer could not be set up.
+enum SetupError {
+    /// The stream is a work queue: an acknowledgement removes the message.
+    WorkQueue,
+    Nats(async_nats::Error),
 }
 
 enum PullError {
