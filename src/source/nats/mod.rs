@@ -171,9 +171,19 @@ impl NatsSource {
         };
         Ok(tokio::spawn(async move {
             supervisor.run(stations).await;
-            // Send the last acknowledgements before the connection goes.
+            // Send the last acknowledgements, then close the connection so the
+            // server forgets our pull requests at once: a request left waiting
+            // would take a message the next run then gets only after ack_wait.
             if let Err(e) = client.flush().await {
                 tracing::warn!(error = %e, "flushing NATS acknowledgements at shutdown failed");
+            }
+            if client.drain().await.is_ok() {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+                while client.connection_state() == async_nats::connection::State::Connected
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
         }))
     }
@@ -230,12 +240,9 @@ impl Supervisor {
                 let mut skipped = HashSet::new();
                 loop {
                     self.discover(&mut skipped).await;
-                    let stop = tokio::select! {
-                        () = tokio::time::sleep(DISCOVERY_INTERVAL) => *self.shutdown.borrow(),
-                        r = self.shutdown.changed() => r.is_err() || *self.shutdown.borrow(),
-                    };
-                    if stop {
-                        break;
+                    tokio::select! {
+                        () = tokio::time::sleep(DISCOVERY_INTERVAL) => {}
+                        () = worker::shutdown_requested(&mut self.shutdown) => break,
                     }
                 }
             }

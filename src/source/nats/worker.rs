@@ -71,6 +71,15 @@ impl Backoff {
     }
 }
 
+/// Resolves once shutdown is requested: the value turns `true` or the sender is gone.
+pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Why a batch was not archived.
 enum Stop {
     /// Shutdown was requested or the WAL closed: the worker ends.
@@ -119,7 +128,7 @@ impl StationWorker {
     }
 
     fn stopping(&self) -> bool {
-        *self.shutdown.borrow()
+        *self.shutdown.borrow() || self.shutdown.has_changed().is_err()
     }
 
     /// Sleeps `d` unless shutdown comes first; returns whether to go on.
@@ -129,7 +138,7 @@ impl StationWorker {
         }
         tokio::select! {
             () = tokio::time::sleep(d) => !self.stopping(),
-            _ = self.shutdown.changed() => false,
+            () = shutdown_requested(&mut self.shutdown) => false,
         }
     }
 
@@ -274,7 +283,7 @@ impl StationWorker {
                 Ok(r) => r.map_err(PullError::Nats),
                 Err(_) => Err(PullError::Nats("pull request got no answer in time".into())),
             },
-            _ = self.shutdown.changed() => Err(PullError::Stop(Stop::Shutdown)),
+            () = shutdown_requested(&mut self.shutdown) => Err(PullError::Stop(Stop::Shutdown)),
         }
     }
 
@@ -402,5 +411,18 @@ mod tests {
         assert_eq!(delays, [100, 200, 350, 350]);
         b.reset();
         assert_eq!(b.delay().as_millis(), 100);
+    }
+
+    #[tokio::test]
+    async fn only_true_or_a_dropped_sender_means_shutdown() {
+        let (tx, mut rx) = watch::channel(false);
+        tx.send(false).unwrap();
+        let pending = tokio::time::timeout(Duration::from_millis(50), shutdown_requested(&mut rx));
+        assert!(pending.await.is_err(), "a repeated false is no shutdown");
+        tx.send(true).unwrap();
+        shutdown_requested(&mut rx).await;
+        let (tx, mut rx) = watch::channel(false);
+        drop(tx);
+        shutdown_requested(&mut rx).await;
     }
 }
