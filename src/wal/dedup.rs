@@ -387,7 +387,9 @@ mod tests {
     #[test]
     fn duplicates_of_durable_in_flight_and_same_batch_are_dropped() {
         let mut q = Sequencer::default();
-        let p = q.plan(vec![draft("a", Some(1)), draft("a", Some(2))]).unwrap();
+        let p = q
+            .plan(vec![draft("a", Some(1)), draft("a", Some(2))])
+            .unwrap();
         q.reserve(&p.reserved);
         q.commit(&p.reserved);
         let p = q.plan(vec![draft("a", Some(3))]).unwrap();

@@ -145,7 +145,9 @@ impl EntryHeader {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum EncodeError {
     /// The body would exceed [`MAX_BODY_LEN`].
-    #[error("batch is {0} bytes encoded: one entry holds at most 4294967295 bytes; split the batch")]
+    #[error(
+        "batch is {0} bytes encoded: one entry holds at most 4294967295 bytes; split the batch"
+    )]
     TooLarge(u64),
     /// A message's sequence is above [`MAX_SEQ`].
     #[error("sequence {0} is above the largest archivable sequence")]

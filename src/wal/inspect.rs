@@ -36,6 +36,8 @@ pub struct SegmentReport {
     pub first_bad_offset: Option<u64>,
     /// What is wrong at `first_bad_offset`.
     pub problem: Option<String>,
+    /// Good entries found after the damage (by looking for the next entry magic).
+    pub entries_after_damage: u64,
 }
 
 /// One segment in `<dir>/corrupt/`.
@@ -161,6 +163,7 @@ pub fn inspect(dir: &Path) -> Result<InspectReport, WalError> {
             messages: scan.messages(),
             first_bad_offset,
             problem,
+            entries_after_damage: scan.salvaged.len() as u64,
         };
         let t = &mut report.totals;
         t.segments += 1;
@@ -194,7 +197,11 @@ fn file_name(path: &Path) -> String {
 impl fmt::Display for InspectReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "WAL {}", self.dir.display())?;
-        writeln!(f, "  id: {}", self.wal_id.as_deref().unwrap_or("(no wal.id)"))?;
+        writeln!(
+            f,
+            "  id: {}",
+            self.wal_id.as_deref().unwrap_or("(no wal.id)")
+        )?;
         match self.snapshot_through {
             Some(n) => writeln!(
                 f,
@@ -214,10 +221,14 @@ impl fmt::Display for InspectReport {
                 SegmentState::Active => "active",
                 SegmentState::Sealed => "sealed",
             };
+            let after = match s.entries_after_damage {
+                0 => String::new(),
+                n => format!(" ({n} readable entries after it)"),
+            };
             let crc = match (&s.first_bad_offset, &s.problem) {
                 (None, _) => "ok".to_string(),
-                (Some(o), Some(p)) => format!("bad at byte {o}: {p}"),
-                (Some(o), None) => format!("bad at byte {o}"),
+                (Some(o), Some(p)) => format!("bad at byte {o}: {p}{after}"),
+                (Some(o), None) => format!("bad at byte {o}{after}"),
             };
             writeln!(
                 f,

@@ -209,7 +209,9 @@ pub enum WalError {
     #[error("sequence {0} is too large: at most 9223372036854775807")]
     SeqOutOfRange(u64),
     /// The batch does not fit in one entry; nothing was written.
-    #[error("batch of {bytes} encoded bytes is too large for one WAL entry (at most {max}): split it")]
+    #[error(
+        "batch of {bytes} encoded bytes is too large for one WAL entry (at most {max}): split it"
+    )]
     BatchTooLarge {
         /// The encoded size.
         bytes: u64,

@@ -283,7 +283,12 @@ pub(crate) fn recover(
                         );
                     }
                     Ok(Some((offset, reason))) => {
-                        tracing::error!(file, offset, reason, "corrupt sealed WAL segment set aside");
+                        tracing::error!(
+                            file,
+                            offset,
+                            reason,
+                            "corrupt sealed WAL segment set aside"
+                        );
                         set_aside_file(dir, &l.path, &reason).map_err(io_at(&l.path))?;
                         set_aside += 1;
                     }
@@ -303,8 +308,7 @@ pub(crate) fn recover(
         );
         let mut len = scan.len;
         if let Some(d) = &scan.damage {
-            let truncate =
-                is_last_active && d.torn_tail && mode == RecoveryMode::TruncateTornTail;
+            let truncate = is_last_active && d.torn_tail && mode == RecoveryMode::TruncateTornTail;
             if !truncate {
                 tracing::error!(
                     file,

@@ -414,7 +414,12 @@ mod tests {
             parse_file_name(&b),
             Some((SegmentId(10), SegmentState::Active))
         );
-        for bad in ["wal-1.seg", "wal-0000000000000000000x.seg", "seqs.snapshot", "x.seg"] {
+        for bad in [
+            "wal-1.seg",
+            "wal-0000000000000000000x.seg",
+            "seqs.snapshot",
+            "x.seg",
+        ] {
             assert_eq!(parse_file_name(bad), None, "{bad}");
         }
     }
