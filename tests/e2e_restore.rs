@@ -17,8 +17,14 @@ use e2e_support::*;
 
 const CONSUMER: &str = "strata";
 const CATCH_UP: Duration = Duration::from_secs(180);
-/// Headers Strata adds to restored messages.
-const RESTORE_HEADERS: [&str; 3] = ["Strata-Seq", "Strata-Timestamp", "Nats-Msg-Id"];
+/// Headers Strata adds to restored messages (`Strata-Station` is an addition
+/// of the implementation to the contract's three).
+const RESTORE_HEADERS: [&str; 4] = [
+    "Strata-Seq",
+    "Strata-Timestamp",
+    "Strata-Station",
+    "Nats-Msg-Id",
+];
 
 /// The expected form of an archived row.
 fn expected_from_row(r: &Row) -> Expected {
