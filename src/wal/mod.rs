@@ -136,6 +136,11 @@ pub struct WalStats {
     pub sealed_segments: u64,
     /// Segments in `<dir>/corrupt/`.
     pub set_aside: u64,
+    /// Entries made durable since open (one per append that wrote anything).
+    pub appends: u64,
+    /// Group commits (`fdatasync` calls) since open; `appends / fsyncs` is
+    /// the average group size.
+    pub fsyncs: u64,
 }
 
 /// How [`Wal::open`] treats damage found on disk.
