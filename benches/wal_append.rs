@@ -4,6 +4,11 @@
 //! is fsynced, so these figures are durable throughput. `disk/dsync_1MiB`
 //! is the equivalent of `dd if=/dev/zero bs=1M oflag=dsync` (write 1 MiB,
 //! fdatasync, repeat), measured in the same run on the same file system.
+//! After the criterion groups, a *paired* run alternates one second of the
+//! disk figure with one second of each headline WAL case, five times, and
+//! prints each ratio and their median: on a shared machine the disk's fsync
+//! latency swings by 10x within seconds, so only figures taken back to back
+//! compare. `cargo bench --bench wal_append -- <filter>` skips the paired run.
 //! Results and the goals they are held to: `docs/bench/wal.md`.
 
 use std::fs::File;
@@ -12,37 +17,42 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput};
 use strata::wal::{Wal, WalOptions};
 use strata::{Draft, StationName, Timestamp};
 
 const MESSAGE_BYTES: usize = 1024;
 const DISK_BLOCKS: usize = 64;
 
-fn disk_limit(c: &mut Criterion) {
+/// `dd if=/dev/zero of=FILE bs=1M count=64 oflag=dsync`: returns the time
+/// the writes and fdatasyncs took.
+fn dd(dir: &std::path::Path, block: &[u8], blocks: usize) -> Duration {
+    let path = dir.join("dd");
+    let mut f = File::create(&path).expect("create");
+    let start = Instant::now();
+    for _ in 0..blocks {
+        f.write_all(block).expect("write");
+        f.sync_data().expect("fdatasync");
+    }
+    let took = start.elapsed();
+    drop(f);
+    std::fs::remove_file(&path).expect("remove");
+    took
+}
+
+fn disk_limit(c: &mut Criterion, name: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
     let block = vec![0u8; 1 << 20];
     let mut g = c.benchmark_group("disk");
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
+        .measurement_time(Duration::from_secs(3));
     g.throughput(Throughput::Bytes((DISK_BLOCKS * block.len()) as u64));
-    g.bench_function("dsync_1MiB", |b| {
+    g.bench_function(name, |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for i in 0..iters {
-                let path = dir.path().join(format!("dd-{i}"));
-                let mut f = File::create(&path).expect("create");
-                let start = Instant::now();
-                for _ in 0..DISK_BLOCKS {
-                    f.write_all(&block).expect("write");
-                    f.sync_data().expect("fdatasync");
-                }
-                total += start.elapsed();
-                drop(f);
-                std::fs::remove_file(&path).expect("remove");
-            }
-            total
+            (0..iters)
+                .map(|_| dd(dir.path(), &block, DISK_BLOCKS))
+                .sum()
         })
     });
     g.finish();
@@ -71,39 +81,45 @@ fn rounds(batch: usize) -> usize {
     }
 }
 
-fn appends(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut opts = WalOptions::new(dir.path());
+fn open_wal(dir: &std::path::Path) -> Wal {
+    let mut opts = WalOptions::new(dir);
     opts.max_disk_bytes = 64 << 30;
-    let wal = Wal::open(opts).expect("open WAL");
+    Wal::open(opts).expect("open WAL")
+}
+
+/// Stand in for the compactor so the WAL does not grow without bound.
+fn drain(wal: &Wal) {
+    for s in wal.sealed() {
+        wal.remove_sealed(s.id).expect("remove sealed");
+    }
+}
+
+fn appends(c: &mut Criterion, cases: &[(usize, usize)]) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wal = open_wal(dir.path());
     let payload = Bytes::from(vec![b'x'; MESSAGE_BYTES]);
     let mut g = c.benchmark_group("append");
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
-    for appenders in [1usize, 8] {
-        for size in [1usize, 64, 1024] {
-            let appends = (appenders * rounds(size)) as u64;
-            g.throughput(if size == 1 {
-                Throughput::Elements(appends)
-            } else {
-                Throughput::Bytes(appends * (size * MESSAGE_BYTES) as u64)
-            });
-            let id = BenchmarkId::new(format!("{appenders}_appenders"), format!("batch_{size}"));
-            g.bench_with_input(id, &(appenders, size), |b, &(appenders, size)| {
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        total += run(&wal, &payload, appenders, size);
-                        // Stand in for the compactor so the WAL does not grow without bound.
-                        for s in wal.sealed() {
-                            wal.remove_sealed(s.id).expect("remove sealed");
-                        }
-                    }
-                    total
-                })
-            });
-        }
+        .measurement_time(Duration::from_secs(3));
+    for &(appenders, size) in cases {
+        let appends = (appenders * rounds(size)) as u64;
+        g.throughput(if size == 1 {
+            Throughput::Elements(appends)
+        } else {
+            Throughput::Bytes(appends * (size * MESSAGE_BYTES) as u64)
+        });
+        let id = BenchmarkId::new(format!("{appenders}_appenders"), format!("batch_{size}"));
+        g.bench_with_input(id, &(appenders, size), |b, &(appenders, size)| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    total += run(&wal, &payload, appenders, size);
+                    drain(&wal);
+                }
+                total
+            })
+        });
     }
     g.finish();
 }
@@ -132,5 +148,69 @@ fn run(wal: &Wal, payload: &Bytes, appenders: usize, size: usize) -> Duration {
     .elapsed()
 }
 
-criterion_group!(benches, disk_limit, appends);
-criterion_main!(benches);
+/// Disk and WAL figures taken back to back, five times; prints the ratios.
+fn paired() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wal = open_wal(&dir.path().join("wal"));
+    let payload = Bytes::from(vec![b'x'; MESSAGE_BYTES]);
+    let block = vec![0u8; 1 << 20];
+    let second = Duration::from_secs(1);
+    let mut ratios = Vec::new();
+    let mut singles = Vec::new();
+    println!("\npaired run (1 s each, back to back):");
+    for round in 1..=5 {
+        let (mut bytes, mut took) = (0u64, Duration::ZERO);
+        while took < second {
+            took += dd(dir.path(), &block, 16);
+            bytes += 16 << 20;
+        }
+        let disk = bytes as f64 / took.as_secs_f64() / 1048576.0;
+        let rate = |appenders: usize, size: usize| {
+            let (mut n, mut took) = (0usize, Duration::ZERO);
+            while took < second {
+                took += run(&wal, &payload, appenders, size);
+                drain(&wal);
+                n += appenders * rounds(size);
+            }
+            n as f64 / took.as_secs_f64()
+        };
+        let mib = rate(8, 64) * (64 * MESSAGE_BYTES) as f64 / 1048576.0;
+        let single = rate(8, 1);
+        let single_alone = rate(1, 1);
+        let st = wal.stats();
+        println!(
+            "  round {round}: disk {disk:7.0} MiB/s | 8 x 64 msgs {mib:7.0} MiB/s = {:4.0}% | \
+             8 x 1 msg {single:7.0} appends/s | 1 x 1 msg {single_alone:6.0} appends/s | \
+             {:.1} appends per fsync so far",
+            mib / disk * 100.0,
+            st.appends as f64 / st.fsyncs.max(1) as f64
+        );
+        ratios.push(mib / disk);
+        singles.push(single);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "  median: 8 x 64 msgs at {:.0}% of the disk (goal >= 75%), 8 x 1 msg {:.0} appends/s (goal >= 5000)",
+        median(&mut ratios) * 100.0,
+        median(&mut singles)
+    );
+}
+
+fn main() {
+    let filtered = std::env::args().skip(1).any(|a| !a.starts_with('-'));
+    let mut c = Criterion::default().configure_from_args();
+    // The headline case right after the disk figure, so both see the same disk.
+    disk_limit(&mut c, "dsync_1MiB");
+    appends(
+        &mut c,
+        &[(8, 64), (8, 1), (8, 1024), (1, 1), (1, 64), (1, 1024)],
+    );
+    disk_limit(&mut c, "dsync_1MiB_again");
+    c.final_summary();
+    if !filtered {
+        paired();
+    }
+}

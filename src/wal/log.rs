@@ -50,7 +50,7 @@ enum Request {
 }
 
 struct AppendReq {
-    bytes: Vec<u8>,
+    entry: entry::EncodedEntry,
     messages: u64,
     min_timestamp: Option<Timestamp>,
     reserved: Reserved,
@@ -209,7 +209,7 @@ impl Inner {
         if used + size + 2 * SEGMENT_HEADER_LEN as u64 > max {
             return Err(WalError::Full { used, max });
         }
-        let bytes = entry::encode(&plan.messages).map_err(|e| match e {
+        let encoded = entry::encode_chunks(&plan.messages).map_err(|e| match e {
             entry::EncodeError::SeqOutOfRange(s) => WalError::SeqOutOfRange(s),
             entry::EncodeError::TooLarge(b) => WalError::BatchTooLarge {
                 bytes: b,
@@ -217,7 +217,7 @@ impl Inner {
             },
         })?;
         let req = AppendReq {
-            bytes,
+            entry: encoded,
             messages: plan.messages.len() as u64,
             min_timestamp: plan.messages.iter().map(|m| m.timestamp).min(),
             reserved: plan.reserved,
@@ -423,16 +423,38 @@ struct Writer {
     active: Active,
     /// Held for as long as the writer runs; released when it stops.
     _lock: DirLock,
-    /// Appends in the last group written, and how long its fdatasync took
-    /// (see [`Writer::gather`]).
+    /// Appends in the last group made durable, and how long its fdatasync
+    /// took (see [`Writer::run`]).
     last_group: usize,
     last_sync: Duration,
 }
 
-/// The longest [`Writer::gather`] waits for the rest of a group.
+/// The longest the writer waits for the rest of a group.
 const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
 
+type Reply = oneshot::Sender<Result<Appended, WalError>>;
+
+/// Appends written to the active segment but not yet fsynced, and the
+/// barriers to answer with them.
+#[derive(Default)]
+struct Group {
+    written: Vec<AppendReq>,
+    bytes: u64,
+    barriers: Vec<(Appended, Reply)>,
+}
+
 impl Writer {
+    /// Group commit: wait for a first request, write everything queued, and
+    /// keep writing what arrives while fewer appends are in hand than the last
+    /// group had (at most as long as the last fdatasync took, and 2 ms); then
+    /// one fdatasync for all of them, and answer them all.
+    ///
+    /// The appenders answered by one fdatasync come back one after another;
+    /// starting the next fdatasync with only the first of them would split
+    /// them over two device flushes. Writing each arrival at once (into the
+    /// page cache, in queue order) overlaps that copy with waiting for the
+    /// others. A lone appender (last group of one) never waits, and a drop in
+    /// load costs one such wait before the target follows it down.
     fn run(mut self) {
         loop {
             let first = match self.age_deadline() {
@@ -452,57 +474,25 @@ impl Writer {
                     Err(_) => break,
                 },
             };
-            // Group commit: everything queued while the last fsync ran goes
-            // into this one write and this one fsync.
-            let mut requests = vec![first];
-            requests.extend(self.rx.try_iter());
-            self.gather(&mut requests);
-            self.handle(requests);
-            self.roll_if_due();
-        }
-    }
-
-    /// Waits briefly for the rest of a group. The appenders answered by the
-    /// last fsync come back one after another; starting the next fsync with
-    /// only the first of them would split them over two fsyncs (each costing
-    /// a full device flush). So while fewer appends are in hand than the last
-    /// group had, wait for more, at most as long as the last fsync took (and
-    /// 2 ms). A lone appender (last group of one) never waits, and a drop in
-    /// load costs one such wait before the target follows it down.
-    fn gather(&mut self, requests: &mut Vec<Request>) {
-        let appends = |rs: &[Request]| {
-            rs.iter()
-                .filter(|r| matches!(r, Request::Append(_)))
-                .count()
-        };
-        let mut have = appends(requests);
-        if have == 0
-            || have >= self.last_group
-            || self.poisoned()
-            || requests.iter().any(|r| matches!(r, Request::Seal(_)))
-        {
-            return;
-        }
-        let deadline = Instant::now() + self.last_sync.min(MAX_GATHER_WAIT);
-        while have < self.last_group {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(wait) {
-                Ok(r) => {
-                    let seal = matches!(r, Request::Seal(_));
-                    requests.push(r);
-                    let before = requests.len();
-                    requests.extend(self.rx.try_iter());
-                    if seal
-                        || requests[before..]
-                            .iter()
-                            .any(|r| matches!(r, Request::Seal(_)))
-                    {
-                        return;
+            let mut group = Group::default();
+            let mut batch = vec![first];
+            batch.extend(self.rx.try_iter());
+            self.accept(batch, &mut group);
+            let deadline = Instant::now() + self.last_sync.min(MAX_GATHER_WAIT);
+            while !group.written.is_empty() && group.written.len() < self.last_group {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                match self.rx.recv_timeout(wait) {
+                    Ok(r) => {
+                        let mut batch = vec![r];
+                        batch.extend(self.rx.try_iter());
+                        self.accept(batch, &mut group);
                     }
-                    have = appends(requests);
+                    Err(_) => break,
                 }
-                Err(_) => return,
             }
+            self.flush(&mut group);
+            self.roll_if_full();
+            self.roll_if_due();
         }
     }
 
@@ -530,27 +520,47 @@ impl Writer {
 
     fn roll_if_due(&mut self) {
         if self.age_deadline().is_some_and(|d| Instant::now() >= d) {
-            if let Err((path, e)) = self.seal_and_roll() {
-                self.poison("seal", &path, &e);
-            }
+            self.roll();
         }
     }
 
-    fn handle(&mut self, requests: Vec<Request>) {
-        let mut group = Vec::new();
-        let mut barriers = Vec::new();
+    fn roll_if_full(&mut self) {
+        if !self.poisoned()
+            && self.active.entries > 0
+            && self.active.len >= self.shared.opts.segment_max_bytes
+        {
+            self.roll();
+        }
+    }
+
+    fn roll(&mut self) {
+        if let Err((path, e)) = self.seal_and_roll() {
+            self.poison("seal", &path, &e);
+        }
+    }
+
+    /// Takes a batch of requests in queue order: appends are written at once,
+    /// barriers join the group, a seal makes the group durable and seals.
+    fn accept(&mut self, requests: Vec<Request>, group: &mut Group) {
+        let mut fresh = Vec::new();
         for r in requests {
             match r {
-                Request::Append(a) => group.push(a),
-                Request::Barrier { appended, reply } => barriers.push((appended, reply)),
+                Request::Append(a) => fresh.push(a),
+                Request::Barrier { appended, reply } => {
+                    // Answered with the group, so what was queued before it
+                    // must be in the group first.
+                    self.write(std::mem::take(&mut fresh), group);
+                    group.barriers.push((appended, reply));
+                }
                 Request::Seal(reply) => {
                     // Everything queued before the seal goes into the sealed segment.
-                    self.commit(std::mem::take(&mut group), std::mem::take(&mut barriers));
+                    self.write(std::mem::take(&mut fresh), group);
+                    self.flush(group);
                     let _ = reply.send(self.seal_now());
                 }
             }
         }
-        self.commit(group, barriers);
+        self.write(fresh, group);
     }
 
     fn seal_now(&mut self) -> Result<Option<SegmentId>, WalError> {
@@ -569,106 +579,123 @@ impl Writer {
         }
     }
 
-    /// Writes and fsyncs a group, then answers it.
-    fn commit(
-        &mut self,
-        group: Vec<AppendReq>,
-        barriers: Vec<(Appended, oneshot::Sender<Result<Appended, WalError>>)>,
-    ) {
-        if group.is_empty() && barriers.is_empty() {
+    /// Writes appends to the active segment (one vectored write), rolling
+    /// first, after making the group durable, if they would overflow a
+    /// non-empty segment.
+    fn write(&mut self, fresh: Vec<AppendReq>, group: &mut Group) {
+        if fresh.is_empty() {
             return;
         }
-        let total: u64 = group.iter().map(|a| a.bytes.len() as u64).sum();
-        let result = if self.poisoned() {
-            Err(None)
-        } else if group.is_empty() {
-            Ok(())
-        } else {
-            self.write_group(&group, total).map_err(Some)
-        };
-        match result {
-            Ok(()) => {
-                {
-                    let mut gate = lock(&self.shared.gate);
-                    for a in &group {
-                        gate.seq.commit(&a.reserved);
-                    }
-                    gate.reserved -= total;
-                    gate.used += total;
-                }
-                for a in group {
-                    let _ = a.reply.send(Ok(a.appended));
-                }
-                for (appended, reply) in barriers {
-                    let _ = reply.send(Ok(appended));
-                }
-                if self.active.len >= self.shared.opts.segment_max_bytes {
-                    if let Err((path, e)) = self.seal_and_roll() {
-                        self.poison("seal", &path, &e);
-                    }
-                }
-            }
-            Err(failure) => {
-                {
-                    let mut gate = lock(&self.shared.gate);
-                    for a in &group {
-                        gate.seq.release(&a.reserved);
-                    }
-                    gate.reserved -= total;
-                }
-                for a in group {
-                    let err = match &failure {
-                        Some((path, e)) => same_io(path, e),
-                        None => WalError::Poisoned,
-                    };
-                    let _ = a.reply.send(Err(err));
-                }
-                for (_, reply) in barriers {
-                    let _ = reply.send(Err(WalError::Poisoned));
-                }
+        let total: u64 = fresh.iter().map(|a| a.entry.len).sum();
+        let non_empty = self.active.entries > 0 || !group.written.is_empty();
+        if !self.poisoned()
+            && non_empty
+            && self.active.len + total > self.shared.opts.segment_max_bytes
+        {
+            self.flush(group);
+            if !self.poisoned() && self.active.entries > 0 {
+                self.roll();
             }
         }
+        if self.poisoned() {
+            self.fail(fresh, Vec::new(), None);
+            return;
+        }
+        let mut slices: Vec<IoSlice<'_>> = fresh
+            .iter()
+            .flat_map(|a| a.entry.chunks.iter().map(|c| IoSlice::new(c)))
+            .collect();
+        if let Err(e) = write_all_vectored(&mut self.active.file, &mut slices) {
+            let path = self.active.path.clone();
+            self.poison("write", &path, &e);
+            let mut all = std::mem::take(&mut group.written);
+            all.extend(fresh);
+            self.fail(all, std::mem::take(&mut group.barriers), Some((&path, &e)));
+            group.bytes = 0;
+            return;
+        }
+        self.active.len += total;
+        group.bytes += total;
+        group.written.extend(fresh);
     }
 
-    /// Rolls first if the group would overflow a non-empty segment, then one
-    /// vectored write and one fdatasync for the whole group. Poisons on failure.
-    fn write_group(&mut self, group: &[AppendReq], total: u64) -> Result<(), (PathBuf, io::Error)> {
-        if self.active.entries > 0 && self.active.len + total > self.shared.opts.segment_max_bytes {
-            if let Err((path, e)) = self.seal_and_roll() {
-                self.poison("seal", &path, &e);
-                return Err((path, e));
+    /// One fdatasync for everything written, then commit and answer the group.
+    fn flush(&mut self, group: &mut Group) {
+        let written = std::mem::take(&mut group.written);
+        let barriers = std::mem::take(&mut group.barriers);
+        let bytes = std::mem::take(&mut group.bytes);
+        if written.is_empty() {
+            for (appended, reply) in barriers {
+                let _ = reply.send(if self.poisoned() {
+                    Err(WalError::Poisoned)
+                } else {
+                    Ok(appended)
+                });
             }
+            return;
         }
-        let mut slices: Vec<IoSlice<'_>> = group.iter().map(|a| IoSlice::new(&a.bytes)).collect();
-        let result = write_all_vectored(&mut self.active.file, &mut slices)
-            .map_err(|e| ("write", e))
-            .and_then(|()| {
-                let start = Instant::now();
-                self.sync_data().map_err(|e| ("fdatasync", e))?;
-                self.last_sync = start.elapsed();
-                Ok(())
-            });
-        self.last_group = group.len();
+        let start = Instant::now();
+        if let Err(e) = self.sync_data() {
+            let path = self.active.path.clone();
+            self.poison("fdatasync", &path, &e);
+            self.fail(written, barriers, Some((&path, &e)));
+            return;
+        }
+        self.last_sync = start.elapsed();
+        self.last_group = written.len();
         self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.shared
             .appends
-            .fetch_add(group.len() as u64, Ordering::Relaxed);
-        if let Err((what, e)) = result {
-            self.poison(what, &self.active.path.clone(), &e);
-            return Err((self.active.path.clone(), e));
+            .fetch_add(written.len() as u64, Ordering::Relaxed);
+        {
+            let mut gate = lock(&self.shared.gate);
+            for a in &written {
+                gate.seq.commit(&a.reserved);
+            }
+            gate.reserved -= bytes;
+            gate.used += bytes;
         }
         let a = &mut self.active;
-        a.len += total;
-        a.entries += group.len() as u64;
-        for req in group {
+        a.entries += written.len() as u64;
+        a.first_write.get_or_insert_with(Instant::now);
+        for req in written {
             a.messages += req.messages;
             a.min_timestamp = match (a.min_timestamp, req.min_timestamp) {
                 (Some(x), Some(y)) => Some(x.min(y)),
                 (x, y) => x.or(y),
             };
+            let _ = req.reply.send(Ok(req.appended));
         }
-        a.first_write.get_or_insert_with(Instant::now);
-        Ok(())
+        for (appended, reply) in barriers {
+            let _ = reply.send(Ok(appended));
+        }
+    }
+
+    /// Answers appends that will never be durable and frees their sequences
+    /// and budget. `io` is the failure that caused it, if this is it.
+    fn fail(
+        &self,
+        appends: Vec<AppendReq>,
+        barriers: Vec<(Appended, Reply)>,
+        io: Option<(&Path, &io::Error)>,
+    ) {
+        {
+            let mut gate = lock(&self.shared.gate);
+            for a in &appends {
+                gate.seq.release(&a.reserved);
+                gate.reserved -= a.entry.len;
+            }
+        }
+        for a in appends {
+            let err = match io {
+                Some((path, e)) => same_io(path, e),
+                None => WalError::Poisoned,
+            };
+            let _ = a.reply.send(Err(err));
+        }
+        for (_, reply) in barriers {
+            let _ = reply.send(Err(WalError::Poisoned));
+        }
     }
 
     fn sync_data(&self) -> io::Result<()> {
