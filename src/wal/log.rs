@@ -3,8 +3,9 @@
 //!
 //! Appenders plan their batch against the [`Sequencer`] and enqueue the encoded
 //! entry while holding the `gate` mutex, so the queue order is the order in
-//! which sequences were reserved. The writer thread drains the queue, writes
-//! every entry with one vectored `write`, calls `fdatasync` once, and only
+//! which sequences were reserved. The writer thread writes entries in queue
+//! order as they arrive (one vectored `write` per batch of arrivals) until the
+//! group is complete (see [`Writer::run`]), calls `fdatasync` once, and only
 //! then commits the sequences and answers every waiter. One failed write or
 //! fsync poisons the WAL for good (an fsync error may have dropped dirty pages:
 //! retrying and succeeding would claim durability for data that is gone).
@@ -226,8 +227,10 @@ impl Inner {
         };
         gate.seq.reserve(&req.reserved);
         gate.reserved += size;
-        if let Err(mpsc::SendError(Request::Append(req))) = send_raw(&gate, Request::Append(req)) {
-            gate.seq.release(&req.reserved);
+        if let Err(back) = send_raw(&gate, Request::Append(req)) {
+            if let Request::Append(req) = *back {
+                gate.seq.release(&req.reserved);
+            }
             gate.reserved -= size;
             return Err(WalError::Poisoned);
         }
@@ -372,10 +375,12 @@ impl Drop for Inner {
     }
 }
 
-fn send_raw(gate: &Gate, req: Request) -> Result<(), mpsc::SendError<Request>> {
+/// Enqueues a request; gives it back (boxed: only on this rare path) when the
+/// WAL is closed or the writer is gone.
+fn send_raw(gate: &Gate, req: Request) -> Result<(), Box<Request>> {
     match &gate.tx {
-        Some(tx) => tx.send(req),
-        None => Err(mpsc::SendError(req)),
+        Some(tx) => tx.send(req).map_err(|e| Box::new(e.0)),
+        None => Err(Box::new(req)),
     }
 }
 
