@@ -162,6 +162,7 @@ async fn main() {
         row_group_rows: 65_536,
         row_group_bytes: 16 << 20,
         multipart_threshold: 16 << 20,
+        ..CompactionConfig::default()
     };
     let compactor = Compactor::new(wal.clone(), archive, &cfg, Arc::new(NoopObserver));
     let t = Instant::now();

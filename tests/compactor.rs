@@ -49,6 +49,7 @@ fn config() -> CompactionConfig {
         row_group_rows: 4096,
         row_group_bytes: 4 << 20,
         multipart_threshold: 16 << 20,
+        ..CompactionConfig::default()
     }
 }
 
