@@ -5,7 +5,7 @@
 //! compaction alone.
 //!
 //! ```text
-//! cargo run --release --example compact_backlog -- [--gib 1.0] [--stations 2] [--dir DIR]
+//! cargo run --release --example compact_backlog -- [--gib 1.0] [--stations 2] [--dir DIR] [--row-group-mib N]
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +28,7 @@ struct Args {
     gib: f64,
     stations: usize,
     dir: Option<std::path::PathBuf>,
+    row_group_mib: Option<usize>,
 }
 
 fn args() -> Args {
@@ -35,6 +36,7 @@ fn args() -> Args {
         gib: 1.0,
         stations: 2,
         dir: None,
+        row_group_mib: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -43,7 +45,12 @@ fn args() -> Args {
             "--gib" => a.gib = value.parse().expect("--gib takes a number"),
             "--stations" => a.stations = value.parse().expect("--stations takes a number"),
             "--dir" => a.dir = Some(value.into()),
-            other => panic!("unknown flag {other}: use --gib, --stations, --dir"),
+            "--row-group-mib" => {
+                a.row_group_mib = Some(value.parse().expect("--row-group-mib takes a number"))
+            }
+            other => {
+                panic!("unknown flag {other}: use --gib, --stations, --dir, --row-group-mib")
+            }
         }
     }
     a
@@ -157,13 +164,18 @@ async fn main() {
         Path::from("archive"),
         format!("file://{}/archive", archive_dir.display()),
     );
-    let cfg = CompactionConfig {
-        zstd_level: 3,
-        row_group_rows: 65_536,
-        row_group_bytes: 16 << 20,
-        multipart_threshold: 16 << 20,
-        ..CompactionConfig::default()
-    };
+    // The [compaction] defaults, unless --row-group-mib says otherwise.
+    let mut cfg = CompactionConfig::default();
+    if let Some(mib) = a.row_group_mib {
+        cfg.row_group_bytes = mib << 20;
+    }
+    println!(
+        "compaction settings: zstd level {}, row groups of at most {} rows / {} MiB, multipart above {} MiB",
+        cfg.zstd_level,
+        cfg.row_group_rows,
+        cfg.row_group_bytes >> 20,
+        cfg.multipart_threshold >> 20
+    );
     let compactor = Compactor::new(wal.clone(), archive, &cfg, Arc::new(NoopObserver));
     let t = Instant::now();
     let report = compactor.compact_sealed().await.expect("compaction");
