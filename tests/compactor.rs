@@ -7,6 +7,7 @@
 //! `STRATA_TEST_REQUIRE_SERVERS=1`, which makes them fail.
 
 mod fault_store;
+mod support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -16,8 +17,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::ObjectStore;
 use sha2::{Digest, Sha256};
@@ -27,7 +26,7 @@ use fault_store::{FaultStore, Op};
 use strata::catalog;
 use strata::columnar::{self, Selection};
 use strata::compactor::{CompactionError, CompactionObserver, Compactor, FailPoint, NoopObserver};
-use strata::config::CompactionConfig;
+use strata::config::{CompactionConfig, StorageConfig};
 use strata::layout::{self, CommitRecord, DataKey, Hour};
 use strata::store::Archive;
 use strata::wal::{Wal, WalOptions};
@@ -60,60 +59,28 @@ fn open_wal(dir: &std::path::Path, segment_max_bytes: u64) -> Wal {
     Wal::open(opts).expect("open WAL")
 }
 
+/// A `file://` archive in `dir`, opened as `strata run` opens it (empty prefix).
 fn local_archive(dir: &std::path::Path) -> Archive {
-    let store = LocalFileSystem::new_with_prefix(dir).expect("local store");
-    Archive::from_store(
-        Arc::new(store),
-        Path::from("archive"),
-        format!("file://{}/archive", dir.display()),
-    )
+    let cfg = StorageConfig {
+        url: format!("file://{}", dir.display()),
+        ..StorageConfig::default()
+    };
+    Archive::open(&cfg).expect("open the folder archive")
 }
 
-/// A fresh bucket on the S3 test server, or `None` (with a note) when no
-/// server is configured and none is required.
-async fn s3_archive(test: &str) -> Option<Archive> {
-    let Ok(endpoint) = std::env::var("STRATA_TEST_S3_ENDPOINT") else {
-        assert!(
-            std::env::var("STRATA_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
-            "STRATA_TEST_REQUIRE_SERVERS=1 but STRATA_TEST_S3_ENDPOINT is not set"
-        );
-        eprintln!("note: {test} skipped: set STRATA_TEST_S3_ENDPOINT to run it against an S3-compatible server");
-        return None;
-    };
-    static N: AtomicU64 = AtomicU64::new(0);
-    let bucket = format!(
-        "strata-compactor-{}-{}-{}",
-        test.replace('_', "-"),
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    );
-    let bucket: String = bucket.chars().take(63).collect();
-    let bucket = bucket.trim_end_matches('-').to_string();
-    let resp = reqwest::Client::new()
-        .put(format!("{endpoint}/{bucket}"))
-        .send()
-        .await
-        .expect("create bucket on the S3 test server");
-    assert!(
-        resp.status().is_success(),
-        "create bucket: {}",
-        resp.status()
-    );
-    let store = AmazonS3Builder::new()
-        .with_endpoint(&endpoint)
-        .with_bucket_name(&bucket)
-        .with_region("us-east-1")
-        .with_access_key_id("test")
-        .with_secret_access_key("test")
-        .with_allow_http(true)
-        .with_virtual_hosted_style_request(false)
-        .build()
-        .expect("S3 store");
-    Some(Archive::from_store(
-        Arc::new(store),
-        Path::from("archive"),
-        format!("s3://{bucket}/archive"),
-    ))
+/// A fresh bucket on the S3 test server, archive under the prefix `archive`,
+/// or `None` (with a note) when no server is configured and none is required.
+fn s3_archive(test: &str) -> Option<Archive> {
+    let endpoint = support::s3_endpoint()?;
+    let bucket = support::unique_bucket(&format!("compactor-{test}"));
+    support::create_bucket(&endpoint, &bucket);
+    let cfg = support::s3_storage(&endpoint, &bucket, "archive");
+    Some(Archive::open(&cfg).expect("open the S3 archive"))
+}
+
+/// `Some(prefix)`, or `None` (the whole store) for the empty prefix.
+fn prefix_or_root(prefix: &Path) -> Option<&Path> {
+    (!prefix.as_ref().is_empty()).then_some(prefix)
 }
 
 /// Multipart uploads the S3 server still holds (neither completed nor aborted).
@@ -194,7 +161,7 @@ async fn append(wal: &Wal, msgs: &[Message]) {
 async fn archive_files(archive: &Archive) -> Vec<(DataKey, Vec<Message>)> {
     let objects: Vec<_> = archive
         .store
-        .list(Some(&archive.prefix))
+        .list(prefix_or_root(&archive.prefix))
         .try_collect()
         .await
         .expect("list archive");
@@ -202,7 +169,7 @@ async fn archive_files(archive: &Archive) -> Vec<(DataKey, Vec<Message>)> {
     for meta in objects {
         let Some(key) = DataKey::parse(&archive.prefix, &meta.location) else {
             assert!(
-                meta.location.as_ref().contains("/_strata/commits/"),
+                meta.location.as_ref().contains("_strata/commits/"),
                 "unexpected object {}",
                 meta.location
             );
@@ -259,13 +226,13 @@ async fn assert_archive_holds_exactly(archive: &Archive, expected: &[Message]) {
 async fn commit_records(archive: &Archive) -> BTreeMap<u64, CommitRecord> {
     let objects: Vec<_> = archive
         .store
-        .list(Some(&archive.prefix))
+        .list(prefix_or_root(&archive.prefix))
         .try_collect()
         .await
         .expect("list");
     let mut out = BTreeMap::new();
     for meta in objects {
-        if meta.location.as_ref().contains("/_strata/commits/") {
+        if meta.location.as_ref().contains("_strata/commits/") {
             let bytes = archive
                 .store
                 .get(&meta.location)
@@ -401,7 +368,7 @@ async fn flush_archives_every_message_to_a_local_folder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flush_archives_every_message_to_s3() {
-    if let Some(archive) = s3_archive("flush").await {
+    if let Some(archive) = s3_archive("flush") {
         flush_archives_every_message(archive).await;
     }
 }
@@ -441,7 +408,7 @@ async fn large_file_goes_up_as_multipart_to_a_local_folder() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_file_goes_up_as_multipart_to_s3() {
-    if let Some(archive) = s3_archive("multipart").await {
+    if let Some(archive) = s3_archive("multipart") {
         large_file_goes_up_as_multipart(archive).await;
     }
 }
@@ -518,14 +485,14 @@ async fn failed_completion_aborts_the_multipart_upload_local() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_part_aborts_the_multipart_upload_s3() {
-    if let Some(archive) = s3_archive("failed-part").await {
+    if let Some(archive) = s3_archive("failed-part") {
         failed_multipart_is_aborted(archive, Op::Part, 2).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_completion_aborts_the_multipart_upload_s3() {
-    if let Some(archive) = s3_archive("failed-complete").await {
+    if let Some(archive) = s3_archive("failed-complete") {
         failed_multipart_is_aborted(archive, Op::Complete, 1).await;
     }
 }
@@ -606,7 +573,7 @@ async fn rerun_after_a_stop_after_commit_archives_each_message_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerun_after_failpoints_on_s3() {
     for point in [FailPoint::AfterUpload, FailPoint::AfterCommit] {
-        if let Some(archive) = s3_archive(point.as_str()).await {
+        if let Some(archive) = s3_archive(point.as_str()) {
             rerun_after_failpoint(archive, point).await;
         }
     }

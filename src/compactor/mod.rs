@@ -355,7 +355,11 @@ impl Compactor {
                 row_group_rows: cfg.row_group_rows,
                 row_group_bytes: cfg.row_group_bytes,
             },
-            upload: UploadOptions::with_threshold(cfg.multipart_threshold),
+            upload: UploadOptions {
+                multipart_threshold: cfg.multipart_threshold,
+                part_size: cfg.part_size,
+                max_concurrency: cfg.upload_concurrency,
+            },
             observer,
             failpoint,
             state: Mutex::new(State::default()),

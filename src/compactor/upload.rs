@@ -30,17 +30,6 @@ pub struct UploadOptions {
     pub max_concurrency: usize,
 }
 
-impl UploadOptions {
-    /// 8 MiB parts, two in flight: at most about `threshold + 3 × 8 MiB` buffered.
-    pub fn with_threshold(multipart_threshold: usize) -> Self {
-        Self {
-            multipart_threshold,
-            part_size: 8 << 20,
-            max_concurrency: 2,
-        }
-    }
-}
-
 /// A failed store operation of an upload; any multipart upload was aborted.
 #[derive(Debug, thiserror::Error)]
 #[error("{op} {path} failed: {source}")]
