@@ -236,18 +236,18 @@ async fn committed_files(
     store: &Arc<dyn ObjectStore>,
     prefix: &Path,
 ) -> Result<HashMap<String, CommittedFile>, CatalogError> {
-    // Any commit record's path tells where they all live.
-    let sample = layout::commit_record_path(prefix, "x", 0);
-    let dir: Path = sample.parts().take(sample.parts().count() - 1).collect();
-    let records = list_objects(store, &dir).await?;
+    let records = list_objects(store, &layout::commits_prefix(prefix)).await?;
     let records: Vec<Option<CommitRecord>> = futures::stream::iter(records)
-        .filter(|m| futures::future::ready(m.location.extension() == Some("json")))
+        .filter(|m| {
+            let ours = layout::parse_commit_record_path(prefix, &m.location).is_some();
+            futures::future::ready(ours)
+        })
         .map(|meta| {
             let store = Arc::clone(store);
             async move {
                 let read = async { store.get(&meta.location).await?.bytes().await }.await;
                 let bytes = read.map_err(|e| Box::new(op_error("get", &meta.location, e)))?;
-                Ok::<_, CatalogError>(match serde_json::from_slice::<CommitRecord>(&bytes) {
+                Ok::<_, CatalogError>(match CommitRecord::from_json(&bytes) {
                     Ok(r) => Some(r),
                     Err(e) => {
                         tracing::warn!(key = %meta.location, error = %e,

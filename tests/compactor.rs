@@ -705,6 +705,10 @@ async fn a_corrupt_segment_is_set_aside_reported_and_kept() {
         wal_dir_holds_bytes(wal_dir.path(), &bytes),
         "the corrupt segment is still on disk, untouched"
     );
+    assert!(
+        wal.sealed().iter().all(|s| s.id != bad),
+        "the WAL no longer offers it for compaction"
+    );
     assert_archive_holds_exactly(&archive, &second).await;
 
     // Reported once, not re-read on every pass.
@@ -713,6 +717,62 @@ async fn a_corrupt_segment_is_set_aside_reported_and_kept() {
         again.set_aside.is_empty() && again.segments.is_empty(),
         "{again}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_inside_a_segment_are_archived_once() {
+    let wal_dir = TempDir::new().expect("tempdir");
+    let archive_dir = TempDir::new().expect("tempdir");
+    let archive = local_archive(archive_dir.path());
+    let wal = open_wal(wal_dir.path(), 1 << 20);
+    let msgs = spread(40);
+    append(&wal, &msgs).await;
+    let id = wal.seal().expect("seal").expect("a segment");
+
+    // The WAL refuses duplicates at append, so write a second copy of some
+    // messages (other payload, other hour) straight into the sealed segment,
+    // as a WAL entry of its own format.
+    let copies: Vec<Message> = msgs
+        .iter()
+        .filter(|m| m.seq % 5 == 0)
+        .map(|m| Message {
+            payload: Bytes::from("second copy"),
+            timestamp: Timestamp(m.timestamp.micros() + 7 * HOUR),
+            ..m.clone()
+        })
+        .collect();
+    let entry = strata::wal::entry::encode(&copies).expect("encode entry");
+    let seg = wal
+        .sealed()
+        .into_iter()
+        .find(|s| s.id == id)
+        .expect("sealed");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&seg.path)
+        .expect("open segment");
+    std::io::Write::write_all(&mut file, &entry).expect("append entry");
+    drop(file);
+    assert_eq!(
+        wal.read_segment(id).expect("read").len(),
+        msgs.len() + copies.len(),
+        "the segment holds both copies"
+    );
+
+    let compactor = Compactor::new(
+        wal.clone(),
+        archive.clone(),
+        &config(),
+        Arc::new(NoopObserver),
+    );
+    let report = compactor.compact_sealed().await.expect("compact");
+    assert_eq!(
+        report.segments[0].duplicates,
+        copies.len() as u64,
+        "{report}"
+    );
+    assert_eq!(report.rows(), msgs.len() as u64);
+    assert_archive_holds_exactly(&archive, &msgs).await;
 }
 
 /// Whether some file under `dir` has exactly `bytes` as content.

@@ -31,16 +31,13 @@ use tokio::sync::{watch, Mutex};
 
 use crate::columnar::{ColumnarError, ParquetOptions};
 use crate::config::CompactionConfig;
-use crate::layout::{self, CommitRecord, CommittedFile};
+use crate::layout::{self, CommitRecord, CommittedFile, COMMIT_RECORD_VERSION};
 use crate::message::Timestamp;
 use crate::store::{op_error, Archive, StoreError};
 use crate::wal::{SealedSegment, SegmentId, Wal, WalError};
 
 use self::upload::UploadOptions;
 use self::worker::{WriteError, WrittenFile};
-
-/// Version of the commit record format written by this module.
-pub const COMMIT_RECORD_VERSION: u32 = 1;
 
 /// Environment variable naming a [`FailPoint`] at which the process aborts
 /// (`after-upload` or `after-commit`); read once by [`Compactor::new`]. For
@@ -307,7 +304,8 @@ pub(crate) fn human_bytes(n: u64) -> String {
 /// lock is what keeps two compactions of one segment from running at once.
 #[derive(Debug, Default)]
 struct State {
-    /// Corrupt segments already reported, so they are not read again on every pass.
+    /// Corrupt segments the WAL could not move aside: skipped so they are
+    /// not read again on every pass.
     set_aside: BTreeMap<SegmentId, String>,
 }
 
@@ -487,8 +485,9 @@ impl Compactor {
                 match self.compact_segment(&seg).await {
                     Ok(Outcome::Compacted(s)) => report.segments.push(s),
                     Ok(Outcome::Corrupt(reason)) => {
-                        self.set_aside(seg.id, &reason);
-                        state.set_aside.insert(seg.id, reason.clone());
+                        if !self.set_aside(seg.id, &reason).await {
+                            state.set_aside.insert(seg.id, reason.clone());
+                        }
                         report.set_aside.push(SetAsideReport {
                             segment: seg.id.0,
                             reason,
@@ -522,14 +521,27 @@ impl Compactor {
         self.observer.set_oldest_unuploaded_age(age);
     }
 
-    /// Leaves a corrupt segment on disk, out of compaction's way, and says so.
-    fn set_aside(&self, id: SegmentId, reason: &str) {
-        // The WAL keeps the segment file untouched; this process skips it from
-        // now on, and it is compacted again only after someone repairs or
-        // removes it and restarts Strata.
-        tracing::error!(segment = id.0, wal = %self.wal.dir().display(), reason,
-            "corrupt WAL segment set aside: it is not archived and not deleted; inspect it with `strata wal inspect`");
+    /// Moves a corrupt segment out of compaction's way, never deleting it,
+    /// and says so. Returns whether the WAL took it off its sealed list.
+    async fn set_aside(&self, id: SegmentId, reason: &str) -> bool {
         self.observer.inc_segment_set_aside();
+        let wal = self.wal.clone();
+        let why = reason.to_string();
+        let moved = tokio::task::spawn_blocking(move || wal.set_aside(id, &why)).await;
+        match moved {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                // The file stays where it is; this process skips it from now on.
+                tracing::error!(segment = id.0, wal = %self.wal.dir().display(), reason, error = %e,
+                    "corrupt WAL segment could not be moved aside: it stays in place, is skipped \
+                     by compaction and is not deleted; inspect it with `strata wal inspect`");
+                false
+            }
+            Err(e) => {
+                tracing::error!(segment = id.0, error = %e, "setting a corrupt segment aside failed");
+                false
+            }
+        }
     }
 
     /// Stops at `point` when it is armed.
@@ -612,9 +624,8 @@ impl Compactor {
             })?;
         self.failpoint(FailPoint::AfterUpload, segment)?;
 
-        let record = commit_record(self.wal.wal_id(), segment, &written);
-        let json = serde_json::to_vec_pretty(&record)
-            .map_err(|e| internal(format!("cannot serialize the commit record: {e}")))?;
+        let record = commit_record(prefix, self.wal.wal_id(), segment, &written);
+        let json = record.to_json();
         // The commit record is the proof that every file of the segment is
         // stored; only after it is durable may the segment go.
         store
@@ -640,7 +651,7 @@ impl Compactor {
             files: written
                 .iter()
                 .map(|f| FileReport {
-                    key: f.path.to_string(),
+                    key: f.key.path(prefix).to_string(),
                     rows: f.summary.rows,
                     bytes: f.bytes,
                 })
@@ -668,7 +679,7 @@ impl Compactor {
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(store_err("get", path, e)),
         };
-        let record: CommitRecord = match serde_json::from_slice(&bytes) {
+        let record = match CommitRecord::from_json(&bytes) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(path = %path, error = %e, "unreadable commit record: compacting the segment again, which rewrites it");
@@ -720,24 +731,14 @@ enum Outcome {
 }
 
 /// The commit record of a segment whose files are all stored.
-fn commit_record(wal_id: &str, segment: u64, files: &[WrittenFile]) -> CommitRecord {
+fn commit_record(prefix: &Path, wal_id: &str, segment: u64, files: &[WrittenFile]) -> CommitRecord {
     CommitRecord {
         version: COMMIT_RECORD_VERSION,
         wal_id: wal_id.to_string(),
         segment,
         files: files
             .iter()
-            .map(|f| CommittedFile {
-                key: f.path.to_string(),
-                station: f.station.clone(),
-                rows: f.summary.rows,
-                first_seq: f.summary.first_seq,
-                last_seq: f.summary.last_seq,
-                min_timestamp: f.summary.min_timestamp.to_rfc3339(),
-                max_timestamp: f.summary.max_timestamp.to_rfc3339(),
-                bytes: f.bytes,
-                sha256: hex::encode(f.sha256),
-            })
+            .map(|f| CommittedFile::new(prefix, &f.key, &f.summary, f.bytes, hex::encode(f.sha256)))
             .collect(),
         committed_at: Timestamp::now().to_rfc3339(),
         strata_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use super::plan::{FilePlan, SegmentPlan};
 use super::upload::{ObjectUpload, UploadError, UploadOptions};
 use crate::columnar::{ColumnarError, FileEncoder, FileSummary, ParquetOptions};
+use crate::layout::DataKey;
 use crate::message::Message;
 
 /// Rows handed to the encoder per call: small enough that one Arrow batch
@@ -27,8 +28,7 @@ const CHANNEL_PIECES: usize = 2;
 /// A file written and uploaded.
 #[derive(Debug, Clone)]
 pub(crate) struct WrittenFile {
-    pub(crate) path: Path,
-    pub(crate) station: String,
+    pub(crate) key: DataKey,
     pub(crate) summary: FileSummary,
     pub(crate) bytes: u64,
     pub(crate) sha256: [u8; 32],
@@ -100,8 +100,7 @@ pub(crate) async fn write_files(
                 let Some(up) = current.take() else { continue };
                 match up.finish().await {
                     Ok(done) => written.push(WrittenFile {
-                        path: done.path,
-                        station: file.key.station.to_string(),
+                        key: file.key.clone(),
                         summary,
                         bytes: done.bytes,
                         sha256: done.sha256,
