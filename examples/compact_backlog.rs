@@ -6,8 +6,10 @@
 //!
 //! ```text
 //! cargo run --release --example compact_backlog -- [--gib 1.0] [--stations 2] [--dir DIR] [--row-group-mib N]
+//!     [--upload-concurrency N]
 //! ```
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +23,46 @@ use strata::store::Archive;
 use strata::wal::{Wal, WalOptions};
 use strata::{Draft, StationName, Timestamp};
 
+/// The system allocator, counting live heap bytes and their peak, so the
+/// report tells live data apart from allocator overhead in the RSS.
+struct Counting;
+
+static LIVE: AtomicU64 = AtomicU64::new(0);
+static PEAK: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to `System`; only counters are added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now =
+                LIVE.fetch_add(layout.size() as u64, Ordering::Relaxed) + layout.size() as u64;
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                let grow = (new_size - layout.size()) as u64;
+                let now = LIVE.fetch_add(grow, Ordering::Relaxed) + grow;
+                PEAK.fetch_max(now, Ordering::Relaxed);
+            } else {
+                LIVE.fetch_sub((layout.size() - new_size) as u64, Ordering::Relaxed);
+            }
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
 const PAYLOAD: usize = 1024;
 const BATCH: usize = 1000;
 
@@ -29,6 +71,7 @@ struct Args {
     stations: usize,
     dir: Option<std::path::PathBuf>,
     row_group_mib: Option<usize>,
+    upload_concurrency: Option<usize>,
 }
 
 fn args() -> Args {
@@ -37,6 +80,7 @@ fn args() -> Args {
         stations: 2,
         dir: None,
         row_group_mib: None,
+        upload_concurrency: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -48,9 +92,13 @@ fn args() -> Args {
             "--row-group-mib" => {
                 a.row_group_mib = Some(value.parse().expect("--row-group-mib takes a number"))
             }
-            other => {
-                panic!("unknown flag {other}: use --gib, --stations, --dir, --row-group-mib")
+            "--upload-concurrency" => {
+                a.upload_concurrency =
+                    Some(value.parse().expect("--upload-concurrency takes a number"))
             }
+            other => panic!(
+                "unknown flag {other}: use --gib, --stations, --dir, --row-group-mib, --upload-concurrency"
+            ),
         }
     }
     a
@@ -147,6 +195,7 @@ async fn main() {
         println!("cannot reset VmHWM ({e}): the peak below includes the fill phase");
     }
     let rss_before = status_kib("VmRSS:");
+    PEAK.store(LIVE.load(Ordering::SeqCst), Ordering::SeqCst);
     let max_rss = Arc::new(AtomicU64::new(rss_before));
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
@@ -169,12 +218,17 @@ async fn main() {
     if let Some(mib) = a.row_group_mib {
         cfg.row_group_bytes = mib << 20;
     }
+    if let Some(n) = a.upload_concurrency {
+        cfg.upload_concurrency = n;
+    }
     println!(
-        "compaction settings: zstd level {}, row groups of at most {} rows / {} MiB, multipart above {} MiB",
+        "compaction settings: zstd level {}, row groups of at most {} rows / {} MiB, multipart above {} MiB in {} MiB parts, {} in flight",
         cfg.zstd_level,
         cfg.row_group_rows,
         cfg.row_group_bytes >> 20,
-        cfg.multipart_threshold >> 20
+        cfg.multipart_threshold >> 20,
+        cfg.part_size >> 20,
+        cfg.upload_concurrency
     );
     let compactor = Compactor::new(wal.clone(), archive, &cfg, Arc::new(NoopObserver));
     let t = Instant::now();
@@ -202,10 +256,11 @@ async fn main() {
         report.rows() as f64 / secs
     );
     println!(
-        "resident memory during compaction: peak VmHWM {} MiB, sampled max VmRSS {} MiB (VmRSS before {} MiB)",
+        "resident memory during compaction: peak VmHWM {} MiB, sampled max VmRSS {} MiB (VmRSS before {} MiB); peak live heap {} MiB",
         status_kib("VmHWM:") / 1024,
         max_rss.load(Ordering::SeqCst) / 1024,
-        rss_before / 1024
+        rss_before / 1024,
+        PEAK.load(Ordering::SeqCst) >> 20
     );
     assert!(wal.sealed().is_empty(), "every segment was compacted");
 }

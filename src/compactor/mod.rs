@@ -589,39 +589,40 @@ impl Compactor {
             }));
         }
 
-        let wal = self.wal.clone();
-        let id = seg.id;
-        let read = tokio::task::spawn_blocking(move || wal.read_segment(id))
-            .await
-            .map_err(|e| internal(format!("WAL reading thread failed: {e}")))?;
-        let messages = match read {
-            Ok(m) => m,
-            Err(e @ WalError::Corrupt { .. }) => return Ok(Outcome::Corrupt(e.to_string())),
-            Err(source) => return Err(CompactionError::Wal { segment, source }),
+        let done = worker::compact_files(
+            self.wal.clone(),
+            seg.id,
+            store,
+            prefix,
+            &self.parquet,
+            self.upload,
+        )
+        .await;
+        let done = match done {
+            Ok(done) => done,
+            Err(WriteError::Read(e @ WalError::Corrupt { .. })) => {
+                return Ok(Outcome::Corrupt(e.to_string()))
+            }
+            Err(WriteError::Read(source)) => return Err(CompactionError::Wal { segment, source }),
+            Err(WriteError::Encode(source)) => {
+                return Err(CompactionError::Encode { segment, source })
+            }
+            Err(WriteError::Upload(u)) => {
+                return Err(CompactionError::Store {
+                    segment,
+                    source: Box::new(op_error(u.op, &u.path, u.source)),
+                })
+            }
+            Err(WriteError::Internal(reason)) => return Err(internal(reason)),
         };
-        let read_count = messages.len() as u64;
-        let plan = tokio::task::spawn_blocking(move || plan::plan_segment(messages))
-            .await
-            .map_err(|e| internal(format!("planning thread failed: {e}")))?;
-        let duplicates = plan.duplicates as u64;
-        if duplicates > 0 {
+        if done.duplicates > 0 {
             tracing::info!(
                 segment,
-                duplicates,
+                duplicates = done.duplicates,
                 "dropped duplicate (station, seq) messages"
             );
         }
-
-        let written = worker::write_files(store, prefix, plan, &self.parquet, self.upload)
-            .await
-            .map_err(|e| match e {
-                WriteError::Encode(source) => CompactionError::Encode { segment, source },
-                WriteError::Upload(u) => CompactionError::Store {
-                    segment,
-                    source: Box::new(op_error(u.op, &u.path, u.source)),
-                },
-                WriteError::Internal(reason) => internal(reason),
-            })?;
+        let written = done.files;
         self.failpoint(FailPoint::AfterUpload, segment)?;
 
         let record = commit_record(prefix, self.wal.wal_id(), segment, &written);
@@ -646,8 +647,8 @@ impl Compactor {
         tracing::debug!(segment, files = written.len(), rows, bytes, elapsed = ?started.elapsed(), "segment compacted");
         Ok(Outcome::Compacted(SegmentReport {
             segment,
-            messages: read_count,
-            duplicates,
+            messages: done.read,
+            duplicates: done.duplicates,
             files: written
                 .iter()
                 .map(|f| FileReport {
