@@ -128,6 +128,9 @@ enum FailMode {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CompactionError {
+    /// The WAL could not seal its active segment (flush).
+    #[error("cannot seal the active WAL segment: {0}; nothing was compacted")]
+    Seal(#[source] WalError),
     /// The WAL could not read or delete a segment.
     #[error(
         "WAL segment {segment}: {source}; the segment stays in the WAL and compaction retries it"
@@ -400,20 +403,19 @@ impl Compactor {
     /// Seals the active segment, then compacts everything sealed.
     ///
     /// # Errors
-    /// As [`Compactor::compact_sealed`]; a WAL that cannot seal is reported
-    /// as [`CompactionError::Wal`] with segment `u64::MAX`.
+    /// [`CompactionError::Seal`] when the WAL cannot seal, else as
+    /// [`Compactor::compact_sealed`].
     pub async fn flush(&self) -> Result<CompactionReport, CompactionError> {
         let wal = self.wal.clone();
         let sealed = tokio::task::spawn_blocking(move || wal.seal())
             .await
-            .map_err(|e| CompactionError::Internal {
-                segment: u64::MAX,
-                reason: format!("sealing thread failed: {e}"),
-            })?;
-        sealed.map_err(|source| CompactionError::Wal {
-            segment: u64::MAX,
-            source,
-        })?;
+            .unwrap_or_else(|e| {
+                Err(WalError::Io {
+                    path: self.wal.dir().to_path_buf(),
+                    source: std::io::Error::other(format!("the sealing thread failed: {e}")),
+                })
+            });
+        sealed.map_err(CompactionError::Seal)?;
         self.compact_sealed().await
     }
 
