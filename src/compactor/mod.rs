@@ -202,7 +202,8 @@ pub struct SegmentReport {
     /// The commit record's key.
     pub commit_record: String,
     /// True when an earlier run had already stored the commit record, so this
-    /// run only deleted the segment.
+    /// run only deleted the segment (then `messages` counts the committed rows
+    /// and `duplicates` is 0).
     pub already_committed: bool,
 }
 
