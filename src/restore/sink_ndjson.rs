@@ -1,0 +1,167 @@
+//! NDJSON output: one [`crate::ndjson::to_line`] line per message, to a file or
+//! standard output. A file is confirmed (for checkpoints) only after a flush and
+//! an fsync, and a resumed run first cuts the file back to the confirmed
+//! length, so the file ends up with every message exactly once.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use crate::message::Message;
+use crate::ndjson;
+
+use super::sink::{Delivered, Sink};
+use super::RestoreError;
+
+/// Output buffer size: large writes keep the export fast.
+const BUFFER: usize = 1 << 20;
+
+enum Out {
+    File { w: BufWriter<File>, path: PathBuf },
+    Stdout(BufWriter<std::io::Stdout>),
+}
+
+/// Writes NDJSON (see the module doc).
+pub struct NdjsonSink {
+    out: Out,
+    /// Bytes in the output so far (including a resumed file's kept part).
+    bytes: u64,
+    written_last: Option<u64>,
+    written: u64,
+    confirmed: Delivered,
+}
+
+impl std::fmt::Debug for NdjsonSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NdjsonSink")
+            .field("bytes", &self.bytes)
+            .field("written", &self.written)
+            .finish()
+    }
+}
+
+impl NdjsonSink {
+    /// Writes to standard output.
+    pub fn stdout() -> Self {
+        Self::new(
+            Out::Stdout(BufWriter::with_capacity(BUFFER, std::io::stdout())),
+            0,
+        )
+    }
+
+    /// Writes to `path`: created or truncated, or, when `resume_at` is given
+    /// (a checkpoint's confirmed length), cut back to that length and appended to.
+    ///
+    /// # Errors
+    /// [`RestoreError::Output`] when the file cannot be opened, or is shorter
+    /// than the checkpoint says (it was changed since).
+    pub fn file(path: &Path, resume_at: Option<u64>) -> Result<Self, RestoreError> {
+        let err = |source| RestoreError::Output {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = match resume_at {
+            None => OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map_err(err)?,
+            Some(len) => {
+                let mut f = OpenOptions::new().write(true).open(path).map_err(err)?;
+                let actual = f.metadata().map_err(err)?.len();
+                if actual < len {
+                    return Err(RestoreError::OutputChanged {
+                        path: path.to_path_buf(),
+                        expected: len,
+                        actual,
+                    });
+                }
+                // Lines written after the last checkpoint are written again.
+                f.set_len(len).map_err(err)?;
+                f.seek(SeekFrom::Start(len)).map_err(err)?;
+                f
+            }
+        };
+        let start = resume_at.unwrap_or(0);
+        Ok(Self::new(
+            Out::File {
+                w: BufWriter::with_capacity(BUFFER, file),
+                path: path.to_path_buf(),
+            },
+            start,
+        ))
+    }
+
+    fn new(out: Out, bytes: u64) -> Self {
+        let is_file = matches!(out, Out::File { .. });
+        Self {
+            out,
+            bytes,
+            written_last: None,
+            written: 0,
+            confirmed: Delivered {
+                output_bytes: is_file.then_some(bytes),
+                ..Delivered::default()
+            },
+        }
+    }
+
+    fn io_err(&self, source: std::io::Error) -> RestoreError {
+        match &self.out {
+            Out::File { path, .. } => RestoreError::Output {
+                path: path.clone(),
+                source,
+            },
+            Out::Stdout(_) => RestoreError::Output {
+                path: PathBuf::from("-"),
+                source,
+            },
+        }
+    }
+
+    fn flush_and_confirm(&mut self) -> Result<Delivered, RestoreError> {
+        let r = match &mut self.out {
+            Out::File { w, .. } => w.flush().and_then(|()| w.get_ref().sync_data()),
+            Out::Stdout(w) => w.flush(),
+        };
+        r.map_err(|e| self.io_err(e))?;
+        self.confirmed.last_seq = self.written_last.or(self.confirmed.last_seq);
+        self.confirmed.messages = self.written;
+        if self.confirmed.output_bytes.is_some() {
+            self.confirmed.output_bytes = Some(self.bytes);
+        }
+        Ok(self.confirmed.clone())
+    }
+}
+
+#[async_trait]
+impl Sink for NdjsonSink {
+    async fn deliver(&mut self, m: Message) -> Result<(), RestoreError> {
+        let mut line = ndjson::to_line(&m);
+        line.push('\n');
+        let r = match &mut self.out {
+            Out::File { w, .. } => w.write_all(line.as_bytes()),
+            Out::Stdout(w) => w.write_all(line.as_bytes()),
+        };
+        r.map_err(|e| self.io_err(e))?;
+        self.bytes += line.len() as u64;
+        self.written += 1;
+        self.written_last = Some(m.seq);
+        Ok(())
+    }
+
+    async fn sync(&mut self) -> Result<Delivered, RestoreError> {
+        self.flush_and_confirm()
+    }
+
+    async fn finish(&mut self) -> Result<Delivered, RestoreError> {
+        self.flush_and_confirm()
+    }
+
+    fn confirmed(&self) -> Delivered {
+        self.confirmed.clone()
+    }
+}
