@@ -42,6 +42,10 @@ struct Args {
     /// Add a `Nats-Msg-Id` header to every message (as restore does).
     #[arg(long)]
     msg_id: bool,
+    /// Add the headers a restored message carries (`Nats-Msg-Id`, `Strata-*`,
+    /// one archived header), to separate the server's header cost from restore's own.
+    #[arg(long)]
+    strata_headers: bool,
     /// Create the stream (capturing `--subject`) if it does not exist.
     #[arg(long)]
     create: bool,
@@ -61,11 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         })
         .await?;
     }
-    let payload = Bytes::from(
-        (0..args.size)
-            .map(|i| (i % 251) as u8)
-            .collect::<Vec<u8>>(),
-    );
+    let payload = Bytes::from((0..args.size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     let mut inflight = FuturesOrdered::new();
     let started = Instant::now();
     for i in 0..args.count {
@@ -75,9 +75,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             }
         }
         let mut publish = Publish::build().payload(payload.clone());
-        if args.msg_id {
+        if args.msg_id || args.strata_headers {
             let mut h = HeaderMap::new();
             h.insert("Nats-Msg-Id", format!("bare:{i}").as_str());
+            if args.strata_headers {
+                h.insert("X-Bench", "1");
+                h.insert("Strata-Station", "bench");
+                h.insert("Strata-Seq", i.to_string().as_str());
+                h.insert("Strata-Timestamp", "2026-11-24T08:00:00.144000Z");
+            }
             publish = publish.headers(h);
         }
         let ack = js.send_publish(args.subject.clone(), publish).await?;

@@ -5,7 +5,7 @@
 //! ```text
 //! restore_bench write --dir /tmp/arch --station bench --subject bench.restore \
 //!     --count 200000 --size 1024
-//! restore_bench restore --dir /tmp/arch -- --station bench --nats nats://127.0.0.1:14333
+//! restore_bench restore --dir /tmp/arch --station bench --nats nats://127.0.0.1:14333
 //! ```
 
 use std::collections::BTreeMap;
@@ -126,10 +126,16 @@ async fn write(
     let mut files = 0usize;
     let mut bytes_total = 0u64;
     for seq in 1..=count {
-        let mut payload = vec![0u8; size];
-        for (i, b) in payload.iter_mut().enumerate() {
-            *b = ((seq as usize).wrapping_mul(131) ^ i) as u8;
-        }
+        // Pseudo-random bytes (xorshift): real payloads rarely compress much.
+        let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let payload: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
         let m = Message {
             station: station.clone(),
             seq,
