@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::columnar::{from_record_batch, Selection};
 use crate::message::Message;
 
-use super::scan::PlannedFile;
+use super::scan::{load_footer, PlannedFile};
 use super::RestoreError;
 
 /// Rows per decoded record batch.
@@ -50,8 +50,12 @@ async fn read_file(
         path: path.clone(),
         source: Box::new(source),
     };
+    let metadata = match file.metadata {
+        Some(m) => m,
+        None => load_footer(&store, &file.path, file.size).await?,
+    };
     let reader = ParquetObjectReader::new(store, file.path.clone()).with_file_size(file.size);
-    let mut batches = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, file.metadata)
+    let mut batches = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
         .with_row_groups(file.row_groups)
         .with_batch_size(BATCH_ROWS)
         .build()

@@ -27,6 +27,11 @@ const CONCURRENCY: usize = 16;
 /// footers (a handful of columns, a few row groups) fit, so one request serves.
 const FOOTER_HINT: usize = 16 * 1024;
 
+/// Footers kept from planning for reading, in bytes of decoded metadata; the
+/// footers of files beyond it are read again when their turn comes, so a plan
+/// over a whole station's history stays small.
+const METADATA_BUDGET: usize = 64 << 20;
+
 /// One file to read.
 #[derive(Debug, Clone)]
 pub struct PlannedFile {
@@ -36,8 +41,9 @@ pub struct PlannedFile {
     pub path: Path,
     /// Its size in bytes.
     pub size: u64,
-    /// Its footer, read during planning and reused when reading.
-    pub metadata: ArrowReaderMetadata,
+    /// Its footer, read during planning and kept for reading unless the plan
+    /// outgrew [`METADATA_BUDGET`].
+    pub metadata: Option<ArrowReaderMetadata>,
     /// The row groups to read.
     pub row_groups: Vec<usize>,
     /// Rows in those row groups (an upper bound of the messages it yields).
@@ -125,12 +131,19 @@ pub async fn plan(
         .await?;
     stats.files_opened = opened.len() as u64;
     let mut files = Vec::new();
+    let mut kept_metadata = 0usize;
     for o in opened {
         match o {
-            Opened::Kept(f) => {
-                stats.row_groups_total += f.metadata.metadata().num_row_groups() as u64;
+            Opened::Kept(mut f, row_groups) => {
+                stats.row_groups_total += row_groups;
                 stats.row_groups_selected += f.row_groups.len() as u64;
                 stats.rows_planned += f.rows;
+                if let Some(m) = &f.metadata {
+                    kept_metadata += m.metadata().memory_size();
+                    if kept_metadata > METADATA_BUDGET {
+                        f.metadata = None;
+                    }
+                }
                 files.push(f);
             }
             Opened::Dropped { row_groups } => stats.row_groups_total += row_groups,
@@ -143,8 +156,8 @@ pub async fn plan(
 
 /// A file whose footer was read.
 enum Opened {
-    /// At least one row group may hold selected rows.
-    Kept(PlannedFile),
+    /// At least one row group may hold selected rows; the file has this many.
+    Kept(PlannedFile, u64),
     /// None may; it had this many.
     Dropped { row_groups: u64 },
 }
@@ -203,15 +216,7 @@ async fn open_footer(
     meta: ObjectMeta,
     sel: &Selection,
 ) -> Result<Opened, RestoreError> {
-    let mut reader = ParquetObjectReader::new(Arc::clone(store), meta.location.clone())
-        .with_file_size(meta.size)
-        .with_footer_size_hint(FOOTER_HINT);
-    let metadata = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
-        .await
-        .map_err(|source| RestoreError::Footer {
-            path: meta.location.to_string(),
-            source: Box::new(source),
-        })?;
+    let metadata = load_footer(store, &meta.location, meta.size).await?;
     let row_groups = select_row_groups(metadata.metadata(), sel);
     if row_groups.is_empty() {
         return Ok(Opened::Dropped {
@@ -222,12 +227,36 @@ async fn open_footer(
         .iter()
         .map(|&i| metadata.metadata().row_group(i).num_rows().max(0) as u64)
         .sum();
-    Ok(Opened::Kept(PlannedFile {
-        key,
-        path: meta.location,
-        size: meta.size,
-        metadata,
-        row_groups,
-        rows,
-    }))
+    let total = metadata.metadata().num_row_groups() as u64;
+    Ok(Opened::Kept(
+        PlannedFile {
+            key,
+            path: meta.location,
+            size: meta.size,
+            metadata: Some(metadata),
+            row_groups,
+            rows,
+        },
+        total,
+    ))
+}
+
+/// Reads a data file's footer.
+///
+/// # Errors
+/// [`RestoreError::Footer`] naming the object.
+pub async fn load_footer(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    size: u64,
+) -> Result<ArrowReaderMetadata, RestoreError> {
+    let mut reader = ParquetObjectReader::new(Arc::clone(store), path.clone())
+        .with_file_size(size)
+        .with_footer_size_hint(FOOTER_HINT);
+    ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+        .await
+        .map_err(|source| RestoreError::Footer {
+            path: path.to_string(),
+            source: Box::new(source),
+        })
 }
