@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Strata's one test command (CI runs it through .ci/run).
+#
+# On a fresh Debian machine it installs what the tests need (nats-server; a
+# virtualenv in target/venv with moto, duckdb, pyarrow and boto3), starts an
+# S3-compatible server (moto) and a NATS JetStream server on free loopback ports,
+# runs `cargo build --all-targets` and `cargo test --all-targets "$@"`, stops the
+# servers, and exits with cargo's status.
+#
+#   scripts/test.sh                  # everything
+#   scripts/test.sh store_           # tests whose name contains store_
+#   scripts/test.sh -- --nocapture   # arguments after -- go to the test binaries
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+VENV="$ROOT/target/venv"
+SERVERS="$ROOT/target/test-servers"
+# Versions checked to install together on Python 3.11 (Debian 12 / the CI image).
+PY_PACKAGES=("moto[server]==5.2.5" "duckdb==2.0.1" "pyarrow==26.0.1" "boto3==1.44.8")
+PY_IMPORTS="import moto, moto.server, duckdb, pyarrow, pyarrow.parquet, boto3"
+READY_TIMEOUT_S=60
+
+log() { echo "test.sh: $*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# --- system packages ---------------------------------------------------------
+
+APT_UPDATED=0
+apt_install() {
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || die "need root (or sudo) to apt-get install $*"
+        sudo=(sudo)
+    fi
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        log "apt-get update"
+        "${sudo[@]}" apt-get update -qq >/dev/null || die "apt-get update failed"
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" \
+        >/dev/null || die "apt-get install $* failed"
+}
+
+find_nats() {
+    command -v nats-server 2>/dev/null || { [ -x /usr/sbin/nats-server ] && echo /usr/sbin/nats-server; }
+}
+NATS_BIN="$(find_nats || true)"
+if [ -z "$NATS_BIN" ]; then
+    apt_install nats-server
+    NATS_BIN="$(find_nats)" || die "nats-server is still missing after apt-get install"
+fi
+
+# A Python that can make a virtualenv (Debian's python3 needs python3-venv).
+find_python() {
+    local p
+    for p in python3 /usr/bin/python3; do
+        if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+            command -v "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+PYTHON="$(find_python || true)"
+if [ -z "$PYTHON" ]; then
+    apt_install python3 python3-venv
+    PYTHON="$(find_python)" || die "python3 cannot create a virtualenv even after installing python3-venv"
+fi
+
+# --- virtualenv --------------------------------------------------------------
+
+mkdir -p "$ROOT/target" "$SERVERS"
+exec 9>"$ROOT/target/.venv.lock"
+flock 9 # one setup at a time when two test runs start together
+
+STAMP="$VENV/.strata-packages"
+WANT="$("$PYTHON" -c 'import sys; print(sys.version.split()[0])') ${PY_PACKAGES[*]}"
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && "$VENV/bin/python" -c "$PY_IMPORTS" 2>/dev/null; then
+    log "reusing virtualenv $VENV"
+else
+    log "creating virtualenv $VENV (${PY_PACKAGES[*]})"
+    start=$SECONDS
+    rm -rf "$VENV"
+    "$PYTHON" -m venv "$VENV" || die "python3 -m venv $VENV failed"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input "${PY_PACKAGES[@]}" ||
+        die "pip install ${PY_PACKAGES[*]} failed"
+    "$VENV/bin/python" -c "$PY_IMPORTS" || die "the virtualenv cannot import its packages"
+    echo "$WANT" >"$STAMP" # written last: marks the virtualenv complete
+    log "virtualenv ready in $((SECONDS - start))s"
+fi
+flock -u 9
+
+# --- servers -----------------------------------------------------------------
+
+PIDS=()
+stop_servers() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+}
+trap stop_servers EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    "$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# http_ok URL: whether URL answers 2xx within a second.
+http_ok() {
+    "$VENV/bin/python" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$1" \
+        >/dev/null 2>&1
+}
+
+# wait_ready NAME PID LOG URL: polls URL until it answers, the process dies, or
+# READY_TIMEOUT_S passes.
+wait_ready() {
+    local name=$1 pid=$2 logfile=$3 url=$4
+    local deadline=$((SECONDS + READY_TIMEOUT_S))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$name exited during startup; last lines of $logfile:"
+            tail -n 20 "$logfile" >&2 || true
+            return 1
+        fi
+        if http_ok "$url"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "$name did not answer $url within ${READY_TIMEOUT_S}s; last lines of $logfile:"
+    tail -n 20 "$logfile" >&2 || true
+    return 1
+}
+
+# start_server NAME URL_TEMPLATE CMD...: runs CMD with @PORT@ and @MPORT@ replaced
+# by free ports, waits until URL_TEMPLATE (same replacements) answers; retries
+# with other ports if a port was taken in between. Sets SERVER_PORT.
+start_server() {
+    local name=$1 url_template=$2
+    shift 2
+    local attempt port mport url pid logfile="$SERVERS/$name.log" args arg
+    for attempt in 1 2 3; do
+        port=$(free_port)
+        mport=$(free_port)
+        args=()
+        for arg in "$@"; do
+            arg=${arg//@MPORT@/$mport}
+            args+=("${arg//@PORT@/$port}")
+        done
+        url=${url_template//@MPORT@/$mport}
+        url=${url//@PORT@/$port}
+        "${args[@]}" >"$logfile" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        if wait_ready "$name" "$pid" "$logfile" "$url"; then
+            SERVER_PORT=$port
+            return 0
+        fi
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        log "$name: attempt $attempt failed"
+    done
+    die "cannot start $name (log: $logfile)"
+}
+
+start=$SECONDS
+start_server moto "http://127.0.0.1:@PORT@/" \
+    "$VENV/bin/moto_server" -H 127.0.0.1 -p @PORT@
+S3_PORT=$SERVER_PORT
+
+rm -rf "$SERVERS/nats"
+start_server nats "http://127.0.0.1:@MPORT@/healthz" \
+    "$NATS_BIN" -js -a 127.0.0.1 -p @PORT@ -m @MPORT@ -sd "$SERVERS/nats"
+NATS_PORT=$SERVER_PORT
+log "servers ready in $((SECONDS - start))s: moto on 127.0.0.1:$S3_PORT, nats-server on 127.0.0.1:$NATS_PORT (logs in $SERVERS)"
+
+export STRATA_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+export STRATA_TEST_NATS_URL="nats://127.0.0.1:$NATS_PORT"
+export STRATA_TEST_PYTHON="$VENV/bin/python"
+export STRATA_TEST_REQUIRE_SERVERS=1
+export PATH="$VENV/bin:$PATH"
+
+# --- build and test ----------------------------------------------------------
+
+cargo build --all-targets
+status=0
+cargo test --all-targets "$@" || status=$?
+exit "$status"
