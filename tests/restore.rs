@@ -2,7 +2,10 @@
 //! and key layout in a local folder (several hours, several files per hour,
 //! files whose seq ranges interleave, small row groups, binary payloads,
 //! repeated headers), restored to NDJSON and, with a NATS server
-//! (`STRATA_TEST_NATS_URL`), into JetStream streams.
+//! (`STRATA_TEST_NATS_URL`), into JetStream streams. The archive tests run
+//! over a local folder and, with `STRATA_TEST_S3_ENDPOINT`, an S3 bucket.
+
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
@@ -89,7 +92,7 @@ fn all_messages(subject_prefix: &str) -> Vec<Message> {
     (1..=N).map(|s| message(s, subject_prefix)).collect()
 }
 
-/// A local-folder archive in a temporary directory.
+/// An archive and a temporary directory for outputs and checkpoints.
 struct TestArchive {
     _dir: tempfile::TempDir,
     root: PathBuf,
@@ -97,13 +100,49 @@ struct TestArchive {
     files: usize,
 }
 
+/// Where a test archive lives.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Local,
+    S3,
+}
+
+/// The backends available: the local folder always, S3 when its test server is.
+fn backends() -> Vec<Backend> {
+    let mut v = vec![Backend::Local];
+    if support::s3_endpoint().is_some() {
+        v.push(Backend::S3);
+    }
+    v
+}
+
+/// Writes `msgs` into a local-folder archive.
+async fn write_archive(msgs: &[Message]) -> TestArchive {
+    write_archive_on(Backend::Local, msgs).await
+}
+
 /// Writes `msgs` as the compactor does: per segment of [`SEGMENT`] seqs, one
 /// file per UTC hour, sorted by seq, with 16-row row groups.
-async fn write_archive(msgs: &[Message]) -> TestArchive {
+async fn write_archive_on(backend: Backend, msgs: &[Message]) -> TestArchive {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&root).unwrap());
-    let prefix = Path::from("archive");
+    let archive = match backend {
+        Backend::Local => {
+            let store: Arc<dyn ObjectStore> =
+                Arc::new(LocalFileSystem::new_with_prefix(&root).unwrap());
+            Archive::from_store(
+                store,
+                Path::from("archive"),
+                format!("file://{}", root.display()),
+            )
+        }
+        Backend::S3 => {
+            let endpoint = support::s3_endpoint().expect("S3 backend without an endpoint");
+            let bucket = support::unique_bucket("restore");
+            support::create_bucket(&endpoint, &bucket);
+            Archive::open(&support::s3_storage(&endpoint, &bucket, "archive")).unwrap()
+        }
+    };
     let opts = ParquetOptions {
         zstd_level: 3,
         row_group_rows: 16,
@@ -128,9 +167,12 @@ async fn write_archive(msgs: &[Message]) -> TestArchive {
             first_seq: summary.first_seq,
             last_seq: summary.last_seq,
         };
-        store.put(&key.path(&prefix), bytes.into()).await.unwrap();
+        archive
+            .store
+            .put(&key.path(&archive.prefix), bytes.into())
+            .await
+            .unwrap();
     }
-    let archive = Archive::from_store(store, prefix, format!("file://{}", root.display()));
     TestArchive {
         _dir: dir,
         root,
@@ -171,17 +213,23 @@ fn ts(s: &str) -> Timestamp {
 #[tokio::test]
 async fn full_restore_writes_every_message_once_in_seq_order() {
     let msgs = all_messages("orders");
-    let a = write_archive(&msgs).await;
-    assert!(a.files > 8, "the archive should have many files");
-    let out = a.root.join("all.ndjson");
-    let (summary, lines) = to_ndjson(&a, &out, &[]).await.unwrap();
-    assert_eq!(lines, lines_of(&msgs.iter().collect::<Vec<_>>()));
-    assert_eq!(summary.messages, N);
-    assert_eq!(summary.first_seq, Some(1));
-    assert_eq!(summary.last_seq, Some(N));
-    assert_eq!(summary.objects_read, a.files as u64);
-    assert!(summary.bytes_read > 0);
-    assert!(summary.note.is_none());
+    for backend in backends() {
+        let a = write_archive_on(backend, &msgs).await;
+        assert!(a.files > 8, "the archive should have many files");
+        let out = a.root.join("all.ndjson");
+        let (summary, lines) = to_ndjson(&a, &out, &[]).await.unwrap();
+        assert_eq!(
+            lines,
+            lines_of(&msgs.iter().collect::<Vec<_>>()),
+            "{backend:?}"
+        );
+        assert_eq!(summary.messages, N);
+        assert_eq!(summary.first_seq, Some(1));
+        assert_eq!(summary.last_seq, Some(N));
+        assert_eq!(summary.objects_read, a.files as u64, "{backend:?}");
+        assert!(summary.bytes_read > 0);
+        assert!(summary.note.is_none());
+    }
 }
 
 #[tokio::test]
@@ -263,7 +311,13 @@ async fn an_empty_range_says_so_and_succeeds() {
 #[tokio::test]
 async fn narrow_ranges_read_fewer_objects_and_row_groups() {
     let msgs = all_messages("orders");
-    let a = write_archive(&msgs).await;
+    for backend in backends() {
+        narrow_ranges_on(backend, &msgs).await;
+    }
+}
+
+async fn narrow_ranges_on(backend: Backend, msgs: &[Message]) {
+    let a = write_archive_on(backend, msgs).await;
     let (full, _) = to_ndjson(&a, &a.root.join("full.ndjson"), &[])
         .await
         .unwrap();
@@ -360,21 +414,7 @@ mod nats {
 
     /// The test server's URL, or `None` (with a note) when tests should skip.
     fn server() -> Option<String> {
-        match std::env::var("STRATA_TEST_NATS_URL") {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ => {
-                assert!(
-                    std::env::var("STRATA_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
-                    "STRATA_TEST_REQUIRE_SERVERS=1 but STRATA_TEST_NATS_URL is unset: \
-                     start `nats-server -js` and set it"
-                );
-                eprintln!(
-                    "skipped: set STRATA_TEST_NATS_URL=nats://127.0.0.1:4222 \
-                     (a nats-server -js) to run the JetStream restore tests"
-                );
-                None
-            }
-        }
+        support::nats_url()
     }
 
     fn unique(tag: &str) -> String {
