@@ -1,7 +1,9 @@
 //! NDJSON output: one [`crate::ndjson::to_line`] line per message, to a file or
 //! standard output. A file is confirmed (for checkpoints) only after a flush and
 //! an fsync, and a resumed run first cuts the file back to the confirmed
-//! length, so the file ends up with every message exactly once.
+//! length, so the file ends up with every message exactly once. Standard
+//! output cannot be cut back: a run resumed into `-` repeats the lines written
+//! after the last checkpoint (at most a second's worth).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
@@ -140,14 +142,16 @@ impl NdjsonSink {
 #[async_trait]
 impl Sink for NdjsonSink {
     async fn deliver(&mut self, m: Message) -> Result<(), RestoreError> {
-        let mut line = ndjson::to_line(&m);
-        line.push('\n');
-        let r = match &mut self.out {
-            Out::File { w, .. } => w.write_all(line.as_bytes()),
-            Out::Stdout(w) => w.write_all(line.as_bytes()),
+        let line = ndjson::to_line(&m);
+        let w: &mut dyn Write = match &mut self.out {
+            Out::File { w, .. } => w,
+            Out::Stdout(w) => w,
         };
+        let r = w
+            .write_all(line.as_bytes())
+            .and_then(|()| w.write_all(b"\n"));
         r.map_err(|e| self.io_err(e))?;
-        self.bytes += line.len() as u64;
+        self.bytes += line.len() as u64 + 1;
         self.written += 1;
         self.written_last = Some(m.seq);
         Ok(())
