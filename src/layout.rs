@@ -1,89 +1,671 @@
-//! Object keys of the archive, a contract with every reader:
-//! `<prefix>/station=<station>/date=<YYYY-MM-DD>/hour=<HH>/<first_seq>-<last_seq>.parquet`
-//! and commit records under `<prefix>/_strata/commits/`. Pure: no I/O.
-//! (Interface; implementation pending.)
-#![allow(missing_docs, unused_variables, dead_code)]
+//! Object keys of the archive, a contract with every reader (DuckDB, Spark, `strata ls`,
+//! `strata restore`). Pure: no I/O.
+//!
+//! ```text
+//! <prefix>/station=<station>/date=<YYYY-MM-DD>/hour=<HH>/<first_seq>-<last_seq>.parquet
+//! <prefix>/_strata/commits/<wal_id>-<segment>.json
+//! ```
+//!
+//! - `station` is a [`StationName`], which can never contain `/`, `=` or start with `.`,
+//!   so it is always exactly one `station=…` path segment.
+//! - `date` and `hour` are the UTC date and hour of the message timestamps in the file
+//!   (Hive partition columns: query engines add them back as columns).
+//! - `first_seq`, `last_seq` and `segment` are zero-padded to 20 digits (the width of
+//!   `u64::MAX`), so lexical listing order is numeric order, and the key of a file is a
+//!   pure function of what it holds: re-uploading after a crash overwrites the same object.
+//!
+//! [`DataKey::parse`] accepts exactly the paths [`DataKey::path`] produces and nothing else.
 
-use chrono::NaiveDate;
+use std::fmt;
+
+use chrono::{Datelike, NaiveDate};
 use object_store::path::Path;
 
+use crate::columnar::FileSummary;
 use crate::message::{StationName, Timestamp};
 
+/// Width of zero-padded sequence and segment numbers (digits of `u64::MAX`).
+pub const SEQ_DIGITS: usize = 20;
+
+/// Extension of data files.
+pub const DATA_FILE_EXTENSION: &str = "parquet";
+
+/// The current version of [`CommitRecord`]; readers refuse newer records.
+pub const COMMIT_RECORD_VERSION: u32 = 1;
+
+const MICROS_PER_HOUR: i64 = 3_600_000_000;
+const HOURS_PER_DAY: i64 = 24;
+
 /// The (UTC date, hour) partition of a timestamp.
+///
+/// Dates are limited to years 0000–9999 so that `date=` is always exactly
+/// `YYYY-MM-DD`; timestamps outside that range fall into its first or last hour.
+/// [`Hour::of`] is monotone, so pruning a time range by hour partitions stays correct.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Hour {
+    /// The UTC date.
     pub date: NaiveDate,
+    /// The UTC hour of the day, 0–23.
     pub hour: u8,
 }
 
 impl Hour {
+    /// The first hour representable in a partition path: 0000-01-01 hour 00.
+    pub const MIN: Hour = Hour {
+        date: match NaiveDate::from_ymd_opt(0, 1, 1) {
+            Some(d) => d,
+            None => panic!("0000-01-01 is a valid date"),
+        },
+        hour: 0,
+    };
+
+    /// The last hour representable in a partition path: 9999-12-31 hour 23.
+    pub const MAX: Hour = Hour {
+        date: match NaiveDate::from_ymd_opt(9999, 12, 31) {
+            Some(d) => d,
+            None => panic!("9999-12-31 is a valid date"),
+        },
+        hour: 23,
+    };
+
+    /// The UTC hour holding `ts` (clamped to [`Hour::MIN`]..=[`Hour::MAX`]).
     pub fn of(ts: Timestamp) -> Hour {
-        todo!()
+        let hours = ts.micros().div_euclid(MICROS_PER_HOUR);
+        Self::from_epoch_hours(hours)
     }
+
+    /// Hours since the Unix epoch → hour, clamped to the representable range.
+    fn from_epoch_hours(hours: i64) -> Hour {
+        let min = Self::MIN.epoch_hours();
+        let max = Self::MAX.epoch_hours();
+        let hours = hours.clamp(min, max);
+        let days = hours.div_euclid(HOURS_PER_DAY);
+        let hour = hours.rem_euclid(HOURS_PER_DAY) as u8;
+        let date = NaiveDate::from_num_days_from_ce_opt(
+            i32::try_from(days + i64::from(UNIX_EPOCH_DAYS_FROM_CE))
+                .expect("clamped to years 0000-9999, far inside i32"),
+        )
+        .expect("clamped to years 0000-9999, inside chrono's range");
+        Hour { date, hour }
+    }
+
+    /// Hours since the Unix epoch of the start of this hour.
+    fn epoch_hours(&self) -> i64 {
+        let days = i64::from(self.date.num_days_from_ce()) - i64::from(UNIX_EPOCH_DAYS_FROM_CE);
+        days * HOURS_PER_DAY + i64::from(self.hour)
+    }
+
     /// First microsecond of the hour.
     pub fn start(&self) -> Timestamp {
-        todo!()
+        Timestamp(self.epoch_hours() * MICROS_PER_HOUR)
+    }
+
+    /// Last microsecond of the hour (inclusive).
+    pub fn end(&self) -> Timestamp {
+        Timestamp(self.start().micros() + MICROS_PER_HOUR - 1)
+    }
+
+    /// The following hour (saturating at [`Hour::MAX`]).
+    pub fn next(&self) -> Hour {
+        Self::from_epoch_hours(self.epoch_hours() + 1)
+    }
+
+    /// The `date=` value: `YYYY-MM-DD`.
+    pub fn date_string(&self) -> String {
+        format_date(self.date)
     }
 }
 
-/// The key of one data file.
+impl fmt::Display for Hour {
+    /// `YYYY-MM-DDTHH` (UTC).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}T{:02}", format_date(self.date), self.hour)
+    }
+}
+
+/// `NaiveDate::num_days_from_ce` of 1970-01-01.
+const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
+fn format_date(date: NaiveDate) -> String {
+    format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day())
+}
+
+/// Parses exactly `YYYY-MM-DD` (what [`format_date`] writes), nothing else.
+fn parse_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let year = parse_digits(&s[0..4])?;
+    let month = parse_digits(&s[5..7])?;
+    let day = parse_digits(&s[8..10])?;
+    NaiveDate::from_ymd_opt(
+        i32::try_from(year).ok()?,
+        u32::try_from(month).ok()?,
+        u32::try_from(day).ok()?,
+    )
+}
+
+/// Parses a non-empty run of ASCII digits (no sign, no spaces) as u64.
+fn parse_digits(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Parses exactly 20 ASCII digits.
+fn parse_padded(s: &str) -> Option<u64> {
+    if s.len() != SEQ_DIGITS {
+        return None;
+    }
+    parse_digits(s)
+}
+
+/// The key of one data file: what it holds determines where it lives.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DataKey {
+    /// The station of every message in the file.
     pub station: StationName,
+    /// The UTC hour of every message timestamp in the file.
     pub hour: Hour,
+    /// The smallest seq in the file.
     pub first_seq: u64,
+    /// The largest seq in the file (`>= first_seq`).
     pub last_seq: u64,
 }
 
 impl DataKey {
     /// Full object path under `prefix`.
     pub fn path(&self, prefix: &Path) -> Path {
-        todo!()
+        hour_prefix(prefix, &self.station, self.hour).child(self.file_name())
     }
-    /// Parses a path produced by [`DataKey::path`]; `None` for anything else.
+
+    /// `<first_seq>-<last_seq>.parquet`, zero-padded.
+    pub fn file_name(&self) -> String {
+        format!(
+            "{:0w$}-{:0w$}.{DATA_FILE_EXTENSION}",
+            self.first_seq,
+            self.last_seq,
+            w = SEQ_DIGITS
+        )
+    }
+
+    /// Parses a path produced by [`DataKey::path`]; `None` for anything else
+    /// (other prefixes, bad station names, dates or hours, unpadded numbers,
+    /// `first_seq > last_seq`, extra or missing segments).
     pub fn parse(prefix: &Path, path: &Path) -> Option<DataKey> {
-        todo!()
+        let mut parts = path.prefix_match(prefix)?;
+        let station = parts.next()?;
+        let date = parts.next()?;
+        let hour = parts.next()?;
+        let file = parts.next()?;
+        if parts.next().is_some() {
+            return None;
+        }
+
+        let station = StationName::new(station.as_ref().strip_prefix("station=")?).ok()?;
+        let date = parse_date(date.as_ref().strip_prefix("date=")?)?;
+        let hour_str = hour.as_ref().strip_prefix("hour=")?;
+        if hour_str.len() != 2 {
+            return None;
+        }
+        let hour = u8::try_from(parse_digits(hour_str)?).ok()?;
+        if hour > 23 {
+            return None;
+        }
+
+        let stem = file
+            .as_ref()
+            .strip_suffix(DATA_FILE_EXTENSION)?
+            .strip_suffix('.')?;
+        let (first, last) = stem.split_once('-')?;
+        let first_seq = parse_padded(first)?;
+        let last_seq = parse_padded(last)?;
+        if first_seq > last_seq {
+            return None;
+        }
+
+        let key = DataKey {
+            station,
+            hour: Hour { date, hour },
+            first_seq,
+            last_seq,
+        };
+        // Belt and braces: the only accepted spelling is the one `path` writes.
+        (key.path(prefix) == *path).then_some(key)
+    }
+
+    /// Parses a path given as a string (e.g. from a listing or the command line).
+    pub fn from_path_str(prefix: &Path, path: &str) -> Option<DataKey> {
+        let path = Path::parse(path).ok()?;
+        Self::parse(prefix, &path)
+    }
+
+    /// Whether the file may hold a message with a seq in `from..=to`.
+    pub fn overlaps_seq(&self, from: u64, to: u64) -> bool {
+        self.first_seq <= to && from <= self.last_seq
     }
 }
 
 /// `<prefix>/station=<station>/`
 pub fn station_prefix(prefix: &Path, station: &StationName) -> Path {
-    todo!()
+    prefix.child(format!("station={station}"))
+}
+
+/// `<prefix>/station=<station>/date=<YYYY-MM-DD>/`
+pub fn date_prefix(prefix: &Path, station: &StationName, date: NaiveDate) -> Path {
+    station_prefix(prefix, station).child(format!("date={}", format_date(date)))
 }
 
 /// `<prefix>/station=<station>/date=<date>/hour=<HH>/`
 pub fn hour_prefix(prefix: &Path, station: &StationName, hour: Hour) -> Path {
-    todo!()
+    date_prefix(prefix, station, hour.date).child(format!("hour={:02}", hour.hour))
+}
+
+/// `<prefix>/_strata/commits/`
+pub fn commits_prefix(prefix: &Path) -> Path {
+    prefix.child("_strata").child("commits")
 }
 
 /// `<prefix>/_strata/commits/<wal_id>-<segment 20 digits>.json`
+///
+/// `wal_id` should be made of `A-Z a-z 0-9 _ -` (a UUID is); other characters are
+/// percent-encoded by [`Path`] and such a path is not accepted by [`parse_commit_record_path`].
 pub fn commit_record_path(prefix: &Path, wal_id: &str, segment: u64) -> Path {
-    todo!()
+    commits_prefix(prefix).child(format!("{wal_id}-{segment:0w$}.json", w = SEQ_DIGITS))
+}
+
+/// Parses a path produced by [`commit_record_path`] into `(wal_id, segment)`.
+pub fn parse_commit_record_path(prefix: &Path, path: &Path) -> Option<(String, u64)> {
+    let mut parts = path.prefix_match(&commits_prefix(prefix))?;
+    let file = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let stem = file.as_ref().strip_suffix(".json")?;
+    let (wal_id, segment) = stem.rsplit_once('-')?;
+    let valid_id = !wal_id.is_empty()
+        && wal_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid_id {
+        return None;
+    }
+    Some((wal_id.to_string(), parse_padded(segment)?))
+}
+
+/// Why a commit record could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitRecordError {
+    /// The bytes were not a JSON commit record.
+    #[error("commit record is not valid JSON of the expected shape ({0}); the object may be damaged or was not written by Strata")]
+    Json(#[from] serde_json::Error),
+    /// The record was written by a newer Strata.
+    #[error("commit record version {0} is newer than this Strata understands (version {COMMIT_RECORD_VERSION}); upgrade Strata")]
+    UnsupportedVersion(u32),
 }
 
 /// One file listed in a commit record.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommittedFile {
+    /// The object path of the file (as [`DataKey::path`] returns it).
     pub key: String,
+    /// The station of the file.
     pub station: String,
+    /// Number of messages (rows) in the file.
     pub rows: u64,
+    /// Smallest seq in the file.
     pub first_seq: u64,
+    /// Largest seq in the file.
     pub last_seq: u64,
     /// RFC 3339 UTC.
     pub min_timestamp: String,
+    /// RFC 3339 UTC.
     pub max_timestamp: String,
+    /// Size of the object in bytes.
     pub bytes: u64,
     /// Hex SHA-256 of the object bytes.
     pub sha256: String,
 }
 
+impl CommittedFile {
+    /// Describes the uploaded file `key` (under `prefix`) from its encoding summary.
+    pub fn new(
+        prefix: &Path,
+        key: &DataKey,
+        summary: &FileSummary,
+        bytes: u64,
+        sha256: String,
+    ) -> Self {
+        Self {
+            key: key.path(prefix).to_string(),
+            station: key.station.to_string(),
+            rows: summary.rows,
+            first_seq: summary.first_seq,
+            last_seq: summary.last_seq,
+            min_timestamp: summary.min_timestamp.to_rfc3339(),
+            max_timestamp: summary.max_timestamp.to_rfc3339(),
+            bytes,
+            sha256,
+        }
+    }
+}
+
 /// The record stored after every file of a segment is uploaded.
+///
+/// JSON at [`commit_record_path`]; `version` is [`COMMIT_RECORD_VERSION`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommitRecord {
+    /// Format version of this record.
     pub version: u32,
+    /// Identity of the WAL that produced the segment.
     pub wal_id: String,
+    /// The segment number within that WAL.
     pub segment: u64,
+    /// Every data file made from the segment.
     pub files: Vec<CommittedFile>,
+    /// RFC 3339 UTC time of the commit.
     pub committed_at: String,
+    /// The Strata version that wrote the record.
     pub strata_version: String,
+}
+
+impl CommitRecord {
+    /// The record as pretty JSON bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self)
+            .expect("a struct of strings, integers and vectors always serializes")
+    }
+
+    /// Reads a record written by [`CommitRecord::to_json`].
+    ///
+    /// # Errors
+    /// [`CommitRecordError`] when the bytes are not a record or the version is newer.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, CommitRecordError> {
+        let record: CommitRecord = serde_json::from_slice(bytes)?;
+        if record.version > COMMIT_RECORD_VERSION {
+            return Err(CommitRecordError::UnsupportedVersion(record.version));
+        }
+        Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn station(s: &str) -> StationName {
+        StationName::new(s).unwrap()
+    }
+
+    fn hour(y: i32, m: u32, d: u32, h: u8) -> Hour {
+        Hour {
+            date: NaiveDate::from_ymd_opt(y, m, d).unwrap(),
+            hour: h,
+        }
+    }
+
+    fn key() -> DataKey {
+        DataKey {
+            station: station("orders"),
+            hour: hour(2026, 11, 24, 7),
+            first_seq: 1,
+            last_seq: 42,
+        }
+    }
+
+    #[test]
+    fn hour_of_and_start() {
+        let ts = Timestamp::parse_rfc3339("2026-11-24T07:59:59.999999Z").unwrap();
+        assert_eq!(Hour::of(ts), hour(2026, 11, 24, 7));
+        assert_eq!(
+            Hour::of(ts).start(),
+            Timestamp::parse_rfc3339("2026-11-24T07:00:00Z").unwrap()
+        );
+        assert_eq!(Hour::of(ts).end(), ts);
+        assert_eq!(Hour::of(Timestamp(0)), hour(1970, 1, 1, 0));
+        assert_eq!(Hour::of(Timestamp(-1)), hour(1969, 12, 31, 23));
+        assert_eq!(hour(1969, 12, 31, 23).start(), Timestamp(-MICROS_PER_HOUR));
+        assert_eq!(hour(2026, 12, 31, 23).next(), hour(2027, 1, 1, 0));
+        assert_eq!(hour(2026, 11, 24, 7).to_string(), "2026-11-24T07");
+    }
+
+    #[test]
+    fn hour_of_clamps_to_four_digit_years() {
+        assert_eq!(Hour::of(Timestamp(i64::MIN)), Hour::MIN);
+        assert_eq!(Hour::of(Timestamp(i64::MAX)), Hour::MAX);
+        assert_eq!(Hour::MAX.next(), Hour::MAX);
+        assert_eq!(Hour::MIN.date_string(), "0000-01-01");
+        assert_eq!(Hour::MAX.date_string(), "9999-12-31");
+    }
+
+    #[test]
+    fn data_path_layout() {
+        let p = key().path(&Path::from("archive/v1"));
+        assert_eq!(
+            p.as_ref(),
+            "archive/v1/station=orders/date=2026-11-24/hour=07/\
+             00000000000000000001-00000000000000000042.parquet"
+        );
+        let root = key().path(&Path::default());
+        assert_eq!(
+            root.as_ref(),
+            "station=orders/date=2026-11-24/hour=07/\
+             00000000000000000001-00000000000000000042.parquet"
+        );
+        assert_eq!(DataKey::parse(&Path::default(), &root), Some(key()));
+        assert_eq!(
+            DataKey::from_path_str(&Path::from("archive/v1"), p.as_ref()),
+            Some(key())
+        );
+    }
+
+    #[test]
+    fn prefixes() {
+        let prefix = Path::from("a");
+        let s = station("orders");
+        assert_eq!(station_prefix(&prefix, &s).as_ref(), "a/station=orders");
+        assert_eq!(
+            hour_prefix(&prefix, &s, hour(2026, 1, 2, 3)).as_ref(),
+            "a/station=orders/date=2026-01-02/hour=03"
+        );
+        assert!(key()
+            .path(&prefix)
+            .prefix_matches(&station_prefix(&prefix, &s)));
+        assert!(key()
+            .path(&prefix)
+            .prefix_matches(&hour_prefix(&prefix, &s, key().hour)));
+        // Station "orders" must not match the prefix of station "orders2".
+        assert!(!station_prefix(&prefix, &station("orders2"))
+            .prefix_matches(&station_prefix(&prefix, &s)));
+        assert_eq!(
+            commit_record_path(&prefix, "wal-1", 7).as_ref(),
+            "a/_strata/commits/wal-1-00000000000000000007.json"
+        );
+        assert_eq!(
+            commit_record_path(&Path::default(), "w", 0).as_ref(),
+            "_strata/commits/w-00000000000000000000.json"
+        );
+    }
+
+    #[test]
+    fn parse_rejects_everything_path_does_not_produce() {
+        let prefix = Path::from("p");
+        let good = "p/station=orders/date=2026-11-24/hour=07/\
+                    00000000000000000001-00000000000000000042.parquet";
+        assert!(DataKey::from_path_str(&prefix, good).is_some());
+        let bad = [
+            // other prefix, or none
+            "q/station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "pp/station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            // station names StationName refuses
+            "p/station=/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "p/station=.hidden/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "p/station=a=b/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "p/station=a b/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "p/station=a%2Fb/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "p/stations=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            // dates
+            "p/station=orders/date=2026-1-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "p/station=orders/date=2026-02-30/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "p/station=orders/date=+026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "p/station=orders/date=20261124/hour=07/00000000000000000001-00000000000000000042.parquet",
+            // hours
+            "p/station=orders/date=2026-11-24/hour=7/00000000000000000001-00000000000000000042.parquet",
+            "p/station=orders/date=2026-11-24/hour=24/00000000000000000001-00000000000000000042.parquet",
+            "p/station=orders/date=2026-11-24/hour=+7/00000000000000000001-00000000000000000042.parquet",
+            // numbers
+            "p/station=orders/date=2026-11-24/hour=07/1-42.parquet",
+            "p/station=orders/date=2026-11-24/hour=07/000000000000000000001-00000000000000000042.parquet",
+            "p/station=orders/date=2026-11-24/hour=07/+0000000000000000001-00000000000000000042.parquet",
+            "p/station=orders/date=2026-11-24/hour=07/00000000000000000043-00000000000000000042.parquet",
+            "p/station=orders/date=2026-11-24/hour=07/99999999999999999999-99999999999999999999.parquet",
+            // file name shape
+            "p/station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.json",
+            "p/station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042parquet",
+            "p/station=orders/date=2026-11-24/hour=07/00000000000000000001_00000000000000000042.parquet",
+            "p/station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet.tmp",
+            // segment count
+            "p/station=orders/date=2026-11-24/hour=07",
+            "p/station=orders/date=2026-11-24/hour=07/x/00000000000000000001-00000000000000000042.parquet",
+            "p/station=orders/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "p/_strata/commits/w-00000000000000000001.json",
+        ];
+        for b in bad {
+            assert_eq!(DataKey::from_path_str(&prefix, b), None, "{b}");
+        }
+    }
+
+    #[test]
+    fn commit_record_paths_round_trip() {
+        let prefix = Path::from("x/y");
+        let id = "6f1c2b1e-8d44-4d8e-9a7b-3f0f6c1d2e3a";
+        let p = commit_record_path(&prefix, id, 12);
+        assert_eq!(
+            parse_commit_record_path(&prefix, &p),
+            Some((id.to_string(), 12))
+        );
+        assert_eq!(
+            parse_commit_record_path(&prefix, &Path::from("x/y/_strata/commits/w-12.json")),
+            None
+        );
+        assert_eq!(
+            parse_commit_record_path(&prefix, &key().path(&prefix)),
+            None
+        );
+    }
+
+    #[test]
+    fn commit_record_json_round_trip() {
+        let summary = FileSummary {
+            rows: 42,
+            first_seq: 1,
+            last_seq: 42,
+            min_timestamp: Timestamp(0),
+            max_timestamp: Timestamp(1),
+        };
+        let prefix = Path::from("a");
+        let rec = CommitRecord {
+            version: COMMIT_RECORD_VERSION,
+            wal_id: "w".into(),
+            segment: 3,
+            files: vec![CommittedFile::new(
+                &prefix,
+                &key(),
+                &summary,
+                1234,
+                "ab".into(),
+            )],
+            committed_at: Timestamp(5).to_rfc3339(),
+            strata_version: env!("CARGO_PKG_VERSION").into(),
+        };
+        assert_eq!(rec.files[0].key, key().path(&prefix).to_string());
+        assert_eq!(rec.files[0].min_timestamp, "1970-01-01T00:00:00.000000Z");
+        let back = CommitRecord::from_json(&rec.to_json()).unwrap();
+        assert_eq!(back, rec);
+
+        let mut newer = rec.clone();
+        newer.version = COMMIT_RECORD_VERSION + 1;
+        assert!(matches!(
+            CommitRecord::from_json(&newer.to_json()),
+            Err(CommitRecordError::UnsupportedVersion(_))
+        ));
+        assert!(matches!(
+            CommitRecord::from_json(b"{"),
+            Err(CommitRecordError::Json(_))
+        ));
+    }
+
+    fn any_station() -> impl Strategy<Value = StationName> {
+        "[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}".prop_map(|s| StationName::new(s).unwrap())
+    }
+
+    fn any_hour() -> impl Strategy<Value = Hour> {
+        any::<i64>().prop_map(|t| Hour::of(Timestamp(t)))
+    }
+
+    fn any_prefix() -> impl Strategy<Value = Path> {
+        prop::collection::vec("[a-z0-9=._-]{1,8}", 0..3).prop_map(|parts| {
+            parts
+                .iter()
+                .fold(Path::default(), |p, part| p.child(part.as_str()))
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn path_parse_round_trip(
+            station in any_station(),
+            hour in any_hour(),
+            a in any::<u64>(),
+            b in any::<u64>(),
+            prefix in any_prefix(),
+        ) {
+            let key = DataKey { station, hour, first_seq: a.min(b), last_seq: a.max(b) };
+            let path = key.path(&prefix);
+            prop_assert_eq!(DataKey::parse(&prefix, &path), Some(key.clone()));
+            prop_assert_eq!(DataKey::from_path_str(&prefix, path.as_ref()), Some(key));
+        }
+
+        #[test]
+        fn station_name_stays_one_segment(
+            name in prop_oneof!["\\PC{1,40}", "[A-Za-z0-9_.=/ -]{1,20}"],
+            prefix in any_prefix(),
+        ) {
+            // Whatever the text, either StationName refuses it or the path has exactly
+            // the expected segments, the first of which is `station=<name>` under prefix.
+            if let Ok(station) = StationName::new(name.clone()) {
+                let key = DataKey { station, hour: Hour::MIN, first_seq: 0, last_seq: 0 };
+                let path = key.path(&prefix);
+                let rest: Vec<String> = path
+                    .prefix_match(&prefix)
+                    .expect("under prefix")
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
+                prop_assert_eq!(rest.len(), 4);
+                prop_assert_eq!(&rest[0], &format!("station={name}"));
+                prop_assert!(path.prefix_matches(&station_prefix(&prefix, &key.station)));
+            }
+        }
+
+        #[test]
+        fn hour_of_is_monotone_and_contains_ts(a in any::<i64>(), b in any::<i64>()) {
+            let (lo, hi) = (a.min(b), a.max(b));
+            prop_assert!(Hour::of(Timestamp(lo)) <= Hour::of(Timestamp(hi)));
+            let h = Hour::of(Timestamp(lo));
+            if h != Hour::MIN && h != Hour::MAX {
+                prop_assert!(h.start().micros() <= lo && lo <= h.end().micros());
+                prop_assert_eq!(Hour::of(h.start()), h);
+            }
+        }
+
+        #[test]
+        fn commit_path_round_trip(id in "[A-Za-z0-9_-]{1,40}", seg in any::<u64>(), prefix in any_prefix()) {
+            let p = commit_record_path(&prefix, &id, seg);
+            prop_assert_eq!(parse_commit_record_path(&prefix, &p), Some((id, seg)));
+        }
+    }
 }

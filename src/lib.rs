@@ -12,6 +12,7 @@ pub mod compactor;
 pub mod config;
 pub mod layout;
 pub mod message;
+pub mod metrics;
 pub mod ndjson;
 pub mod restore;
 pub mod source;

@@ -1,2 +1,483 @@
-//! HTTP ingest and the admin endpoints of `strata run`. (Interface; implementation pending.)
-#![allow(missing_docs, unused_variables, dead_code)]
+//! HTTP ingest and the admin endpoints of `strata run` (the `[http]` table).
+//!
+//! | endpoint | answer |
+//! | --- | --- |
+//! | `POST /v1/stations/{station}/messages` | NDJSON body, or a JSON array of the same objects ([`crate::ndjson`]); `200 {"accepted","duplicates","first_seq","last_seq"}` once the WAL has made the batch durable (fsync) |
+//! | `POST /v1/flush` | runs the [`FlushHandle`] (seal, compact, upload); `200` with its JSON summary |
+//! | `GET /healthz` | `200 ok` |
+//! | `GET /metrics` | Prometheus text ([`crate::metrics`]) |
+//!
+//! Errors are JSON `{"error": "...", "line": N, "field": "..."}` (`line` and
+//! `field` only for bad input): `400` bad body or station name (nothing of
+//! the request is stored: the whole body is parsed before anything is
+//! appended), `401` missing or wrong `Authorization: Bearer <token>` when a
+//! token is configured (messages and flush; health and metrics stay open),
+//! `404` unknown path, `413` body over `max_body_bytes`, `503` + `Retry-After`
+//! while the WAL is full or closing, `500` any other WAL error.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{HttpConfig, Secret};
+use crate::message::{Draft, StationName};
+use crate::metrics::Metrics;
+use crate::ndjson;
+use crate::wal::{Appended, Wal, WalError};
+
+/// Seconds a client is told to wait (`Retry-After`) while the WAL is full.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// Bodies larger than this are parsed on a blocking thread so that a large
+/// request cannot stall the async workers serving everyone else.
+const PARSE_INLINE_MAX: usize = 1 << 20;
+
+/// The metrics `source` label of this source.
+const SOURCE: &str = "http";
+
+/// What `POST /v1/flush` runs: seal the WAL, compact and upload, and report.
+#[async_trait::async_trait]
+pub trait FlushHandle: Send + Sync {
+    /// Flushes everything durable so far to the archive.
+    ///
+    /// # Errors
+    /// A message for the client saying what failed.
+    async fn flush(&self) -> Result<serde_json::Value, String>;
+}
+
+/// Everything the HTTP handlers share.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The WAL that ingested messages go to.
+    pub wal: Wal,
+    /// The process metrics (served by `/metrics`, updated per request).
+    pub metrics: Arc<Metrics>,
+    /// When set, `Authorization: Bearer <token>` is required for ingest and flush.
+    pub token: Option<Secret>,
+    /// What `POST /v1/flush` runs; `None` answers 503.
+    pub flush: Option<Arc<dyn FlushHandle>>,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl HttpState {
+    /// State from the `[http]` table, without a flush handle.
+    pub fn new(wal: Wal, metrics: Arc<Metrics>, config: &HttpConfig) -> Self {
+        Self {
+            wal,
+            metrics,
+            token: config.token.clone().filter(|t| !t.is_empty()),
+            flush: None,
+            max_body_bytes: config.max_body_bytes,
+        }
+    }
+
+    /// Sets what `POST /v1/flush` runs.
+    pub fn with_flush(mut self, flush: Arc<dyn FlushHandle>) -> Self {
+        self.flush = Some(flush);
+        self
+    }
+}
+
+impl std::fmt::Debug for HttpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpState")
+            .field("wal", &self.wal)
+            .field("token", &self.token)
+            .field("flush", &self.flush.as_ref().map(|_| "<flush handle>"))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The router of `strata run`'s HTTP server.
+pub fn router(state: HttpState) -> Router {
+    let state = Arc::new(state);
+    let guarded = Router::new()
+        .route("/v1/stations/{station}/messages", post(ingest))
+        .route("/v1/flush", post(flush))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .merge(guarded)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_status,
+        ))
+        .with_state(state)
+}
+
+/// Serves [`router`] on `listener` until `shutdown` resolves, then lets
+/// requests in flight finish (their appends complete and are answered).
+///
+/// # Errors
+/// An I/O error of the listener.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: HttpState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+type Shared = State<Arc<HttpState>>;
+
+/// The answer to a successful ingest request.
+#[derive(Debug, Serialize)]
+struct IngestReply {
+    accepted: usize,
+    duplicates: usize,
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+}
+
+/// An error answer: a status and a JSON body naming what was wrong.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+    retry_after: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: ErrorBody {
+                error: error.into(),
+                line: None,
+                field: None,
+            },
+            retry_after: false,
+        }
+    }
+}
+
+impl From<ndjson::LineError> for ApiError {
+    fn from(e: ndjson::LineError) -> Self {
+        let mut err = Self::new(StatusCode::BAD_REQUEST, e.to_string());
+        err.body.line = Some(e.line);
+        err.body.field = Some(e.field);
+        err
+    }
+}
+
+impl From<WalError> for ApiError {
+    fn from(e: WalError) -> Self {
+        match e {
+            WalError::Full { .. } | WalError::Closed => Self {
+                retry_after: true,
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            },
+            WalError::SeqOutOfRange(_) => Self::new(StatusCode::BAD_REQUEST, e.to_string()),
+            e => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body)).into_response();
+        if self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"strata\""),
+            );
+        }
+        response
+    }
+}
+
+/// `POST /v1/stations/{station}/messages`
+async fn ingest(
+    State(state): Shared,
+    station: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    request: Request,
+) -> Result<Json<IngestReply>, ApiError> {
+    let Path(station) = station.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let station = StationName::new(station).map_err(|e| {
+        let mut err = ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
+        err.body.field = Some("station".to_string());
+        err
+    })?;
+    // Refuse an announced oversize body before reading any of it.
+    if let Some(len) = content_length(request.headers()) {
+        if len > state.max_body_bytes as u64 {
+            return Err(too_large(state.max_body_bytes));
+        }
+    }
+    let body = Bytes::from_request(request, &()).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(state.max_body_bytes)
+        } else {
+            ApiError::new(e.status(), e.body_text())
+        }
+    })?;
+    let drafts = if body.len() <= PARSE_INLINE_MAX {
+        ndjson::parse_body_bytes(&body, Some(&station))?
+    } else {
+        let station = station.clone();
+        tokio::task::spawn_blocking(move || ndjson::parse_body_bytes(&body, Some(&station)))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("parsing the body failed unexpectedly: {e}"),
+                )
+            })??
+    };
+    if drafts.is_empty() {
+        return Ok(Json(IngestReply {
+            accepted: 0,
+            duplicates: 0,
+            first_seq: None,
+            last_seq: None,
+        }));
+    }
+    let count = drafts.len() as u64;
+    let bytes: u64 = drafts.iter().map(|d: &Draft| d.payload.len() as u64).sum();
+    let appended = match state.wal.append(drafts).await {
+        Ok(appended) => appended,
+        Err(e) => {
+            if matches!(e, WalError::Full { .. }) {
+                state.metrics.inc_wal_full(SOURCE);
+            }
+            tracing::warn!(station = %station, error = %e, "HTTP ingest not stored");
+            return Err(e.into());
+        }
+    };
+    state
+        .metrics
+        .inc_ingested(station.as_str(), SOURCE, count, bytes);
+    if appended.duplicates > 0 {
+        state
+            .metrics
+            .inc_duplicates(station.as_str(), SOURCE, appended.duplicates as u64);
+    }
+    Ok(Json(reply(&station, &appended)))
+}
+
+fn reply(station: &StationName, appended: &Appended) -> IngestReply {
+    let ranges = appended.ranges.iter().filter(|(s, _, _)| s == station);
+    IngestReply {
+        accepted: appended.accepted,
+        duplicates: appended.duplicates,
+        first_seq: ranges.clone().map(|(_, first, _)| *first).min(),
+        last_seq: ranges.map(|(_, _, last)| *last).max(),
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "request body is larger than max_body_bytes ({max} bytes): send smaller batches \
+             or raise [http] max_body_bytes"
+        ),
+    )
+}
+
+/// `POST /v1/flush`
+async fn flush(State(state): Shared) -> Result<Json<serde_json::Value>, ApiError> {
+    let Some(handle) = &state.flush else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "flush is not available in this process",
+        ));
+    };
+    handle.flush().await.map(Json).map_err(|e| {
+        tracing::warn!(error = %e, "flush requested over HTTP failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)
+    })
+}
+
+/// `GET /metrics`: refreshes the WAL gauges, then renders everything.
+async fn metrics(State(state): Shared) -> Response {
+    let stats = state.wal.stats();
+    state.metrics.set_wal(stats.disk_bytes, stats.segments);
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no endpoint {} {}: use POST /v1/stations/{{station}}/messages, POST /v1/flush, \
+             GET /healthz or GET /metrics",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// Counts every answer by status code.
+async fn count_status(State(state): Shared, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    state.metrics.inc_http(response.status().as_u16());
+    response
+}
+
+/// Lets a request through only with the configured bearer token (when one is set).
+async fn require_token(
+    State(state): Shared,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &state.token {
+        check_bearer(request.headers(), token)?;
+    }
+    Ok(next.run(request).await)
+}
+
+fn check_bearer(headers: &HeaderMap, token: &Secret) -> Result<(), ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    let Some(presented) = presented else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing bearer token: send the [http] token as `Authorization: Bearer <token>`",
+        ));
+    };
+    // Comparing digests keeps the time independent of the token's content and length.
+    let want = Sha256::digest(token.expose().as_bytes());
+    let got = Sha256::digest(presented.as_bytes());
+    if bool::from(want.ct_eq(&got)) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong bearer token: send the [http] token as `Authorization: Bearer <token>`",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(a) = auth {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_tokens_are_checked_exactly() {
+        let token = Secret::new("s3cret");
+        assert!(check_bearer(&headers(Some("Bearer s3cret")), &token).is_ok());
+        assert!(check_bearer(&headers(Some("bearer s3cret")), &token).is_ok());
+        for bad in [
+            None,
+            Some("Bearer s3cre"),
+            Some("Bearer s3cret2"),
+            Some("Basic s3cret"),
+            Some("s3cret"),
+            Some("Bearer "),
+        ] {
+            let e = check_bearer(&headers(bad), &token).unwrap_err();
+            assert_eq!(e.status, StatusCode::UNAUTHORIZED, "{bad:?}");
+            assert!(!e.body.error.contains("s3cret"), "the token never leaks");
+        }
+    }
+
+    #[test]
+    fn wal_errors_map_to_statuses() {
+        let full: ApiError = WalError::Full { used: 2, max: 1 }.into();
+        assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(full.retry_after);
+        let response = full.into_response();
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER).unwrap(),
+            &RETRY_AFTER_SECS.to_string()
+        );
+        let poisoned: ApiError = WalError::Poisoned.into();
+        assert_eq!(poisoned.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!poisoned.retry_after);
+    }
+
+    #[test]
+    fn line_errors_carry_line_and_field() {
+        let e: ApiError = ndjson::LineError {
+            line: 7,
+            field: "seq".into(),
+            reason: "bad".into(),
+        }
+        .into();
+        let json = serde_json::to_value(&e.body).unwrap();
+        assert_eq!(json["line"], 7);
+        assert_eq!(json["field"], "seq");
+        assert!(json["error"].as_str().unwrap().contains("line 7"));
+    }
+
+    #[test]
+    fn replies_report_this_stations_range() {
+        let s = StationName::new("s").unwrap();
+        let appended = Appended {
+            accepted: 3,
+            duplicates: 1,
+            ranges: vec![(s.clone(), 4, 6)],
+        };
+        let r = reply(&s, &appended);
+        assert_eq!(
+            (r.accepted, r.duplicates, r.first_seq, r.last_seq),
+            (3, 1, Some(4), Some(6))
+        );
+        let none = reply(&s, &Appended::default());
+        assert_eq!((none.first_seq, none.last_seq), (None, None));
+    }
+}

@@ -1,0 +1,495 @@
+//! Process metrics in the Prometheus text exposition format (version 0.0.4),
+//! served by `GET /metrics`. Every part of `strata run` shares one [`Metrics`]
+//! (behind an `Arc`); updates are lock-free atomics except the first sighting
+//! of a (station, source) pair, which takes a short write lock.
+//!
+//! | metric | type | labels | set by |
+//! | --- | --- | --- | --- |
+//! | `strata_ingested_messages_total` | counter | station, source | sources: messages handed to the WAL and made durable, duplicates included |
+//! | `strata_ingested_bytes_total` | counter | station, source | sources: payload bytes of the same messages |
+//! | `strata_duplicates_total` | counter | station, source | sources: of those, messages the WAL dropped as already archived |
+//! | `strata_wal_full_total` | counter | source | sources: appends refused because the WAL was full (backpressure) |
+//! | `strata_source_errors_total` | counter | source | sources: transient errors (fetch, ack, reconnect) |
+//! | `strata_wal_bytes` | gauge | | process: WAL size on disk |
+//! | `strata_wal_segments` | gauge | | process: WAL segment files |
+//! | `strata_oldest_unuploaded_age_seconds` | gauge | | compactor: age of the oldest message not yet uploaded |
+//! | `strata_upload_errors_total` | counter | | compactor: failed uploads |
+//! | `strata_upload_retries_total` | counter | | compactor: upload retries |
+//! | `strata_compaction_duration_seconds` | summary (`_sum`, `_count`) | | compactor: compaction runs |
+//! | `strata_compacted_bytes_total` | counter | | compactor: Parquet bytes written |
+//! | `strata_compacted_rows_total` | counter | | compactor: rows written |
+//! | `strata_http_requests_total` | counter | code | HTTP server: answers by status code |
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Per (station, source) counters.
+#[derive(Debug, Default)]
+struct StationCounters {
+    messages: AtomicU64,
+    bytes: AtomicU64,
+    duplicates: AtomicU64,
+}
+
+/// Status codes 100..=599 each get a counter; anything else is counted as 599+1.
+const HTTP_CODES: usize = 501;
+
+/// The process-wide metrics registry.
+#[derive(Debug)]
+pub struct Metrics {
+    /// source -> station -> counters; BTreeMaps so the output is sorted and stable.
+    stations: RwLock<BTreeMap<&'static str, BTreeMap<String, Arc<StationCounters>>>>,
+    /// source -> (WAL full refusals, transient errors)
+    sources: RwLock<BTreeMap<&'static str, Arc<(AtomicU64, AtomicU64)>>>,
+    wal_bytes: AtomicU64,
+    wal_segments: AtomicU64,
+    /// f64 bits.
+    oldest_unuploaded_age: AtomicU64,
+    upload_errors: AtomicU64,
+    upload_retries: AtomicU64,
+    compactions: AtomicU64,
+    compaction_nanos: AtomicU64,
+    compacted_bytes: AtomicU64,
+    compacted_rows: AtomicU64,
+    http: Box<[AtomicU64]>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// An empty registry (every counter zero).
+    pub fn new() -> Self {
+        Self {
+            stations: RwLock::default(),
+            sources: RwLock::default(),
+            wal_bytes: AtomicU64::new(0),
+            wal_segments: AtomicU64::new(0),
+            oldest_unuploaded_age: AtomicU64::new(0f64.to_bits()),
+            upload_errors: AtomicU64::new(0),
+            upload_retries: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
+            compaction_nanos: AtomicU64::new(0),
+            compacted_bytes: AtomicU64::new(0),
+            compacted_rows: AtomicU64::new(0),
+            http: (0..HTTP_CODES).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn station(&self, station: &str, source: &'static str) -> Arc<StationCounters> {
+        // Counters only ever grow, so a poisoned lock still holds valid data.
+        if let Some(c) = self
+            .stations
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(source)
+            .and_then(|m| m.get(station))
+        {
+            return Arc::clone(c);
+        }
+        let mut map = self.stations.write().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(
+            map.entry(source)
+                .or_default()
+                .entry(station.to_string())
+                .or_default(),
+        )
+    }
+
+    fn source(&self, source: &'static str) -> Arc<(AtomicU64, AtomicU64)> {
+        if let Some(c) = self
+            .sources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(source)
+        {
+            return Arc::clone(c);
+        }
+        let mut map = self.sources.write().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(map.entry(source).or_default())
+    }
+
+    /// Counts `msgs` messages of `bytes` payload bytes that `source` (`"http"`,
+    /// `"nats"`, `"file"`) handed to the WAL for `station` and that are durable
+    /// (duplicates the WAL dropped included; see [`Metrics::inc_duplicates`]).
+    pub fn inc_ingested(&self, station: &str, source: &'static str, msgs: u64, bytes: u64) {
+        let c = self.station(station, source);
+        c.messages.fetch_add(msgs, Relaxed);
+        c.bytes.fetch_add(bytes, Relaxed);
+    }
+
+    /// Counts messages the WAL dropped because their (station, seq) was already archived.
+    pub fn inc_duplicates(&self, station: &str, source: &'static str, msgs: u64) {
+        self.station(station, source)
+            .duplicates
+            .fetch_add(msgs, Relaxed);
+    }
+
+    /// Counts an append `source` could not make because the WAL was full.
+    pub fn inc_wal_full(&self, source: &'static str) {
+        self.source(source).0.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a transient error of `source` (a failed fetch or ack, a lost connection).
+    pub fn inc_source_error(&self, source: &'static str) {
+        self.source(source).1.fetch_add(1, Relaxed);
+    }
+
+    /// Sets the WAL gauges (from `Wal::stats`).
+    pub fn set_wal(&self, bytes: u64, segments: u64) {
+        self.wal_bytes.store(bytes, Relaxed);
+        self.wal_segments.store(segments, Relaxed);
+    }
+
+    /// Sets the age of the oldest message not yet uploaded (0 when none is waiting).
+    pub fn set_oldest_unuploaded_age(&self, secs: f64) {
+        self.oldest_unuploaded_age.store(secs.to_bits(), Relaxed);
+    }
+
+    /// Counts a failed upload.
+    pub fn inc_upload_error(&self) {
+        self.upload_errors.fetch_add(1, Relaxed);
+    }
+
+    /// Counts an upload retry.
+    pub fn inc_upload_retry(&self) {
+        self.upload_retries.fetch_add(1, Relaxed);
+    }
+
+    /// Records one compaction run: how long it took, and the Parquet bytes and rows it wrote.
+    pub fn observe_compaction(&self, duration: Duration, bytes: u64, rows: u64) {
+        self.compactions.fetch_add(1, Relaxed);
+        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        self.compaction_nanos.fetch_add(nanos, Relaxed);
+        self.compacted_bytes.fetch_add(bytes, Relaxed);
+        self.compacted_rows.fetch_add(rows, Relaxed);
+    }
+
+    /// Counts an HTTP answer with `status`.
+    pub fn inc_http(&self, status: u16) {
+        let i = usize::from(status).saturating_sub(100).min(HTTP_CODES - 1);
+        self.http[i].fetch_add(1, Relaxed);
+    }
+
+    /// Every metric in the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        {
+            let stations = self.stations.read().unwrap_or_else(|e| e.into_inner());
+            type Get = fn(&StationCounters) -> u64;
+            let families: [(&str, &str, Get); 3] = [
+                (
+                    "strata_ingested_messages_total",
+                    "Messages a source handed to the WAL and made durable, duplicates included.",
+                    |c| c.messages.load(Relaxed),
+                ),
+                (
+                    "strata_ingested_bytes_total",
+                    "Payload bytes of the messages counted by strata_ingested_messages_total.",
+                    |c| c.bytes.load(Relaxed),
+                ),
+                (
+                    "strata_duplicates_total",
+                    "Messages the WAL dropped because their (station, seq) was already archived.",
+                    |c| c.duplicates.load(Relaxed),
+                ),
+            ];
+            for (name, help, get) in families {
+                header(&mut out, name, help, "counter");
+                for (source, by_station) in stations.iter() {
+                    for (station, c) in by_station {
+                        sample(
+                            &mut out,
+                            name,
+                            &[("station", station), ("source", source)],
+                            get(c),
+                        );
+                    }
+                }
+            }
+        }
+        {
+            let sources = self.sources.read().unwrap_or_else(|e| e.into_inner());
+            header(
+                &mut out,
+                "strata_wal_full_total",
+                "Appends a source could not make because the WAL was full (it waits and retries).",
+                "counter",
+            );
+            for (source, c) in sources.iter() {
+                let v = c.0.load(Relaxed);
+                sample(&mut out, "strata_wal_full_total", &[("source", source)], v);
+            }
+            header(
+                &mut out,
+                "strata_source_errors_total",
+                "Transient source errors (failed fetch or ack, lost connection); the source retries.",
+                "counter",
+            );
+            for (source, c) in sources.iter() {
+                let v = c.1.load(Relaxed);
+                sample(
+                    &mut out,
+                    "strata_source_errors_total",
+                    &[("source", source)],
+                    v,
+                );
+            }
+        }
+        let plain: [(&str, &str, &str, u64); 7] = [
+            (
+                "strata_wal_bytes",
+                "Size of the WAL directory's segments on disk.",
+                "gauge",
+                self.wal_bytes.load(Relaxed),
+            ),
+            (
+                "strata_wal_segments",
+                "WAL segment files (open and sealed).",
+                "gauge",
+                self.wal_segments.load(Relaxed),
+            ),
+            (
+                "strata_upload_errors_total",
+                "Uploads to the object store that failed.",
+                "counter",
+                self.upload_errors.load(Relaxed),
+            ),
+            (
+                "strata_upload_retries_total",
+                "Uploads to the object store that were retried.",
+                "counter",
+                self.upload_retries.load(Relaxed),
+            ),
+            (
+                "strata_compacted_bytes_total",
+                "Parquet bytes written by compaction.",
+                "counter",
+                self.compacted_bytes.load(Relaxed),
+            ),
+            (
+                "strata_compacted_rows_total",
+                "Rows written to Parquet by compaction.",
+                "counter",
+                self.compacted_rows.load(Relaxed),
+            ),
+            (
+                "strata_compactions_total",
+                "Compaction runs.",
+                "counter",
+                self.compactions.load(Relaxed),
+            ),
+        ];
+        for (name, help, kind, v) in plain {
+            header(&mut out, name, help, kind);
+            sample(&mut out, name, &[], v);
+        }
+        header(
+            &mut out,
+            "strata_oldest_unuploaded_age_seconds",
+            "Age of the oldest message in the WAL not yet uploaded (0 when none waits).",
+            "gauge",
+        );
+        let age = f64::from_bits(self.oldest_unuploaded_age.load(Relaxed));
+        let _ = writeln!(out, "strata_oldest_unuploaded_age_seconds {}", float(age));
+        header(
+            &mut out,
+            "strata_compaction_duration_seconds",
+            "Time spent per compaction run.",
+            "summary",
+        );
+        let secs = self.compaction_nanos.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "strata_compaction_duration_seconds_sum {}",
+            float(secs)
+        );
+        let _ = writeln!(
+            out,
+            "strata_compaction_duration_seconds_count {}",
+            self.compactions.load(Relaxed)
+        );
+        header(
+            &mut out,
+            "strata_http_requests_total",
+            "HTTP requests answered, by status code.",
+            "counter",
+        );
+        for (i, c) in self.http.iter().enumerate() {
+            let v = c.load(Relaxed);
+            if v > 0 {
+                let code = (i + 100).to_string();
+                sample(
+                    &mut out,
+                    "strata_http_requests_total",
+                    &[("code", &code)],
+                    v,
+                );
+            }
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    // HELP text escapes backslash and newline; ours has neither, but stay correct.
+    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            for ch in v.chars() {
+                match ch {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    '\n' => out.push_str("\\n"),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        out.push('}');
+    }
+    let _ = writeln!(out, " {value}");
+}
+
+/// A float as Prometheus writes it (`+Inf`, `-Inf`, `NaN` spelled its way).
+fn float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_help_and_type() {
+        let m = Metrics::new();
+        m.inc_ingested("orders", "http", 3, 30);
+        m.inc_ingested("orders", "http", 2, 20);
+        m.inc_ingested("billing", "nats", 1, 7);
+        m.inc_duplicates("orders", "http", 1);
+        m.inc_wal_full("nats");
+        m.inc_source_error("nats");
+        m.set_wal(1 << 20, 3);
+        m.set_oldest_unuploaded_age(12.5);
+        m.inc_upload_error();
+        m.inc_upload_retry();
+        m.inc_upload_retry();
+        m.observe_compaction(Duration::from_millis(1500), 4096, 100);
+        m.observe_compaction(Duration::from_millis(500), 1024, 10);
+        m.inc_http(200);
+        m.inc_http(200);
+        m.inc_http(413);
+        let text = m.render();
+        for line in [
+            r#"strata_ingested_messages_total{station="orders",source="http"} 5"#,
+            r#"strata_ingested_bytes_total{station="orders",source="http"} 50"#,
+            r#"strata_ingested_messages_total{station="billing",source="nats"} 1"#,
+            r#"strata_duplicates_total{station="orders",source="http"} 1"#,
+            r#"strata_wal_full_total{source="nats"} 1"#,
+            r#"strata_source_errors_total{source="nats"} 1"#,
+            "strata_wal_bytes 1048576",
+            "strata_wal_segments 3",
+            "strata_oldest_unuploaded_age_seconds 12.5",
+            "strata_upload_errors_total 1",
+            "strata_upload_retries_total 2",
+            "strata_compactions_total 2",
+            "strata_compaction_duration_seconds_sum 2",
+            "strata_compaction_duration_seconds_count 2",
+            "strata_compacted_bytes_total 5120",
+            "strata_compacted_rows_total 110",
+            r#"strata_http_requests_total{code="200"} 2"#,
+            r#"strata_http_requests_total{code="413"} 1"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        // Every sample belongs to a family announced by HELP and TYPE lines.
+        let mut typed = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().unwrap().to_string());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                let family = name
+                    .strip_suffix("_sum")
+                    .or_else(|| name.strip_suffix("_count"))
+                    .filter(|f| typed.contains(*f))
+                    .unwrap_or(name);
+                assert!(typed.contains(family), "{line} has no TYPE line");
+                assert!(name.starts_with("strata_"), "{line}");
+            }
+        }
+        assert!(text.contains("# HELP strata_wal_bytes "));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.inc_ingested("a\"b\\c\nd", "file", 1, 1);
+        assert!(m
+            .render()
+            .contains(r#"strata_ingested_messages_total{station="a\"b\\c\nd",source="file"} 1"#));
+    }
+
+    #[test]
+    fn odd_values_stay_valid() {
+        let m = Metrics::new();
+        m.inc_http(42);
+        m.inc_http(999);
+        m.set_oldest_unuploaded_age(f64::INFINITY);
+        let text = m.render();
+        assert!(text.contains(r#"strata_http_requests_total{code="100"} 1"#));
+        assert!(text.contains(r#"strata_http_requests_total{code="600"} 1"#));
+        assert!(text.contains("strata_oldest_unuploaded_age_seconds +Inf"));
+    }
+
+    #[test]
+    fn counts_from_many_threads_add_up() {
+        let m = Arc::new(Metrics::new());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let m = Arc::clone(&m);
+                std::thread::spawn(move || {
+                    for i in 0..1000 {
+                        m.inc_ingested(&format!("s{}", (t + i) % 4), "http", 1, 2);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = m.render();
+        let total: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("strata_ingested_messages_total{"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(total, 8000);
+    }
+}

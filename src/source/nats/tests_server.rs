@@ -1,0 +1,477 @@
+//! The worker against a real nats-server (`STRATA_TEST_NATS_URL`) with an
+//! in-memory archive, so consumer, backpressure and restart behaviour are
+//! checked apart from the WAL. Skipped without a server unless
+//! `STRATA_TEST_REQUIRE_SERVERS=1`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use async_nats::jetstream::stream;
+
+use super::*;
+use crate::message::Draft;
+use crate::wal::{Appended, WalError};
+
+fn server() -> Option<String> {
+    match std::env::var("STRATA_TEST_NATS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("STRATA_TEST_REQUIRE_SERVERS").as_deref() != Ok("1"),
+                "STRATA_TEST_NATS_URL is unset but STRATA_TEST_REQUIRE_SERVERS=1"
+            );
+            eprintln!("skipped: set STRATA_TEST_NATS_URL to a nats-server -js to run this test");
+            None
+        }
+    }
+}
+
+/// An archive in memory with the WAL's de-duplication; refuses appends as
+/// full while `full_calls` is above zero.
+#[derive(Default)]
+struct MemArchive {
+    messages: Mutex<BTreeMap<(String, u64), Draft>>,
+    order: Mutex<Vec<u64>>,
+    full_calls: AtomicUsize,
+    appends: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Archive for MemArchive {
+    async fn append(&self, drafts: Vec<Draft>) -> Result<Appended, WalError> {
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        if self
+            .full_calls
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(WalError::Full { used: 2, max: 1 });
+        }
+        let mut map = self.messages.lock().unwrap();
+        let mut order = self.order.lock().unwrap();
+        let mut out = Appended::default();
+        for d in drafts {
+            let seq = d.seq.expect("NATS drafts carry a seq");
+            let key = (d.station.as_str().to_string(), seq);
+            match map.entry(key) {
+                std::collections::btree_map::Entry::Occupied(_) => out.duplicates += 1,
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(d);
+                    order.push(seq);
+                    out.accepted += 1;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl MemArchive {
+    fn len(&self) -> usize {
+        self.messages.lock().unwrap().len()
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn make_stream(js: &async_nats::jetstream::Context, name: &str) {
+    js.create_stream(stream::Config {
+        name: name.to_string(),
+        subjects: vec![format!("{name}.>")],
+        max_messages: 10_000,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+}
+
+async fn publish(js: &async_nats::jetstream::Context, stream: &str, range: std::ops::Range<u32>) {
+    let mut acks = Vec::new();
+    for i in range {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("id-{i}").as_str());
+        headers.append("X-Rep", "1");
+        headers.append("X-Rep", "2");
+        let ack = js
+            .publish_with_headers(format!("{stream}.n{i}"), headers, format!("p{i}").into())
+            .await
+            .unwrap();
+        acks.push(ack);
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+}
+
+async fn wait_for(what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn config(url: &str, stations: &[&str]) -> NatsConfig {
+    NatsConfig {
+        url: url.to_string(),
+        stations: stations.iter().map(|s| s.to_string()).collect(),
+        consumer: String::new(),
+        fetch_batch: 64,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn archives_every_message_once_and_resumes_after_restart() {
+    let Some(url) = server() else { return };
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let name = unique("conv");
+    make_stream(&js, &name).await;
+    publish(&js, &name, 0..300).await;
+
+    let archive = Arc::new(MemArchive::default());
+    let (tx, rx) = watch::channel(false);
+    let task = NatsSource::start_with(
+        &config(&url, &[&name]),
+        archive.clone(),
+        Arc::new(Metrics::new()),
+        rx,
+    )
+    .await
+    .unwrap();
+    wait_for("300 messages", 20, || archive.len() == 300).await;
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+
+    {
+        let map = archive.messages.lock().unwrap();
+        for (i, ((station, seq), d)) in map.iter().enumerate() {
+            assert_eq!((station.as_str(), *seq), (name.as_str(), i as u64 + 1));
+            assert_eq!(d.id.as_deref(), Some(format!("id-{i}").as_str()));
+            assert_eq!(d.subject.as_deref(), Some(format!("{name}.n{i}").as_str()));
+            assert_eq!(&d.payload[..], format!("p{i}").as_bytes());
+            let reps: Vec<_> = d
+                .headers
+                .iter()
+                .filter(|h| h.name == "X-Rep")
+                .map(|h| h.value.as_str())
+                .collect();
+            assert_eq!(reps, ["1", "2"]);
+            assert!(d.timestamp.micros() > 1_600_000_000_000_000);
+        }
+    }
+    assert_eq!(
+        *archive.order.lock().unwrap(),
+        (1..=300).collect::<Vec<_>>()
+    );
+
+    // Everything was acknowledged: a second run gets only what came after.
+    publish(&js, &name, 300..350).await;
+    let (tx, rx) = watch::channel(false);
+    let appends_before = archive.appends.load(Ordering::SeqCst);
+    let task = NatsSource::start_with(
+        &config(&url, &[&name]),
+        archive.clone(),
+        Arc::new(Metrics::new()),
+        rx,
+    )
+    .await
+    .unwrap();
+    wait_for("350 messages", 20, || archive.len() == 350).await;
+    let info = js
+        .get_stream(&name)
+        .await
+        .unwrap()
+        .consumer_info(DEFAULT_CONSUMER)
+        .await
+        .unwrap()
+        .clone();
+    wait_for("acks", 10, || true).await;
+    tx.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(
+        archive.order.lock().unwrap().len(),
+        350,
+        "no message archived twice"
+    );
+    assert!(archive.appends.load(Ordering::SeqCst) > appends_before);
+    assert!(info.delivered.stream_sequence >= 350);
+    js.delete_stream(&name).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_full_wal_holds_messages_in_the_broker_until_there_is_room() {
+    let Some(url) = server() else { return };
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let name = unique("full");
+    make_stream(&js, &name).await;
+    publish(&js, &name, 0..100).await;
+
+    let archive = Arc::new(MemArchive::default());
+    archive.full_calls.store(6, Ordering::SeqCst);
+    let metrics = Arc::new(Metrics::new());
+    let (tx, rx) = watch::channel(false);
+    let task = NatsSource::start_with(
+        &config(&url, &[&name]),
+        archive.clone(),
+        metrics.clone(),
+        rx,
+    )
+    .await
+    .unwrap();
+    // While the archive refuses, nothing is acknowledged.
+    wait_for("refusals", 20, || {
+        archive.full_calls.load(Ordering::SeqCst) <= 3
+    })
+    .await;
+    let info = js
+        .get_stream(&name)
+        .await
+        .unwrap()
+        .consumer_info(DEFAULT_CONSUMER)
+        .await
+        .unwrap();
+    assert_eq!(info.ack_floor.stream_sequence, 0);
+    assert_eq!(archive.len(), 0);
+    wait_for("100 messages", 30, || archive.len() == 100).await;
+    let acked = async {
+        loop {
+            let info = js
+                .get_stream(&name)
+                .await
+                .unwrap()
+                .consumer_info(DEFAULT_CONSUMER)
+                .await
+                .unwrap();
+            if info.ack_floor.stream_sequence == 100 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), acked)
+        .await
+        .expect("every message acknowledged once archived");
+    tx.send(true).unwrap();
+    task.await.unwrap();
+    assert!(metrics
+        .render()
+        .contains(r#"strata_wal_full_total{source="nats"} 6"#));
+    js.delete_stream(&name).await.unwrap();
+}
+
+#[tokio::test]
+async fn star_archives_streams_created_before_start() {
+    let Some(url) = server() else { return };
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let a = unique("stara");
+    let b = unique("starb");
+    make_stream(&js, &a).await;
+    make_stream(&js, &b).await;
+    publish(&js, &a, 0..10).await;
+    publish(&js, &b, 0..20).await;
+    let archive = Arc::new(MemArchive::default());
+    let (tx, rx) = watch::channel(false);
+    // "*" reaches other tests' streams too: a consumer of its own leaves theirs alone.
+    let mut cfg = config(&url, &["*"]);
+    cfg.consumer = unique("star");
+    let task = NatsSource::start_with(&cfg, archive.clone(), Arc::new(Metrics::new()), rx)
+        .await
+        .unwrap();
+    let count = |s: &str| {
+        archive
+            .messages
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|(st, _)| st == s)
+            .count()
+    };
+    wait_for("both streams", 20, || count(&a) == 10 && count(&b) == 20).await;
+    tx.send(true).unwrap();
+    task.await.unwrap();
+    for s in [&a, &b] {
+        let consumer = js
+            .get_stream(s)
+            .await
+            .unwrap()
+            .consumer_info(&cfg.consumer)
+            .await
+            .unwrap()
+            .clone();
+        assert_eq!(
+            consumer.ack_floor.stream_sequence,
+            if s == &a { 10 } else { 20 }
+        );
+    }
+    js.delete_stream(&a).await.unwrap();
+    js.delete_stream(&b).await.unwrap();
+    // Leave no durable consumer behind on other tests' streams.
+    let mut names = js.stream_names();
+    while let Some(Ok(stream)) = names.next().await {
+        if let Ok(stream) = js.get_stream(&stream).await {
+            let _ = stream.delete_consumer(&cfg.consumer).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn work_queue_streams_are_left_alone() {
+    let Some(url) = server() else { return };
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    let name = unique("wq");
+    js.create_stream(stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{name}.>")],
+        retention: stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    publish(&js, &name, 0..5).await;
+    let archive = Arc::new(MemArchive::default());
+    let (_tx, rx) = watch::channel(false);
+    let task = NatsSource::start_with(
+        &config(&url, &[&name]),
+        archive.clone(),
+        Arc::new(Metrics::new()),
+        rx,
+    )
+    .await
+    .unwrap();
+    // Its only worker refuses the stream, so the source ends by itself.
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(archive.len(), 0);
+    let mut stream = js.get_stream(&name).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 5);
+    assert!(
+        stream.consumer_info(DEFAULT_CONSUMER).await.is_err(),
+        "no consumer created"
+    );
+    js.delete_stream(&name).await.unwrap();
+}
+
+/// A nats-server of this test's own (from `PATH`), so it can be restarted.
+struct OwnServer {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnServer {
+    fn start(port: u16, dir: tempfile::TempDir) -> Option<Self> {
+        // Debian installs it in /usr/sbin, which is not on every PATH.
+        let child = ["nats-server", "/usr/sbin/nats-server"]
+            .iter()
+            .find_map(|bin| {
+                std::process::Command::new(bin)
+                    .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+                    .arg(dir.path())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .ok()
+            })?;
+        Some(Self { child, port, dir })
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(mut self) -> Self {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let (port, dir) = (
+            self.port,
+            std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()),
+        );
+        Self::start(port, dir).expect("nats-server starts again")
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn connect_retrying(url: &str) -> async_nats::Client {
+    for _ in 0..100 {
+        if let Ok(c) = async_nats::connect(url).await {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nats-server at {url} did not come up");
+}
+
+#[tokio::test]
+async fn survives_a_server_restart() {
+    // Needs a server it can restart: the nats-server binary, next to STRATA_TEST_NATS_URL.
+    if server().is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(own) = OwnServer::start(port, tempfile::tempdir().unwrap()) else {
+        eprintln!("skipped: no nats-server binary on PATH");
+        return;
+    };
+    let url = own.url();
+    let js = async_nats::jetstream::new(connect_retrying(&url).await);
+    make_stream(&js, "restart").await;
+    publish(&js, "restart", 0..200).await;
+    let archive = Arc::new(MemArchive::default());
+    let metrics = Arc::new(Metrics::new());
+    let (tx, rx) = watch::channel(false);
+    let task = NatsSource::start_with(
+        &config(&url, &["restart"]),
+        archive.clone(),
+        metrics.clone(),
+        rx,
+    )
+    .await
+    .unwrap();
+    wait_for("200 messages", 20, || archive.len() == 200).await;
+
+    let own = own.restart();
+    let js = async_nats::jetstream::new(connect_retrying(&own.url()).await);
+    publish(&js, "restart", 200..400).await;
+    wait_for("400 messages after the restart", 60, || {
+        archive.len() == 400
+    })
+    .await;
+    tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    let seqs: Vec<u64> = archive
+        .messages
+        .lock()
+        .unwrap()
+        .keys()
+        .map(|(_, s)| *s)
+        .collect();
+    assert_eq!(seqs, (1..=400).collect::<Vec<_>>());
+}

@@ -1,0 +1,428 @@
+//! One station's consumer loop: fetch a batch from the durable pull consumer,
+//! append it to the WAL, acknowledge it; wait (without acknowledging) while the
+//! WAL is full; back off and retry on every transient error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::stream::RetentionPolicy;
+use async_nats::jetstream::{self, Message};
+use futures::StreamExt as _;
+use tokio::sync::watch;
+
+use super::convert::{micros_from_nanos, to_draft, Delivery};
+use crate::message::{Draft, StationName};
+use crate::metrics::Metrics;
+use crate::wal::{Appended, Wal, WalError};
+
+/// The metrics `source` label of this source.
+pub(crate) const SOURCE: &str = "nats";
+
+/// How long a pull request waits on an idle stream before it is renewed.
+const FETCH_EXPIRY: Duration = Duration::from_secs(2);
+
+/// Redelivery delay for a message delivered but not acknowledged.
+const ACK_WAIT: Duration = Duration::from_secs(60);
+
+/// Messages delivered and not yet acknowledged, per consumer.
+const MAX_ACK_PENDING: i64 = 100_000;
+
+/// Where a worker puts what it fetched: the WAL, or a test double.
+#[async_trait::async_trait]
+pub(crate) trait Archive: Send + Sync + 'static {
+    /// Makes the drafts durable (see [`Wal::append`]).
+    async fn append(&self, drafts: Vec<Draft>) -> Result<Appended, WalError>;
+}
+
+#[async_trait::async_trait]
+impl Archive for Wal {
+    async fn append(&self, drafts: Vec<Draft>) -> Result<Appended, WalError> {
+        Wal::append(self, drafts).await
+    }
+}
+
+/// Exponential backoff between retries.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    first: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(first: Duration, max: Duration) -> Self {
+        Self {
+            first,
+            max,
+            next: first,
+        }
+    }
+
+    /// The delay to wait now; doubles the next one up to the cap.
+    pub(crate) fn delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+/// Resolves once shutdown is requested: the value turns `true` or the sender is gone.
+pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Why a batch was not archived.
+enum Stop {
+    /// Shutdown was requested or the WAL closed: the worker ends.
+    Shutdown,
+}
+
+/// Settings shared by every worker of a source.
+#[derive(Clone)]
+pub(crate) struct WorkerConfig {
+    pub(crate) consumer: String,
+    pub(crate) fetch_batch: usize,
+}
+
+/// The consumer state of one station. Everything a station's archiving needs
+/// lives here, so that one station's trouble never touches another.
+pub(crate) struct StationWorker {
+    station: StationName,
+    js: jetstream::Context,
+    config: WorkerConfig,
+    archive: Arc<dyn Archive>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    consumer: Option<PullConsumer>,
+    errors: Backoff,
+}
+
+impl StationWorker {
+    pub(crate) fn new(
+        station: StationName,
+        js: jetstream::Context,
+        config: WorkerConfig,
+        archive: Arc<dyn Archive>,
+        metrics: Arc<Metrics>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            station,
+            js,
+            config,
+            archive,
+            metrics,
+            shutdown,
+            consumer: None,
+            errors: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow() || self.shutdown.has_changed().is_err()
+    }
+
+    /// Sleeps `d` unless shutdown comes first; returns whether to go on.
+    async fn pause(&mut self, d: Duration) -> bool {
+        if self.stopping() {
+            return false;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(d) => !self.stopping(),
+            () = shutdown_requested(&mut self.shutdown) => false,
+        }
+    }
+
+    /// Logs a transient error and waits before the next attempt.
+    async fn transient(&mut self, what: &str, error: &(dyn std::fmt::Display + Sync)) -> bool {
+        self.metrics.inc_source_error(SOURCE);
+        let delay = self.errors.delay();
+        tracing::warn!(
+            station = %self.station,
+            error = %error,
+            retry_in_ms = delay.as_millis() as u64,
+            "NATS {what} failed; retrying",
+        );
+        self.pause(delay).await
+    }
+
+    /// Runs until shutdown (or until the WAL is closed).
+    pub(crate) async fn run(mut self) {
+        tracing::info!(station = %self.station, consumer = %self.config.consumer, "archiving station");
+        while !self.stopping() {
+            let consumer = match self.consumer().await {
+                Ok(c) => c,
+                Err(SetupError::WorkQueue) => {
+                    tracing::error!(
+                        station = %self.station,
+                        "stream uses work-queue retention: acknowledging its messages would take \
+                         them away from its consumers, so Strata does not archive it",
+                    );
+                    break;
+                }
+                Err(SetupError::Nats(e)) => {
+                    if self.transient("consumer setup", &e).await {
+                        continue;
+                    }
+                    break;
+                }
+            };
+            match self.pull(&consumer).await {
+                Ok(()) => {}
+                Err(PullError::Stop(Stop::Shutdown)) => break,
+                Err(PullError::Nats(e)) => {
+                    // The consumer may be gone (deleted, stream recreated): look it up again.
+                    self.consumer = None;
+                    if !self.transient("fetch", &e).await {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::info!(station = %self.station, "station worker stopped");
+    }
+
+    /// The durable pull consumer, created on first use. A new consumer starts
+    /// at the first message the stream still holds; an existing one resumes
+    /// after the last acknowledged message.
+    async fn consumer(&mut self) -> Result<PullConsumer, SetupError> {
+        if let Some(c) = &self.consumer {
+            return Ok(c.clone());
+        }
+        let stream = self
+            .js
+            .get_stream(self.station.as_str())
+            .await
+            .map_err(|e| {
+                SetupError::Nats(
+                    format!("looking up the stream failed ({e}); does the stream exist?").into(),
+                )
+            })?;
+        if stream.cached_info().config.retention == RetentionPolicy::WorkQueue {
+            return Err(SetupError::WorkQueue);
+        }
+        let consumer: PullConsumer = stream
+            .get_or_create_consumer(
+                &self.config.consumer,
+                pull::Config {
+                    durable_name: Some(self.config.consumer.clone()),
+                    description: Some("Strata archive (second storage tier)".to_string()),
+                    deliver_policy: DeliverPolicy::All,
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: ACK_WAIT,
+                    max_ack_pending: MAX_ACK_PENDING,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| SetupError::Nats(e.into()))?;
+        self.consumer = Some(consumer.clone());
+        Ok(consumer)
+    }
+
+    /// One round: take what the stream has now (a no-wait fetch of up to
+    /// `fetch_batch`), or, when it has nothing, wait up to [`FETCH_EXPIRY`]
+    /// for one message; archive it. Each request is read to its end before
+    /// anything is archived, so no request is left outstanding while the WAL
+    /// is slow or full (its deliveries would sit unread until redelivered).
+    async fn pull(&mut self, consumer: &PullConsumer) -> Result<(), PullError> {
+        let mut chunk = self.fetch(consumer, false).await?;
+        if chunk.is_empty() {
+            chunk = self.fetch(consumer, true).await?;
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.store(chunk).await.map_err(PullError::Stop)?;
+        self.errors.reset();
+        Ok(())
+    }
+
+    /// Sends one pull request and reads it to its end.
+    async fn fetch(
+        &mut self,
+        consumer: &PullConsumer,
+        wait: bool,
+    ) -> Result<Vec<Message>, PullError> {
+        let batch = if wait {
+            consumer
+                .batch()
+                .max_messages(1)
+                .expires(FETCH_EXPIRY)
+                .messages()
+                .await
+        } else {
+            consumer
+                .fetch()
+                .max_messages(self.config.fetch_batch)
+                .messages()
+                .await
+        };
+        let batch = batch.map_err(|e| PullError::Nats(e.into()))?;
+        let read = async {
+            let mut chunk = Vec::new();
+            let mut batch = batch;
+            while let Some(m) = batch.next().await {
+                chunk.push(m?);
+            }
+            Ok::<_, async_nats::Error>(chunk)
+        };
+        // A request whose end was lost (server restart) must not hang the worker.
+        let limit = FETCH_EXPIRY + Duration::from_secs(10);
+        tokio::select! {
+            r = tokio::time::timeout(limit, read) => match r {
+                Ok(r) => r.map_err(PullError::Nats),
+                Err(_) => Err(PullError::Nats("pull request got no answer in time".into())),
+            },
+            () = shutdown_requested(&mut self.shutdown) => Err(PullError::Stop(Stop::Shutdown)),
+        }
+    }
+
+    /// Appends a chunk to the WAL, retrying until it is durable, then
+    /// acknowledges every message of it.
+    async fn store(&mut self, chunk: Vec<Message>) -> Result<(), Stop> {
+        let mut full = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut warned_full = false;
+        loop {
+            let (drafts, acks) = self.drafts(&chunk);
+            if drafts.is_empty() {
+                return Ok(());
+            }
+            let count = drafts.len() as u64;
+            let bytes: u64 = drafts.iter().map(|d| d.payload.len() as u64).sum();
+            match self.archive.append(drafts).await {
+                Ok(appended) => {
+                    self.metrics
+                        .inc_ingested(self.station.as_str(), SOURCE, count, bytes);
+                    if appended.duplicates > 0 {
+                        self.metrics.inc_duplicates(
+                            self.station.as_str(),
+                            SOURCE,
+                            appended.duplicates as u64,
+                        );
+                    }
+                    if warned_full {
+                        tracing::info!(station = %self.station, "WAL has room again; archiving resumed");
+                    }
+                    self.ack(&chunk, &acks).await;
+                    return Ok(());
+                }
+                Err(WalError::Full { used, max }) => {
+                    // Backpressure: the messages stay unacknowledged in the broker.
+                    self.metrics.inc_wal_full(SOURCE);
+                    if !warned_full {
+                        tracing::warn!(
+                            station = %self.station, used, max,
+                            "WAL is full; holding NATS messages in the broker until uploads make room",
+                        );
+                        warned_full = true;
+                    }
+                    if !self.pause(full.delay()).await {
+                        return Err(Stop::Shutdown);
+                    }
+                }
+                Err(WalError::Closed) => return Err(Stop::Shutdown),
+                Err(e) => {
+                    tracing::error!(
+                        station = %self.station, error = %e,
+                        "cannot append NATS messages to the WAL; they stay in the broker, retrying",
+                    );
+                    let delay = self.errors.delay();
+                    if !self.pause(delay).await {
+                        return Err(Stop::Shutdown);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Drafts for the messages of `chunk` that carry JetStream metadata, and
+    /// the indexes of those messages (the ones to acknowledge).
+    fn drafts(&self, chunk: &[Message]) -> (Vec<Draft>, Vec<usize>) {
+        let mut drafts = Vec::with_capacity(chunk.len());
+        let mut acks = Vec::with_capacity(chunk.len());
+        for (i, m) in chunk.iter().enumerate() {
+            let delivery = match m.info() {
+                Ok(info) => Delivery {
+                    stream_seq: info.stream_sequence,
+                    published: micros_from_nanos(info.published.unix_timestamp_nanos()),
+                },
+                Err(e) => {
+                    // Without metadata there is no identity: leave it unacknowledged.
+                    tracing::error!(
+                        station = %self.station, subject = %m.subject, error = %e,
+                        "NATS delivery without JetStream metadata; not archived",
+                    );
+                    continue;
+                }
+            };
+            drafts.push(to_draft(
+                &self.station,
+                delivery,
+                m.subject.as_str(),
+                m.headers.as_ref(),
+                m.payload.clone(),
+            ));
+            acks.push(i);
+        }
+        (drafts, acks)
+    }
+
+    async fn ack(&self, chunk: &[Message], acks: &[usize]) {
+        for &i in acks {
+            if let Err(e) = chunk[i].ack().await {
+                // Harmless: the broker redelivers it and the WAL drops the duplicate.
+                self.metrics.inc_source_error(SOURCE);
+                tracing::warn!(station = %self.station, error = %e, "NATS ack failed; the message will be redelivered");
+            }
+        }
+    }
+}
+
+/// Why the consumer could not be set up.
+enum SetupError {
+    /// The stream is a work queue: an acknowledgement removes the message.
+    WorkQueue,
+    Nats(async_nats::Error),
+}
+
+enum PullError {
+    Stop(Stop),
+    Nats(async_nats::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let delays: Vec<_> = (0..4).map(|_| b.delay().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 350, 350]);
+        b.reset();
+        assert_eq!(b.delay().as_millis(), 100);
+    }
+
+    #[tokio::test]
+    async fn only_true_or_a_dropped_sender_means_shutdown() {
+        let (tx, mut rx) = watch::channel(false);
+        tx.send(false).unwrap();
+        let pending = tokio::time::timeout(Duration::from_millis(50), shutdown_requested(&mut rx));
+        assert!(pending.await.is_err(), "a repeated false is no shutdown");
+        tx.send(true).unwrap();
+        shutdown_requested(&mut rx).await;
+        let (tx, mut rx) = watch::channel(false);
+        drop(tx);
+        shutdown_requested(&mut rx).await;
+    }
+}

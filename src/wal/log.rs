@@ -1,0 +1,851 @@
+//! The running log: the append path (plan, reserve, encode, enqueue) and the
+//! writer thread (group commit, rolling, sealing, poisoning).
+//!
+//! Appenders plan their batch against the [`Sequencer`] and enqueue the encoded
+//! entry while holding the `gate` mutex, so the queue order is the order in
+//! which sequences were reserved. The writer thread drains the queue, writes
+//! every entry with one vectored `write`, calls `fdatasync` once, and only
+//! then commits the sequences and answers every waiter. One failed write or
+//! fsync poisons the WAL for good (an fsync error may have dropped dirty pages:
+//! retrying and succeeding would claim durability for data that is gone).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, IoSlice, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::dedup::{PlanError, Reserved, Sequencer};
+use super::lock::{self, DirLock};
+use super::segment::{self, Expect, SegmentState, HEADER_LEN as SEGMENT_HEADER_LEN};
+use super::snapshot::{self, SegmentSummary};
+use super::{entry, recovery};
+use super::{Appended, RecoveryMode, SealedSegment, SegmentId, WalError, WalOptions, WalStats};
+use crate::message::{Draft, Message, StationName, Timestamp};
+
+/// What an appender waits on.
+pub(crate) enum Pending {
+    /// Nothing to wait for (an empty batch, or only duplicates of durable messages).
+    Ready(Appended),
+    /// Answered by the writer once the batch is durable.
+    Wait(oneshot::Receiver<Result<Appended, WalError>>),
+}
+
+/// A request to the writer thread.
+enum Request {
+    Append(AppendReq),
+    /// Answered after everything queued before it is durable.
+    Barrier {
+        appended: Appended,
+        reply: oneshot::Sender<Result<Appended, WalError>>,
+    },
+    Seal(oneshot::Sender<Result<Option<SegmentId>, WalError>>),
+}
+
+struct AppendReq {
+    bytes: Vec<u8>,
+    messages: u64,
+    min_timestamp: Option<Timestamp>,
+    reserved: Reserved,
+    appended: Appended,
+    reply: oneshot::Sender<Result<Appended, WalError>>,
+}
+
+/// State appenders and the writer share under one small mutex.
+pub(crate) struct Gate {
+    seq: Sequencer,
+    /// Bytes of the live segment files (sealed and active).
+    used: u64,
+    /// Bytes of entries accepted but not yet written.
+    reserved: u64,
+    /// `None` once closed.
+    tx: Option<Sender<Request>>,
+}
+
+/// Everything the clones of a [`super::Wal`] and its writer share.
+pub(crate) struct Shared {
+    pub(crate) opts: WalOptions,
+    pub(crate) wal_id: String,
+    wal_id_bytes: [u8; 16],
+    gate: Mutex<Gate>,
+    /// Sealed segments by id. Lock order: `gate` before `sealed`.
+    sealed: Mutex<BTreeMap<SegmentId, SealedSegment>>,
+    poisoned: AtomicBool,
+    closed: AtomicBool,
+    set_aside: AtomicU64,
+    /// Test hook: the next fdatasync fails.
+    #[cfg(test)]
+    fail_next_sync: AtomicBool,
+}
+
+/// The shared part of every clone; dropping the last one closes the WAL.
+pub(crate) struct Inner {
+    pub(crate) shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Locks a mutex; a panic while holding it cannot leave our state half
+/// updated in a way later code relies on, so poisoning is ignored.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
+    move |source| WalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A copy of an I/O error for the other waiters of a failed group.
+fn same_io(path: &Path, e: &io::Error) -> WalError {
+    WalError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+impl Inner {
+    /// Creates or opens the directory, locks it, recovers it and starts the writer.
+    pub(crate) fn open(opts: WalOptions, mode: RecoveryMode) -> Result<Arc<Inner>, WalError> {
+        let dir = opts.dir.clone();
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let dir_lock = lock::lock(&dir)?;
+        let (wal_id, wal_id_bytes) = recovery::load_or_create_wal_id(&dir)?;
+        let rec = recovery::recover(&dir, wal_id_bytes, mode)?;
+        let shared = Arc::new(Shared {
+            wal_id,
+            wal_id_bytes,
+            gate: Mutex::new(Gate {
+                seq: rec.sequencer,
+                used: rec.used,
+                reserved: 0,
+                tx: None,
+            }),
+            sealed: Mutex::new(rec.sealed),
+            poisoned: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            set_aside: AtomicU64::new(rec.set_aside),
+            #[cfg(test)]
+            fail_next_sync: AtomicBool::new(false),
+            opts,
+        });
+        let (tx, rx) = mpsc::channel();
+        lock(&shared.gate).tx = Some(tx);
+        let writer = Writer {
+            shared: shared.clone(),
+            rx,
+            active: rec.active,
+            _lock: dir_lock,
+        };
+        let handle = std::thread::Builder::new()
+            .name("strata-wal-writer".into())
+            .spawn(move || writer.run())
+            .map_err(io_err(&dir))?;
+        Ok(Arc::new(Inner {
+            shared,
+            writer: Mutex::new(Some(handle)),
+        }))
+    }
+
+    /// Plans, reserves, encodes and enqueues a batch.
+    pub(crate) fn submit(&self, drafts: Vec<Draft>) -> Result<Pending, WalError> {
+        let sh = &self.shared;
+        if sh.poisoned.load(Ordering::Acquire) {
+            return Err(WalError::Poisoned);
+        }
+        let mut gate = lock(&sh.gate);
+        if gate.tx.is_none() {
+            return Err(WalError::Closed);
+        }
+        let plan = gate.seq.plan(drafts).map_err(|e| match e {
+            PlanError::SeqOutOfRange(s) => WalError::SeqOutOfRange(s),
+        })?;
+        let appended = Appended {
+            accepted: plan.messages.len(),
+            duplicates: plan.duplicates,
+            ranges: plan.ranges,
+        };
+        let (reply, rx) = oneshot::channel();
+        if plan.messages.is_empty() {
+            if !plan.waits_for_in_flight {
+                return Ok(Pending::Ready(appended));
+            }
+            // Acknowledging now could acknowledge a duplicate whose first copy
+            // later fails: wait for what is queued before us instead.
+            send(&gate, Request::Barrier { appended, reply })?;
+            return Ok(Pending::Wait(rx));
+        }
+        let size = entry::encoded_len(&plan.messages);
+        if size - entry::HEADER_LEN as u64 > entry::MAX_BODY_LEN as u64 {
+            return Err(WalError::BatchTooLarge {
+                bytes: size,
+                max: entry::HEADER_LEN as u64 + entry::MAX_BODY_LEN as u64,
+            });
+        }
+        // Room for two more segment headers too: the group holding this entry
+        // may roll before it is written and again after.
+        let used = gate.used + gate.reserved;
+        let max = sh.opts.max_disk_bytes;
+        if used + size + 2 * SEGMENT_HEADER_LEN as u64 > max {
+            return Err(WalError::Full { used, max });
+        }
+        let bytes = entry::encode(&plan.messages).map_err(|e| match e {
+            entry::EncodeError::SeqOutOfRange(s) => WalError::SeqOutOfRange(s),
+            entry::EncodeError::TooLarge(b) => WalError::BatchTooLarge {
+                bytes: b,
+                max: entry::HEADER_LEN as u64 + entry::MAX_BODY_LEN as u64,
+            },
+        })?;
+        let req = AppendReq {
+            bytes,
+            messages: plan.messages.len() as u64,
+            min_timestamp: plan.messages.iter().map(|m| m.timestamp).min(),
+            reserved: plan.reserved,
+            appended,
+            reply,
+        };
+        gate.seq.reserve(&req.reserved);
+        gate.reserved += size;
+        if let Err(mpsc::SendError(Request::Append(req))) = send_raw(&gate, Request::Append(req)) {
+            gate.seq.release(&req.reserved);
+            gate.reserved -= size;
+            return Err(WalError::Poisoned);
+        }
+        Ok(Pending::Wait(rx))
+    }
+
+    pub(crate) fn seal(&self) -> Result<Option<SegmentId>, WalError> {
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            return Err(WalError::Poisoned);
+        }
+        let (reply, rx) = oneshot::channel();
+        send(&lock(&self.shared.gate), Request::Seal(reply))?;
+        futures::executor::block_on(rx).unwrap_or(Err(WalError::Poisoned))
+    }
+
+    pub(crate) fn sealed(&self) -> Vec<SealedSegment> {
+        lock(&self.shared.sealed).values().cloned().collect()
+    }
+
+    fn sealed_path(&self, id: SegmentId) -> Result<PathBuf, WalError> {
+        lock(&self.shared.sealed)
+            .get(&id)
+            .map(|s| s.path.clone())
+            .ok_or(WalError::NotSealed(id))
+    }
+
+    pub(crate) fn read_segment(&self, id: SegmentId) -> Result<Vec<Message>, WalError> {
+        let path = self.sealed_path(id)?;
+        let bytes = Bytes::from(std::fs::read(&path).map_err(io_err(&path))?);
+        let scan = segment::scan(
+            &bytes,
+            Expect {
+                wal_id: Some(self.shared.wal_id_bytes),
+                id,
+            },
+        );
+        if let Some(d) = scan.damage {
+            return Err(WalError::Corrupt {
+                path,
+                offset: d.offset,
+                reason: d.reason,
+            });
+        }
+        Ok(scan.entries.into_iter().flat_map(|e| e.messages).collect())
+    }
+
+    fn check_open(&self) -> Result<(), WalError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            Err(WalError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Takes a sealed segment off the list, runs `op` on it, and puts it back
+    /// if `op` fails. The budget is credited on success.
+    fn take_sealed(
+        &self,
+        id: SegmentId,
+        op: impl FnOnce(&SealedSegment) -> Result<(), WalError>,
+    ) -> Result<(), WalError> {
+        self.check_open()?;
+        let seg = lock(&self.shared.sealed)
+            .remove(&id)
+            .ok_or(WalError::NotSealed(id))?;
+        if let Err(e) = op(&seg) {
+            lock(&self.shared.sealed).insert(id, seg);
+            return Err(e);
+        }
+        lock(&self.shared.gate).used -= seg.bytes;
+        Ok(())
+    }
+
+    pub(crate) fn remove_sealed(&self, id: SegmentId) -> Result<(), WalError> {
+        let dir = self.shared.opts.dir.clone();
+        self.take_sealed(id, |seg| {
+            match std::fs::remove_file(&seg.path) {
+                Ok(()) => {}
+                // Already gone (removed by hand): the outcome the caller wants.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&seg.path)(e)),
+            }
+            segment::sync_dir(&dir).map_err(io_err(&dir))
+        })
+    }
+
+    pub(crate) fn set_aside(&self, id: SegmentId, reason: &str) -> Result<(), WalError> {
+        let dir = self.shared.opts.dir.clone();
+        self.take_sealed(id, |seg| {
+            let to =
+                recovery::set_aside_file(&dir, &seg.path, reason).map_err(io_err(&seg.path))?;
+            tracing::error!(
+                file = %seg.path.display(),
+                moved_to = %to.display(),
+                reason,
+                "corrupt sealed WAL segment set aside; it stays on disk for inspection"
+            );
+            Ok(())
+        })?;
+        self.shared.set_aside.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn stats(&self) -> WalStats {
+        let disk_bytes = lock(&self.shared.gate).used;
+        let sealed_segments = lock(&self.shared.sealed).len() as u64;
+        WalStats {
+            disk_bytes,
+            segments: sealed_segments + 1,
+            sealed_segments,
+            set_aside: self.shared.set_aside.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn last_seq(&self, station: &StationName) -> Option<u64> {
+        lock(&self.shared.gate).seq.last_durable(station)
+    }
+
+    pub(crate) fn close(&self) -> Result<(), WalError> {
+        // Dropping the sender ends the writer once it has drained the queue,
+        // so every batch enqueued before this point is written and answered.
+        drop(lock(&self.shared.gate).tx.take());
+        self.shared.closed.store(true, Ordering::Release);
+        let handle = lock(&self.writer).take();
+        match handle {
+            Some(h) => h.join().map_err(|_| WalError::Poisoned),
+            None => Ok(()),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn fail_next_sync(&self) {
+        self.shared.fail_next_sync.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+fn send_raw(gate: &Gate, req: Request) -> Result<(), mpsc::SendError<Request>> {
+    match &gate.tx {
+        Some(tx) => tx.send(req),
+        None => Err(mpsc::SendError(req)),
+    }
+}
+
+fn send(gate: &Gate, req: Request) -> Result<(), WalError> {
+    if gate.tx.is_none() {
+        return Err(WalError::Closed);
+    }
+    // The writer only stops early when it died: treat that like poisoning.
+    send_raw(gate, req).map_err(|_| WalError::Poisoned)
+}
+
+/// The segment being appended to, owned by the writer thread.
+pub(crate) struct Active {
+    pub(crate) id: SegmentId,
+    pub(crate) path: PathBuf,
+    pub(crate) file: File,
+    /// File length (header included).
+    pub(crate) len: u64,
+    pub(crate) entries: u64,
+    pub(crate) messages: u64,
+    pub(crate) min_timestamp: Option<Timestamp>,
+    /// When the first entry was written: the segment's age counts from it.
+    pub(crate) first_write: Option<Instant>,
+}
+
+impl Active {
+    pub(crate) fn empty(id: SegmentId, path: PathBuf, file: File, len: u64) -> Active {
+        Active {
+            id,
+            path,
+            file,
+            len,
+            entries: 0,
+            messages: 0,
+            min_timestamp: None,
+            first_write: None,
+        }
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    shared: Arc<Shared>,
+    rx: Receiver<Request>,
+    active: Active,
+    /// Held for as long as the writer runs; released when it stops.
+    _lock: DirLock,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let first = match self.age_deadline() {
+                Some(deadline) => {
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    match self.rx.recv_timeout(wait) {
+                        Ok(r) => r,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.roll_if_due();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match self.rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                },
+            };
+            // Group commit: everything queued while the last fsync ran goes
+            // into this one write and this one fsync.
+            let mut requests = vec![first];
+            requests.extend(self.rx.try_iter());
+            self.handle(requests);
+            self.roll_if_due();
+        }
+    }
+
+    fn poisoned(&self) -> bool {
+        self.shared.poisoned.load(Ordering::Acquire)
+    }
+
+    fn poison(&self, what: &str, path: &Path, e: &io::Error) {
+        self.shared.poisoned.store(true, Ordering::Release);
+        tracing::error!(
+            file = %path.display(),
+            error = %e,
+            "WAL {what} failed: the WAL is poisoned and refuses appends until Strata restarts"
+        );
+    }
+
+    fn age_deadline(&self) -> Option<Instant> {
+        if self.poisoned() {
+            return None;
+        }
+        self.active
+            .first_write
+            .map(|t| t + self.shared.opts.segment_max_age)
+    }
+
+    fn roll_if_due(&mut self) {
+        if self.age_deadline().is_some_and(|d| Instant::now() >= d) {
+            if let Err((path, e)) = self.seal_and_roll() {
+                self.poison("seal", &path, &e);
+            }
+        }
+    }
+
+    fn handle(&mut self, requests: Vec<Request>) {
+        let mut group = Vec::new();
+        let mut barriers = Vec::new();
+        for r in requests {
+            match r {
+                Request::Append(a) => group.push(a),
+                Request::Barrier { appended, reply } => barriers.push((appended, reply)),
+                Request::Seal(reply) => {
+                    // Everything queued before the seal goes into the sealed segment.
+                    self.commit(std::mem::take(&mut group), std::mem::take(&mut barriers));
+                    let _ = reply.send(self.seal_now());
+                }
+            }
+        }
+        self.commit(group, barriers);
+    }
+
+    fn seal_now(&mut self) -> Result<Option<SegmentId>, WalError> {
+        if self.poisoned() {
+            return Err(WalError::Poisoned);
+        }
+        if self.active.entries == 0 {
+            return Ok(None);
+        }
+        match self.seal_and_roll() {
+            Ok(id) => Ok(Some(id)),
+            Err((path, e)) => {
+                self.poison("seal", &path, &e);
+                Err(WalError::Io { path, source: e })
+            }
+        }
+    }
+
+    /// Writes and fsyncs a group, then answers it.
+    fn commit(
+        &mut self,
+        group: Vec<AppendReq>,
+        barriers: Vec<(Appended, oneshot::Sender<Result<Appended, WalError>>)>,
+    ) {
+        if group.is_empty() && barriers.is_empty() {
+            return;
+        }
+        let total: u64 = group.iter().map(|a| a.bytes.len() as u64).sum();
+        let result = if self.poisoned() {
+            Err(None)
+        } else if group.is_empty() {
+            Ok(())
+        } else {
+            self.write_group(&group, total).map_err(Some)
+        };
+        match result {
+            Ok(()) => {
+                {
+                    let mut gate = lock(&self.shared.gate);
+                    for a in &group {
+                        gate.seq.commit(&a.reserved);
+                    }
+                    gate.reserved -= total;
+                    gate.used += total;
+                }
+                for a in group {
+                    let _ = a.reply.send(Ok(a.appended));
+                }
+                for (appended, reply) in barriers {
+                    let _ = reply.send(Ok(appended));
+                }
+                if self.active.len >= self.shared.opts.segment_max_bytes {
+                    if let Err((path, e)) = self.seal_and_roll() {
+                        self.poison("seal", &path, &e);
+                    }
+                }
+            }
+            Err(failure) => {
+                {
+                    let mut gate = lock(&self.shared.gate);
+                    for a in &group {
+                        gate.seq.release(&a.reserved);
+                    }
+                    gate.reserved -= total;
+                }
+                for a in group {
+                    let err = match &failure {
+                        Some((path, e)) => same_io(path, e),
+                        None => WalError::Poisoned,
+                    };
+                    let _ = a.reply.send(Err(err));
+                }
+                for (_, reply) in barriers {
+                    let _ = reply.send(Err(WalError::Poisoned));
+                }
+            }
+        }
+    }
+
+    /// Rolls first if the group would overflow a non-empty segment, then one
+    /// vectored write and one fdatasync for the whole group. Poisons on failure.
+    fn write_group(&mut self, group: &[AppendReq], total: u64) -> Result<(), (PathBuf, io::Error)> {
+        if self.active.entries > 0 && self.active.len + total > self.shared.opts.segment_max_bytes {
+            if let Err((path, e)) = self.seal_and_roll() {
+                self.poison("seal", &path, &e);
+                return Err((path, e));
+            }
+        }
+        let mut slices: Vec<IoSlice<'_>> = group.iter().map(|a| IoSlice::new(&a.bytes)).collect();
+        let result = write_all_vectored(&mut self.active.file, &mut slices)
+            .map_err(|e| ("write", e))
+            .and_then(|()| self.sync_data().map_err(|e| ("fdatasync", e)));
+        if let Err((what, e)) = result {
+            self.poison(what, &self.active.path.clone(), &e);
+            return Err((self.active.path.clone(), e));
+        }
+        let a = &mut self.active;
+        a.len += total;
+        a.entries += group.len() as u64;
+        for req in group {
+            a.messages += req.messages;
+            a.min_timestamp = match (a.min_timestamp, req.min_timestamp) {
+                (Some(x), Some(y)) => Some(x.min(y)),
+                (x, y) => x.or(y),
+            };
+        }
+        a.first_write.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        #[cfg(test)]
+        if self.shared.fail_next_sync.swap(false, Ordering::SeqCst) {
+            return Err(io::Error::other("injected fdatasync failure"));
+        }
+        self.active.file.sync_data()
+    }
+
+    /// Seals the active segment (fsync, rename, directory fsync), writes the
+    /// sequence snapshot covering it, publishes it to the compactor and starts
+    /// the next segment.
+    fn seal_and_roll(&mut self) -> Result<SegmentId, (PathBuf, io::Error)> {
+        let sh = self.shared.clone();
+        let dir = &sh.opts.dir;
+        let id = self.active.id;
+        let at = |p: &Path| {
+            let p = p.to_path_buf();
+            move |e| (p, e)
+        };
+        // Data is durable already; this also makes the final size durable.
+        self.active.file.sync_all().map_err(at(&self.active.path))?;
+        let path = segment::rename_sealed(dir, id).map_err(at(&self.active.path))?;
+        let sealed = SealedSegment {
+            id,
+            path,
+            bytes: self.active.len,
+            messages: self.active.messages,
+            min_timestamp: self.active.min_timestamp,
+        };
+        // Only the writer commits sequences, and everything it wrote is in
+        // segments up to `id`: the durable set is exactly theirs.
+        let snap = {
+            let gate = lock(&sh.gate);
+            let sealed_list = lock(&sh.sealed);
+            let summaries: Vec<SegmentSummary> = sealed_list
+                .values()
+                .chain(std::iter::once(&sealed))
+                .map(summary)
+                .collect();
+            snapshot::encode(
+                sh.wal_id_bytes,
+                id.0,
+                id.0 + 1,
+                &gate.seq.durable(),
+                &summaries,
+            )
+        };
+        snapshot::write(dir, &snap).map_err(at(&dir.join(snapshot::FILE_NAME)))?;
+        lock(&sh.sealed).insert(id, sealed);
+        let next = SegmentId(id.0 + 1);
+        let (file, path) = segment::create(dir, sh.wal_id_bytes, next)
+            .map_err(at(&dir.join(segment::file_name(next, SegmentState::Active))))?;
+        lock(&sh.gate).used += SEGMENT_HEADER_LEN as u64;
+        self.active = Active::empty(next, path, file, SEGMENT_HEADER_LEN as u64);
+        tracing::debug!(segment = id.0, "sealed WAL segment");
+        Ok(id)
+    }
+}
+
+pub(crate) fn summary(s: &SealedSegment) -> SegmentSummary {
+    SegmentSummary {
+        id: s.id,
+        bytes: s.bytes,
+        messages: s.messages,
+        min_timestamp: s.min_timestamp,
+    }
+}
+
+/// `write_all` for a list of buffers (one `writev` in the common case).
+fn write_all_vectored(file: &mut File, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !bufs.is_empty() {
+        match file.write_vectored(bufs) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the segment file accepted no more bytes",
+                ))
+            }
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Wal, WalOptions};
+    use super::*;
+    use std::time::Duration;
+
+    fn draft(station: &str, seq: Option<u64>, payload: &[u8]) -> Draft {
+        Draft {
+            station: StationName::new(station).unwrap(),
+            seq,
+            timestamp: Timestamp(1_000 + seq.unwrap_or(0) as i64),
+            id: None,
+            subject: None,
+            headers: vec![],
+            payload: Bytes::copy_from_slice(payload),
+        }
+    }
+
+    fn opts(dir: &Path) -> WalOptions {
+        let mut o = WalOptions::new(dir);
+        o.segment_max_bytes = 4096;
+        o
+    }
+
+    fn all_messages(wal: &Wal) -> Vec<Message> {
+        wal.seal().unwrap();
+        wal.sealed()
+            .iter()
+            .flat_map(|s| wal.read_segment(s.id).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_fdatasync_poisons_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        wal.append_blocking(vec![draft("a", Some(1), b"x")])
+            .unwrap();
+        wal.inner.fail_next_sync();
+        let e = wal
+            .append_blocking(vec![draft("a", Some(2), b"y")])
+            .unwrap_err();
+        assert!(matches!(e, WalError::Io { .. }), "{e}");
+        let e = wal
+            .append_blocking(vec![draft("a", Some(3), b"z")])
+            .unwrap_err();
+        assert!(matches!(e, WalError::Poisoned), "{e}");
+        assert!(matches!(wal.seal(), Err(WalError::Poisoned)));
+        // The failed batch was never committed.
+        assert_eq!(wal.last_seq(&StationName::new("a").unwrap()), Some(1));
+        drop(wal);
+
+        // A restart recovers what is on disk; seq 1 is there for sure.
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        let seqs: Vec<u64> = all_messages(&wal).iter().map(|m| m.seq).collect();
+        assert_eq!(seqs.first(), Some(&1));
+        assert!(wal.append_blocking(vec![draft("a", Some(4), b"w")]).is_ok());
+    }
+
+    #[test]
+    fn segments_roll_by_age_only_when_non_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.segment_max_age = Duration::from_millis(100);
+        let wal = Wal::open(o).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(wal.sealed().is_empty(), "an empty segment never rolls");
+        wal.append_blocking(vec![draft("a", None, b"x")]).unwrap();
+        let start = Instant::now();
+        while wal.sealed().is_empty() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let sealed = wal.sealed();
+        assert_eq!(sealed.len(), 1);
+        assert_eq!(sealed[0].messages, 1);
+        assert_eq!(sealed[0].min_timestamp, Some(Timestamp(1_000)));
+    }
+
+    #[test]
+    fn segments_roll_by_size_and_keep_log_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        for i in 1..=50u64 {
+            let a = wal
+                .append_blocking(vec![draft("a", None, &[i as u8; 300])])
+                .unwrap();
+            assert_eq!(a.ranges, vec![(StationName::new("a").unwrap(), i, i)]);
+        }
+        let sealed = wal.sealed();
+        assert!(sealed.len() >= 3, "{}", sealed.len());
+        for s in &sealed {
+            assert!(s.bytes <= 4096, "{s:?}");
+        }
+        let seqs: Vec<u64> = all_messages(&wal).iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn concurrent_redeliveries_are_accepted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        let results: Vec<Appended> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let wal = wal.clone();
+                    s.spawn(move || {
+                        let mut total = Appended::default();
+                        for chunk in (1..=100u64).collect::<Vec<_>>().chunks(10) {
+                            let drafts = chunk.iter().map(|&q| draft("a", Some(q), b"p")).collect();
+                            let a = wal.append_blocking(drafts).unwrap();
+                            total.accepted += a.accepted;
+                            total.duplicates += a.duplicates;
+                        }
+                        total
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().map(|a| a.accepted).sum::<usize>(), 100);
+        assert_eq!(results.iter().map(|a| a.duplicates).sum::<usize>(), 700);
+        let mut seqs: Vec<u64> = all_messages(&wal).iter().map(|m| m.seq).collect();
+        seqs.sort();
+        assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn close_drains_then_refuses_and_releases_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        let other = wal.clone();
+        wal.append_blocking(vec![draft("a", None, b"x")]).unwrap();
+        wal.close().unwrap();
+        wal.close().unwrap();
+        assert!(matches!(
+            other.append_blocking(vec![draft("a", None, b"y")]),
+            Err(WalError::Closed)
+        ));
+        assert!(matches!(other.seal(), Err(WalError::Closed)));
+        // The lock went with the writer, though a clone is still alive.
+        let again = Wal::open(opts(dir.path())).unwrap();
+        assert_eq!(again.last_seq(&StationName::new("a").unwrap()), Some(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_appends_and_seal_work_inside_a_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let wal = wal.clone();
+                tokio::spawn(async move {
+                    for _ in 0..10 {
+                        wal.append(vec![draft(&format!("s{t}"), None, b"x")])
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // seal() blocks but must not panic inside a runtime.
+        assert!(wal.seal().unwrap().is_some());
+        assert_eq!(wal.last_seq(&StationName::new("s3").unwrap()), Some(10));
+    }
+}

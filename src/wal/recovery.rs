@@ -1,0 +1,463 @@
+//! Recovery at open: rebuild duplicate detection, the sealed list and the
+//! active segment from the directory, following a [`RecoveryMode`].
+//!
+//! 1. Load `seqs.snapshot` (durable sequences of segments `1..=through`).
+//! 2. Sealed segments the snapshot covers are checked cheaply (size, header).
+//! 3. Every other segment is read whole and every entry CRC-checked: a torn
+//!    tail of the last, active segment is truncated (the mode permitting);
+//!    any other damage moves the segment into `corrupt/`, untouched.
+//! 4. A recovered active segment holding data is sealed; an empty one is
+//!    reused. A new snapshot covering everything before the active segment is
+//!    written.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::dedup::Sequencer;
+use super::log::{summary, Active};
+use super::segment::{self, sync_dir, Expect, SegmentHeader, SegmentState, HEADER_LEN};
+use super::snapshot::{self, SegmentSummary};
+use super::{RecoveryMode, SealedSegment, SegmentId, WalError};
+use crate::message::Timestamp;
+
+/// File name of the WAL id.
+pub(crate) const WAL_ID_FILE: &str = "wal.id";
+/// Subdirectory for segments set aside.
+pub(crate) const CORRUPT_DIR: &str = "corrupt";
+
+/// What recovery hands to the running log.
+pub(crate) struct Recovered {
+    pub(crate) sequencer: Sequencer,
+    pub(crate) sealed: BTreeMap<SegmentId, SealedSegment>,
+    pub(crate) active: Active,
+    /// Bytes of the live segment files.
+    pub(crate) used: u64,
+    /// Segments in `corrupt/`.
+    pub(crate) set_aside: u64,
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
+    move |source| WalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A segment file found in a directory listing.
+#[derive(Debug, Clone)]
+pub(crate) struct Listed {
+    pub(crate) id: SegmentId,
+    pub(crate) state: SegmentState,
+    pub(crate) path: PathBuf,
+}
+
+/// Segment files of `dir`, in segment order (`.open` before `.seg` of the
+/// same number, which only a hand-made directory can hold).
+pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<Listed>> {
+    let mut found = Vec::new();
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name();
+        if let Some((id, state)) = name.to_str().and_then(segment::parse_file_name) {
+            found.push(Listed {
+                id,
+                state,
+                path: e.path(),
+            });
+        }
+    }
+    found.sort_by_key(|l| (l.id, l.state == SegmentState::Sealed));
+    Ok(found)
+}
+
+/// Segment files in `<dir>/corrupt/`: (path, segment number) in name order.
+pub(crate) fn list_set_aside(dir: &Path) -> io::Result<Vec<(PathBuf, Option<SegmentId>)>> {
+    let corrupt = dir.join(CORRUPT_DIR);
+    let entries = match fs::read_dir(&corrupt) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut found = Vec::new();
+    for e in entries {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("wal-") || name.ends_with(".reason") {
+            continue;
+        }
+        // Names are `<segment file name>` or `<segment file name>.<n>`.
+        let base: String = name.split('.').take(2).collect::<Vec<_>>().join(".");
+        found.push((e.path(), segment::parse_file_name(&base).map(|(id, _)| id)));
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Moves a segment into `<dir>/corrupt/` (never overwriting), writes the
+/// reason next to it, and makes both durable. Returns the new path.
+pub(crate) fn set_aside_file(dir: &Path, path: &Path, reason: &str) -> io::Result<PathBuf> {
+    let corrupt = dir.join(CORRUPT_DIR);
+    fs::create_dir_all(&corrupt)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "segment".into());
+    let mut to = corrupt.join(&name);
+    let mut n = 1;
+    while to.exists() {
+        to = corrupt.join(format!("{name}.{n}"));
+        n += 1;
+    }
+    fs::rename(path, &to)?;
+    let mut note = to.clone().into_os_string();
+    note.push(".reason");
+    let mut f = File::create(&note)?;
+    writeln!(
+        f,
+        "{}\nset aside at {} from {}",
+        reason,
+        Timestamp::now(),
+        path.display()
+    )?;
+    f.sync_all()?;
+    sync_dir(&corrupt)?;
+    sync_dir(dir)?;
+    Ok(to)
+}
+
+/// Reads `wal.id`, or creates it for a new directory. A directory that has
+/// segments but lost its `wal.id` adopts the id in the newest segment header.
+pub(crate) fn load_or_create_wal_id(dir: &Path) -> Result<(String, [u8; 16]), WalError> {
+    let path = dir.join(WAL_ID_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = uuid::Uuid::try_parse(text.trim()).map_err(|e| WalError::Corrupt {
+                path: path.clone(),
+                offset: 0,
+                reason: format!(
+                    "wal.id does not hold a UUID ({e}); restore it from a backup, or from \
+                     bytes 12..28 of any segment header"
+                ),
+            })?;
+            Ok((id.simple().to_string(), *id.as_bytes()))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let adopted = adopt_wal_id(dir)?;
+            let id = match adopted {
+                Some(bytes) => {
+                    tracing::warn!(
+                        dir = %dir.display(),
+                        "wal.id was missing; adopted the id found in the newest segment header"
+                    );
+                    uuid::Uuid::from_bytes(bytes)
+                }
+                None => uuid::Uuid::new_v4(),
+            };
+            let text = id.simple().to_string();
+            let tmp = dir.join("wal.id.tmp");
+            (|| {
+                let mut f = File::create(&tmp)?;
+                writeln!(f, "{text}")?;
+                f.sync_all()?;
+                fs::rename(&tmp, &path)?;
+                sync_dir(dir)
+            })()
+            .map_err(io_at(&path))?;
+            Ok((text, *id.as_bytes()))
+        }
+        Err(e) => Err(io_at(&path)(e)),
+    }
+}
+
+fn adopt_wal_id(dir: &Path) -> Result<Option<[u8; 16]>, WalError> {
+    let listed = list_segments(dir).map_err(io_at(dir))?;
+    for l in listed.iter().rev() {
+        let mut head = [0u8; HEADER_LEN];
+        let ok = File::open(&l.path).and_then(|mut f| f.read_exact(&mut head));
+        if ok.is_ok() {
+            if let Ok(h) = SegmentHeader::parse(&head) {
+                return Ok(Some(h.wal_id));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Recovers `dir` (already locked, `wal.id` known).
+pub(crate) fn recover(
+    dir: &Path,
+    wal_id: [u8; 16],
+    mode: RecoveryMode,
+) -> Result<Recovered, WalError> {
+    let listed = list_segments(dir).map_err(io_at(dir))?;
+    let set_aside_before = list_set_aside(dir).map_err(io_at(dir))?;
+    let mut set_aside = set_aside_before.len() as u64;
+    let mut next_id = set_aside_before
+        .iter()
+        .filter_map(|(_, id)| id.map(|i| i.0 + 1))
+        .max()
+        .unwrap_or(1);
+
+    let snap_path = dir.join(snapshot::FILE_NAME);
+    let snap = match snapshot::read(dir).map_err(io_at(&snap_path))? {
+        None => None,
+        Some(bytes) => {
+            let snap = snapshot::decode(&bytes).map_err(|reason| WalError::Corrupt {
+                path: snap_path.clone(),
+                offset: 0,
+                reason: format!(
+                    "{reason}; move the file away to rebuild duplicate detection from the \
+                     segments on disk (the sequences of segments already compacted are then \
+                     forgotten, so their redeliveries would be archived again)"
+                ),
+            })?;
+            if snap.wal_id != wal_id {
+                return Err(WalError::Corrupt {
+                    path: snap_path,
+                    offset: 16,
+                    reason: "the snapshot belongs to another WAL directory; move it away".into(),
+                });
+            }
+            Some(snap)
+        }
+    };
+    let mut seq = Sequencer::default();
+    let (through, summaries) = match snap {
+        Some(s) => {
+            for (station, set) in &s.stations {
+                seq.add_durable(station, set);
+            }
+            next_id = next_id.max(s.next_segment);
+            let map: BTreeMap<SegmentId, SegmentSummary> =
+                s.segments.into_iter().map(|x| (x.id, x)).collect();
+            (s.through, map)
+        }
+        None => {
+            if listed.first().is_some_and(|l| l.id.0 > 1) {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "no sequence snapshot in a WAL whose first segments are gone: sequences \
+                     of compacted segments are unknown, redeliveries of them would be archived again"
+                );
+            }
+            (0, BTreeMap::new())
+        }
+    };
+
+    let mut sealed = BTreeMap::new();
+    let mut reuse: Option<(SegmentId, PathBuf, u64)> = None;
+    let last = listed.len().checked_sub(1);
+    for (i, l) in listed.iter().enumerate() {
+        next_id = next_id.max(l.id.0 + 1);
+        let duplicate_number = listed
+            .get(i + 1)
+            .is_some_and(|n| n.id == l.id && l.state == SegmentState::Active);
+        let is_last_active = Some(i) == last && l.state == SegmentState::Active;
+        let file = l.path.display().to_string();
+
+        if duplicate_number {
+            let reason = "an active segment with the same number as a sealed one";
+            tracing::error!(file, offset = 0, reason, "WAL segment set aside");
+            set_aside_file(dir, &l.path, reason).map_err(io_at(&l.path))?;
+            set_aside += 1;
+            continue;
+        }
+
+        if l.state == SegmentState::Sealed && l.id.0 <= through {
+            if let Some(sum) = summaries.get(&l.id) {
+                match quick_check(&l.path, wal_id, l.id, sum.bytes) {
+                    Ok(None) => {
+                        sealed.insert(
+                            l.id,
+                            SealedSegment {
+                                id: l.id,
+                                path: l.path.clone(),
+                                bytes: sum.bytes,
+                                messages: sum.messages,
+                                min_timestamp: sum.min_timestamp,
+                            },
+                        );
+                    }
+                    Ok(Some((offset, reason))) => {
+                        tracing::error!(
+                            file,
+                            offset,
+                            reason,
+                            "corrupt sealed WAL segment set aside"
+                        );
+                        set_aside_file(dir, &l.path, &reason).map_err(io_at(&l.path))?;
+                        set_aside += 1;
+                    }
+                    Err(e) => return Err(io_at(&l.path)(e)),
+                }
+                continue;
+            }
+        }
+
+        let bytes = Bytes::from(fs::read(&l.path).map_err(io_at(&l.path))?);
+        let scan = segment::scan(
+            &bytes,
+            Expect {
+                wal_id: Some(wal_id),
+                id: l.id,
+            },
+        );
+        let mut len = scan.len;
+        if let Some(d) = &scan.damage {
+            let truncate = is_last_active && d.torn_tail && mode == RecoveryMode::TruncateTornTail;
+            if !truncate {
+                tracing::error!(
+                    file,
+                    offset = d.offset,
+                    reason = %d.reason,
+                    good_entries_before = scan.entries.len(),
+                    good_entries_after = scan.salvaged.len(),
+                    "corrupt WAL segment set aside into corrupt/ (not deleted); its readable \
+                     sequences stay reserved"
+                );
+                for e in scan.entries.iter().chain(&scan.salvaged) {
+                    for m in &e.messages {
+                        seq.add_durable_seq(&m.station, m.seq);
+                    }
+                }
+                let reason = format!("damage at byte {}: {}", d.offset, d.reason);
+                set_aside_file(dir, &l.path, &reason).map_err(io_at(&l.path))?;
+                set_aside += 1;
+                continue;
+            }
+            truncate_torn_tail(&l.path, wal_id, l.id, scan.header.is_some(), scan.valid_end)
+                .map_err(io_at(&l.path))?;
+            len = scan.valid_end.max(HEADER_LEN as u64);
+            tracing::warn!(
+                file,
+                offset = d.offset,
+                bytes_dropped = scan.len - scan.valid_end,
+                reason = %d.reason,
+                "truncated the torn tail of the active WAL segment (an append cut short by a \
+                 crash, never acknowledged)"
+            );
+        }
+        for e in &scan.entries {
+            for m in &e.messages {
+                seq.add_durable_seq(&m.station, m.seq);
+            }
+        }
+        if is_last_active && scan.entries.is_empty() {
+            reuse = Some((l.id, l.path.clone(), len));
+            continue;
+        }
+        let path = if l.state == SegmentState::Active {
+            segment::rename_sealed(dir, l.id).map_err(io_at(&l.path))?
+        } else {
+            l.path.clone()
+        };
+        sealed.insert(
+            l.id,
+            SealedSegment {
+                id: l.id,
+                path,
+                bytes: len,
+                messages: scan.messages(),
+                min_timestamp: scan
+                    .entries
+                    .iter()
+                    .flat_map(|e| e.messages.iter().map(|m| m.timestamp))
+                    .min(),
+            },
+        );
+    }
+
+    let active = match reuse {
+        Some((id, path, len)) => {
+            let file = OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(io_at(&path))?;
+            Active::empty(id, path, file, len)
+        }
+        None => {
+            let id = SegmentId(next_id);
+            let (file, path) = segment::create(dir, wal_id, id).map_err(io_at(dir))?;
+            Active::empty(id, path, file, HEADER_LEN as u64)
+        }
+    };
+    // Everything before the active segment is now sealed, set aside or gone:
+    // one snapshot covers it all, so the next open reads only the active one.
+    let summaries: Vec<SegmentSummary> = sealed.values().map(summary).collect();
+    let bytes = snapshot::encode(
+        wal_id,
+        active.id.0 - 1,
+        active.id.0,
+        &seq.durable(),
+        &summaries,
+    );
+    snapshot::write(dir, &bytes).map_err(io_at(&snap_path))?;
+    let used = sealed.values().map(|s| s.bytes).sum::<u64>() + active.len;
+    Ok(Recovered {
+        sequencer: seq,
+        sealed,
+        active,
+        used,
+        set_aside,
+    })
+}
+
+/// Cheap checks of a sealed segment the snapshot covers: its size is what was
+/// sealed and its header is intact. `Ok(Some((offset, reason)))` on damage.
+fn quick_check(
+    path: &Path,
+    wal_id: [u8; 16],
+    id: SegmentId,
+    bytes: u64,
+) -> io::Result<Option<(u64, String)>> {
+    let mut f = File::open(path)?;
+    let len = f.metadata()?.len();
+    if len != bytes {
+        return Ok(Some((
+            len.min(bytes),
+            format!("file is {len} bytes, but {bytes} were sealed"),
+        )));
+    }
+    let mut head = [0u8; HEADER_LEN];
+    if let Err(e) = f.read_exact(&mut head) {
+        return Ok(Some((0, format!("cannot read the header: {e}"))));
+    }
+    let check = SegmentHeader::parse(&head).and_then(|h| {
+        if h.wal_id != wal_id {
+            Err(segment::HeaderError::WrongWal {
+                expected: uuid::Uuid::from_bytes(wal_id).simple().to_string(),
+                found: uuid::Uuid::from_bytes(h.wal_id).simple().to_string(),
+            })
+        } else if h.id != id {
+            Err(segment::HeaderError::WrongNumber {
+                expected: id.0,
+                found: h.id.0,
+            })
+        } else {
+            Ok(h)
+        }
+    });
+    Ok(check.err().map(|e| (0, e.to_string())))
+}
+
+/// Cuts a torn tail off, durably. A torn header is rewritten.
+fn truncate_torn_tail(
+    path: &Path,
+    wal_id: [u8; 16],
+    id: SegmentId,
+    header_ok: bool,
+    valid_end: u64,
+) -> io::Result<()> {
+    let mut f = OpenOptions::new().write(true).open(path)?;
+    if header_ok {
+        f.set_len(valid_end)?;
+    } else {
+        f.set_len(0)?;
+        f.write_all(&SegmentHeader { wal_id, id }.encode())?;
+    }
+    f.sync_all()
+}

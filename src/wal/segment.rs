@@ -1,0 +1,531 @@
+//! Segment files: a fixed header followed by entries (see [`super::entry`]).
+//!
+//! # File names
+//!
+//! `wal-<20-digit segment number>.open` for the active segment and
+//! `wal-<20-digit segment number>.seg` once sealed. The number is zero padded,
+//! so listing order is segment order. Sealing is a rename made durable by a
+//! directory fsync, so the state of every segment is visible in the listing.
+//! Numbers start at 1 and are never reused, even after a segment is deleted.
+//!
+//! # Segment header, version 1
+//!
+//! All integers are little endian.
+//!
+//! ```text
+//!  0          8         10         12                28              36        40
+//!  +----------+---------+----------+-----------------+---------------+---------+---------
+//!  |  magic   | version | reserved |     wal id      | segment number|  crc32  | entries…
+//!  |"STRATAWL"| u16 = 1 |  u16 = 0 | 16 bytes (UUID) |      u64      |   u32   |
+//!  +----------+---------+----------+-----------------+---------------+---------+---------
+//! ```
+//!
+//! `crc32` (CRC-32/ISO-HDLC) covers bytes 0..36. The wal id ties the segment to
+//! its directory (`wal.id`) and the number to its file name, so a file copied
+//! from another WAL or renamed by hand is noticed rather than replayed.
+//!
+//! # Scanning
+//!
+//! [`scan`] reads a segment's bytes (no I/O) and returns its good entries, the
+//! first damage if any, and whether that damage has the shape of an append cut
+//! short by a crash (a *torn tail*: a partial last entry, a CRC mismatch in an
+//! entry that ends exactly at the end of the file, or zeroes to the end) with
+//! no good entry after it. Recovery may truncate a torn tail of the active
+//! segment; any other damage sets the whole segment aside.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use super::entry::{self, DecodeError};
+use super::SegmentId;
+use crate::message::Message;
+
+/// The eight bytes every segment file starts with.
+pub const MAGIC: [u8; 8] = *b"STRATAWL";
+/// The segment header version this code writes and reads.
+pub const VERSION: u16 = 1;
+/// Length of the segment header in bytes.
+pub const HEADER_LEN: usize = 40;
+
+/// Whether a segment is still being written or sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SegmentState {
+    /// The segment being appended to (`.open`).
+    Active,
+    /// A sealed segment waiting for the compactor (`.seg`).
+    Sealed,
+}
+
+/// The file name of segment `id` in `state`.
+pub fn file_name(id: SegmentId, state: SegmentState) -> String {
+    match state {
+        SegmentState::Active => format!("wal-{:020}.open", id.0),
+        SegmentState::Sealed => format!("wal-{:020}.seg", id.0),
+    }
+}
+
+/// Parses a segment file name; `None` for any other file.
+pub fn parse_file_name(name: &str) -> Option<(SegmentId, SegmentState)> {
+    let rest = name.strip_prefix("wal-")?;
+    let (digits, state) = if let Some(d) = rest.strip_suffix(".open") {
+        (d, SegmentState::Active)
+    } else {
+        (rest.strip_suffix(".seg")?, SegmentState::Sealed)
+    };
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((SegmentId(digits.parse().ok()?), state))
+}
+
+/// The decoded segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// The id of the WAL directory the segment belongs to (UUID bytes).
+    pub wal_id: [u8; 16],
+    /// The segment number.
+    pub id: SegmentId,
+}
+
+/// Why a segment header is not valid.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum HeaderError {
+    /// The file is shorter than a header.
+    #[error("segment header is incomplete: {0} of 40 bytes")]
+    Truncated(u64),
+    /// The file does not start with [`MAGIC`].
+    #[error("not a Strata WAL segment (bad magic)")]
+    BadMagic,
+    /// An unknown header version.
+    #[error("segment format version {0} is not supported (this Strata reads version 1)")]
+    UnsupportedVersion(u16),
+    /// The header CRC does not match.
+    #[error("segment header CRC mismatch")]
+    CrcMismatch,
+    /// The header belongs to another WAL directory.
+    #[error("segment belongs to WAL {found}, not to this directory's WAL {expected}")]
+    WrongWal {
+        /// This directory's wal id.
+        expected: String,
+        /// The id in the header.
+        found: String,
+    },
+    /// The header's number differs from the file name's.
+    #[error("segment header says number {found}, the file name says {expected}")]
+    WrongNumber {
+        /// The number in the file name.
+        expected: u64,
+        /// The number in the header.
+        found: u64,
+    },
+}
+
+impl SegmentHeader {
+    /// The header's bytes.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        h[0..8].copy_from_slice(&MAGIC);
+        h[8..10].copy_from_slice(&VERSION.to_le_bytes());
+        h[12..28].copy_from_slice(&self.wal_id);
+        h[28..36].copy_from_slice(&self.id.0.to_le_bytes());
+        let crc = crc32fast::hash(&h[0..36]);
+        h[36..40].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    /// Parses the header at the start of `buf`.
+    ///
+    /// # Errors
+    /// A [`HeaderError`] saying what is wrong.
+    pub fn parse(buf: &[u8]) -> Result<SegmentHeader, HeaderError> {
+        let Some(h) = buf.get(..HEADER_LEN) else {
+            return Err(HeaderError::Truncated(buf.len() as u64));
+        };
+        if h[0..8] != MAGIC {
+            return Err(HeaderError::BadMagic);
+        }
+        let version = u16::from_le_bytes([h[8], h[9]]);
+        if version != VERSION {
+            return Err(HeaderError::UnsupportedVersion(version));
+        }
+        let stored = u32::from_le_bytes([h[36], h[37], h[38], h[39]]);
+        if crc32fast::hash(&h[0..36]) != stored || h[10..12] != [0, 0] {
+            return Err(HeaderError::CrcMismatch);
+        }
+        let mut wal_id = [0u8; 16];
+        wal_id.copy_from_slice(&h[12..28]);
+        let mut n = [0u8; 8];
+        n.copy_from_slice(&h[28..36]);
+        Ok(SegmentHeader {
+            wal_id,
+            id: SegmentId(u64::from_le_bytes(n)),
+        })
+    }
+}
+
+/// An entry found by [`scan`].
+#[derive(Debug, Clone)]
+pub struct ScannedEntry {
+    /// Byte offset of the entry in the file.
+    pub offset: u64,
+    /// Length of the entry, header included.
+    pub len: u64,
+    /// Its messages, in order.
+    pub messages: Vec<Message>,
+}
+
+/// The first damage found by [`scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Byte offset in the file where the damage starts.
+    pub offset: u64,
+    /// What is wrong there.
+    pub reason: String,
+    /// Whether it has the shape of an append cut short by a crash, with
+    /// nothing readable after it (see the module doc).
+    pub torn_tail: bool,
+}
+
+/// The result of [`scan`].
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// Length of the file.
+    pub len: u64,
+    /// The header, when valid.
+    pub header: Option<SegmentHeader>,
+    /// Good entries before the first damage, in file order.
+    pub entries: Vec<ScannedEntry>,
+    /// End of the last good entry (of the header when there is none; 0 when
+    /// the header itself is damaged).
+    pub valid_end: u64,
+    /// The first damage, if any.
+    pub damage: Option<Damage>,
+    /// Good entries found after the damage by looking for the next entry magic.
+    pub salvaged: Vec<ScannedEntry>,
+}
+
+impl Scan {
+    /// Messages in the good entries before the damage.
+    pub fn messages(&self) -> u64 {
+        self.entries.iter().map(|e| e.messages.len() as u64).sum()
+    }
+}
+
+/// What [`scan`] checks the header against.
+#[derive(Debug, Clone, Copy)]
+pub struct Expect {
+    /// The directory's wal id, when known.
+    pub wal_id: Option<[u8; 16]>,
+    /// The number in the file name.
+    pub id: SegmentId,
+}
+
+/// Scans a whole segment file's bytes. Never panics, whatever the bytes.
+pub fn scan(bytes: &Bytes, expect: Expect) -> Scan {
+    let len = bytes.len() as u64;
+    let mut scan = Scan {
+        len,
+        header: None,
+        entries: Vec::new(),
+        valid_end: 0,
+        damage: None,
+        salvaged: Vec::new(),
+    };
+    match check_header(bytes, expect) {
+        Ok(h) => scan.header = Some(h),
+        Err(e) => {
+            // A header cut short or never written (zeroes) holds nothing: torn.
+            let torn = matches!(e, HeaderError::Truncated(_)) || bytes.iter().all(|&b| b == 0);
+            scan.damage = Some(Damage {
+                offset: 0,
+                reason: e.to_string(),
+                torn_tail: torn,
+            });
+            return scan;
+        }
+    }
+    let mut pos = HEADER_LEN;
+    scan.valid_end = pos as u64;
+    while pos < bytes.len() {
+        match entry::decode(&bytes.slice(pos..)) {
+            Ok((messages, elen)) => {
+                scan.entries.push(ScannedEntry {
+                    offset: pos as u64,
+                    len: elen,
+                    messages,
+                });
+                pos += elen as usize;
+                scan.valid_end = pos as u64;
+            }
+            Err(e) => {
+                scan.salvaged = salvage(bytes, pos + 1);
+                let torn = scan.salvaged.is_empty() && is_torn_tail(bytes, pos, &e);
+                scan.damage = Some(Damage {
+                    offset: pos as u64,
+                    reason: e.to_string(),
+                    torn_tail: torn,
+                });
+                break;
+            }
+        }
+    }
+    scan
+}
+
+fn check_header(bytes: &[u8], expect: Expect) -> Result<SegmentHeader, HeaderError> {
+    let h = SegmentHeader::parse(bytes)?;
+    if let Some(wal_id) = expect.wal_id {
+        if wal_id != h.wal_id {
+            return Err(HeaderError::WrongWal {
+                expected: uuid::Uuid::from_bytes(wal_id).simple().to_string(),
+                found: uuid::Uuid::from_bytes(h.wal_id).simple().to_string(),
+            });
+        }
+    }
+    if h.id != expect.id {
+        return Err(HeaderError::WrongNumber {
+            expected: expect.id.0,
+            found: h.id.0,
+        });
+    }
+    Ok(h)
+}
+
+/// Whether damage at `pos` looks like an interrupted last append.
+fn is_torn_tail(bytes: &[u8], pos: usize, e: &DecodeError) -> bool {
+    match e {
+        DecodeError::Truncated { .. } => true,
+        DecodeError::CrcMismatch { .. } => entry::EntryHeader::parse(&bytes[pos..])
+            .is_ok_and(|h| pos as u64 + h.entry_len() == bytes.len() as u64),
+        _ => bytes[pos..].iter().all(|&b| b == 0),
+    }
+}
+
+/// Good entries after damage: looks for the next entry magic from `from`, then
+/// reads entries one after another, looking again after each damaged one.
+fn salvage(bytes: &Bytes, from: usize) -> Vec<ScannedEntry> {
+    let mut found = Vec::new();
+    let mut pos = from;
+    while let Some(at) = find_magic(bytes, pos) {
+        match entry::decode(&bytes.slice(at..)) {
+            Ok((messages, elen)) => {
+                found.push(ScannedEntry {
+                    offset: at as u64,
+                    len: elen,
+                    messages,
+                });
+                pos = at + elen as usize;
+            }
+            Err(_) => pos = at + 1,
+        }
+    }
+    found
+}
+
+fn find_magic(bytes: &[u8], from: usize) -> Option<usize> {
+    let hay = bytes.get(from..)?;
+    hay.windows(entry::MAGIC.len())
+        .position(|w| w == entry::MAGIC)
+        .map(|p| from + p)
+}
+
+/// Fsyncs a directory, making renames, creations and deletions in it durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates segment `id` as the active segment: writes its header, fsyncs the
+/// file and the directory (so the new name survives a crash).
+pub(crate) fn create(dir: &Path, wal_id: [u8; 16], id: SegmentId) -> io::Result<(File, PathBuf)> {
+    let path = dir.join(file_name(id, SegmentState::Active));
+    let mut file = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .open(&path)?;
+    file.write_all(&SegmentHeader { wal_id, id }.encode())?;
+    file.sync_all()?;
+    sync_dir(dir)?;
+    Ok((file, path))
+}
+
+/// Renames active segment `id` to its sealed name and fsyncs the directory.
+/// The caller has already made the file's data durable.
+pub(crate) fn rename_sealed(dir: &Path, id: SegmentId) -> io::Result<PathBuf> {
+    let from = dir.join(file_name(id, SegmentState::Active));
+    let to = dir.join(file_name(id, SegmentState::Sealed));
+    std::fs::rename(&from, &to)?;
+    sync_dir(dir)?;
+    Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{StationName, Timestamp};
+    use proptest::prelude::*;
+
+    const WAL: [u8; 16] = [7; 16];
+
+    fn msg(seq: u64) -> Message {
+        Message {
+            station: StationName::new("s").unwrap(),
+            seq,
+            timestamp: Timestamp(seq as i64),
+            id: None,
+            subject: None,
+            headers: vec![],
+            payload: Bytes::from(vec![b'x'; 20]),
+        }
+    }
+
+    fn segment(entries: usize) -> (Vec<u8>, Vec<u64>) {
+        let mut out = SegmentHeader {
+            wal_id: WAL,
+            id: SegmentId(3),
+        }
+        .encode()
+        .to_vec();
+        let mut ends = vec![out.len() as u64];
+        for i in 0..entries {
+            out.extend(entry::encode(&[msg(i as u64 * 2 + 1), msg(i as u64 * 2 + 2)]).unwrap());
+            ends.push(out.len() as u64);
+        }
+        (out, ends)
+    }
+
+    fn expect() -> Expect {
+        Expect {
+            wal_id: Some(WAL),
+            id: SegmentId(3),
+        }
+    }
+
+    #[test]
+    fn file_names_sort_in_segment_order_and_parse_back() {
+        let a = file_name(SegmentId(9), SegmentState::Sealed);
+        let b = file_name(SegmentId(10), SegmentState::Active);
+        assert_eq!(a, "wal-00000000000000000009.seg");
+        assert!(a < b);
+        assert_eq!(
+            parse_file_name(&b),
+            Some((SegmentId(10), SegmentState::Active))
+        );
+        for bad in [
+            "wal-1.seg",
+            "wal-0000000000000000000x.seg",
+            "seqs.snapshot",
+            "x.seg",
+        ] {
+            assert_eq!(parse_file_name(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_clean_segment_scans_whole() {
+        let (bytes, ends) = segment(3);
+        let s = scan(&Bytes::from(bytes), expect());
+        assert!(s.damage.is_none());
+        assert_eq!(s.entries.len(), 3);
+        assert_eq!(s.valid_end, *ends.last().unwrap());
+        assert_eq!(s.messages(), 6);
+    }
+
+    #[test]
+    fn every_cut_of_the_last_entry_is_a_torn_tail() {
+        let (bytes, ends) = segment(3);
+        for cut in ends[2] + 1..ends[3] {
+            let s = scan(&Bytes::copy_from_slice(&bytes[..cut as usize]), expect());
+            let d = s.damage.expect("damage");
+            assert!(d.torn_tail, "cut {cut}: {d:?}");
+            assert_eq!(d.offset, ends[2]);
+            assert_eq!(s.entries.len(), 2);
+            assert_eq!(s.valid_end, ends[2]);
+        }
+    }
+
+    #[test]
+    fn a_crc_mismatch_in_the_last_entry_is_torn_but_in_the_middle_is_not() {
+        let (mut bytes, ends) = segment(3);
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let s = scan(&Bytes::from(bytes), expect());
+        assert!(s.damage.unwrap().torn_tail);
+
+        let (mut bytes, ends2) = segment(3);
+        assert_eq!(ends, ends2);
+        bytes[ends[1] as usize + 20] ^= 1;
+        let s = scan(&Bytes::from(bytes), expect());
+        let d = s.damage.unwrap();
+        assert!(!d.torn_tail);
+        assert_eq!(d.offset, ends[1]);
+        assert_eq!(s.entries.len(), 1);
+        // The entry after the damage is still found.
+        assert_eq!(s.salvaged.len(), 1);
+        assert_eq!(s.salvaged[0].offset, ends[2]);
+    }
+
+    #[test]
+    fn a_length_grown_by_a_bit_flip_mid_file_is_not_torn() {
+        let (mut bytes, ends) = segment(3);
+        // The top byte of the first entry's body length: it now runs past the end.
+        bytes[ends[0] as usize + 11] ^= 0x40;
+        let s = scan(&Bytes::from(bytes), expect());
+        let d = s.damage.unwrap();
+        assert!(!d.torn_tail, "{d:?}");
+        assert_eq!(s.salvaged.len(), 2);
+    }
+
+    #[test]
+    fn zeroes_after_the_last_entry_are_torn() {
+        let (mut bytes, ends) = segment(2);
+        bytes.extend([0u8; 100]);
+        let s = scan(&Bytes::from(bytes), expect());
+        let d = s.damage.unwrap();
+        assert!(d.torn_tail);
+        assert_eq!(d.offset, ends[2]);
+    }
+
+    #[test]
+    fn header_problems_are_reported() {
+        let (bytes, _) = segment(1);
+        let s = scan(&Bytes::copy_from_slice(&bytes[..10]), expect());
+        assert!(s.damage.unwrap().torn_tail);
+        let s = scan(&Bytes::from(vec![0u8; 64]), expect());
+        assert!(s.damage.unwrap().torn_tail);
+        let other = Expect {
+            wal_id: Some([1; 16]),
+            id: SegmentId(3),
+        };
+        let s = scan(&Bytes::from(bytes.clone()), other);
+        let d = s.damage.unwrap();
+        assert!(!d.torn_tail);
+        assert!(d.reason.contains("belongs to WAL"), "{}", d.reason);
+        let renamed = Expect {
+            wal_id: Some(WAL),
+            id: SegmentId(4),
+        };
+        assert!(!scan(&Bytes::from(bytes), renamed).damage.unwrap().torn_tail);
+    }
+
+    proptest! {
+        #[test]
+        fn scan_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300), keep_header in any::<bool>()) {
+            let mut b = if keep_header { segment(0).0 } else { vec![] };
+            b.extend(bytes);
+            let _ = scan(&Bytes::from(b), expect());
+        }
+
+        #[test]
+        fn a_flipped_bit_is_always_found(at in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let (mut bytes, _) = segment(3);
+            let i = at.index(bytes.len());
+            bytes[i] ^= 1 << bit;
+            let s = scan(&Bytes::from(bytes), expect());
+            prop_assert!(s.damage.is_some());
+        }
+    }
+}
