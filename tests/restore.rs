@@ -699,3 +699,68 @@ mod nats {
         js.delete_stream(&name).await.unwrap();
     }
 }
+
+/// A file whose one big row group spans several `seq` pages: a narrow range
+/// reads only the pages that can hold it (page index), not the row group.
+#[tokio::test]
+async fn the_page_index_narrows_reads_inside_a_row_group() {
+    let n = 50_000u64;
+    let msgs: Vec<Message> = (1..=n)
+        .map(|seq| Message {
+            station: station(),
+            seq,
+            timestamp: Timestamp(base_time() + seq as i64 * 10_000),
+            id: None,
+            subject: Some("orders.big".into()),
+            headers: Vec::new(),
+            payload: Bytes::from(format!("payload {seq:08} {}", "x".repeat(40))),
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let archive = Archive::from_store(store, Path::from("archive"), "file://test");
+    let opts = ParquetOptions {
+        zstd_level: 1,
+        row_group_rows: 1_000_000,
+        row_group_bytes: 1 << 30,
+    };
+    let (bytes, summary) = encode_file(&station(), &msgs, &opts).unwrap();
+    let key = DataKey {
+        station: station(),
+        hour: Hour::of(msgs[0].timestamp),
+        first_seq: summary.first_seq,
+        last_seq: summary.last_seq,
+    };
+    archive
+        .store
+        .put(&key.path(&archive.prefix), bytes.into())
+        .await
+        .unwrap();
+    let a = TestArchive {
+        root: dir.path().to_path_buf(),
+        _dir: dir,
+        archive,
+        files: 1,
+    };
+    let (full, lines) = to_ndjson(&a, &a.root.join("full.ndjson"), &[])
+        .await
+        .unwrap();
+    assert_eq!(lines.len() as u64, n);
+    let (narrow, lines) = to_ndjson(
+        &a,
+        &a.root.join("narrow.ndjson"),
+        &["--from-seq", "30000", "--to-seq", "30010"],
+    )
+    .await
+    .unwrap();
+    let want: Vec<&Message> = msgs[29_999..30_010].iter().collect();
+    assert_eq!(lines, lines_of(&want));
+    assert_eq!((full.row_groups_read, narrow.row_groups_read), (1, 1));
+    assert!(
+        narrow.bytes_read * 2 < full.bytes_read,
+        "narrow read {} bytes, full {}",
+        narrow.bytes_read,
+        full.bytes_read
+    );
+}

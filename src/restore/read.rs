@@ -52,14 +52,16 @@ async fn read_file(
     };
     let metadata = match file.metadata {
         Some(m) => m,
-        None => load_footer(&store, &file.path, file.size).await?,
+        None => load_footer(&store, &file.path, file.size, &file.key.station).await?,
     };
     let reader = ParquetObjectReader::new(store, file.path.clone()).with_file_size(file.size);
-    let mut batches = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
+    let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
         .with_row_groups(file.row_groups)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| decode_err(e.into()))?;
+        .with_batch_size(BATCH_ROWS);
+    if let Some(rows) = file.row_selection {
+        builder = builder.with_row_selection(rows);
+    }
+    let mut batches = builder.build().map_err(|e| decode_err(e.into()))?;
     while let Some(batch) = batches.next().await {
         let batch = batch.map_err(|e| decode_err(e.into()))?;
         let mut msgs = from_record_batch(&file.key.station, &batch).map_err(decode_err)?;

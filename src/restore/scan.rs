@@ -9,10 +9,12 @@ use std::sync::Arc;
 use futures::{stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, RowSelection};
 use parquet::arrow::async_reader::ParquetObjectReader;
 
-use crate::columnar::{select_row_groups, Selection};
+use crate::columnar::{
+    check_schema, file_info, page_selection, reader_options, select_row_groups, Selection,
+};
 use crate::layout::{self, DataKey, Hour};
 use crate::message::StationName;
 use crate::store::op_error;
@@ -46,7 +48,10 @@ pub struct PlannedFile {
     pub metadata: Option<ArrowReaderMetadata>,
     /// The row groups to read.
     pub row_groups: Vec<usize>,
-    /// Rows in those row groups (an upper bound of the messages it yields).
+    /// Within them, the rows on pages whose page index may hold the
+    /// selection; `None`: all their rows.
+    pub row_selection: Option<RowSelection>,
+    /// Rows to decode (an upper bound of the messages it yields).
     pub rows: u64,
 }
 
@@ -216,17 +221,21 @@ async fn open_footer(
     meta: ObjectMeta,
     sel: &Selection,
 ) -> Result<Opened, RestoreError> {
-    let metadata = load_footer(store, &meta.location, meta.size).await?;
+    let metadata = load_footer(store, &meta.location, meta.size, &key.station).await?;
     let row_groups = select_row_groups(metadata.metadata(), sel);
     if row_groups.is_empty() {
         return Ok(Opened::Dropped {
             row_groups: metadata.metadata().num_row_groups() as u64,
         });
     }
-    let rows = row_groups
-        .iter()
-        .map(|&i| metadata.metadata().row_group(i).num_rows().max(0) as u64)
-        .sum();
+    let row_selection = page_selection(metadata.metadata(), &row_groups, sel);
+    let rows = match &row_selection {
+        Some(s) => s.row_count() as u64,
+        None => row_groups
+            .iter()
+            .map(|&i| metadata.metadata().row_group(i).num_rows().max(0) as u64)
+            .sum(),
+    };
     let total = metadata.metadata().num_row_groups() as u64;
     Ok(Opened::Kept(
         PlannedFile {
@@ -235,28 +244,40 @@ async fn open_footer(
             size: meta.size,
             metadata: Some(metadata),
             row_groups,
+            row_selection,
             rows,
         },
         total,
     ))
 }
 
-/// Reads a data file's footer.
+/// Reads a data file's footer with its page index, and checks it is a data
+/// file of `station` in a schema this Strata reads.
 ///
 /// # Errors
-/// [`RestoreError::Footer`] naming the object.
+/// [`RestoreError::Footer`] or [`RestoreError::Decode`] naming the object.
 pub async fn load_footer(
     store: &Arc<dyn ObjectStore>,
     path: &Path,
     size: u64,
+    station: &StationName,
 ) -> Result<ArrowReaderMetadata, RestoreError> {
     let mut reader = ParquetObjectReader::new(Arc::clone(store), path.clone())
         .with_file_size(size)
         .with_footer_size_hint(FOOTER_HINT);
-    ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+    let metadata = ArrowReaderMetadata::load_async(&mut reader, reader_options())
         .await
         .map_err(|source| RestoreError::Footer {
             path: path.to_string(),
             source: Box::new(source),
-        })
+        })?;
+    let decode_err = |source| RestoreError::Decode {
+        path: path.to_string(),
+        source: Box::new(source),
+    };
+    check_schema(metadata.schema()).map_err(decode_err)?;
+    file_info(metadata.metadata())
+        .and_then(|info| info.check(station))
+        .map_err(decode_err)?;
+    Ok(metadata)
 }

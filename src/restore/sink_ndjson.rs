@@ -1,4 +1,4 @@
-//! NDJSON output: one [`crate::ndjson::to_line`] line per message, to a file or
+//! NDJSON output: one [`crate::ndjson::write_line`] line per message, to a file or
 //! standard output. A file is confirmed (for checkpoints) only after a flush and
 //! an fsync, and a resumed run first cuts the file back to the confirmed
 //! length, so the file ends up with every message exactly once. Standard
@@ -23,6 +23,23 @@ const BUFFER: usize = 1 << 20;
 enum Out {
     File { w: BufWriter<File>, path: PathBuf },
     Stdout(BufWriter<std::io::Stdout>),
+}
+
+/// Counts the bytes passed through to `inner`.
+struct CountingWriter<'a> {
+    inner: &'a mut dyn Write,
+    bytes: u64,
+}
+
+impl Write for CountingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Writes NDJSON (see the module doc).
@@ -142,16 +159,17 @@ impl NdjsonSink {
 #[async_trait]
 impl Sink for NdjsonSink {
     async fn deliver(&mut self, m: Message) -> Result<(), RestoreError> {
-        let line = ndjson::to_line(&m);
-        let w: &mut dyn Write = match &mut self.out {
-            Out::File { w, .. } => w,
-            Out::Stdout(w) => w,
+        let mut counted = CountingWriter {
+            inner: match &mut self.out {
+                Out::File { w, .. } => w as &mut dyn Write,
+                Out::Stdout(w) => w,
+            },
+            bytes: 0,
         };
-        let r = w
-            .write_all(line.as_bytes())
-            .and_then(|()| w.write_all(b"\n"));
+        let r = ndjson::write_line(&m, &mut counted);
+        let written = counted.bytes;
         r.map_err(|e| self.io_err(e))?;
-        self.bytes += line.len() as u64 + 1;
+        self.bytes += written;
         self.written += 1;
         self.written_last = Some(m.seq);
         Ok(())
