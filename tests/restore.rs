@@ -764,3 +764,52 @@ async fn the_page_index_narrows_reads_inside_a_row_group() {
         full.bytes_read
     );
 }
+
+/// Objects that are not data files are skipped; a data file of another station
+/// under this station's folder is refused, naming the object.
+#[tokio::test]
+async fn foreign_objects_are_skipped_and_misplaced_files_refused() {
+    let msgs = all_messages("orders");
+    let a = write_archive(&msgs).await;
+    let hour_dir = format!(
+        "{}/station={STATION}/date=2026-11-24/hour=10",
+        a.archive.prefix
+    );
+    a.archive
+        .store
+        .put(&Path::from(format!("{hour_dir}/notes.txt")), "hello".into())
+        .await
+        .unwrap();
+    let out = a.root.join("all.ndjson");
+    let (summary, lines) = to_ndjson(&a, &out, &[]).await.unwrap();
+    assert_eq!(summary.messages, N);
+    assert_eq!(lines.len() as u64, N);
+
+    let billing = StationName::new("billing").unwrap();
+    let mut other = message(5000, "billing");
+    other.station = billing.clone();
+    let opts = ParquetOptions {
+        zstd_level: 1,
+        row_group_rows: 16,
+        row_group_bytes: 1 << 20,
+    };
+    let (bytes, _) = encode_file(&billing, std::slice::from_ref(&other), &opts).unwrap();
+    let misplaced = DataKey {
+        station: station(),
+        hour: Hour::of(other.timestamp),
+        first_seq: 5000,
+        last_seq: 5000,
+    }
+    .path(&a.archive.prefix);
+    a.archive.store.put(&misplaced, bytes.into()).await.unwrap();
+    let e = match to_ndjson(&a, &out, &[]).await {
+        Ok((s, _)) => panic!("a misplaced file was read: {s:?}"),
+        Err(e) => e,
+    };
+    assert!(matches!(e, RestoreError::Decode { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains(misplaced.as_ref()) && text.contains("billing"),
+        "{text}"
+    );
+}
