@@ -21,8 +21,13 @@ use super::RestoreError;
 const BUFFER: usize = 1 << 20;
 
 enum Out {
+    /// A regular file: fsynced at checkpoints and cut back on resume.
     File { w: BufWriter<File>, path: PathBuf },
-    Stdout(BufWriter<std::io::Stdout>),
+    /// Standard output, a pipe or a device: only flushed.
+    Stream {
+        w: BufWriter<Box<dyn Write + Send>>,
+        path: PathBuf,
+    },
 }
 
 /// Counts the bytes passed through to `inner`.
@@ -65,13 +70,18 @@ impl NdjsonSink {
     /// Writes to standard output.
     pub fn stdout() -> Self {
         Self::new(
-            Out::Stdout(BufWriter::with_capacity(BUFFER, std::io::stdout())),
+            Out::Stream {
+                w: BufWriter::with_capacity(BUFFER, Box::new(std::io::stdout())),
+                path: PathBuf::from("-"),
+            },
             0,
         )
     }
 
     /// Writes to `path`: created or truncated, or, when `resume_at` is given
-    /// (a checkpoint's confirmed length), cut back to that length and appended to.
+    /// (a checkpoint's confirmed length), cut back to that length and appended
+    /// to. A path that exists and is not a regular file (a pipe, `/dev/null`)
+    /// is written like standard output.
     ///
     /// # Errors
     /// [`RestoreError::Output`] when the file cannot be opened, or is shorter
@@ -81,6 +91,16 @@ impl NdjsonSink {
             path: path.to_path_buf(),
             source,
         };
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            let f = OpenOptions::new().write(true).open(path).map_err(err)?;
+            return Ok(Self::new(
+                Out::Stream {
+                    w: BufWriter::with_capacity(BUFFER, Box::new(f)),
+                    path: path.to_path_buf(),
+                },
+                0,
+            ));
+        }
         let file = match resume_at {
             None => OpenOptions::new()
                 .write(true)
@@ -129,22 +149,17 @@ impl NdjsonSink {
     }
 
     fn io_err(&self, source: std::io::Error) -> RestoreError {
-        match &self.out {
-            Out::File { path, .. } => RestoreError::Output {
-                path: path.clone(),
-                source,
-            },
-            Out::Stdout(_) => RestoreError::Output {
-                path: PathBuf::from("-"),
-                source,
-            },
+        let (Out::File { path, .. } | Out::Stream { path, .. }) = &self.out;
+        RestoreError::Output {
+            path: path.clone(),
+            source,
         }
     }
 
     fn flush_and_confirm(&mut self) -> Result<Delivered, RestoreError> {
         let r = match &mut self.out {
             Out::File { w, .. } => w.flush().and_then(|()| w.get_ref().sync_data()),
-            Out::Stdout(w) => w.flush(),
+            Out::Stream { w, .. } => w.flush(),
         };
         r.map_err(|e| self.io_err(e))?;
         self.confirmed.last_seq = self.written_last.or(self.confirmed.last_seq);
@@ -162,7 +177,7 @@ impl Sink for NdjsonSink {
         let mut counted = CountingWriter {
             inner: match &mut self.out {
                 Out::File { w, .. } => w as &mut dyn Write,
-                Out::Stdout(w) => w,
+                Out::Stream { w, .. } => w,
             },
             bytes: 0,
         };
@@ -185,5 +200,60 @@ impl Sink for NdjsonSink {
 
     fn confirmed(&self) -> Delivered {
         self.confirmed.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{StationName, Timestamp};
+    use bytes::Bytes;
+
+    fn msg(seq: u64) -> Message {
+        Message {
+            station: StationName::new("s").unwrap(),
+            seq,
+            timestamp: Timestamp(seq as i64),
+            id: None,
+            subject: None,
+            headers: Vec::new(),
+            payload: Bytes::from_static(b"\xff\x00"),
+        }
+    }
+
+    #[tokio::test]
+    async fn confirms_lengths_and_cuts_back_on_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        let mut sink = NdjsonSink::file(&path, None).unwrap();
+        sink.deliver(msg(1)).await.unwrap();
+        sink.deliver(msg(2)).await.unwrap();
+        let at = sink.sync().await.unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(at.output_bytes, Some(len));
+        assert_eq!((at.last_seq, at.messages), (Some(2), 2));
+        sink.deliver(msg(3)).await.unwrap();
+        assert_eq!(sink.confirmed().last_seq, Some(2));
+        sink.finish().await.unwrap();
+        drop(sink);
+
+        let mut resumed = NdjsonSink::file(&path, Some(len)).unwrap();
+        resumed.deliver(msg(3)).await.unwrap();
+        resumed.finish().await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected: String = (1..=3).map(|s| ndjson::to_line(&msg(s)) + "\n").collect();
+        assert_eq!(text, expected);
+
+        let e = NdjsonSink::file(&path, Some(1 << 20)).unwrap_err();
+        assert!(matches!(e, RestoreError::OutputChanged { .. }), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn writes_to_devices_without_fsync() {
+        let mut sink = NdjsonSink::file(Path::new("/dev/null"), None).unwrap();
+        sink.deliver(msg(1)).await.unwrap();
+        let at = sink.sync().await.unwrap();
+        assert_eq!((at.last_seq, at.output_bytes), (Some(1), None));
     }
 }
