@@ -242,6 +242,8 @@ pub struct RestoreSummary {
     pub first_seq: Option<u64>,
     /// Last seq delivered by this run.
     pub last_seq: Option<u64>,
+    /// List requests made (a paginated listing counts once).
+    pub list_requests: u64,
     /// Data files under the listed partitions.
     pub files_listed: u64,
     /// Row groups read.
@@ -491,6 +493,7 @@ pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, R
         },
         first_seq: first_seq.filter(|_| delivered.messages > 0),
         last_seq: delivered.last_seq.filter(|_| delivered.messages > 0),
+        list_requests: reads.lists,
         files_listed: plan.stats.files_listed,
         row_groups_read: plan.stats.row_groups_selected,
         row_groups_total: plan.stats.row_groups_total,
@@ -517,6 +520,7 @@ mod tests {
             rate: 20.0,
             first_seq: Some(1),
             last_seq: Some(10),
+            list_requests: 1,
             files_listed: 3,
             row_groups_read: 2,
             row_groups_total: 4,

@@ -349,6 +349,10 @@ async fn narrow_ranges_on(backend: Backend, msgs: &[Message]) {
     .await
     .unwrap();
     assert!(timed.files_listed < full.files_listed);
+    // Without time bounds the station is listed in one go; with them, by
+    // partition: the station's days, one day's hours, then each kept hour.
+    assert_eq!(full.list_requests, 1);
+    assert_eq!(timed.list_requests, 1 + 1 + 2);
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! Planning a restore against the store: list the station's `date=`/`hour=`
-//! partitions that can hold the time range, keep the data files whose names can
+//! partitions that can hold the time range (or, without time bounds, the whole
+//! station in one paginated listing), keep the data files whose names can
 //! hold the seq range, read each kept file's Parquet footer and keep the row
 //! groups whose statistics can hold the selection. The result is a [`Plan`] in
 //! reading order; decisions come from the pure rules in [`super::select`].
@@ -58,7 +59,8 @@ pub struct PlannedFile {
 /// What planning looked at and kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PlanStats {
-    /// Hour partitions listed.
+    /// Hour partitions listed one by one (0 when the station was listed whole,
+    /// as it is without time bounds).
     pub hours_listed: u64,
     /// Data files found in them.
     pub files_listed: u64,
@@ -100,23 +102,35 @@ pub async fn plan(
     if select::is_empty(sel) {
         return Ok(Plan::default());
     }
-    let hours = list_hours(store, prefix, station, sel).await?;
-    stats.hours_listed = hours.len() as u64;
-
-    let listings: Vec<Vec<ObjectMeta>> = stream::iter(hours)
-        .map(|dir| async move {
-            store
-                .list_with_delimiter(Some(&dir))
-                .await
-                .map(|l| l.objects)
-                .map_err(|e| RestoreError::from(op_error("list", &dir, e)))
-        })
-        .buffered(CONCURRENCY)
-        .try_collect()
-        .await?;
+    let objects: Vec<ObjectMeta> = if sel.from_ts.is_none() && sel.to_ts.is_none() {
+        // No time bounds: every hour is needed, and one flat listing (a
+        // thousand keys per request on S3) costs far fewer requests than one
+        // per hour of the station's history.
+        let dir = layout::station_prefix(prefix, station);
+        store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(|e| RestoreError::from(op_error("list", &dir, e)))?
+    } else {
+        let hours = list_hours(store, prefix, station, sel).await?;
+        stats.hours_listed = hours.len() as u64;
+        let listings: Vec<Vec<ObjectMeta>> = stream::iter(hours)
+            .map(|dir| async move {
+                store
+                    .list_with_delimiter(Some(&dir))
+                    .await
+                    .map(|l| l.objects)
+                    .map_err(|e| RestoreError::from(op_error("list", &dir, e)))
+            })
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        listings.into_iter().flatten().collect()
+    };
 
     let mut candidates = Vec::new();
-    for meta in listings.into_iter().flatten() {
+    for meta in objects {
         match DataKey::parse(prefix, &meta.location) {
             Some(key) if &key.station == station => {
                 stats.files_listed += 1;
