@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use object_store::ObjectStore;
 use serde::Serialize;
 
-use crate::columnar::ColumnarError;
+use crate::columnar::{ColumnarError, Selection};
 use crate::store::{Archive, StoreError};
 
 use args::Request;
@@ -350,52 +350,57 @@ impl Checkpointer {
     }
 }
 
-/// Runs a validated restore (see [`run`]).
-///
-/// # Errors
-/// As [`run`].
-pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, RestoreError> {
-    let started = Instant::now();
-    let target_spec = TargetSpec::of(&req.target);
-    let mut sel = req.selection;
-
-    // A checkpoint fixes the range's instants and moves its start.
-    let mut resumed: Option<Checkpoint> = None;
-    let mut checkpointer = match &req.checkpoint {
-        None => None,
-        Some(path) => {
-            let cp = match Checkpoint::load(path)? {
-                Some(mut cp) => {
-                    cp.check_matches(path, &req.station, &req.range, &target_spec)?;
-                    (sel.from_ts, sel.to_ts) = cp.resolved_times(path)?;
-                    sel = select::resume_after(sel, cp.last_seq);
-                    cp.range.to_seq = req.range.to_seq;
-                    resumed = Some(cp.clone());
-                    cp
-                }
-                None => Checkpoint::start(
-                    &req.station,
-                    &req.range,
-                    sel.from_ts,
-                    sel.to_ts,
-                    target_spec.clone(),
-                ),
-            };
-            Some(Checkpointer {
-                path: path.clone(),
-                earlier: cp.messages,
-                cp,
-                last_write: Instant::now(),
-                since_write: 0,
-            })
-        }
+/// Loads the checkpoint (refusing one of another restore) or starts one; a
+/// loaded one fixes the range's instants and moves its start past what was
+/// delivered. Returns the writer and the loaded checkpoint.
+fn open_checkpoint(
+    req: &Request,
+    target_spec: &TargetSpec,
+    sel: &mut Selection,
+) -> Result<(Option<Checkpointer>, Option<Checkpoint>), RestoreError> {
+    let Some(path) = &req.checkpoint else {
+        return Ok((None, None));
     };
-    let resumed_after = resumed.as_ref().and_then(|cp| cp.last_seq);
+    let (cp, resumed) = match Checkpoint::load(path)? {
+        Some(mut cp) => {
+            cp.check_matches(path, &req.station, &req.range, target_spec)?;
+            (sel.from_ts, sel.to_ts) = cp.resolved_times(path)?;
+            *sel = select::resume_after(*sel, cp.last_seq);
+            cp.range.to_seq = req.range.to_seq;
+            (cp.clone(), Some(cp))
+        }
+        None => (
+            Checkpoint::start(
+                &req.station,
+                &req.range,
+                sel.from_ts,
+                sel.to_ts,
+                target_spec.clone(),
+            ),
+            None,
+        ),
+    };
+    let writer = Checkpointer {
+        path: path.clone(),
+        earlier: cp.messages,
+        cp,
+        last_write: Instant::now(),
+        since_write: 0,
+    };
+    Ok((Some(writer), resumed))
+}
 
-    let mut sink: Box<dyn Sink> = match &req.target {
+/// Opens the target: connects to NATS (and sets up stream positions for the
+/// checkpoint, or the resume), or opens the NDJSON output.
+async fn open_sink(
+    target: &Target,
+    resumed: Option<&Checkpoint>,
+    checkpointer: Option<&mut Checkpointer>,
+) -> Result<Box<dyn Sink>, RestoreError> {
+    Ok(match target {
         Target::Nats(t) => {
             let mut s = NatsSink::connect(t).await?;
-            match (&resumed, &mut checkpointer) {
+            match (resumed, checkpointer) {
                 (Some(cp), _) => s.resume_after(cp.last_seq, cp.streams.clone()),
                 (None, Some(c)) => {
                     let positions = s.stream_positions().await?;
@@ -408,10 +413,51 @@ pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, R
         }
         Target::File(path) => Box::new(NdjsonSink::file(
             path,
-            resumed.as_ref().and_then(|cp| cp.output_bytes),
+            resumed.and_then(|cp| cp.output_bytes),
         )?),
         Target::Stdout => Box::new(NdjsonSink::stdout()),
-    };
+    })
+}
+
+/// Moves every merged message into the sink, checkpointing as it goes.
+async fn pump<F: FnMut(usize) -> read::Chunks>(
+    merge: &mut Merge<F>,
+    sink: &mut dyn Sink,
+    pacer: &mut Pacer,
+    progress: &Progress,
+    checkpointer: &mut Option<Checkpointer>,
+    first_seq: &mut Option<u64>,
+) -> Result<Delivered, RestoreError> {
+    while let Some(m) = merge.next().await? {
+        first_seq.get_or_insert(m.seq);
+        pacer.wait().await;
+        sink.deliver(m).await?;
+        progress.inc(1);
+        if let Some(c) = checkpointer {
+            if c.due() {
+                let d = sink.sync().await?;
+                c.record(&d)?;
+            }
+        }
+    }
+    let d = sink.finish().await?;
+    if let Some(c) = checkpointer {
+        c.record(&d)?;
+    }
+    Ok(d)
+}
+
+/// Runs a validated restore (see [`run`]).
+///
+/// # Errors
+/// As [`run`].
+pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, RestoreError> {
+    let started = Instant::now();
+    let target_spec = TargetSpec::of(&req.target);
+    let mut sel = req.selection;
+    let (mut checkpointer, resumed) = open_checkpoint(&req, &target_spec, &mut sel)?;
+    let resumed_after = resumed.as_ref().and_then(|cp| cp.last_seq);
+    let mut sink = open_sink(&req.target, resumed.as_ref(), checkpointer.as_mut()).await?;
     if let Some(c) = &mut checkpointer {
         // Durable before the first publish: the stream positions a resume needs.
         c.cp.write(&c.path)?;
@@ -433,25 +479,14 @@ pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, R
     let mut pacer = Pacer::new(req.rate);
 
     let mut first_seq = None;
-    let pumped = async {
-        while let Some(m) = merge.next().await? {
-            first_seq.get_or_insert(m.seq);
-            pacer.wait().await;
-            sink.deliver(m).await?;
-            progress.inc(1);
-            if let Some(c) = &mut checkpointer {
-                if c.due() {
-                    let d = sink.sync().await?;
-                    c.record(&d)?;
-                }
-            }
-        }
-        let d = sink.finish().await?;
-        if let Some(c) = &mut checkpointer {
-            c.record(&d)?;
-        }
-        Ok::<Delivered, RestoreError>(d)
-    }
+    let pumped = pump(
+        &mut merge,
+        sink.as_mut(),
+        &mut pacer,
+        &progress,
+        &mut checkpointer,
+        &mut first_seq,
+    )
     .await;
 
     let delivered = match pumped {
