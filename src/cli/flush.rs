@@ -19,7 +19,12 @@ pub(crate) async fn flush(config: Config) -> Result<ExitCode, CliError> {
         Err(e) => return Err(e.into()),
     };
     let archive = Archive::open(&config.storage)?;
-    let compactor = Compactor::new(wal.clone(), archive, &config.compaction, Arc::new(NoopObserver));
+    let compactor = Compactor::new(
+        wal.clone(),
+        archive,
+        &config.compaction,
+        Arc::new(NoopObserver),
+    );
     let report = compactor.flush().await;
     wal.close()?;
     println!("{}", report?);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata::compactor::Compactor;
+use strata::compactor::{CompactionObserver, Compactor};
 use strata::config::Config;
 use strata::metrics::Metrics;
 use strata::source::http::{self, FlushHandle, HttpState};
@@ -47,7 +47,7 @@ pub(crate) async fn run(config: Config, args: RunArgs) -> Result<ExitCode, CliEr
         wal.clone(),
         archive.clone(),
         &config.compaction,
-        metrics.clone(),
+        Arc::new(MetricsObserver(metrics.clone())),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -59,13 +59,8 @@ pub(crate) async fn run(config: Config, args: RunArgs) -> Result<ExitCode, CliEr
                 config.http.listen
             )
         })?;
-    let state = HttpState {
-        wal: wal.clone(),
-        metrics: metrics.clone(),
-        token: config.http.token.clone(),
-        flush: Arc::new(CompactorFlush(compactor.clone())),
-        max_body_bytes: config.http.max_body_bytes,
-    };
+    let state = HttpState::new(wal.clone(), metrics.clone(), &config.http)
+        .with_flush(Arc::new(CompactorFlush(compactor.clone())));
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(http::serve(listener, state, async move {
         let _ = http_stop.wait_for(|stop| *stop).await;
@@ -77,7 +72,11 @@ pub(crate) async fn run(config: Config, args: RunArgs) -> Result<ExitCode, CliEr
         Some(NatsSource::start(&config.nats, wal.clone(), metrics.clone(), stop_rx.clone()).await?)
     };
     let compactor_task = tokio::spawn(compactor.clone().run(stop_rx.clone()));
-    let gauges_task = tokio::spawn(refresh_gauges(wal.clone(), metrics.clone(), stop_rx.clone()));
+    let gauges_task = tokio::spawn(refresh_gauges(
+        wal.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
 
     tracing::info!(
         wal = %config.wal.dir.display(),
@@ -107,7 +106,9 @@ pub(crate) async fn run(config: Config, args: RunArgs) -> Result<ExitCode, CliEr
         match compactor.flush().await {
             Ok(report) => tracing::info!("flushed on exit: {report}"),
             Err(e) => {
-                tracing::error!("flush on exit failed: {e}; the WAL keeps the data for the next start");
+                tracing::error!(
+                    "flush on exit failed: {e}; the WAL keeps the data for the next start"
+                );
                 code = ExitCode::FAILURE;
             }
         }
@@ -115,6 +116,25 @@ pub(crate) async fn run(config: Config, args: RunArgs) -> Result<ExitCode, CliEr
     wal.close()?;
     tracing::info!("stopped cleanly");
     Ok(code)
+}
+
+/// Feeds compaction events into the process metrics.
+#[derive(Debug)]
+struct MetricsObserver(Arc<Metrics>);
+
+impl CompactionObserver for MetricsObserver {
+    fn inc_upload_error(&self) {
+        self.0.inc_upload_error();
+    }
+    fn inc_upload_retry(&self) {
+        self.0.inc_upload_retry();
+    }
+    fn observe_compaction(&self, duration: Duration, bytes: u64, rows: u64) {
+        self.0.observe_compaction(duration, bytes, rows);
+    }
+    fn set_oldest_unuploaded_age(&self, secs: f64) {
+        self.0.set_oldest_unuploaded_age(secs);
+    }
 }
 
 /// Keeps the WAL gauges current.
