@@ -20,7 +20,7 @@ reads Strata's file back equal to its own table, and writes the figures as JSON.
 
 Run with a Python that has pyarrow, from the repository root:
 
-  CARGO_TARGET_DIR=/work/main/target target-venv/bin/python benches/parquet_vs_pyarrow.py
+  target-venv/bin/python benches/parquet_vs_pyarrow.py
 """
 
 import argparse
