@@ -51,7 +51,7 @@ async fn flush_remote(config: &Config, pid: &str) -> Result<ExitCode, CliError> 
         println!("{body}");
         Ok(ExitCode::SUCCESS)
     } else if status == reqwest::StatusCode::UNAUTHORIZED {
-        Err(format!("the running strata refused the flush (401): set [http] token in the config to its token").into())
+        Err("the running strata refused the flush (401): set [http] token in the config to its token".into())
     } else {
         Err(format!("the running strata could not flush ({status}): {body}").into())
     }

@@ -43,7 +43,7 @@ enum Command {
     /// List the archive's partitions and files.
     Ls(ls::LsArgs),
     /// Replay archived messages into a NATS station or to NDJSON.
-    Restore(strata::restore::RestoreArgs),
+    Restore(Box<strata::restore::RestoreArgs>),
     /// Inspect the write-ahead log.
     #[command(subcommand)]
     Wal(WalCommand),
@@ -94,7 +94,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Ls(args) => ls::ls(config, args).await,
         Command::Restore(args) => {
             let archive = strata::store::Archive::open(&config.storage)?;
-            strata::restore::run(args, archive).await?;
+            strata::restore::run(*args, archive).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Wal(WalCommand::Inspect { wal_dir }) => {
