@@ -111,7 +111,8 @@ struct Written {
 /// caller can upload parts while encoding and never hold the whole file.
 ///
 /// The concatenation of every [`FileEncoder::take_bytes`] and the bytes of
-/// [`FileEncoder::finish`] is the file.
+/// [`FileEncoder::finish`] is the file. The encoder holds at most the open row group
+/// (bounded by [`ParquetOptions`]) plus the bytes not yet taken.
 #[derive(Debug)]
 pub struct FileEncoder {
     writer: ArrowWriter<Vec<u8>>,
@@ -121,6 +122,8 @@ pub struct FileEncoder {
     row_group_bytes: usize,
     chunk_bytes: usize,
     written: Option<Written>,
+    /// Set when encoding failed part-way: the file is then unusable.
+    failed: bool,
 }
 
 impl FileEncoder {
@@ -151,6 +154,7 @@ impl FileEncoder {
             row_group_bytes: opts.row_group_bytes,
             chunk_bytes: (opts.row_group_bytes / 8).clamp(1, CHUNK_BYTES),
             written: None,
+            failed: false,
         })
     }
 
@@ -160,12 +164,28 @@ impl FileEncoder {
     ///
     /// # Errors
     /// [`ColumnarError::WrongStation`], [`ColumnarError::NotAscending`],
-    /// [`ColumnarError::OutOfRange`], [`ColumnarError::SeqTooLarge`], or an encoding error
-    /// (after which the file must be abandoned).
+    /// [`ColumnarError::OutOfRange`], [`ColumnarError::SeqTooLarge`] (nothing written, the
+    /// file can go on), or an encoding error, after which every call fails with
+    /// [`ColumnarError::Failed`] and the file must be abandoned.
     pub fn write(&mut self, msgs: &[Message]) -> Result<(), ColumnarError> {
+        if self.failed {
+            return Err(ColumnarError::Failed);
+        }
         let Some(written) = self.check(msgs)? else {
             return Ok(());
         };
+        // Cleared only when every chunk is encoded: a partial write leaves the file
+        // inconsistent with `written`.
+        self.failed = true;
+        self.encode(msgs)?;
+        self.failed = false;
+        self.written = Some(written);
+        Ok(())
+    }
+
+    /// Converts `msgs` to Arrow chunk by chunk and hands them to the Parquet writer,
+    /// closing the row group whenever it reaches `row_group_bytes`.
+    fn encode(&mut self, msgs: &[Message]) -> Result<(), ColumnarError> {
         let mut start = 0;
         while start < msgs.len() {
             let mut end = start;
@@ -182,7 +202,6 @@ impl FileEncoder {
             }
             start = end;
         }
-        self.written = Some(written);
         Ok(())
     }
 
@@ -249,10 +268,14 @@ impl FileEncoder {
     /// Finishes the file; returns the remaining bytes and the summary.
     ///
     /// # Errors
-    /// [`ColumnarError::Empty`] when no message was written;
+    /// [`ColumnarError::Failed`] after a failed write; [`ColumnarError::Empty`] when no
+    /// message was written;
     /// [`ColumnarError::RangeMismatch`] when the rows do not start at `first_seq` and
     /// end at `last_seq` given to [`FileEncoder::new`]; or an encoding error.
     pub fn finish(mut self) -> Result<(Bytes, FileSummary), ColumnarError> {
+        if self.failed {
+            return Err(ColumnarError::Failed);
+        }
         let w = match self.written {
             None => return Err(ColumnarError::Empty),
             Some(w) if w.first_seq == self.first_seq && w.last_seq == self.last_seq => w,

@@ -118,6 +118,9 @@ pub enum ColumnarError {
         /// Last seq written.
         actual_last: u64,
     },
+    /// An earlier write failed part-way, so the file is inconsistent.
+    #[error("an earlier write to this file failed part-way: abandon the file and encode it again")]
+    Failed,
     /// A file without messages was requested.
     #[error("no messages to encode: a data file holds at least one message")]
     Empty,

@@ -176,14 +176,50 @@ fn message_len(m: &Message) -> u64 {
         + m.payload.len() as u64
 }
 
+/// Payloads at least this long are not copied by [`encode_chunks`]: they are
+/// written straight from the message's buffer. Shorter ones are copied, which
+/// keeps the number of `writev` pieces down for small messages.
+pub const INLINE_PAYLOAD_MAX: usize = 511;
+
+/// An encoded entry as a list of pieces whose concatenation is the entry's
+/// bytes: framing in one buffer, large payloads shared with the messages
+/// (no copy). Written with one vectored write.
+#[derive(Debug, Clone)]
+pub struct EncodedEntry {
+    /// The pieces, in order.
+    pub chunks: Vec<Bytes>,
+    /// Total length (the sum of the pieces' lengths).
+    pub len: u64,
+}
+
+impl EncodedEntry {
+    /// The entry as one contiguous buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len as usize);
+        for c in &self.chunks {
+            out.extend_from_slice(c);
+        }
+        out
+    }
+}
+
 /// Encodes `messages` as one entry (header, body and CRC) into a new buffer of
 /// exactly [`encoded_len`] bytes.
+///
+/// # Errors
+/// As [`encode_chunks`].
+pub fn encode(messages: &[Message]) -> Result<Vec<u8>, EncodeError> {
+    encode_chunks(messages).map(|e| e.to_vec())
+}
+
+/// Encodes `messages` as one entry without copying payloads longer than
+/// [`INLINE_PAYLOAD_MAX`]; the bytes are the same as [`encode`]'s.
 ///
 /// # Errors
 /// [`EncodeError::TooLarge`] when the body would not fit the `u32` length (every
 /// string and payload is then also below 4 GiB), [`EncodeError::SeqOutOfRange`]
 /// for a sequence above [`MAX_SEQ`].
-pub fn encode(messages: &[Message]) -> Result<Vec<u8>, EncodeError> {
+pub fn encode_chunks(messages: &[Message]) -> Result<EncodedEntry, EncodeError> {
     let total = encoded_len(messages);
     let body_len = total - HEADER_LEN as u64;
     if body_len > MAX_BODY_LEN as u64 {
@@ -192,7 +228,15 @@ pub fn encode(messages: &[Message]) -> Result<Vec<u8>, EncodeError> {
     if let Some(m) = messages.iter().find(|m| m.seq > MAX_SEQ) {
         return Err(EncodeError::SeqOutOfRange(m.seq));
     }
-    let mut out = Vec::with_capacity(total as usize);
+    let shared = |m: &Message| m.payload.len() > INLINE_PAYLOAD_MAX;
+    let shared_bytes: usize = messages
+        .iter()
+        .filter(|m| shared(m))
+        .map(|m| m.payload.len())
+        .sum();
+    let mut out = Vec::with_capacity(total as usize - shared_bytes);
+    // Where a shared payload goes: (offset in `out`, message index).
+    let mut splits: Vec<(usize, usize)> = Vec::new();
     out.extend_from_slice(&MAGIC);
     out.push(VERSION);
     out.extend_from_slice(&[0, 0, 0]);
@@ -200,7 +244,7 @@ pub fn encode(messages: &[Message]) -> Result<Vec<u8>, EncodeError> {
     out.extend_from_slice(&(body_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]); // CRC, filled in below
     put_u32(&mut out, messages.len() as u32);
-    for m in messages {
+    for (i, m) in messages.iter().enumerate() {
         let station = m.station.as_str().as_bytes();
         out.push(station.len() as u8);
         out.extend_from_slice(station);
@@ -221,12 +265,38 @@ pub fn encode(messages: &[Message]) -> Result<Vec<u8>, EncodeError> {
             put_bytes(&mut out, h.name.as_bytes());
             put_bytes(&mut out, h.value.as_bytes());
         }
-        put_bytes(&mut out, &m.payload);
+        if shared(m) {
+            put_u32(&mut out, m.payload.len() as u32);
+            splits.push((out.len(), i));
+        } else {
+            put_bytes(&mut out, &m.payload);
+        }
     }
-    debug_assert_eq!(out.len() as u64, total);
-    let crc = crc_of(&out[4..12], &out[HEADER_LEN..]);
-    out[12..16].copy_from_slice(&crc.to_le_bytes());
-    Ok(out)
+    // The CRC over the pieces in entry order, as if they were contiguous.
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&out[4..12]);
+    let mut from = HEADER_LEN;
+    for &(at, i) in &splits {
+        crc.update(&out[from..at]);
+        crc.update(&messages[i].payload);
+        from = at;
+    }
+    crc.update(&out[from..]);
+    out[12..16].copy_from_slice(&crc.finalize().to_le_bytes());
+
+    let framing = Bytes::from(out);
+    let mut chunks = Vec::with_capacity(2 * splits.len() + 1);
+    let mut from = 0;
+    for &(at, i) in &splits {
+        chunks.push(framing.slice(from..at));
+        chunks.push(messages[i].payload.clone());
+        from = at;
+    }
+    if from < framing.len() {
+        chunks.push(framing.slice(from..));
+    }
+    debug_assert_eq!(chunks.iter().map(|c| c.len() as u64).sum::<u64>(), total);
+    Ok(EncodedEntry { chunks, len: total })
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
@@ -471,7 +541,45 @@ pub(crate) mod tests {
         }
     }
 
+    fn large(seq: u64, len: usize) -> Message {
+        Message {
+            seq,
+            payload: Bytes::from(vec![seq as u8; len]),
+            ..sample()
+        }
+    }
+
+    #[test]
+    fn chunked_encoding_shares_large_payloads_and_round_trips() {
+        let batch = vec![large(1, 10), large(2, 4000), large(3, 511), large(4, 512)];
+        let e = encode_chunks(&batch).unwrap();
+        // framing, payload 2, framing, payload 4 (no trailing framing)
+        assert_eq!(e.chunks.len(), 4);
+        assert_eq!(
+            e.chunks[1].as_ptr(),
+            batch[1].payload.as_ptr(),
+            "not copied"
+        );
+        assert_eq!(e.len, encoded_len(&batch));
+        let (back, _) = decode(&Bytes::from(e.to_vec())).unwrap();
+        assert_eq!(back, batch);
+    }
+
     proptest! {
+        #[test]
+        fn chunked_and_contiguous_encodings_are_identical(
+            batch in proptest::collection::vec(arb_message(), 0..6),
+            big in proptest::collection::vec(0usize..2000, 0..6),
+        ) {
+            let batch: Vec<Message> = batch.into_iter().zip(big.into_iter().chain(std::iter::repeat(0)))
+                .map(|(mut m, n)| { if n > 0 { m.payload = Bytes::from(vec![7u8; n]); } m })
+                .collect();
+            let chunks = encode_chunks(&batch).unwrap();
+            let bytes = chunks.to_vec();
+            prop_assert_eq!(bytes.len() as u64, chunks.len);
+            prop_assert_eq!(decode(&Bytes::from(bytes)).unwrap().0, batch);
+        }
+
         #[test]
         fn round_trips_any_batch(batch in proptest::collection::vec(arb_message(), 0..8)) {
             let bytes = encode(&batch).unwrap();

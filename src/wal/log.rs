@@ -3,8 +3,9 @@
 //!
 //! Appenders plan their batch against the [`Sequencer`] and enqueue the encoded
 //! entry while holding the `gate` mutex, so the queue order is the order in
-//! which sequences were reserved. The writer thread drains the queue, writes
-//! every entry with one vectored `write`, calls `fdatasync` once, and only
+//! which sequences were reserved. The writer thread writes entries in queue
+//! order as they arrive (one vectored `write` per batch of arrivals) until the
+//! group is complete (see [`Writer::run`]), calls `fdatasync` once, and only
 //! then commits the sequences and answers every waiter. One failed write or
 //! fsync poisons the WAL for good (an fsync error may have dropped dirty pages:
 //! retrying and succeeding would claim durability for data that is gone).
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -50,7 +51,7 @@ enum Request {
 }
 
 struct AppendReq {
-    bytes: Vec<u8>,
+    entry: entry::EncodedEntry,
     messages: u64,
     min_timestamp: Option<Timestamp>,
     reserved: Reserved,
@@ -80,6 +81,8 @@ pub(crate) struct Shared {
     poisoned: AtomicBool,
     closed: AtomicBool,
     set_aside: AtomicU64,
+    appends: AtomicU64,
+    fsyncs: AtomicU64,
     /// Test hook: the next fdatasync fails.
     #[cfg(test)]
     fail_next_sync: AtomicBool,
@@ -116,7 +119,13 @@ impl Inner {
     /// Creates or opens the directory, locks it, recovers it and starts the writer.
     pub(crate) fn open(opts: WalOptions, mode: RecoveryMode) -> Result<Arc<Inner>, WalError> {
         let dir = opts.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        if !dir.is_dir() {
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            // A new directory's own name must survive a crash too.
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                segment::sync_dir(parent).map_err(io_err(parent))?;
+            }
+        }
         let dir_lock = lock::lock(&dir)?;
         let (wal_id, wal_id_bytes) = recovery::load_or_create_wal_id(&dir)?;
         let rec = recovery::recover(&dir, wal_id_bytes, mode)?;
@@ -133,6 +142,8 @@ impl Inner {
             poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             set_aside: AtomicU64::new(rec.set_aside),
+            appends: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
             #[cfg(test)]
             fail_next_sync: AtomicBool::new(false),
             opts,
@@ -144,6 +155,8 @@ impl Inner {
             rx,
             active: rec.active,
             _lock: dir_lock,
+            last_group: 0,
+            last_sync: Duration::ZERO,
         };
         let handle = std::thread::Builder::new()
             .name("strata-wal-writer".into())
@@ -197,7 +210,7 @@ impl Inner {
         if used + size + 2 * SEGMENT_HEADER_LEN as u64 > max {
             return Err(WalError::Full { used, max });
         }
-        let bytes = entry::encode(&plan.messages).map_err(|e| match e {
+        let encoded = entry::encode_chunks(&plan.messages).map_err(|e| match e {
             entry::EncodeError::SeqOutOfRange(s) => WalError::SeqOutOfRange(s),
             entry::EncodeError::TooLarge(b) => WalError::BatchTooLarge {
                 bytes: b,
@@ -205,7 +218,7 @@ impl Inner {
             },
         })?;
         let req = AppendReq {
-            bytes,
+            entry: encoded,
             messages: plan.messages.len() as u64,
             min_timestamp: plan.messages.iter().map(|m| m.timestamp).min(),
             reserved: plan.reserved,
@@ -214,8 +227,10 @@ impl Inner {
         };
         gate.seq.reserve(&req.reserved);
         gate.reserved += size;
-        if let Err(mpsc::SendError(Request::Append(req))) = send_raw(&gate, Request::Append(req)) {
-            gate.seq.release(&req.reserved);
+        if let Err(back) = send_raw(&gate, Request::Append(req)) {
+            if let Request::Append(req) = *back {
+                gate.seq.release(&req.reserved);
+            }
             gate.reserved -= size;
             return Err(WalError::Poisoned);
         }
@@ -327,6 +342,8 @@ impl Inner {
             segments: sealed_segments + 1,
             sealed_segments,
             set_aside: self.shared.set_aside.load(Ordering::Relaxed),
+            appends: self.shared.appends.load(Ordering::Relaxed),
+            fsyncs: self.shared.fsyncs.load(Ordering::Relaxed),
         }
     }
 
@@ -358,10 +375,12 @@ impl Drop for Inner {
     }
 }
 
-fn send_raw(gate: &Gate, req: Request) -> Result<(), mpsc::SendError<Request>> {
+/// Enqueues a request; gives it back (boxed: only on this rare path) when the
+/// WAL is closed or the writer is gone.
+fn send_raw(gate: &Gate, req: Request) -> Result<(), Box<Request>> {
     match &gate.tx {
-        Some(tx) => tx.send(req),
-        None => Err(mpsc::SendError(req)),
+        Some(tx) => tx.send(req).map_err(|e| Box::new(e.0)),
+        None => Err(Box::new(req)),
     }
 }
 
@@ -409,9 +428,38 @@ struct Writer {
     active: Active,
     /// Held for as long as the writer runs; released when it stops.
     _lock: DirLock,
+    /// Appends in the last group made durable, and how long its fdatasync
+    /// took (see [`Writer::run`]).
+    last_group: usize,
+    last_sync: Duration,
+}
+
+/// The longest the writer waits for the rest of a group.
+const MAX_GATHER_WAIT: Duration = Duration::from_millis(2);
+
+type Reply = oneshot::Sender<Result<Appended, WalError>>;
+
+/// Appends written to the active segment but not yet fsynced, and the
+/// barriers to answer with them.
+#[derive(Default)]
+struct Group {
+    written: Vec<AppendReq>,
+    bytes: u64,
+    barriers: Vec<(Appended, Reply)>,
 }
 
 impl Writer {
+    /// Group commit: wait for a first request, write everything queued, and
+    /// keep writing what arrives while fewer appends are in hand than the last
+    /// group had (at most as long as the last fdatasync took, and 2 ms); then
+    /// one fdatasync for all of them, and answer them all.
+    ///
+    /// The appenders answered by one fdatasync come back one after another;
+    /// starting the next fdatasync with only the first of them would split
+    /// them over two device flushes. Writing each arrival at once (into the
+    /// page cache, in queue order) overlaps that copy with waiting for the
+    /// others. A lone appender (last group of one) never waits, and a drop in
+    /// load costs one such wait before the target follows it down.
     fn run(mut self) {
         loop {
             let first = match self.age_deadline() {
@@ -431,11 +479,24 @@ impl Writer {
                     Err(_) => break,
                 },
             };
-            // Group commit: everything queued while the last fsync ran goes
-            // into this one write and this one fsync.
-            let mut requests = vec![first];
-            requests.extend(self.rx.try_iter());
-            self.handle(requests);
+            let mut group = Group::default();
+            let mut batch = vec![first];
+            batch.extend(self.rx.try_iter());
+            self.accept(batch, &mut group);
+            let deadline = Instant::now() + self.last_sync.min(MAX_GATHER_WAIT);
+            while !group.written.is_empty() && group.written.len() < self.last_group {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                match self.rx.recv_timeout(wait) {
+                    Ok(r) => {
+                        let mut batch = vec![r];
+                        batch.extend(self.rx.try_iter());
+                        self.accept(batch, &mut group);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.flush(&mut group);
+            self.roll_if_full();
             self.roll_if_due();
         }
     }
@@ -464,27 +525,47 @@ impl Writer {
 
     fn roll_if_due(&mut self) {
         if self.age_deadline().is_some_and(|d| Instant::now() >= d) {
-            if let Err((path, e)) = self.seal_and_roll() {
-                self.poison("seal", &path, &e);
-            }
+            self.roll();
         }
     }
 
-    fn handle(&mut self, requests: Vec<Request>) {
-        let mut group = Vec::new();
-        let mut barriers = Vec::new();
+    fn roll_if_full(&mut self) {
+        if !self.poisoned()
+            && self.active.entries > 0
+            && self.active.len >= self.shared.opts.segment_max_bytes
+        {
+            self.roll();
+        }
+    }
+
+    fn roll(&mut self) {
+        if let Err((path, e)) = self.seal_and_roll() {
+            self.poison("seal", &path, &e);
+        }
+    }
+
+    /// Takes a batch of requests in queue order: appends are written at once,
+    /// barriers join the group, a seal makes the group durable and seals.
+    fn accept(&mut self, requests: Vec<Request>, group: &mut Group) {
+        let mut fresh = Vec::new();
         for r in requests {
             match r {
-                Request::Append(a) => group.push(a),
-                Request::Barrier { appended, reply } => barriers.push((appended, reply)),
+                Request::Append(a) => fresh.push(a),
+                Request::Barrier { appended, reply } => {
+                    // Answered with the group, so what was queued before it
+                    // must be in the group first.
+                    self.write(std::mem::take(&mut fresh), group);
+                    group.barriers.push((appended, reply));
+                }
                 Request::Seal(reply) => {
                     // Everything queued before the seal goes into the sealed segment.
-                    self.commit(std::mem::take(&mut group), std::mem::take(&mut barriers));
+                    self.write(std::mem::take(&mut fresh), group);
+                    self.flush(group);
                     let _ = reply.send(self.seal_now());
                 }
             }
         }
-        self.commit(group, barriers);
+        self.write(fresh, group);
     }
 
     fn seal_now(&mut self) -> Result<Option<SegmentId>, WalError> {
@@ -503,96 +584,123 @@ impl Writer {
         }
     }
 
-    /// Writes and fsyncs a group, then answers it.
-    fn commit(
-        &mut self,
-        group: Vec<AppendReq>,
-        barriers: Vec<(Appended, oneshot::Sender<Result<Appended, WalError>>)>,
-    ) {
-        if group.is_empty() && barriers.is_empty() {
+    /// Writes appends to the active segment (one vectored write), rolling
+    /// first, after making the group durable, if they would overflow a
+    /// non-empty segment.
+    fn write(&mut self, fresh: Vec<AppendReq>, group: &mut Group) {
+        if fresh.is_empty() {
             return;
         }
-        let total: u64 = group.iter().map(|a| a.bytes.len() as u64).sum();
-        let result = if self.poisoned() {
-            Err(None)
-        } else if group.is_empty() {
-            Ok(())
-        } else {
-            self.write_group(&group, total).map_err(Some)
-        };
-        match result {
-            Ok(()) => {
-                {
-                    let mut gate = lock(&self.shared.gate);
-                    for a in &group {
-                        gate.seq.commit(&a.reserved);
-                    }
-                    gate.reserved -= total;
-                    gate.used += total;
-                }
-                for a in group {
-                    let _ = a.reply.send(Ok(a.appended));
-                }
-                for (appended, reply) in barriers {
-                    let _ = reply.send(Ok(appended));
-                }
-                if self.active.len >= self.shared.opts.segment_max_bytes {
-                    if let Err((path, e)) = self.seal_and_roll() {
-                        self.poison("seal", &path, &e);
-                    }
-                }
-            }
-            Err(failure) => {
-                {
-                    let mut gate = lock(&self.shared.gate);
-                    for a in &group {
-                        gate.seq.release(&a.reserved);
-                    }
-                    gate.reserved -= total;
-                }
-                for a in group {
-                    let err = match &failure {
-                        Some((path, e)) => same_io(path, e),
-                        None => WalError::Poisoned,
-                    };
-                    let _ = a.reply.send(Err(err));
-                }
-                for (_, reply) in barriers {
-                    let _ = reply.send(Err(WalError::Poisoned));
-                }
+        let total: u64 = fresh.iter().map(|a| a.entry.len).sum();
+        let non_empty = self.active.entries > 0 || !group.written.is_empty();
+        if !self.poisoned()
+            && non_empty
+            && self.active.len + total > self.shared.opts.segment_max_bytes
+        {
+            self.flush(group);
+            if !self.poisoned() && self.active.entries > 0 {
+                self.roll();
             }
         }
+        if self.poisoned() {
+            self.fail(fresh, Vec::new(), None);
+            return;
+        }
+        let mut slices: Vec<IoSlice<'_>> = fresh
+            .iter()
+            .flat_map(|a| a.entry.chunks.iter().map(|c| IoSlice::new(c)))
+            .collect();
+        if let Err(e) = write_all_vectored(&mut self.active.file, &mut slices) {
+            let path = self.active.path.clone();
+            self.poison("write", &path, &e);
+            let mut all = std::mem::take(&mut group.written);
+            all.extend(fresh);
+            self.fail(all, std::mem::take(&mut group.barriers), Some((&path, &e)));
+            group.bytes = 0;
+            return;
+        }
+        self.active.len += total;
+        group.bytes += total;
+        group.written.extend(fresh);
     }
 
-    /// Rolls first if the group would overflow a non-empty segment, then one
-    /// vectored write and one fdatasync for the whole group. Poisons on failure.
-    fn write_group(&mut self, group: &[AppendReq], total: u64) -> Result<(), (PathBuf, io::Error)> {
-        if self.active.entries > 0 && self.active.len + total > self.shared.opts.segment_max_bytes {
-            if let Err((path, e)) = self.seal_and_roll() {
-                self.poison("seal", &path, &e);
-                return Err((path, e));
+    /// One fdatasync for everything written, then commit and answer the group.
+    fn flush(&mut self, group: &mut Group) {
+        let written = std::mem::take(&mut group.written);
+        let barriers = std::mem::take(&mut group.barriers);
+        let bytes = std::mem::take(&mut group.bytes);
+        if written.is_empty() {
+            for (appended, reply) in barriers {
+                let _ = reply.send(if self.poisoned() {
+                    Err(WalError::Poisoned)
+                } else {
+                    Ok(appended)
+                });
             }
+            return;
         }
-        let mut slices: Vec<IoSlice<'_>> = group.iter().map(|a| IoSlice::new(&a.bytes)).collect();
-        let result = write_all_vectored(&mut self.active.file, &mut slices)
-            .map_err(|e| ("write", e))
-            .and_then(|()| self.sync_data().map_err(|e| ("fdatasync", e)));
-        if let Err((what, e)) = result {
-            self.poison(what, &self.active.path.clone(), &e);
-            return Err((self.active.path.clone(), e));
+        let start = Instant::now();
+        if let Err(e) = self.sync_data() {
+            let path = self.active.path.clone();
+            self.poison("fdatasync", &path, &e);
+            self.fail(written, barriers, Some((&path, &e)));
+            return;
+        }
+        self.last_sync = start.elapsed();
+        self.last_group = written.len();
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .appends
+            .fetch_add(written.len() as u64, Ordering::Relaxed);
+        {
+            let mut gate = lock(&self.shared.gate);
+            for a in &written {
+                gate.seq.commit(&a.reserved);
+            }
+            gate.reserved -= bytes;
+            gate.used += bytes;
         }
         let a = &mut self.active;
-        a.len += total;
-        a.entries += group.len() as u64;
-        for req in group {
+        a.entries += written.len() as u64;
+        a.first_write.get_or_insert_with(Instant::now);
+        for req in written {
             a.messages += req.messages;
             a.min_timestamp = match (a.min_timestamp, req.min_timestamp) {
                 (Some(x), Some(y)) => Some(x.min(y)),
                 (x, y) => x.or(y),
             };
+            let _ = req.reply.send(Ok(req.appended));
         }
-        a.first_write.get_or_insert_with(Instant::now);
-        Ok(())
+        for (appended, reply) in barriers {
+            let _ = reply.send(Ok(appended));
+        }
+    }
+
+    /// Answers appends that will never be durable and frees their sequences
+    /// and budget. `io` is the failure that caused it, if this is it.
+    fn fail(
+        &self,
+        appends: Vec<AppendReq>,
+        barriers: Vec<(Appended, Reply)>,
+        io: Option<(&Path, &io::Error)>,
+    ) {
+        {
+            let mut gate = lock(&self.shared.gate);
+            for a in &appends {
+                gate.seq.release(&a.reserved);
+                gate.reserved -= a.entry.len;
+            }
+        }
+        for a in appends {
+            let err = match io {
+                Some((path, e)) => same_io(path, e),
+                None => WalError::Poisoned,
+            };
+            let _ = a.reply.send(Err(err));
+        }
+        for (_, reply) in barriers {
+            let _ = reply.send(Err(WalError::Poisoned));
+        }
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -685,7 +793,6 @@ fn write_all_vectored(file: &mut File, mut bufs: &mut [IoSlice<'_>]) -> io::Resu
 mod tests {
     use super::super::{Wal, WalOptions};
     use super::*;
-    use std::time::Duration;
 
     fn draft(station: &str, seq: Option<u64>, payload: &[u8]) -> Draft {
         Draft {
@@ -805,6 +912,27 @@ mod tests {
         let mut seqs: Vec<u64> = all_messages(&wal).iter().map(|m| m.seq).collect();
         seqs.sort();
         assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn concurrent_appenders_share_fsyncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let wal = wal.clone();
+                s.spawn(move || {
+                    for _ in 0..40 {
+                        wal.append_blocking(vec![draft(&format!("s{t}"), None, b"x")])
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let st = wal.stats();
+        assert_eq!(st.appends, 320);
+        // One fsync per append would be 320; group commit shares them.
+        assert!(st.fsyncs * 3 / 2 <= st.appends, "{st:?}");
     }
 
     #[test]

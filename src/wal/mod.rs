@@ -3,10 +3,11 @@
 //!
 //! One log serves the whole process. Each [`Wal::append`] call becomes one
 //! CRC32-checked entry ([`entry`]) in the active segment file ([`segment`]);
-//! a dedicated writer thread drains every queued entry, writes them with one
-//! `write`, makes them durable with one `fdatasync` (group commit) and only
-//! then answers the appenders, so a source may acknowledge upstream as soon
-//! as `append` returns. Segments roll by size and age and are then *sealed*;
+//! a dedicated writer thread writes every queued entry (vectored writes, large
+//! payloads not copied), makes them durable with one `fdatasync` (group
+//! commit, shared by every concurrent appender and station) and only then
+//! answers the appenders, so a source may acknowledge upstream as soon as
+//! `append` returns. Segments roll by size and age and are then *sealed*;
 //! the compactor reads sealed segments ([`Wal::sealed`], [`Wal::read_segment`])
 //! and deletes them once archived ([`Wal::remove_sealed`]).
 //!
@@ -136,6 +137,11 @@ pub struct WalStats {
     pub sealed_segments: u64,
     /// Segments in `<dir>/corrupt/`.
     pub set_aside: u64,
+    /// Entries made durable since open (one per append that wrote anything).
+    pub appends: u64,
+    /// Group commits (`fdatasync` calls) since open; `appends / fsyncs` is
+    /// the average group size.
+    pub fsyncs: u64,
 }
 
 /// How [`Wal::open`] treats damage found on disk.

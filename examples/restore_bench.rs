@@ -1,0 +1,187 @@
+//! Helper for `benches/restore_vs_bare.sh`: writes a local-folder archive the
+//! way the compactor does (Parquet through `columnar`, keys through `layout`),
+//! and runs `strata restore` against such a folder without a config file.
+//!
+//! ```text
+//! restore_bench write --dir /tmp/arch --station bench --subject bench.restore \
+//!     --count 200000 --size 1024
+//! restore_bench restore --dir /tmp/arch --station bench --nats nats://127.0.0.1:14333
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+use strata::columnar::{encode_file, ParquetOptions};
+use strata::layout::{DataKey, Hour};
+use strata::message::{Header, Message, StationName, Timestamp};
+use strata::restore::RestoreArgs;
+use strata::store::Archive;
+
+#[derive(Parser, Debug)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write an archive of `count` messages of `size` bytes.
+    Write {
+        /// Archive folder (the object store root).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Station name.
+        #[arg(long, default_value = "bench")]
+        station: String,
+        /// Subject every message carries.
+        #[arg(long, default_value = "bench.restore")]
+        subject: String,
+        /// Messages.
+        #[arg(long, default_value_t = 100_000)]
+        count: u64,
+        /// Payload bytes per message.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Messages per file (one compacted segment's share of an hour).
+        #[arg(long, default_value_t = 50_000)]
+        per_file: usize,
+        /// Rows per row group.
+        #[arg(long, default_value_t = 10_000)]
+        row_group_rows: usize,
+    },
+    /// Run `strata restore` against the folder.
+    Restore {
+        /// Archive folder.
+        #[arg(long)]
+        dir: PathBuf,
+        #[command(flatten)]
+        args: Box<RestoreArgs>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    match Cli::parse().command {
+        Command::Write {
+            dir,
+            station,
+            subject,
+            count,
+            size,
+            per_file,
+            row_group_rows,
+        } => write(dir, station, subject, count, size, per_file, row_group_rows).await,
+        Command::Restore { dir, args } => {
+            let archive = open(&dir)?;
+            restore_run(*args, archive).await
+        }
+    }
+}
+
+fn open(dir: &std::path::Path) -> Result<Archive, Box<dyn std::error::Error + Send + Sync>> {
+    std::fs::create_dir_all(dir)?;
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir)?);
+    Ok(Archive::from_store(
+        store,
+        Path::from("archive"),
+        format!("file://{}", dir.display()),
+    ))
+}
+
+async fn restore_run(
+    args: RestoreArgs,
+    archive: Archive,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    strata::restore::run(args, archive).await?;
+    Ok(())
+}
+
+async fn write(
+    dir: PathBuf,
+    station: String,
+    subject: String,
+    count: u64,
+    size: usize,
+    per_file: usize,
+    row_group_rows: usize,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let archive = open(&dir)?;
+    let station = StationName::new(station)?;
+    let opts = ParquetOptions {
+        zstd_level: 3,
+        row_group_rows,
+        row_group_bytes: 64 << 20,
+    };
+    // Four hours' worth of timestamps, whatever the count.
+    let start = Timestamp::parse_rfc3339("2026-11-24T08:00:00Z")?.micros();
+    let step = (4 * 3_600_000_000i64 / count.max(1) as i64).max(1);
+    let mut groups: BTreeMap<Hour, Vec<Message>> = BTreeMap::new();
+    let mut files = 0usize;
+    let mut bytes_total = 0u64;
+    for seq in 1..=count {
+        // Pseudo-random bytes (xorshift): real payloads rarely compress much.
+        let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let payload: Vec<u8> = (0..size)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let m = Message {
+            station: station.clone(),
+            seq,
+            timestamp: Timestamp(start + seq as i64 * step),
+            id: None,
+            subject: Some(subject.clone()),
+            headers: vec![Header::new("X-Bench", "1")],
+            payload: Bytes::from(payload),
+        };
+        let hour = Hour::of(m.timestamp);
+        let group = groups.entry(hour).or_default();
+        group.push(m);
+        if group.len() >= per_file {
+            let full = std::mem::take(group);
+            bytes_total += put(&archive, &station, hour, &full, &opts).await?;
+            files += 1;
+        }
+    }
+    for (hour, group) in groups {
+        if !group.is_empty() {
+            bytes_total += put(&archive, &station, hour, &group, &opts).await?;
+            files += 1;
+        }
+    }
+    println!("{{\"messages\":{count},\"files\":{files},\"bytes\":{bytes_total}}}");
+    Ok(())
+}
+
+async fn put(
+    archive: &Archive,
+    station: &StationName,
+    hour: Hour,
+    msgs: &[Message],
+    opts: &ParquetOptions,
+) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+    let (bytes, summary) = encode_file(station, msgs, opts)?;
+    let key = DataKey {
+        station: station.clone(),
+        hour,
+        first_seq: summary.first_seq,
+        last_seq: summary.last_seq,
+    };
+    let n = bytes.len() as u64;
+    archive
+        .store
+        .put(&key.path(&archive.prefix), bytes.into())
+        .await?;
+    Ok(n)
+}

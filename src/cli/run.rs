@@ -1,0 +1,182 @@
+//! `strata run`: the archiver process. Wiring only: the WAL, the background
+//! compactor, HTTP ingest with the admin endpoints, the NATS source, metrics,
+//! and a clean stop on SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata::compactor::{CompactionObserver, Compactor};
+use strata::config::Config;
+use strata::metrics::Metrics;
+use strata::source::http::{self, FlushHandle, HttpState};
+use strata::source::nats::NatsSource;
+use strata::store::Archive;
+use strata::wal::Wal;
+use tokio::sync::watch;
+
+use super::CliError;
+
+/// How often the WAL gauges are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Arguments of `strata run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Upload everything before exiting on SIGINT/SIGTERM.
+    #[arg(long)]
+    flush_on_exit: bool,
+}
+
+/// The HTTP flush endpoint's view of the compactor.
+struct CompactorFlush(Arc<Compactor>);
+
+#[async_trait::async_trait]
+impl FlushHandle for CompactorFlush {
+    async fn flush(&self) -> Result<serde_json::Value, String> {
+        let report = self.0.flush().await.map_err(|e| e.to_string())?;
+        serde_json::to_value(&report).map_err(|e| e.to_string())
+    }
+}
+
+pub(crate) async fn run(config: Config, args: RunArgs) -> Result<ExitCode, CliError> {
+    let wal = Wal::open(config.wal.options())?;
+    let archive = Archive::open(&config.storage)?;
+    let metrics = Arc::new(Metrics::new());
+    let compactor = Arc::new(Compactor::new(
+        wal.clone(),
+        archive.clone(),
+        &config.compaction,
+        Arc::new(MetricsObserver(metrics.clone())),
+    ));
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {} ([http] listen): {e}; choose a free address",
+                config.http.listen
+            )
+        })?;
+    let state = HttpState::new(wal.clone(), metrics.clone(), &config.http)
+        .with_flush(Arc::new(CompactorFlush(compactor.clone())));
+    let mut http_stop = stop_rx.clone();
+    let http_task = tokio::spawn(http::serve(listener, state, async move {
+        let _ = http_stop.wait_for(|stop| *stop).await;
+    }));
+
+    let nats_task = if config.nats.url.is_empty() {
+        None
+    } else {
+        Some(NatsSource::start(&config.nats, wal.clone(), metrics.clone(), stop_rx.clone()).await?)
+    };
+    let compactor_task = tokio::spawn(compactor.clone().run(stop_rx.clone()));
+    let gauges_task = tokio::spawn(refresh_gauges(
+        wal.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
+
+    tracing::info!(
+        wal = %config.wal.dir.display(),
+        archive = %archive.url,
+        http = %config.http.listen,
+        nats = %if config.nats.url.is_empty() { "off" } else { config.nats.url.as_str() },
+        "strata is running"
+    );
+    let signal = wait_for_signal().await;
+    tracing::info!(%signal, "stopping: no new input; finishing in-flight appends");
+    let _ = stop_tx.send(true);
+
+    // Sources first: every request or batch in flight finishes its append (and
+    // its acknowledgement) before the WAL closes.
+    if let Err(e) = http_task.await {
+        tracing::error!("HTTP ingest stopped abnormally: {e}");
+    }
+    if let Some(task) = nats_task {
+        if let Err(e) = task.await {
+            tracing::error!("NATS source stopped abnormally: {e}");
+        }
+    }
+    let _ = compactor_task.await;
+    let _ = gauges_task.await;
+    let mut code = ExitCode::SUCCESS;
+    if args.flush_on_exit {
+        match compactor.flush().await {
+            Ok(report) => tracing::info!("flushed on exit: {report}"),
+            Err(e) => {
+                tracing::error!(
+                    "flush on exit failed: {e}; the WAL keeps the data for the next start"
+                );
+                code = ExitCode::FAILURE;
+            }
+        }
+    }
+    wal.close()?;
+    tracing::info!("stopped cleanly");
+    Ok(code)
+}
+
+/// Feeds compaction events into the process metrics.
+#[derive(Debug)]
+struct MetricsObserver(Arc<Metrics>);
+
+impl CompactionObserver for MetricsObserver {
+    fn inc_upload_error(&self) {
+        self.0.inc_upload_error();
+    }
+    fn inc_upload_retry(&self) {
+        self.0.inc_upload_retry();
+    }
+    fn observe_compaction(&self, duration: Duration, bytes: u64, rows: u64) {
+        self.0.observe_compaction(duration, bytes, rows);
+    }
+    fn set_oldest_unuploaded_age(&self, secs: f64) {
+        self.0.set_oldest_unuploaded_age(secs);
+    }
+}
+
+/// Keeps the WAL gauges current.
+async fn refresh_gauges(wal: Wal, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(GAUGE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let stats = wal.stats();
+        metrics.set_wal(stats.disk_bytes, stats.segments);
+        let oldest = wal
+            .sealed()
+            .iter()
+            .filter_map(|s| s.min_timestamp)
+            .min()
+            .map(|ts| (strata::Timestamp::now().micros() - ts.micros()).max(0) as f64 / 1e6)
+            .unwrap_or(0.0);
+        metrics.set_oldest_unuploaded_age(oldest);
+    }
+}
+
+/// Waits for SIGINT or SIGTERM and names it.
+async fn wait_for_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}

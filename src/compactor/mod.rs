@@ -1,0 +1,830 @@
+//! Compaction: sealed WAL segments become Parquet files in the archive, then a
+//! commit record, then the segment is deleted.
+//!
+//! For each sealed segment, oldest first:
+//! 1. read it from the WAL (a corrupt segment is set aside, reported, never deleted);
+//! 2. plan its files ([`plan`]: duplicates dropped, one file per station and UTC hour);
+//! 3. encode and upload each file under a key derived only from its content
+//!    ([`worker`], [`upload`]: one `put`, or a multipart upload above the threshold);
+//! 4. store the commit record `_strata/commits/<wal_id>-<segment>.json`;
+//! 5. delete the segment from the WAL.
+//!
+//! A crash between any two steps leaves the segment in the WAL; the rerun
+//! rewrites the same keys (never a second copy) or, when the commit record is
+//! already stored, only deletes the segment. So every message ends up in the
+//! archive exactly once.
+
+pub mod plan;
+pub mod upload;
+mod worker;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use object_store::path::Path;
+use object_store::PutPayload;
+use serde::Serialize;
+use tokio::sync::{watch, Mutex};
+
+use crate::columnar::{ColumnarError, ParquetOptions};
+use crate::config::CompactionConfig;
+use crate::layout::{self, CommitRecord, CommittedFile, COMMIT_RECORD_VERSION};
+use crate::message::Timestamp;
+use crate::store::{op_error, Archive, StoreError};
+use crate::wal::{SealedSegment, SegmentId, Wal, WalError};
+
+use self::upload::UploadOptions;
+use self::worker::{WriteError, WrittenFile};
+
+/// Environment variable naming a [`FailPoint`] at which the process aborts
+/// (`after-upload` or `after-commit`); read once by [`Compactor::new`]. For
+/// crash tests of the real binary only.
+pub const FAILPOINT_ENV: &str = "STRATA_FAILPOINT";
+
+/// How often the background loop looks for sealed segments.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// First pause after a failed pass; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest pause between attempts while the store keeps failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Receives the compactor's figures; the process wires it to its metrics.
+/// Every method has a no-op default.
+pub trait CompactionObserver: Send + Sync + fmt::Debug {
+    /// A segment's compaction failed (usually a store error); it stays in the WAL.
+    fn inc_upload_error(&self) {}
+    /// The background loop tries again after a failed pass.
+    fn inc_upload_retry(&self) {}
+    /// A segment was compacted: how long it took, bytes uploaded, rows written.
+    fn observe_compaction(&self, duration: Duration, bytes: u64, rows: u64) {
+        let _ = (duration, bytes, rows);
+    }
+    /// Age in seconds of the oldest message in a sealed segment not yet
+    /// uploaded (0 when none waits).
+    fn set_oldest_unuploaded_age(&self, secs: f64) {
+        let _ = secs;
+    }
+    /// A corrupt segment was set aside instead of compacted.
+    fn inc_segment_set_aside(&self) {}
+}
+
+/// A [`CompactionObserver`] that ignores everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopObserver;
+
+impl CompactionObserver for NoopObserver {}
+
+/// A point in a segment's compaction where crash tests stop it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FailPoint {
+    /// Every file of the segment is uploaded; no commit record yet.
+    AfterUpload,
+    /// The commit record is stored; the segment is not yet deleted.
+    AfterCommit,
+}
+
+impl FailPoint {
+    /// The name used in [`FAILPOINT_ENV`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailPoint::AfterUpload => "after-upload",
+            FailPoint::AfterCommit => "after-commit",
+        }
+    }
+}
+
+impl fmt::Display for FailPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FailPoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "after-upload" => Ok(FailPoint::AfterUpload),
+            "after-commit" => Ok(FailPoint::AfterCommit),
+            other => Err(format!(
+                "unknown failpoint {other:?}: use after-upload or after-commit"
+            )),
+        }
+    }
+}
+
+/// What happens at an armed [`FailPoint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailMode {
+    /// `std::process::abort()`: a real crash (from [`FAILPOINT_ENV`]).
+    Abort,
+    /// Return [`CompactionError::FailPoint`] (in-process tests).
+    Error,
+}
+
+/// Errors of a compaction; the segment concerned stays in the WAL and is retried.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompactionError {
+    /// The WAL could not seal its active segment (flush).
+    #[error("cannot seal the active WAL segment: {0}; nothing was compacted")]
+    Seal(#[source] WalError),
+    /// The WAL could not read or delete a segment.
+    #[error(
+        "WAL segment {segment}: {source}; the segment stays in the WAL and compaction retries it"
+    )]
+    Wal {
+        /// The segment.
+        segment: u64,
+        /// What the WAL said.
+        source: WalError,
+    },
+    /// Encoding Parquet failed.
+    #[error("cannot encode segment {segment} as Parquet: {source}; the segment stays in the WAL (please report this as a bug)")]
+    Encode {
+        /// The segment.
+        segment: u64,
+        /// What the encoder said.
+        source: ColumnarError,
+    },
+    /// The object store refused or failed an operation.
+    #[error("segment {segment}: {source}; the segment stays in the WAL and compaction retries it")]
+    Store {
+        /// The segment.
+        segment: u64,
+        /// The failed operation, with what to check.
+        source: Box<StoreError>,
+    },
+    /// An armed failpoint stopped the compaction (tests only).
+    #[error(
+        "compaction of segment {segment} stopped at failpoint {point} (crash injection for tests)"
+    )]
+    FailPoint {
+        /// The segment.
+        segment: u64,
+        /// Where it stopped.
+        point: FailPoint,
+    },
+    /// Something that should not happen; the segment stays in the WAL.
+    #[error("compaction of segment {segment} failed: {reason} (please report this as a bug)")]
+    Internal {
+        /// The segment.
+        segment: u64,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// One file written by a compaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileReport {
+    /// The object key.
+    pub key: String,
+    /// Messages in the file.
+    pub rows: u64,
+    /// Object size.
+    pub bytes: u64,
+}
+
+/// One segment compacted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentReport {
+    /// The segment number.
+    pub segment: u64,
+    /// Messages read from the segment (before dropping duplicates).
+    pub messages: u64,
+    /// Messages dropped because their (station, seq) appeared earlier in the segment.
+    pub duplicates: u64,
+    /// The segment's files.
+    pub files: Vec<FileReport>,
+    /// The commit record's key.
+    pub commit_record: String,
+    /// True when an earlier run had already stored the commit record, so this
+    /// run only deleted the segment (then `messages` counts the committed rows
+    /// and `duplicates` is 0).
+    pub already_committed: bool,
+}
+
+/// A corrupt segment left on disk instead of compacted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetAsideReport {
+    /// The segment number.
+    pub segment: u64,
+    /// Why it was set aside.
+    pub reason: String,
+}
+
+/// What a compaction did; printed by `strata flush`, returned as JSON by the
+/// HTTP flush endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CompactionReport {
+    /// Segments compacted (and deleted from the WAL), oldest first.
+    pub segments: Vec<SegmentReport>,
+    /// Corrupt segments set aside.
+    pub set_aside: Vec<SetAsideReport>,
+}
+
+impl CompactionReport {
+    /// Files written, over all segments.
+    pub fn files(&self) -> impl Iterator<Item = &FileReport> {
+        self.segments.iter().flat_map(|s| s.files.iter())
+    }
+
+    /// Rows written, over all files.
+    pub fn rows(&self) -> u64 {
+        self.files().map(|f| f.rows).sum()
+    }
+
+    /// Bytes uploaded, over all files.
+    pub fn bytes(&self) -> u64 {
+        self.files().map(|f| f.bytes).sum()
+    }
+}
+
+impl fmt::Display for CompactionReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.segments.is_empty() && self.set_aside.is_empty() {
+            return writeln!(f, "nothing to compact: no sealed segment is waiting");
+        }
+        writeln!(
+            f,
+            "compacted {} segment(s) into {} file(s): {} rows, {}",
+            self.segments.len(),
+            self.files().count(),
+            self.rows(),
+            human_bytes(self.bytes())
+        )?;
+        for s in &self.segments {
+            let note = if s.already_committed {
+                " (already committed by an earlier run)"
+            } else {
+                ""
+            };
+            writeln!(
+                f,
+                "  segment {}: {} messages, {} duplicates dropped{note}",
+                s.segment, s.messages, s.duplicates
+            )?;
+            for file in &s.files {
+                writeln!(
+                    f,
+                    "    {}  {} rows  {}",
+                    file.key,
+                    file.rows,
+                    human_bytes(file.bytes)
+                )?;
+            }
+        }
+        for s in &self.set_aside {
+            writeln!(
+                f,
+                "  segment {} SET ASIDE (not deleted, not archived): {}",
+                s.segment, s.reason
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `1.5 MiB`-style sizes for reports.
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// State shared by [`Compactor::flush`] and the background loop; holding its
+/// lock is what keeps two compactions of one segment from running at once.
+#[derive(Debug, Default)]
+struct State {
+    /// Corrupt segments the WAL could not move aside: skipped so they are
+    /// not read again on every pass.
+    set_aside: BTreeMap<SegmentId, String>,
+}
+
+/// Turns sealed WAL segments into committed archive files; see the module doc.
+#[derive(Debug)]
+pub struct Compactor {
+    wal: Wal,
+    archive: Archive,
+    parquet: ParquetOptions,
+    upload: UploadOptions,
+    observer: Arc<dyn CompactionObserver>,
+    failpoint: Option<(FailPoint, FailMode)>,
+    state: Mutex<State>,
+}
+
+impl Compactor {
+    /// A compactor of `wal`'s sealed segments into `archive`.
+    ///
+    /// Reads [`FAILPOINT_ENV`] once: when set to a [`FailPoint`] name the
+    /// process aborts at that point (crash tests of the real binary).
+    pub fn new(
+        wal: Wal,
+        archive: Archive,
+        cfg: &CompactionConfig,
+        observer: Arc<dyn CompactionObserver>,
+    ) -> Compactor {
+        let failpoint = match std::env::var(FAILPOINT_ENV) {
+            Ok(v) if !v.is_empty() => match v.parse::<FailPoint>() {
+                Ok(p) => {
+                    tracing::warn!(failpoint = %p, "{FAILPOINT_ENV} is set: the process will abort at this point of the next compaction");
+                    Some((p, FailMode::Abort))
+                }
+                Err(e) => {
+                    tracing::warn!("{FAILPOINT_ENV} ignored: {e}");
+                    None
+                }
+            },
+            _ => None,
+        };
+        Compactor {
+            wal,
+            archive,
+            parquet: ParquetOptions {
+                zstd_level: cfg.zstd_level,
+                row_group_rows: cfg.row_group_rows,
+                row_group_bytes: cfg.row_group_bytes,
+            },
+            upload: UploadOptions {
+                multipart_threshold: cfg.multipart_threshold,
+                part_size: cfg.part_size,
+                max_concurrency: cfg.upload_concurrency,
+            },
+            observer,
+            failpoint,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Arms `point` (or disarms with `None`) so that compaction stops there
+    /// with [`CompactionError::FailPoint`] instead of aborting: for in-process tests.
+    pub fn with_failpoint(mut self, point: Option<FailPoint>) -> Self {
+        self.failpoint = point.map(|p| (p, FailMode::Error));
+        self
+    }
+
+    /// Overrides how uploads are split (part size, parts in flight).
+    pub fn with_upload_options(mut self, opts: UploadOptions) -> Self {
+        self.upload = opts;
+        self
+    }
+
+    /// The WAL compacted.
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// The archive written.
+    pub fn archive(&self) -> &Archive {
+        &self.archive
+    }
+
+    /// Compacts every segment sealed now, oldest first.
+    ///
+    /// # Errors
+    /// The first segment that could not be compacted; it and every younger
+    /// segment stay in the WAL. Corrupt segments are not errors: they are set
+    /// aside and listed in the report.
+    pub async fn compact_sealed(&self) -> Result<CompactionReport, CompactionError> {
+        self.compact_pass(None).await
+    }
+
+    /// Seals the active segment, then compacts everything sealed.
+    ///
+    /// # Errors
+    /// [`CompactionError::Seal`] when the WAL cannot seal, else as
+    /// [`Compactor::compact_sealed`].
+    pub async fn flush(&self) -> Result<CompactionReport, CompactionError> {
+        let wal = self.wal.clone();
+        let sealed = tokio::task::spawn_blocking(move || wal.seal())
+            .await
+            .unwrap_or_else(|e| {
+                Err(WalError::Io {
+                    path: self.wal.dir().to_path_buf(),
+                    source: std::io::Error::other(format!("the sealing thread failed: {e}")),
+                })
+            });
+        sealed.map_err(CompactionError::Seal)?;
+        self.compact_sealed().await
+    }
+
+    /// The background loop: compacts whenever segments are sealed (polling
+    /// every 500 ms), backing off exponentially up to 30 s while compaction
+    /// fails, so the WAL grows and its `max_disk_bytes` pushes back on sources.
+    /// Returns once `shutdown` turns true (or its sender is gone), after
+    /// finishing the segment in progress.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut failures: u32 = 0;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if failures > 0 {
+                self.observer.inc_upload_retry();
+            }
+            let pause = match self.compact_pass(Some(&shutdown)).await {
+                Ok(report) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "compaction recovered");
+                    }
+                    if !report.segments.is_empty() {
+                        tracing::info!(
+                            segments = report.segments.len(),
+                            files = report.files().count(),
+                            rows = report.rows(),
+                            bytes = report.bytes(),
+                            "compacted"
+                        );
+                    }
+                    failures = 0;
+                    POLL_INTERVAL
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    let pause = backoff(failures);
+                    tracing::warn!(error = %e, retry_in = ?pause, "compaction failed");
+                    pause
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::debug!("compactor stopped");
+    }
+
+    /// One pass over the sealed segments; stops early when `stop` turns true.
+    async fn compact_pass(
+        &self,
+        stop: Option<&watch::Receiver<bool>>,
+    ) -> Result<CompactionReport, CompactionError> {
+        let mut state = self.state.lock().await;
+        let mut report = CompactionReport::default();
+        let result = async {
+            for seg in self.wal.sealed() {
+                if stop.is_some_and(|s| *s.borrow()) {
+                    break;
+                }
+                if state.set_aside.contains_key(&seg.id) {
+                    continue;
+                }
+                match self.compact_segment(&seg).await {
+                    Ok(Outcome::Compacted(s)) => report.segments.push(s),
+                    Ok(Outcome::Corrupt(reason)) => {
+                        if !self.set_aside(seg.id, &reason).await {
+                            state.set_aside.insert(seg.id, reason.clone());
+                        }
+                        report.set_aside.push(SetAsideReport {
+                            segment: seg.id.0,
+                            reason,
+                        });
+                    }
+                    Err(e) => {
+                        if !matches!(e, CompactionError::FailPoint { .. }) {
+                            self.observer.inc_upload_error();
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(())
+        }
+        .await;
+        self.report_oldest(&self.wal.sealed(), &state);
+        result.map(|()| report)
+    }
+
+    /// Reports the age of the oldest message waiting in a sealed segment.
+    fn report_oldest(&self, sealed: &[SealedSegment], state: &State) {
+        let oldest = sealed
+            .iter()
+            .filter(|s| !state.set_aside.contains_key(&s.id))
+            .filter_map(|s| s.min_timestamp)
+            .min();
+        let age = oldest.map_or(0.0, |t| {
+            (Timestamp::now().micros() - t.micros()).max(0) as f64 / 1e6
+        });
+        self.observer.set_oldest_unuploaded_age(age);
+    }
+
+    /// Moves a corrupt segment out of compaction's way, never deleting it,
+    /// and says so. Returns whether the WAL took it off its sealed list.
+    async fn set_aside(&self, id: SegmentId, reason: &str) -> bool {
+        self.observer.inc_segment_set_aside();
+        let wal = self.wal.clone();
+        let why = reason.to_string();
+        let moved = tokio::task::spawn_blocking(move || wal.set_aside(id, &why)).await;
+        match moved {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                // The file stays where it is; this process skips it from now on.
+                tracing::error!(segment = id.0, wal = %self.wal.dir().display(), reason, error = %e,
+                    "corrupt WAL segment could not be moved aside: it stays in place, is skipped \
+                     by compaction and is not deleted; inspect it with `strata wal inspect`");
+                false
+            }
+            Err(e) => {
+                tracing::error!(segment = id.0, error = %e, "setting a corrupt segment aside failed");
+                false
+            }
+        }
+    }
+
+    /// Stops at `point` when it is armed.
+    fn failpoint(&self, point: FailPoint, segment: u64) -> Result<(), CompactionError> {
+        match self.failpoint {
+            Some((p, FailMode::Abort)) if p == point => {
+                eprintln!("strata: {FAILPOINT_ENV}={point}: aborting after segment {segment}");
+                std::process::abort();
+            }
+            Some((p, FailMode::Error)) if p == point => {
+                Err(CompactionError::FailPoint { segment, point })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn compact_segment(&self, seg: &SealedSegment) -> Result<Outcome, CompactionError> {
+        let started = Instant::now();
+        let segment = seg.id.0;
+        let store = &self.archive.store;
+        let prefix = &self.archive.prefix;
+        let commit_path = layout::commit_record_path(prefix, self.wal.wal_id(), segment);
+        let internal = |reason: String| CompactionError::Internal { segment, reason };
+
+        // A commit record means an earlier run got as far as committing and
+        // crashed before deleting: uploading again would only rewrite the same
+        // objects, so just finish the job.
+        if let Some(record) = self.stored_commit(&commit_path, segment).await? {
+            self.remove_segment(seg.id).await?;
+            return Ok(Outcome::Compacted(SegmentReport {
+                segment,
+                messages: record.files.iter().map(|f| f.rows).sum(),
+                duplicates: 0,
+                files: record
+                    .files
+                    .iter()
+                    .map(|f| FileReport {
+                        key: f.key.clone(),
+                        rows: f.rows,
+                        bytes: f.bytes,
+                    })
+                    .collect(),
+                commit_record: commit_path.to_string(),
+                already_committed: true,
+            }));
+        }
+
+        let done = worker::compact_files(
+            self.wal.clone(),
+            seg.id,
+            store,
+            prefix,
+            &self.parquet,
+            self.upload,
+        )
+        .await;
+        let done = match done {
+            Ok(done) => done,
+            Err(WriteError::Read(e @ WalError::Corrupt { .. })) => {
+                return Ok(Outcome::Corrupt(e.to_string()))
+            }
+            Err(WriteError::Read(source)) => return Err(CompactionError::Wal { segment, source }),
+            Err(WriteError::Encode(source)) => {
+                return Err(CompactionError::Encode { segment, source })
+            }
+            Err(WriteError::Upload(u)) => {
+                return Err(CompactionError::Store {
+                    segment,
+                    source: Box::new(op_error(u.op, &u.path, u.source)),
+                })
+            }
+            Err(WriteError::Internal(reason)) => return Err(internal(reason)),
+        };
+        if done.duplicates > 0 {
+            tracing::info!(
+                segment,
+                duplicates = done.duplicates,
+                "dropped duplicate (station, seq) messages"
+            );
+        }
+        let written = done.files;
+        self.failpoint(FailPoint::AfterUpload, segment)?;
+
+        let record = commit_record(prefix, self.wal.wal_id(), segment, &written);
+        let json = record.to_json();
+        // The commit record is the proof that every file of the segment is
+        // stored; only after it is durable may the segment go.
+        store
+            .put(&commit_path, PutPayload::from(json))
+            .await
+            .map_err(|e| CompactionError::Store {
+                segment,
+                source: Box::new(op_error("put", &commit_path, e)),
+            })?;
+        self.failpoint(FailPoint::AfterCommit, segment)?;
+
+        self.remove_segment(seg.id).await?;
+
+        let rows: u64 = written.iter().map(|f| f.summary.rows).sum();
+        let bytes: u64 = written.iter().map(|f| f.bytes).sum();
+        self.observer
+            .observe_compaction(started.elapsed(), bytes, rows);
+        tracing::debug!(segment, files = written.len(), rows, bytes, elapsed = ?started.elapsed(), "segment compacted");
+        Ok(Outcome::Compacted(SegmentReport {
+            segment,
+            messages: done.read,
+            duplicates: done.duplicates,
+            files: written
+                .iter()
+                .map(|f| FileReport {
+                    key: f.key.path(prefix).to_string(),
+                    rows: f.summary.rows,
+                    bytes: f.bytes,
+                })
+                .collect(),
+            commit_record: commit_path.to_string(),
+            already_committed: false,
+        }))
+    }
+
+    /// The segment's commit record, when it is stored and every file it lists
+    /// is present with its recorded size. Anything less means the segment
+    /// must be compacted (again).
+    async fn stored_commit(
+        &self,
+        path: &Path,
+        segment: u64,
+    ) -> Result<Option<CommitRecord>, CompactionError> {
+        let store = &self.archive.store;
+        let store_err = |op, p: &Path, e| CompactionError::Store {
+            segment,
+            source: Box::new(op_error(op, p, e)),
+        };
+        let bytes = match store.get(path).await {
+            Ok(got) => got.bytes().await.map_err(|e| store_err("get", path, e))?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(store_err("get", path, e)),
+        };
+        let record = match CommitRecord::from_json(&bytes) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(path = %path, error = %e, "unreadable commit record: compacting the segment again, which rewrites it");
+                return Ok(None);
+            }
+        };
+        if record.segment != segment || record.wal_id != self.wal.wal_id() {
+            tracing::warn!(path = %path, "commit record names another segment: compacting again");
+            return Ok(None);
+        }
+        for file in &record.files {
+            let key = Path::from(file.key.as_str());
+            match store.head(&key).await {
+                Ok(meta) if meta.size == file.bytes => {}
+                Ok(meta) => {
+                    tracing::warn!(key = %key, recorded = file.bytes, stored = meta.size,
+                        "committed file changed size: compacting the segment again");
+                    return Ok(None);
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    tracing::warn!(key = %key, "committed file is missing: compacting the segment again");
+                    return Ok(None);
+                }
+                Err(e) => return Err(store_err("head", &key, e)),
+            }
+        }
+        Ok(Some(record))
+    }
+
+    async fn remove_segment(&self, id: SegmentId) -> Result<(), CompactionError> {
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || wal.remove_sealed(id))
+            .await
+            .map_err(|e| CompactionError::Internal {
+                segment: id.0,
+                reason: format!("segment removal thread failed: {e}"),
+            })?
+            .map_err(|source| CompactionError::Wal {
+                segment: id.0,
+                source,
+            })
+    }
+}
+
+/// What compacting one segment came to.
+enum Outcome {
+    Compacted(SegmentReport),
+    Corrupt(String),
+}
+
+/// The commit record of a segment whose files are all stored.
+fn commit_record(prefix: &Path, wal_id: &str, segment: u64, files: &[WrittenFile]) -> CommitRecord {
+    CommitRecord {
+        version: COMMIT_RECORD_VERSION,
+        wal_id: wal_id.to_string(),
+        segment,
+        files: files
+            .iter()
+            .map(|f| CommittedFile::new(prefix, &f.key, &f.summary, f.bytes, hex::encode(f.sha256)))
+            .collect(),
+        committed_at: Timestamp::now().to_rfc3339(),
+        strata_version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+/// Pause before attempt `failures + 1`: 0.5 s, 1 s, 2 s, … up to 30 s.
+fn backoff(failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    FIRST_BACKOFF.saturating_mul(1 << exp).min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_thirty_seconds() {
+        assert_eq!(backoff(1), Duration::from_millis(500));
+        assert_eq!(backoff(2), Duration::from_secs(1));
+        assert_eq!(backoff(3), Duration::from_secs(2));
+        assert_eq!(backoff(7), Duration::from_secs(30));
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn failpoints_parse_their_names() {
+        for p in [FailPoint::AfterUpload, FailPoint::AfterCommit] {
+            assert_eq!(p.as_str().parse::<FailPoint>(), Ok(p));
+        }
+        let e = "after-lunch".parse::<FailPoint>().unwrap_err();
+        assert!(e.contains("after-upload"), "{e}");
+    }
+
+    #[test]
+    fn report_display_lists_segments_files_and_set_aside() {
+        let report = CompactionReport {
+            segments: vec![SegmentReport {
+                segment: 7,
+                messages: 3,
+                duplicates: 1,
+                files: vec![FileReport {
+                    key: "station=s/date=2026-11-24/hour=10/1-2.parquet".into(),
+                    rows: 2,
+                    bytes: 2048,
+                }],
+                commit_record: "_strata/commits/w-00000000000000000007.json".into(),
+                already_committed: false,
+            }],
+            set_aside: vec![SetAsideReport {
+                segment: 9,
+                reason: "bad crc".into(),
+            }],
+        };
+        let text = report.to_string();
+        assert!(
+            text.contains("compacted 1 segment(s) into 1 file(s): 2 rows, 2.0 KiB"),
+            "{text}"
+        );
+        assert!(
+            text.contains("segment 7: 3 messages, 1 duplicates dropped"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hour=10/1-2.parquet  2 rows  2.0 KiB"),
+            "{text}"
+        );
+        assert!(text.contains("segment 9 SET ASIDE"), "{text}");
+        let json = serde_json::to_value(&report).expect("serialize");
+        assert_eq!(json["segments"][0]["files"][0]["rows"], 2);
+        assert_eq!(json["set_aside"][0]["segment"], 9);
+        assert_eq!(
+            CompactionReport::default().to_string(),
+            "nothing to compact: no sealed segment is waiting\n"
+        );
+    }
+
+    #[test]
+    fn human_bytes_picks_a_unit() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+}

@@ -1,0 +1,287 @@
+//! Turns one segment into uploaded files: a thread of its own reads the
+//! segment, plans it ([`plan_segment`]) and encodes each planned file,
+//! streaming its bytes, row group by row group, into an [`ObjectUpload`] on
+//! the async side. A bounded channel between the two keeps memory bounded: the
+//! encoder waits while the store is slow, and at most a few row groups plus the
+//! upload's buffer are held besides the segment's messages.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::ObjectStore;
+use tokio::sync::mpsc;
+
+use super::plan::{plan_segment, FilePlan, SegmentPlan};
+use super::upload::{ObjectUpload, UploadError, UploadOptions};
+use crate::columnar::{ColumnarError, FileEncoder, FileSummary, ParquetOptions};
+use crate::layout::DataKey;
+use crate::message::Message;
+use crate::wal::{SegmentId, Wal, WalError};
+
+/// Rows handed to the encoder per call: small enough that one Arrow batch
+/// stays a few MiB, large enough to amortise the call.
+const WRITE_ROWS: usize = 4096;
+/// Payload bytes handed to the encoder per call.
+const WRITE_BYTES: usize = 4 << 20;
+/// Encoded pieces waiting between the encoder thread and the uploader.
+const CHANNEL_PIECES: usize = 2;
+
+/// A file written and uploaded.
+#[derive(Debug, Clone)]
+pub(crate) struct WrittenFile {
+    pub(crate) key: DataKey,
+    pub(crate) summary: FileSummary,
+    pub(crate) bytes: u64,
+    pub(crate) sha256: [u8; 32],
+}
+
+/// What compacting a segment's messages into files came to.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentFiles {
+    /// Messages read from the segment.
+    pub(crate) read: u64,
+    /// Of which dropped as duplicates.
+    pub(crate) duplicates: u64,
+    /// The files, uploaded, in plan order.
+    pub(crate) files: Vec<WrittenFile>,
+}
+
+/// Why writing a segment's files failed.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    Read(WalError),
+    Encode(ColumnarError),
+    Upload(UploadError),
+    /// The encoder produced something that contradicts the plan, or panicked.
+    Internal(String),
+}
+
+/// One message from the segment thread to the uploader.
+enum Piece {
+    /// The segment is read and planned: these files follow, in this order.
+    Plan {
+        files: Vec<FilePlan>,
+        read: u64,
+        duplicates: u64,
+    },
+    /// The next bytes of the current file.
+    Bytes(Bytes),
+    /// The current file is complete.
+    End(FileSummary),
+}
+
+/// Why the segment thread stopped early.
+enum ThreadError {
+    Read(WalError),
+    Encode(ColumnarError),
+}
+
+/// Reads segment `id`, plans it, and encodes and uploads every planned file
+/// under `prefix`, in plan order.
+///
+/// Reading, planning and encoding run on one thread of their own: the
+/// segment's large buffers are then allocated and freed by a single thread,
+/// which keeps the allocator from spreading them over several arenas (and the
+/// process's resident memory well above what is live).
+pub(crate) async fn compact_files(
+    wal: Wal,
+    id: SegmentId,
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+    parquet: &ParquetOptions,
+    upload: UploadOptions,
+) -> Result<SegmentFiles, WriteError> {
+    let (tx, mut rx) = mpsc::channel(CHANNEL_PIECES);
+    let thread = {
+        let parquet = parquet.clone();
+        std::thread::Builder::new()
+            .name(format!("strata-compact-{}", id.0))
+            .spawn(move || segment_thread(&wal, id, &parquet, &tx))
+            .map_err(|e| WriteError::Internal(format!("cannot start a compaction thread: {e}")))?
+    };
+    let uploaded = upload_pieces(&mut rx, store, prefix, upload).await;
+    // Closing the channel makes a still-running thread stop at its next send;
+    // waiting for it keeps two segments from being in memory at once.
+    drop(rx);
+    let joined = tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .map_err(|e| WriteError::Internal(format!("cannot wait for the compaction thread: {e}")))?;
+    let finished = match joined {
+        Ok(result) => result,
+        Err(_) => {
+            return Err(WriteError::Internal(
+                "the compaction thread panicked".into(),
+            ))
+        }
+    };
+    // The uploader's failure comes first: the thread only stops early because of it.
+    let out = uploaded?;
+    match finished {
+        Err(ThreadError::Read(e)) => Err(WriteError::Read(e)),
+        Err(ThreadError::Encode(e)) => Err(WriteError::Encode(e)),
+        Ok(()) => out.ok_or_else(|| {
+            WriteError::Internal(
+                "the compaction thread stopped before every planned file was written".into(),
+            )
+        }),
+    }
+}
+
+/// The async side: uploads each file as its pieces arrive. `Ok(None)` when the
+/// thread stopped before every planned file was complete (its result says why).
+async fn upload_pieces(
+    rx: &mut mpsc::Receiver<Piece>,
+    store: &Arc<dyn ObjectStore>,
+    prefix: &Path,
+    upload: UploadOptions,
+) -> Result<Option<SegmentFiles>, WriteError> {
+    let Some(Piece::Plan {
+        files,
+        read,
+        duplicates,
+    }) = rx.recv().await
+    else {
+        return Ok(None);
+    };
+    let mut written = Vec::with_capacity(files.len());
+    let mut current: Option<ObjectUpload> = None;
+    let result = async {
+        while let Some(piece) = rx.recv().await {
+            let Some(file) = files.get(written.len()) else {
+                return Err(WriteError::Internal(
+                    "the encoder produced more files than planned".into(),
+                ));
+            };
+            let up = current.get_or_insert_with(|| {
+                ObjectUpload::new(Arc::clone(store), file.key.path(prefix), upload)
+            });
+            match piece {
+                Piece::Plan { .. } => {
+                    return Err(WriteError::Internal("the segment was planned twice".into()))
+                }
+                Piece::Bytes(b) => up.write(b).await.map_err(WriteError::Upload)?,
+                Piece::End(summary) => {
+                    if let Some(why) = contradiction(file, &summary) {
+                        return Err(WriteError::Internal(why));
+                    }
+                    if let Some(up) = current.take() {
+                        let done = up.finish().await.map_err(WriteError::Upload)?;
+                        written.push(WrittenFile {
+                            key: file.key.clone(),
+                            summary,
+                            bytes: done.bytes,
+                            sha256: done.sha256,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Some(up) = current.take() {
+        // A file cut short (failure, or the thread stopped): never leave a
+        // multipart upload behind.
+        up.abort().await;
+    }
+    result?;
+    if written.len() != files.len() {
+        // The thread stopped early; its own result says why.
+        return Ok(None);
+    }
+    Ok(Some(SegmentFiles {
+        read,
+        duplicates,
+        files: written,
+    }))
+}
+
+/// Why an encoded file's summary does not match its plan, if it does not.
+fn contradiction(file: &FilePlan, s: &FileSummary) -> Option<String> {
+    let k = &file.key;
+    (s.rows != file.len() as u64 || s.first_seq != k.first_seq || s.last_seq != k.last_seq).then(
+        || {
+            format!(
+                "file {}-{} of {} was planned with {} rows but encoded {} rows, seqs {}-{}",
+                k.first_seq,
+                k.last_seq,
+                k.station,
+                file.len(),
+                s.rows,
+                s.first_seq,
+                s.last_seq
+            )
+        },
+    )
+}
+
+/// The segment thread: reads and plans the segment, then encodes every file
+/// in order, handing out its bytes as row groups complete. Returns early (Ok)
+/// when the uploader hung up, which it only does after a failure of its own.
+fn segment_thread(
+    wal: &Wal,
+    id: SegmentId,
+    opts: &ParquetOptions,
+    tx: &mpsc::Sender<Piece>,
+) -> Result<(), ThreadError> {
+    let messages = wal.read_segment(id).map_err(ThreadError::Read)?;
+    let read = messages.len() as u64;
+    let plan = plan_segment(messages);
+    let planned = Piece::Plan {
+        files: plan.files.clone(),
+        read,
+        duplicates: plan.duplicates as u64,
+    };
+    if tx.blocking_send(planned).is_err() {
+        return Ok(());
+    }
+    encode_all(&plan, opts, tx).map_err(ThreadError::Encode)
+}
+
+/// Encodes every file of `plan`; see [`segment_thread`].
+fn encode_all(
+    plan: &SegmentPlan,
+    opts: &ParquetOptions,
+    tx: &mpsc::Sender<Piece>,
+) -> Result<(), ColumnarError> {
+    for file in &plan.files {
+        let rows = &plan.messages[file.rows.clone()];
+        let mut enc = FileEncoder::new(
+            &file.key.station,
+            file.key.first_seq,
+            file.key.last_seq,
+            opts,
+        )?;
+        let mut start = 0;
+        while start < rows.len() {
+            let end = chunk_end(rows, start);
+            enc.write(&rows[start..end])?;
+            start = end;
+            let bytes = enc.take_bytes();
+            if !bytes.is_empty() && tx.blocking_send(Piece::Bytes(bytes)).is_err() {
+                return Ok(());
+            }
+        }
+        let (rest, summary) = enc.finish()?;
+        if !rest.is_empty() && tx.blocking_send(Piece::Bytes(rest)).is_err() {
+            return Ok(());
+        }
+        if tx.blocking_send(Piece::End(summary)).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// End of the next write chunk starting at `start`: at most [`WRITE_ROWS`] rows
+/// and about [`WRITE_BYTES`] of payload, at least one row.
+fn chunk_end(rows: &[Message], start: usize) -> usize {
+    let mut bytes = 0;
+    let mut end = start;
+    while end < rows.len() && end - start < WRITE_ROWS && (end == start || bytes < WRITE_BYTES) {
+        bytes += rows[end].payload.len();
+        end += 1;
+    }
+    end
+}

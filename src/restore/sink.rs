@@ -1,0 +1,43 @@
+//! Where restored messages go: the [`Sink`] contract shared by the NDJSON
+//! writer ([`super::sink_ndjson`]) and the JetStream publisher
+//! ([`super::sink_nats`]), and the [`Delivered`] position a checkpoint records.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::message::Message;
+
+use super::RestoreError;
+
+/// How far a sink has delivered: only ever a contiguous prefix of what it was
+/// given, so a checkpoint of it never skips a message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// The last seq delivered (with all before it).
+    pub last_seq: Option<u64>,
+    /// Messages delivered in this run.
+    pub messages: u64,
+    /// NDJSON file: its length covering `last_seq`.
+    pub output_bytes: Option<u64>,
+    /// JetStream: stream name → stream sequence of the last acked message.
+    pub streams: BTreeMap<String, u64>,
+    /// JetStream: messages the stream already had (same `Nats-Msg-Id` inside its
+    /// duplicate window, or found by a resumed run) and so did not store again.
+    pub already_present: u64,
+}
+
+/// A destination for messages in seq order.
+#[async_trait]
+pub trait Sink: Send {
+    /// Hands over the next message; may wait for room (acks outstanding).
+    async fn deliver(&mut self, m: Message) -> Result<(), RestoreError>;
+    /// Makes what was delivered durable where the sink can (flush and fsync a
+    /// file) and returns the confirmed position, without waiting for
+    /// outstanding acknowledgements.
+    async fn sync(&mut self) -> Result<Delivered, RestoreError>;
+    /// Waits for everything outstanding and returns the final position.
+    async fn finish(&mut self) -> Result<Delivered, RestoreError>;
+    /// The position confirmed so far, without I/O (used after an error).
+    fn confirmed(&self) -> Delivered;
+}

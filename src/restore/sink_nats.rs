@@ -1,0 +1,563 @@
+//! Publishing to NATS JetStream (servers 2.9 and later): pipelined publishes
+//! with at most `--max-inflight` acknowledgements outstanding, acks consumed in
+//! publish order so the confirmed position is always a contiguous prefix.
+//!
+//! Each message keeps its payload bytes, its headers (values of one name in
+//! their order; see the limit below), and gets:
+//!
+//! | header             | value                                                  |
+//! |--------------------|--------------------------------------------------------|
+//! | `Nats-Msg-Id`      | the archived id, else `strata:<station>:<seq>`; not added when the archived headers already have one |
+//! | `Strata-Station`   | the station it was archived from                       |
+//! | `Strata-Seq`       | its seq in that station                                |
+//! | `Strata-Timestamp` | its archived timestamp, RFC 3339 with microseconds     |
+//!
+//! `Strata-*` headers already in the archived message are replaced, so a
+//! message restored twice names its latest origin. `Nats-Msg-Id` makes a rerun
+//! inside the stream's duplicate window add nothing.
+//!
+//! Limit: async-nats 0.42 keeps headers in a hash map, so the relative order of
+//! *different* header names is not kept on the wire (repeated values of one
+//! name are). NDJSON output keeps the full order.
+//!
+//! Resuming (`--checkpoint`): before publishing to a stream, a resumed run reads
+//! the headers of that stream's messages after the position the checkpoint
+//! recorded and skips every message this station's restore already put there.
+//! A kill between an ack and the next checkpoint write therefore adds no
+//! duplicate even after the duplicate window has passed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+use async_nats::jetstream::context::{
+    GetStreamByNameErrorKind, Publish, PublishError, PublishErrorKind,
+};
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::{self, Context};
+use async_nats::{ConnectOptions, HeaderMap, HeaderName, HeaderValue};
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
+
+use crate::message::{Message, StationName};
+
+use super::args::{redact_url, NatsTarget};
+use super::sink::{Delivered, Sink};
+use super::RestoreError;
+
+/// Header naming the station a restored message was archived from.
+pub const STRATA_STATION: &str = "Strata-Station";
+/// Header holding a restored message's archived seq.
+pub const STRATA_SEQ: &str = "Strata-Seq";
+/// Header holding a restored message's archived timestamp (RFC 3339, micros).
+pub const STRATA_TIMESTAMP: &str = "Strata-Timestamp";
+/// The JetStream de-duplication header.
+pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
+
+/// How long one acknowledgement may take.
+const ACK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Subjects whose stream is remembered; beyond it the memory starts over.
+const SUBJECT_CACHE: usize = 4096;
+/// How long a resumed run waits for the next message while reading a stream back.
+const SCAN_IDLE: Duration = Duration::from_secs(10);
+
+/// The idempotency id of a message: its archived id, else `strata:<station>:<seq>`.
+pub fn msg_id(m: &Message) -> String {
+    match &m.id {
+        Some(id) if !id.is_empty() => id.clone(),
+        _ => format!("strata:{}:{}", m.station, m.seq),
+    }
+}
+
+fn is_strata_header(name: &str) -> bool {
+    [STRATA_STATION, STRATA_SEQ, STRATA_TIMESTAMP]
+        .iter()
+        .any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// The headers a message is published with (module doc).
+///
+/// # Errors
+/// [`RestoreError::BadHeader`] when an archived header cannot travel over NATS
+/// (a name with `:`, spaces or control characters, a value with CR or LF).
+pub fn publish_headers(m: &Message) -> Result<HeaderMap, RestoreError> {
+    let mut map = HeaderMap::new();
+    let mut has_msg_id = false;
+    let bad = |name: &str, reason: &str| RestoreError::BadHeader {
+        seq: m.seq,
+        name: name.to_string(),
+        reason: reason.to_string(),
+    };
+    for h in &m.headers {
+        if is_strata_header(&h.name) {
+            continue;
+        }
+        let name = HeaderName::from_str(&h.name).map_err(|_| {
+            bad(
+                &h.name,
+                "header names must be printable ASCII without ':' or spaces",
+            )
+        })?;
+        let value = HeaderValue::from_str(&h.value)
+            .map_err(|_| bad(&h.name, "header values cannot contain CR or LF"))?;
+        has_msg_id |= h.name == NATS_MSG_ID;
+        map.append(name, value);
+    }
+    if !has_msg_id {
+        map.insert(HeaderName::from_static(NATS_MSG_ID), msg_id(m).as_str());
+    }
+    map.insert(HeaderName::from_static(STRATA_STATION), m.station.as_str());
+    map.insert(
+        HeaderName::from_static(STRATA_SEQ),
+        m.seq.to_string().as_str(),
+    );
+    map.insert(
+        HeaderName::from_static(STRATA_TIMESTAMP),
+        m.timestamp.to_rfc3339().as_str(),
+    );
+    Ok(map)
+}
+
+/// The subject a message is published on: the override, else its own.
+///
+/// # Errors
+/// [`RestoreError::NoSubject`] when there is neither.
+pub fn subject_for<'a>(m: &'a Message, over: Option<&'a str>) -> Result<&'a str, RestoreError> {
+    match (over, m.subject.as_deref()) {
+        (Some(s), _) => Ok(s),
+        (None, Some(s)) if !s.is_empty() => Ok(s),
+        _ => Err(RestoreError::NoSubject { seq: m.seq }),
+    }
+}
+
+/// What came back for one message.
+enum Outcome {
+    Acked(u64, Result<PublishAck, PublishError>, String),
+    /// Found in the stream by a resumed run; not published again.
+    Present(u64),
+}
+
+/// What a resumed run knows about the previous one.
+#[derive(Debug, Clone)]
+struct Resume {
+    /// Messages up to this seq were confirmed.
+    after: Option<u64>,
+    /// Stream → stream sequence after which unconfirmed messages may sit.
+    baselines: BTreeMap<String, u64>,
+    /// Stream → seqs already in it (filled on first use of the stream).
+    present: HashMap<String, HashSet<u64>>,
+}
+
+/// Publishes to JetStream (module doc).
+pub struct NatsSink {
+    js: Context,
+    url: String,
+    subject: Option<String>,
+    stream_of: HashMap<String, String>,
+    inflight: FuturesOrdered<BoxFuture<'static, Outcome>>,
+    max_inflight: usize,
+    confirmed: Delivered,
+    resume: Option<Resume>,
+}
+
+impl std::fmt::Debug for NatsSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSink")
+            .field("url", &self.url)
+            .field("subject", &self.subject)
+            .field("inflight", &self.inflight.len())
+            .field("confirmed", &self.confirmed)
+            .finish()
+    }
+}
+
+impl NatsSink {
+    /// Connects to the target server.
+    ///
+    /// # Errors
+    /// [`RestoreError::NatsConnect`] saying what to check.
+    pub async fn connect(target: &NatsTarget) -> Result<Self, RestoreError> {
+        let url = redact_url(target.url.expose());
+        let connect_err = |reason: String| RestoreError::NatsConnect {
+            url: url.clone(),
+            reason,
+        };
+        let mut opts = ConnectOptions::new()
+            .name("strata-restore")
+            .connection_timeout(Duration::from_secs(10));
+        if let Some(token) = &target.token {
+            opts = opts.token(token.expose().to_string());
+        }
+        if let Some((user, password)) = &target.user_password {
+            opts = opts.user_and_password(user.clone(), password.expose().to_string());
+        }
+        if let Some(creds) = &target.creds {
+            opts = opts.credentials_file(creds).await.map_err(|e| {
+                connect_err(format!(
+                    "cannot read the credentials file {}: {e}",
+                    creds.display()
+                ))
+            })?;
+        }
+        let client = opts
+            .connect(target.url.expose())
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        let mut js = jetstream::new(client);
+        js.set_timeout(ACK_TIMEOUT);
+        let mut sink = Self {
+            js,
+            url,
+            subject: target.subject.clone(),
+            stream_of: HashMap::new(),
+            inflight: FuturesOrdered::new(),
+            max_inflight: target.max_inflight.max(1),
+            confirmed: Delivered::default(),
+            resume: None,
+        };
+        if let Some(subject) = target.subject.clone() {
+            // Refuse before reading the archive when the override goes nowhere.
+            sink.stream_for(&subject).await?;
+        }
+        Ok(sink)
+    }
+
+    /// Every stream's last sequence now: where a fresh checkpoint starts, so a
+    /// later resume knows where to look for what this run published.
+    ///
+    /// # Errors
+    /// [`RestoreError::Nats`] when the stream list cannot be read.
+    pub async fn stream_positions(&self) -> Result<BTreeMap<String, u64>, RestoreError> {
+        let mut out = BTreeMap::new();
+        let mut streams = self.js.streams();
+        while let Some(info) = streams.next().await {
+            let info = info.map_err(|e| RestoreError::Nats {
+                what: "listing the JetStream streams".into(),
+                reason: e.to_string(),
+            })?;
+            out.insert(info.config.name.clone(), info.state.last_sequence);
+        }
+        Ok(out)
+    }
+
+    /// Starts recording stream positions from `positions` (a checkpoint's).
+    pub fn set_positions(&mut self, positions: BTreeMap<String, u64>) {
+        self.confirmed.streams = positions;
+    }
+
+    /// Resumes after a previous run that confirmed everything up to `after`,
+    /// with the stream positions its checkpoint recorded (streams missing
+    /// there are read from their start).
+    pub fn resume_after(&mut self, after: Option<u64>, positions: BTreeMap<String, u64>) {
+        self.confirmed.streams = positions.clone();
+        self.resume = Some(Resume {
+            after,
+            baselines: positions,
+            present: HashMap::new(),
+        });
+    }
+
+    /// The stream that captures `subject` (cached).
+    async fn stream_for(&mut self, subject: &str) -> Result<String, RestoreError> {
+        if let Some(s) = self.stream_of.get(subject) {
+            return Ok(s.clone());
+        }
+        let name = self
+            .js
+            .stream_by_subject(subject)
+            .await
+            .map_err(|e| match e.kind() {
+                GetStreamByNameErrorKind::NotFound => RestoreError::NoStream {
+                    subject: subject.to_string(),
+                },
+                GetStreamByNameErrorKind::InvalidSubject => RestoreError::BadSubject {
+                    subject: subject.to_string(),
+                },
+                _ => RestoreError::Nats {
+                    what: format!("looking up the stream for subject {subject:?}"),
+                    reason: e.to_string(),
+                },
+            })?;
+        if self.stream_of.len() >= SUBJECT_CACHE {
+            self.stream_of.clear();
+        }
+        self.stream_of.insert(subject.to_string(), name.clone());
+        Ok(name)
+    }
+
+    /// Whether a resumed run finds `seq` already in `stream`.
+    async fn already_in(
+        &mut self,
+        stream: &str,
+        station: &StationName,
+        seq: u64,
+    ) -> Result<bool, RestoreError> {
+        let Some(resume) = &self.resume else {
+            return Ok(false);
+        };
+        if let Some(set) = resume.present.get(stream) {
+            return Ok(set.contains(&seq));
+        }
+        let after_stream_seq = resume.baselines.get(stream).copied().unwrap_or(0);
+        let after = resume.after;
+        let set = scan_stream(
+            &self.js,
+            stream,
+            after_stream_seq,
+            self.subject.as_deref(),
+            station,
+            after,
+        )
+        .await?;
+        let found = set.contains(&seq);
+        if let Some(resume) = &mut self.resume {
+            resume.present.insert(stream.to_string(), set);
+        }
+        Ok(found)
+    }
+
+    fn settle(&mut self, outcome: Outcome) -> Result<(), RestoreError> {
+        match outcome {
+            Outcome::Present(seq) => {
+                self.confirmed.last_seq = Some(seq);
+                self.confirmed.messages += 1;
+                self.confirmed.already_present += 1;
+            }
+            Outcome::Acked(seq, Ok(ack), _) => {
+                self.confirmed.last_seq = Some(seq);
+                self.confirmed.messages += 1;
+                if ack.duplicate {
+                    self.confirmed.already_present += 1;
+                }
+                let at = self.confirmed.streams.entry(ack.stream).or_insert(0);
+                *at = (*at).max(ack.sequence);
+            }
+            Outcome::Acked(seq, Err(e), subject) => {
+                return Err(match e.kind() {
+                    PublishErrorKind::StreamNotFound => RestoreError::NoStream { subject },
+                    PublishErrorKind::TimedOut => RestoreError::AckTimeout {
+                        seq,
+                        secs: ACK_TIMEOUT.as_secs(),
+                    },
+                    _ => RestoreError::Publish {
+                        seq,
+                        subject,
+                        reason: e.to_string(),
+                    },
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles the acknowledgements that have already arrived, in order.
+    fn settle_ready(&mut self) -> Result<(), RestoreError> {
+        while let Some(Some(outcome)) = self.inflight.next().now_or_never() {
+            self.settle(outcome)?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Sink for NatsSink {
+    async fn deliver(&mut self, m: Message) -> Result<(), RestoreError> {
+        let subject = subject_for(&m, self.subject.as_deref())?.to_string();
+        let stream = self.stream_for(&subject).await?;
+        if self.already_in(&stream, &m.station, m.seq).await? {
+            self.inflight
+                .push_back(futures::future::ready(Outcome::Present(m.seq)).boxed());
+            return self.settle_ready();
+        }
+        let headers = publish_headers(&m)?;
+        while self.inflight.len() >= self.max_inflight {
+            if let Some(outcome) = self.inflight.next().await {
+                self.settle(outcome)?;
+            }
+        }
+        let seq = m.seq;
+        let ack = self
+            .js
+            .send_publish(
+                subject.clone(),
+                Publish::build().payload(m.payload).headers(headers),
+            )
+            .await
+            .map_err(|e| RestoreError::Publish {
+                seq,
+                subject: subject.clone(),
+                reason: e.to_string(),
+            })?;
+        self.inflight
+            .push_back(async move { Outcome::Acked(seq, ack.await, subject) }.boxed());
+        self.settle_ready()
+    }
+
+    async fn sync(&mut self) -> Result<Delivered, RestoreError> {
+        self.settle_ready()?;
+        Ok(self.confirmed.clone())
+    }
+
+    async fn finish(&mut self) -> Result<Delivered, RestoreError> {
+        while let Some(outcome) = self.inflight.next().await {
+            self.settle(outcome)?;
+        }
+        Ok(self.confirmed.clone())
+    }
+
+    fn confirmed(&self) -> Delivered {
+        self.confirmed.clone()
+    }
+}
+
+/// The seqs above `after` of `station` that `stream` holds after stream
+/// sequence `after_stream_seq`, read from message headers only.
+async fn scan_stream(
+    js: &Context,
+    stream: &str,
+    after_stream_seq: u64,
+    subject: Option<&str>,
+    station: &StationName,
+    after: Option<u64>,
+) -> Result<HashSet<u64>, RestoreError> {
+    let err = |reason: String| RestoreError::Nats {
+        what: format!("reading back stream {stream:?} to resume"),
+        reason,
+    };
+    let mut found = HashSet::new();
+    let mut handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let last = handle
+        .info()
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .state
+        .last_sequence;
+    if last <= after_stream_seq {
+        return Ok(found);
+    }
+    let consumer = handle
+        .create_consumer(OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: after_stream_seq + 1,
+            },
+            filter_subject: subject.unwrap_or_default().to_string(),
+            headers_only: true,
+            ..OrderedConfig::default()
+        })
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    if consumer.cached_info().num_pending == 0 {
+        return Ok(found);
+    }
+    let mut messages = consumer.messages().await.map_err(|e| err(e.to_string()))?;
+    loop {
+        let next = tokio::time::timeout(SCAN_IDLE, messages.next())
+            .await
+            .map_err(|_| err(format!("no message for {}s", SCAN_IDLE.as_secs())))?;
+        let Some(msg) = next else { break };
+        let msg = msg.map_err(|e| err(e.to_string()))?;
+        if let Some(h) = &msg.headers {
+            let ours = h
+                .get(STRATA_STATION)
+                .is_some_and(|v| v.as_str() == station.as_str());
+            let seq = h
+                .get(STRATA_SEQ)
+                .and_then(|v| v.as_str().parse::<u64>().ok());
+            if let (true, Some(seq)) = (ours, seq) {
+                if after.is_none_or(|a| seq > a) {
+                    found.insert(seq);
+                }
+            }
+        }
+        let info = msg.info().map_err(|e| err(e.to_string()))?;
+        if info.pending == 0 || info.stream_sequence >= last {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Header, Timestamp};
+    use bytes::Bytes;
+
+    fn message(headers: Vec<Header>, id: Option<&str>) -> Message {
+        Message {
+            station: StationName::new("orders").unwrap(),
+            seq: 42,
+            timestamp: Timestamp::parse_rfc3339("2026-11-24T10:00:00.123456Z").unwrap(),
+            id: id.map(str::to_string),
+            subject: Some("orders.created".into()),
+            headers,
+            payload: Bytes::from_static(b"\x00\xffpayload"),
+        }
+    }
+
+    fn values(map: &HeaderMap, name: &str) -> Vec<String> {
+        map.iter()
+            .filter(|(k, _)| k.to_string() == name)
+            .flat_map(|(_, vs)| vs.iter().map(|v| v.as_str().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn adds_identity_headers_and_keeps_repeats_in_order() {
+        let m = message(
+            vec![
+                Header::new("X-Trace", "a"),
+                Header::new("x-trace", "lower"),
+                Header::new("X-Trace", "b"),
+                Header::new("Strata-Seq", "7"),
+            ],
+            None,
+        );
+        let h = publish_headers(&m).unwrap();
+        assert_eq!(values(&h, "X-Trace"), ["a", "b"]);
+        assert_eq!(values(&h, "x-trace"), ["lower"]);
+        assert_eq!(values(&h, "Strata-Seq"), ["42"]);
+        assert_eq!(values(&h, "Strata-Station"), ["orders"]);
+        assert_eq!(
+            values(&h, "Strata-Timestamp"),
+            ["2026-11-24T10:00:00.123456Z"]
+        );
+        assert_eq!(values(&h, "Nats-Msg-Id"), ["strata:orders:42"]);
+    }
+
+    #[test]
+    fn the_archived_id_is_the_msg_id_and_an_existing_one_is_not_doubled() {
+        let h = publish_headers(&message(vec![], Some("order-7"))).unwrap();
+        assert_eq!(values(&h, "Nats-Msg-Id"), ["order-7"]);
+        let h = publish_headers(&message(
+            vec![Header::new("Nats-Msg-Id", "from-header")],
+            Some("order-7"),
+        ))
+        .unwrap();
+        assert_eq!(values(&h, "Nats-Msg-Id"), ["from-header"]);
+    }
+
+    #[test]
+    fn refuses_headers_nats_cannot_carry() {
+        let e = publish_headers(&message(vec![Header::new("a:b", "v")], None)).unwrap_err();
+        assert!(matches!(e, RestoreError::BadHeader { seq: 42, .. }));
+        let e = publish_headers(&message(vec![Header::new("a", "v\r\nb")], None)).unwrap_err();
+        assert!(e.to_string().contains("--output"), "{e}");
+    }
+
+    #[test]
+    fn subject_is_the_override_else_the_archived_one() {
+        let m = message(vec![], None);
+        assert_eq!(subject_for(&m, None).unwrap(), "orders.created");
+        assert_eq!(subject_for(&m, Some("x.y")).unwrap(), "x.y");
+        let none = Message { subject: None, ..m };
+        let e = subject_for(&none, None).unwrap_err().to_string();
+        assert!(e.contains("--subject"), "{e}");
+    }
+}

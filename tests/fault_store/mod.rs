@@ -1,0 +1,240 @@
+//! A fault-injecting `ObjectStore` wrapper for tests, in the shape of
+//! object_store's `throttle.rs`/`limit.rs`: it forwards everything to an inner
+//! store, fails the Nth call of a chosen operation (or every write during an
+//! outage), and keeps books of multipart uploads so a test can prove none was
+//! left behind.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
+};
+
+/// An operation whose Nth call can be made to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// A single `put` (any path).
+    Put,
+    /// Starting a multipart upload.
+    StartMultipart,
+    /// Uploading one part.
+    Part,
+    /// Completing a multipart upload.
+    Complete,
+}
+
+const OPS: [Op; 4] = [Op::Put, Op::StartMultipart, Op::Part, Op::Complete];
+
+fn index(op: Op) -> usize {
+    OPS.iter()
+        .position(|o| *o == op)
+        .expect("every Op is in OPS")
+}
+
+/// What happened to every multipart upload.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MultipartBook {
+    /// Paths of uploads started.
+    pub started: Vec<Path>,
+    /// Paths of uploads completed.
+    pub completed: Vec<Path>,
+    /// Paths of uploads aborted.
+    pub aborted: Vec<Path>,
+    /// Parts stored (successfully).
+    pub parts: usize,
+}
+
+impl MultipartBook {
+    /// Uploads neither completed nor aborted.
+    pub fn incomplete(&self) -> usize {
+        self.started.len() - self.completed.len() - self.aborted.len()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    /// Calls so far, per [`Op`].
+    calls: [AtomicUsize; 4],
+    /// Fail the call with this 1-based number, per [`Op`] (0: never).
+    fail_at: [AtomicUsize; 4],
+    /// Every write fails while set.
+    outage: AtomicBool,
+    book: Mutex<MultipartBook>,
+}
+
+impl Shared {
+    /// Counts a call of `op` and says whether it must fail.
+    fn check(&self, op: Op, path: &Path) -> Result<()> {
+        let n = self.calls[index(op)].fetch_add(1, Ordering::SeqCst) + 1;
+        let fail_at = self.fail_at[index(op)].load(Ordering::SeqCst);
+        if self.outage.load(Ordering::SeqCst) || n == fail_at {
+            return Err(object_store::Error::Generic {
+                store: "FaultStore",
+                source: format!("injected fault: {op:?} call {n} on {path}").into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, MultipartBook> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The wrapper; clones share counters, faults and books.
+#[derive(Debug, Clone)]
+pub struct FaultStore {
+    inner: Arc<dyn ObjectStore>,
+    shared: Arc<Shared>,
+}
+
+impl FaultStore {
+    /// Wraps `inner` with no fault armed.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            shared: Arc::default(),
+        }
+    }
+
+    /// Makes the `n`th call (1-based, counted from now) of `op` fail.
+    pub fn fail_nth(&self, op: Op, n: usize) {
+        let i = index(op);
+        let done = self.shared.calls[i].load(Ordering::SeqCst);
+        self.shared.fail_at[i].store(done + n, Ordering::SeqCst);
+    }
+
+    /// Disarms every fault and ends any outage.
+    pub fn heal(&self) {
+        for f in &self.shared.fail_at {
+            f.store(0, Ordering::SeqCst);
+        }
+        self.shared.outage.store(false, Ordering::SeqCst);
+    }
+
+    /// While `on`, every write (put, multipart start, part, complete) fails.
+    pub fn set_outage(&self, on: bool) {
+        self.shared.outage.store(on, Ordering::SeqCst);
+    }
+
+    /// Calls of `op` so far.
+    pub fn calls(&self, op: Op) -> usize {
+        self.shared.calls[index(op)].load(Ordering::SeqCst)
+    }
+
+    /// A copy of the multipart books.
+    pub fn multipart(&self) -> MultipartBook {
+        self.shared.book().clone()
+    }
+}
+
+impl fmt::Display for FaultStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.shared.check(Op::Put, location)?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.shared.check(Op::StartMultipart, location)?;
+        let upload = self.inner.put_multipart_opts(location, opts).await?;
+        self.shared.book().started.push(location.clone());
+        Ok(Box::new(FaultUpload {
+            path: location.clone(),
+            upload,
+            shared: Arc::clone(&self.shared),
+        }))
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    async fn head(&self, location: &Path) -> Result<ObjectMeta> {
+        self.inner.head(location).await
+    }
+
+    async fn delete(&self, location: &Path) -> Result<()> {
+        self.inner.delete(location).await
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy(&self, from: &Path, to: &Path) -> Result<()> {
+        self.inner.copy(from, to).await
+    }
+
+    async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> Result<()> {
+        self.inner.copy_if_not_exists(from, to).await
+    }
+}
+
+/// A multipart upload whose parts and completion can fail, booked on its way.
+#[derive(Debug)]
+struct FaultUpload {
+    path: Path,
+    upload: Box<dyn MultipartUpload>,
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl MultipartUpload for FaultUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        if let Err(e) = self.shared.check(Op::Part, &self.path) {
+            return Box::pin(async move { Err(e) });
+        }
+        let part = self.upload.put_part(data);
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            part.await?;
+            shared.book().parts += 1;
+            Ok(())
+        })
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        self.shared.check(Op::Complete, &self.path)?;
+        let done = self.upload.complete().await?;
+        self.shared.book().completed.push(self.path.clone());
+        Ok(done)
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.upload.abort().await?;
+        self.shared.book().aborted.push(self.path.clone());
+        Ok(())
+    }
+}
