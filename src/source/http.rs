@@ -216,6 +216,13 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"strata\""),
             );
         }
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of an oversized body is never read: close the connection
+            // so a client reusing it does not send its next request into that body.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
