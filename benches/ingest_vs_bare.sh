@@ -23,11 +23,18 @@ FETCH_BATCH=${FETCH_BATCH:-256}
 CLIENTS=${CLIENTS:-8}
 BATCHES=${BATCHES:-25}
 PER_BATCH=${PER_BATCH:-1000}
+# Diagnostics (defaults are Strata's own): put the WALs elsewhere (e.g. /dev/shm
+# to take the disk's fdatasync out), or set [wal] segment_max_bytes (e.g. 1GiB so
+# no segment is sealed, hence nothing compacted, during the run).
+WAL_ROOT=${WAL_ROOT:-}
+SEGMENT_MAX_BYTES=${SEGMENT_MAX_BYTES:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d /tmp/strata-ingest-bench.XXXXXX)
 NATS_PID=""
 STRATA_PID=""
+WAL_BASE=$WORK
+if [ -n "$WAL_ROOT" ]; then WAL_BASE=$(mktemp -d "$WAL_ROOT/strata-ingest-bench-wal.XXXXXX"); fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {
@@ -50,7 +57,7 @@ cleanup() {
     if [ "$rc" != 0 ]; then tail -n 20 "$WORK"/*.log >&2 2>/dev/null || true; fi
     stop_strata
     if [ -n "$NATS_PID" ]; then kill "$NATS_PID" 2>/dev/null || true; wait "$NATS_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
+    rm -rf "$WORK" "$WAL_BASE"
 }
 trap cleanup EXIT
 
@@ -70,12 +77,14 @@ field() { python3 -c "import json,sys; print(json.loads(sys.stdin.readline())['$
 
 # Writes a config for `strata run` with a fresh WAL and archive; prints the HTTP port.
 strata_config() { # name nats_url
-    local name=$1 nats=$2 port
+    local name=$1 nats=$2 port wal
     port=$(free_port)
     mkdir -p "$WORK/$name/archive"
+    wal="$WAL_BASE/$name-wal"
     {
         echo "[wal]"
-        echo "dir = \"$WORK/$name/wal\""
+        echo "dir = \"$wal\""
+        if [ -n "$SEGMENT_MAX_BYTES" ]; then echo "segment_max_bytes = \"$SEGMENT_MAX_BYTES\""; fi
         echo "[storage]"
         echo "url = \"file://$WORK/$name/archive\""
         echo "[http]"
@@ -108,7 +117,7 @@ WATCH=$("$EX/bare_consumer" --url "$URL" --stream BENCH --consumer strata --coun
 T1=$(date +%s.%N)
 METRICS_B=$(curl -s "http://127.0.0.1:$PORT_B/metrics")
 stop_strata
-WAL_B=$(du -sb "$WORK/nats" | cut -f1)
+WAL_B=$(du -sbc "$WORK/nats" "$WAL_BASE/nats-wal" | tail -1 | cut -f1)
 
 echo "(c) HTTP ingest..." >&2
 PORT_C=$(strata_config http "")
@@ -148,4 +157,4 @@ PY
 echo "bare:   $BARE"
 echo "watch:  $WATCH"
 echo "http:   $HTTP"
-echo "strata (b): WAL+archive $WAL_B bytes, compactions ${COMPACTIONS_B:-0}"
+echo "strata (b): WAL+archive $WAL_B bytes, compactions ${COMPACTIONS_B:-0}, fetch_batch $FETCH_BATCH, WAL root ${WAL_ROOT:-$WORK}, segment_max_bytes ${SEGMENT_MAX_BYTES:-default}"
