@@ -21,8 +21,8 @@ N=${N:-200000}
 SIZE=${SIZE:-1024}
 FETCH_BATCH=${FETCH_BATCH:-256}
 CLIENTS=${CLIENTS:-8}
-BATCHES=${BATCHES:-25}
 PER_BATCH=${PER_BATCH:-1000}
+BATCHES=${BATCHES:-$(( (N + CLIENTS * PER_BATCH - 1) / (CLIENTS * PER_BATCH) ))}
 # Diagnostics (defaults are Strata's own): put the WALs elsewhere (e.g. /dev/shm
 # to take the disk's fdatasync out), or set [wal] segment_max_bytes (e.g. 1GiB so
 # no segment is sealed, hence nothing compacted, during the run).
