@@ -9,7 +9,8 @@
 //! nothing, one waiting request for the next message (expiring after 2 s, so
 //! an idle stream costs one request every 2 s). The batch is appended to the
 //! WAL and each message acknowledged only after the append returned, i.e.
-//! after fsync. Redeliveries are dropped by the WAL's (station, seq)
+//! after fsync; meanwhile the next batch is already being fetched (one batch
+//! ahead at most, every request read to its end). Redeliveries are dropped by the WAL's (station, seq)
 //! de-duplication and acknowledged again.
 //!
 //! A message is archived as: seq = stream sequence, timestamp = JetStream's
@@ -26,8 +27,11 @@
 //! it is an ordinary new message of that station.
 //!
 //! **Backpressure and failures.** While the WAL is full the worker stops
-//! fetching, keeps the batch unacknowledged (the messages wait in the broker)
-//! and retries the same batch with backoff. Fetch, ack and connection errors
+//! fetching (beyond the one batch fetched ahead), keeps the batches
+//! unacknowledged (the messages wait in the broker) and retries the same
+//! batch with backoff. At shutdown the batch being appended is finished and
+//! acknowledged; a batch fetched ahead is left unacknowledged and redelivered
+//! on the next run. Fetch, ack and connection errors
 //! are logged and retried with backoff; `async-nats` reconnects by itself
 //! after a server restart. A worker only ends at shutdown.
 //!

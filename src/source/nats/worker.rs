@@ -1,6 +1,8 @@
 //! One station's consumer loop: fetch a batch from the durable pull consumer,
-//! append it to the WAL, acknowledge it; wait (without acknowledging) while the
-//! WAL is full; back off and retry on every transient error.
+//! append it to the WAL, acknowledge it, with the next batch's fetch
+//! overlapping the current batch's append and acks (one batch ahead at most);
+//! wait (without acknowledging or fetching further) while the WAL is full;
+//! back off and retry on every transient error.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -229,61 +231,37 @@ impl StationWorker {
         Ok(consumer)
     }
 
-    /// One round: take what the stream has now (a no-wait fetch of up to
-    /// `fetch_batch`), or, when it has nothing, wait up to [`FETCH_EXPIRY`]
-    /// for one message; archive it. Each request is read to its end before
-    /// anything is archived, so no request is left outstanding while the WAL
-    /// is slow or full (its deliveries would sit unread until redelivered).
+    /// Archives batches until shutdown or a NATS error, keeping the next
+    /// fetch in flight while the current batch is appended and acknowledged,
+    /// so a batch costs the longer of the two instead of their sum.
+    ///
+    /// Bounds: besides the batch being stored, at most one batch is fetched
+    /// ahead, and the next request is only sent once that one is taken for
+    /// storing. So while the WAL is full (the batch's append is retried) the
+    /// worker holds at most one extra unacknowledged batch and leaves no pull
+    /// request outstanding: every request is read to its end (a no-wait
+    /// fetch, or a 1-message request that expires after [`FETCH_EXPIRY`]),
+    /// since deliveries to a request nobody reads would sit in the broker
+    /// until redelivered after [`ACK_WAIT`]. At shutdown the batch being
+    /// stored is finished (appended and acknowledged) and a prefetched one is
+    /// dropped unacknowledged: the broker redelivers it on the next run.
     async fn pull(&mut self, consumer: &PullConsumer) -> Result<(), PullError> {
-        let mut chunk = self.fetch(consumer, false).await?;
-        if chunk.is_empty() {
-            chunk = self.fetch(consumer, true).await?;
-        }
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        self.store(chunk).await.map_err(PullError::Stop)?;
-        self.errors.reset();
-        Ok(())
-    }
-
-    /// Sends one pull request and reads it to its end.
-    async fn fetch(
-        &mut self,
-        consumer: &PullConsumer,
-        wait: bool,
-    ) -> Result<Vec<Message>, PullError> {
-        let batch = if wait {
-            consumer
-                .batch()
-                .max_messages(1)
-                .expires(FETCH_EXPIRY)
-                .messages()
-                .await
-        } else {
-            consumer
-                .fetch()
-                .max_messages(self.config.fetch_batch)
-                .messages()
-                .await
-        };
-        let batch = batch.map_err(|e| PullError::Nats(e.into()))?;
-        let read = async {
-            let mut chunk = Vec::new();
-            let mut batch = batch;
-            while let Some(m) = batch.next().await {
-                chunk.push(m?);
+        let batch = self.config.fetch_batch;
+        let mut chunk = Vec::new();
+        loop {
+            if self.stopping() {
+                return Err(PullError::Stop(Stop::Shutdown));
             }
-            Ok::<_, async_nats::Error>(chunk)
-        };
-        // A request whose end was lost (server restart) must not hang the worker.
-        let limit = FETCH_EXPIRY + Duration::from_secs(10);
-        tokio::select! {
-            r = tokio::time::timeout(limit, read) => match r {
-                Ok(r) => r.map_err(PullError::Nats),
-                Err(_) => Err(PullError::Nats("pull request got no answer in time".into())),
-            },
-            () = shutdown_requested(&mut self.shutdown) => Err(PullError::Stop(Stop::Shutdown)),
+            let mut shutdown = self.shutdown.clone();
+            if chunk.is_empty() {
+                chunk = next_chunk(consumer, batch, &mut shutdown).await?;
+                continue;
+            }
+            let prefetch = next_chunk(consumer, batch, &mut shutdown);
+            let (stored, fetched) = tokio::join!(self.store(std::mem::take(&mut chunk)), prefetch);
+            stored.map_err(PullError::Stop)?;
+            self.errors.reset();
+            chunk = fetched?;
         }
     }
 
@@ -385,6 +363,58 @@ impl StationWorker {
                 tracing::warn!(station = %self.station, error = %e, "NATS ack failed; the message will be redelivered");
             }
         }
+    }
+}
+
+/// Takes what the stream has now (a no-wait fetch of up to `batch`), or, when
+/// it has nothing, waits up to [`FETCH_EXPIRY`] for one message. Empty when
+/// the stream stayed idle.
+async fn next_chunk(
+    consumer: &PullConsumer,
+    batch: usize,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Vec<Message>, PullError> {
+    let chunk = fetch(consumer, batch, false, shutdown).await?;
+    if !chunk.is_empty() {
+        return Ok(chunk);
+    }
+    fetch(consumer, batch, true, shutdown).await
+}
+
+/// Sends one pull request and reads it to its end.
+async fn fetch(
+    consumer: &PullConsumer,
+    batch: usize,
+    wait: bool,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Vec<Message>, PullError> {
+    let request = if wait {
+        consumer
+            .batch()
+            .max_messages(1)
+            .expires(FETCH_EXPIRY)
+            .messages()
+            .await
+    } else {
+        consumer.fetch().max_messages(batch).messages().await
+    };
+    let request = request.map_err(|e| PullError::Nats(e.into()))?;
+    let read = async {
+        let mut chunk = Vec::new();
+        let mut request = request;
+        while let Some(m) = request.next().await {
+            chunk.push(m?);
+        }
+        Ok::<_, async_nats::Error>(chunk)
+    };
+    // A request whose end was lost (server restart) must not hang the worker.
+    let limit = FETCH_EXPIRY + Duration::from_secs(10);
+    tokio::select! {
+        r = tokio::time::timeout(limit, read) => match r {
+            Ok(r) => r.map_err(PullError::Nats),
+            Err(_) => Err(PullError::Nats("pull request got no answer in time".into())),
+        },
+        () = shutdown_requested(shutdown) => Err(PullError::Stop(Stop::Shutdown)),
     }
 }
 
