@@ -12,39 +12,11 @@ use std::time::Duration;
 
 use e2e_support::*;
 
-const CONSUMER: &str = "strata";
+const CONSUMER: &str = ARCHIVER_CONSUMER;
 const TOTAL: u64 = 50_000;
 const CHUNK: u64 = 5_000;
 const MAX_MSGS: i64 = 10_000;
 const CATCH_UP: Duration = Duration::from_secs(180);
-
-/// A `strata run` archiving `stream` of `nats_url` into `dir/archive`.
-fn archiver_config(dir: &Path, nats_url: &str, stream: &str) -> (Conf, PathBuf) {
-    let mut conf = Conf::local(dir);
-    conf.http = Some(HttpConf::free(Some("nats-e2e-token")));
-    conf.nats = Some(NatsConf {
-        url: nats_url.to_string(),
-        stations: vec![stream.to_string()],
-        consumer: CONSUMER.to_string(),
-        fetch_batch: None,
-    });
-    let config = conf.write(&dir.join("strata.toml"));
-    (conf, config)
-}
-
-async fn start_run(
-    dir: &Path,
-    conf: &Conf,
-    config: &Path,
-    js: &async_nats::jetstream::Context,
-    stream: &str,
-) -> StrataRun {
-    let http = conf.http.clone().expect("http");
-    let mut run = StrataRun::spawn(config, &http, &[], dir);
-    run.ready().await;
-    wait_consumer_exists(js, stream, CONSUMER, &mut run).await;
-    run
-}
 
 fn messages(stream: &str, from: u64, to: u64) -> Vec<Pub> {
     (from..=to).map(|i| test_message(stream, i)).collect()
@@ -110,8 +82,8 @@ async fn archives_all_50000_messages_of_a_stream_that_keeps_10000() {
     let stream = unique("e2e_nats");
     let js = jetstream(&url).await;
     create_stream(&js, &stream, Some(MAX_MSGS)).await;
-    let (conf, config) = archiver_config(dir.path(), &url, &stream);
-    let mut run = start_run(dir.path(), &conf, &config, &js, &stream).await;
+    let (conf, config) = archiver_config(dir.path(), &url, &stream, "nats-e2e-token");
+    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
     let t0 = now_us() - 1_000_000;
 
     publish_chunks(&js, &stream, 1, TOTAL, &mut run).await;
@@ -136,8 +108,8 @@ async fn kill_9_of_strata_run_mid_publish_loses_and_doubles_nothing() {
     let stream = unique("e2e_kill");
     let js = jetstream(&url).await;
     create_stream(&js, &stream, Some(MAX_MSGS)).await;
-    let (conf, config) = archiver_config(dir.path(), &url, &stream);
-    let mut run = start_run(dir.path(), &conf, &config, &js, &stream).await;
+    let (conf, config) = archiver_config(dir.path(), &url, &stream, "nats-e2e-token");
+    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
     let t0 = now_us() - 1_000_000;
 
     publish_chunks(&js, &stream, 1, 2 * CHUNK, &mut run).await;
@@ -163,7 +135,7 @@ async fn kill_9_of_strata_run_mid_publish_loses_and_doubles_nothing() {
     run.kill9();
     publisher.await.expect("publisher");
 
-    let mut run = start_run(dir.path(), &conf, &config, &js, &stream).await;
+    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
     wait_consumer_caught_up(&js, &stream, CONSUMER, to, CATCH_UP, Some(&mut run)).await;
     publish_chunks(&js, &stream, to + 1, TOTAL, &mut run).await;
     assert_stream_expelled(&js, &stream).await;
@@ -183,8 +155,8 @@ async fn nats_server_restart_mid_publish_loses_and_doubles_nothing() {
     let stream = "e2e_restart".to_string();
     let js = jetstream(&url).await;
     create_stream(&js, &stream, Some(MAX_MSGS)).await;
-    let (conf, config) = archiver_config(dir.path(), &url, &stream);
-    let mut run = start_run(dir.path(), &conf, &config, &js, &stream).await;
+    let (conf, config) = archiver_config(dir.path(), &url, &stream, "nats-e2e-token");
+    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
     let t0 = now_us() - 1_000_000;
 
     publish_chunks(&js, &stream, 1, 2 * CHUNK, &mut run).await;

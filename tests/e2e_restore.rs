@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use e2e_support::*;
 
-const CONSUMER: &str = "strata";
+const CONSUMER: &str = ARCHIVER_CONSUMER;
 const CATCH_UP: Duration = Duration::from_secs(180);
 /// Headers Strata adds to restored messages (`Strata-Station` is an addition
 /// of the implementation to the contract's three).
@@ -138,33 +138,6 @@ fn assert_restored(got: &[StreamMsg], expected: &[Expected]) {
     }
 }
 
-/// A `strata run` archiving `stream` from `url`, with its config.
-fn run_config(dir: &Path, url: &str, stream: &str) -> (Conf, PathBuf) {
-    let mut conf = Conf::local(dir);
-    conf.http = Some(HttpConf::free(Some("restore-e2e-token")));
-    conf.nats = Some(NatsConf {
-        url: url.to_string(),
-        stations: vec![stream.to_string()],
-        consumer: CONSUMER.to_string(),
-        fetch_batch: None,
-    });
-    let config = conf.write(&dir.join("strata.toml"));
-    (conf, config)
-}
-
-async fn start_run(
-    dir: &Path,
-    conf: &Conf,
-    js: &async_nats::jetstream::Context,
-    stream: &str,
-) -> StrataRun {
-    let http = conf.http.clone().expect("http");
-    let mut run = StrataRun::spawn(&dir.join("strata.toml"), &http, &[], dir);
-    run.ready().await;
-    wait_consumer_exists(js, stream, CONSUMER, &mut run).await;
-    run
-}
-
 async fn flush(config: &Path) {
     let c = config.to_path_buf();
     blocking(move || strata(args!["flush", "--config", c]).ok()).await;
@@ -202,9 +175,9 @@ async fn restore_into_nats_is_faithful_idempotent_and_archived_once() {
     const TOTAL: u64 = 20_000;
     let js = jetstream(&url).await;
     create_stream(&js, &stream, Some(5_000)).await;
-    let (conf, config) = run_config(dir.path(), &url, &stream);
+    let (conf, config) = archiver_config(dir.path(), &url, &stream, "restore-e2e-token");
     let archive = dir.path().join("archive");
-    let mut run = start_run(dir.path(), &conf, &js, &stream).await;
+    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
 
     // Archive 20,000 messages of a stream that keeps 5,000.
     let t0 = now_us() - 1_000_000;
@@ -232,7 +205,7 @@ async fn restore_into_nats_is_faithful_idempotent_and_archived_once() {
     js.delete_stream(&stream).await.expect("delete stream");
     create_stream(&js, &stream, None).await;
     // Strata archives the recreated stream while the restore fills it.
-    let mut run = start_run(dir.path(), &conf, &js, &stream).await;
+    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
 
     restore_to_nats(&config, &stream, &url).await;
     let got = read_stream(&js, &stream).await;
@@ -291,8 +264,8 @@ async fn a_recreated_stream_does_not_overwrite_archived_sequences() {
     let stream = unique("e2e_recreate");
     let js = jetstream(&url).await;
     create_stream(&js, &stream, None).await;
-    let (conf, config) = run_config(dir.path(), &url, &stream);
-    let mut run = start_run(dir.path(), &conf, &js, &stream).await;
+    let (conf, config) = archiver_config(dir.path(), &url, &stream, "restore-e2e-token");
+    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
 
     let old: Vec<Pub> = (1..=100).map(|i| test_message(&stream, i)).collect();
     publish(&js, &old).await;
@@ -303,7 +276,7 @@ async fn a_recreated_stream_does_not_overwrite_archived_sequences() {
     // Recreated: its sequences start at 1 again, for different messages.
     js.delete_stream(&stream).await.expect("delete");
     create_stream(&js, &stream, None).await;
-    let mut run = start_run(dir.path(), &conf, &js, &stream).await;
+    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
     let new: Vec<Pub> = (1001..=1050).map(|i| test_message(&stream, i)).collect();
     let seqs = publish(&js, &new).await;
     assert_eq!(seqs, (1..=50).collect::<Vec<_>>());

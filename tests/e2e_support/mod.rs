@@ -1559,3 +1559,37 @@ pub fn assert_archived_test_messages(
 pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
+
+/// The durable consumer name `strata run` uses (the `[nats] consumer` default).
+pub const ARCHIVER_CONSUMER: &str = "strata";
+
+/// A `strata run` archiving `stream` of `nats_url` into `dir/archive`, its
+/// HTTP listener guarded by `token`; the config is written to `dir/strata.toml`.
+pub fn archiver_config(dir: &Path, nats_url: &str, stream: &str, token: &str) -> (Conf, PathBuf) {
+    let mut conf = Conf::local(dir);
+    conf.http = Some(HttpConf::free(Some(token)));
+    conf.nats = Some(NatsConf {
+        url: nats_url.to_string(),
+        stations: vec![stream.to_string()],
+        consumer: ARCHIVER_CONSUMER.to_string(),
+        fetch_batch: None,
+    });
+    let config = conf.write(&dir.join("strata.toml"));
+    (conf, config)
+}
+
+/// Starts `strata run` with `config` and waits until it answers HTTP and its
+/// durable consumer on `stream` exists.
+pub async fn start_archiver(
+    dir: &Path,
+    conf: &Conf,
+    config: &Path,
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> StrataRun {
+    let http = conf.http.clone().expect("archiver config has [http]");
+    let mut run = StrataRun::spawn(config, &http, &[], dir);
+    run.ready().await;
+    wait_consumer_exists(js, stream, ARCHIVER_CONSUMER, &mut run).await;
+    run
+}
