@@ -210,8 +210,8 @@ pub struct HttpConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
-    /// Empty: no NATS source.
-    pub url: String,
+    /// Empty: no NATS source. May embed `user:password@` (never shown).
+    pub url: crate::nats::NatsUrl,
     /// Stream names; `"*"` means every stream.
     #[serde(deserialize_with = "de_stations")]
     pub stations: Vec<String>,
@@ -285,10 +285,23 @@ impl Default for HttpConfig {
     }
 }
 
+impl NatsConfig {
+    /// How to connect: the URL and whichever credentials are set.
+    pub fn auth(&self) -> crate::nats::NatsAuth {
+        crate::nats::NatsAuth {
+            url: self.url.clone(),
+            token: self.token.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            creds_file: self.creds_file.clone(),
+        }
+    }
+}
+
 impl Default for NatsConfig {
     fn default() -> Self {
         Self {
-            url: String::new(),
+            url: crate::nats::NatsUrl::default(),
             stations: Vec::new(),
             consumer: "strata".to_string(),
             token: None,
@@ -924,7 +937,7 @@ mod tests {
         assert_eq!(c.http.listen, "127.0.0.1:8080");
         assert!(c.http.token.is_none());
         assert_eq!(c.http.max_body_bytes, 64 << 20);
-        assert_eq!(c.nats.url, "");
+        assert!(c.nats.url.is_empty());
         assert_eq!(c.nats.consumer, "strata");
         assert_eq!(c.nats.fetch_batch, 256);
         // The same values as the types' defaults.
@@ -1005,7 +1018,7 @@ mod tests {
             Some("http-token")
         );
         assert_eq!(c.http.max_body_bytes, 1 << 20);
-        assert_eq!(c.nats.url, "nats://127.0.0.1:4222");
+        assert_eq!(c.nats.url.expose(), "nats://127.0.0.1:4222");
         assert_eq!(c.nats.stations, ["orders", "payments.eu"]);
         assert_eq!(c.nats.consumer, "archiver");
         assert_eq!(c.nats.user.as_deref(), Some("strata"));

@@ -295,6 +295,36 @@ pub fn parse_commit_record_path(prefix: &Path, path: &Path) -> Option<(String, u
     Some((wal_id.to_string(), parse_padded(segment)?))
 }
 
+/// `<prefix>/_strata/restore.key`: the archive's restore key (see
+/// `identity::mac`), created on first use.
+pub fn restore_key_path(prefix: &Path) -> Path {
+    prefix.child("_strata").child("restore.key")
+}
+
+/// `<prefix>/_strata/stations/<station>/`: the station's identity ledger.
+pub fn ledger_prefix(prefix: &Path, station: &StationName) -> Path {
+    prefix
+        .child("_strata")
+        .child("stations")
+        .child(station.as_str())
+}
+
+/// `<prefix>/_strata/stations/<station>/incarnations/<index 10 digits>.json`
+pub fn incarnation_path(prefix: &Path, station: &StationName, index: u32) -> Path {
+    ledger_prefix(prefix, station)
+        .child("incarnations")
+        .child(format!("{index:010}.json"))
+}
+
+/// `<prefix>/_strata/stations/<station>/gaps/<first_seq>-<last_seq>.json`,
+/// seqs zero-padded to 20 digits.
+pub fn gap_path(prefix: &Path, station: &StationName, first_seq: u64, last_seq: u64) -> Path {
+    ledger_prefix(prefix, station).child("gaps").child(format!(
+        "{first_seq:0w$}-{last_seq:0w$}.json",
+        w = SEQ_DIGITS
+    ))
+}
+
 /// Why a commit record could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitRecordError {

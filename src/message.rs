@@ -18,6 +18,80 @@ pub const MAX_STATION_LEN: usize = 128;
 /// because Spark, Trino and Iceberg have no unsigned 64-bit type.
 pub const MAX_SEQ: u64 = i64::MAX as u64;
 
+/// Why a sequence number was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SeqError {
+    /// Above [`MAX_SEQ`].
+    #[error(
+        "seq {0} is too large: seq must be an integer from 0 to 9223372036854775807 \
+         (Parquet stores it as Int64)"
+    )]
+    OutOfRange(u64),
+    /// Not a decimal integer.
+    #[error("seq {0:?} is not an integer from 0 to 9223372036854775807")]
+    NotAnInteger(String),
+}
+
+/// A validated sequence number: `0..=`[`MAX_SEQ`]. A message's identity in the
+/// archive is `(station, seq)`; every place that takes a seq from outside
+/// (NDJSON, HTTP, NATS headers, incarnation offsets) goes through this type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Seq(u64);
+
+impl Seq {
+    /// Validates `seq`.
+    ///
+    /// # Errors
+    /// [`SeqError::OutOfRange`] above [`MAX_SEQ`].
+    pub fn new(seq: u64) -> Result<Self, SeqError> {
+        if seq > MAX_SEQ {
+            Err(SeqError::OutOfRange(seq))
+        } else {
+            Ok(Self(seq))
+        }
+    }
+
+    /// Parses a decimal seq (surrounding spaces allowed).
+    ///
+    /// # Errors
+    /// [`SeqError`] for anything but an integer in range.
+    pub fn parse(text: &str) -> Result<Self, SeqError> {
+        let t = text.trim();
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(SeqError::NotAnInteger(text.to_string()));
+        }
+        match t.parse::<u64>() {
+            Ok(n) => Self::new(n),
+            Err(_) => Err(SeqError::NotAnInteger(text.to_string())),
+        }
+    }
+
+    /// `self + n`, when it stays in range.
+    ///
+    /// # Errors
+    /// [`SeqError::OutOfRange`] past [`MAX_SEQ`].
+    pub fn checked_add(self, n: u64) -> Result<Self, SeqError> {
+        Self::new(self.0.saturating_add(n))
+    }
+
+    /// The number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl From<Seq> for u64 {
+    fn from(s: Seq) -> u64 {
+        s.0
+    }
+}
+
 /// Why a station name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum StationNameError {
@@ -100,6 +174,19 @@ impl std::str::FromStr for StationName {
     }
 }
 
+impl serde::Serialize for StationName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StationName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl AsRef<str> for StationName {
     fn as_ref(&self) -> &str {
         &self.0
@@ -114,6 +201,19 @@ impl Timestamp {
     /// The current time, truncated to microseconds.
     pub fn now() -> Self {
         Self(Utc::now().timestamp_micros())
+    }
+
+    /// The earliest instant Strata stores: 0001-01-01T00:00:00Z (RFC 3339
+    /// has four-digit years, so nothing earlier can be written back out).
+    pub const MIN: Timestamp = Timestamp(-62_135_596_800_000_000);
+    /// The latest instant Strata stores: 9999-12-31T23:59:59.999999Z.
+    pub const MAX: Timestamp = Timestamp(253_402_300_799_999_999);
+
+    /// `micros` as a timestamp when it lies in [`Timestamp::MIN`]..=[`Timestamp::MAX`].
+    pub fn checked(micros: i64) -> Option<Self> {
+        (Self::MIN.0..=Self::MAX.0)
+            .contains(&micros)
+            .then_some(Self(micros))
     }
 
     /// Microseconds since the Unix epoch.
@@ -302,6 +402,32 @@ mod tests {
     fn error_messages_name_the_rule() {
         let e = StationName::new("a/b").unwrap_err().to_string();
         assert!(e.contains("A-Z a-z 0-9 _ - ."), "{e}");
+    }
+
+    #[test]
+    fn seqs_are_checked_once() {
+        assert_eq!(Seq::new(MAX_SEQ).unwrap().get(), MAX_SEQ);
+        assert_eq!(Seq::new(MAX_SEQ + 1), Err(SeqError::OutOfRange(MAX_SEQ + 1)));
+        assert_eq!(Seq::parse(" 42 ").unwrap().get(), 42);
+        for bad in ["", "-1", "+1", "1.0", "x", "99999999999999999999999"] {
+            assert!(Seq::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(Seq::parse("9223372036854775808")
+            .unwrap_err()
+            .to_string()
+            .contains("0 to 9223372036854775807"));
+        assert!(Seq::new(MAX_SEQ - 1).unwrap().checked_add(2).is_err());
+        assert_eq!(Seq::new(5).unwrap().checked_add(3).unwrap().get(), 8);
+    }
+
+    #[test]
+    fn timestamps_outside_four_digit_years_are_refused() {
+        assert_eq!(Timestamp::MIN.to_rfc3339(), "0001-01-01T00:00:00.000000Z");
+        assert_eq!(Timestamp::MAX.to_rfc3339(), "9999-12-31T23:59:59.999999Z");
+        assert!(Timestamp::checked(Timestamp::MAX.micros() + 1).is_none());
+        assert!(Timestamp::checked(Timestamp::MIN.micros() - 1).is_none());
+        assert!(Timestamp::checked(i64::MAX).is_none());
+        assert_eq!(Timestamp::checked(0), Some(Timestamp(0)));
     }
 
     #[test]

@@ -19,6 +19,10 @@
 //! | `strata_compacted_bytes_total` | counter | | compactor: Parquet bytes written |
 //! | `strata_compacted_rows_total` | counter | | compactor: rows written |
 //! | `strata_http_requests_total` | counter | code | HTTP server: answers by status code |
+//! | `strata_stream_incarnations_total` | counter | station | NATS source: new incarnations of a stream detected (deleted and created again) |
+//! | `strata_gap_messages_total` | counter | station | NATS source: messages the stream expelled (or lost) before Strata read them |
+//! | `strata_restore_echoes_total` | counter | station | NATS source: messages recognised as restored copies of archived ones, not archived again |
+//! | `strata_expel_risk` | gauge | station | NATS source: how close the oldest unarchived message is to the stream's limits (0..1, 1 = about to be lost) |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -55,6 +59,18 @@ pub struct Metrics {
     compacted_bytes: AtomicU64,
     compacted_rows: AtomicU64,
     http: Box<[AtomicU64]>,
+    /// station -> identity counters of the NATS source.
+    identity: RwLock<BTreeMap<String, Arc<IdentityCounters>>>,
+}
+
+/// Per-station identity counters and the expel-risk gauge.
+#[derive(Debug, Default)]
+struct IdentityCounters {
+    incarnations: AtomicU64,
+    gap_messages: AtomicU64,
+    echoes: AtomicU64,
+    /// f64 bits.
+    expel_risk: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -79,6 +95,7 @@ impl Metrics {
             compacted_bytes: AtomicU64::new(0),
             compacted_rows: AtomicU64::new(0),
             http: (0..HTTP_CODES).map(|_| AtomicU64::new(0)).collect(),
+            identity: RwLock::default(),
         }
     }
 
@@ -175,6 +192,83 @@ impl Metrics {
     pub fn inc_http(&self, status: u16) {
         let i = usize::from(status).saturating_sub(100).min(HTTP_CODES - 1);
         self.http[i].fetch_add(1, Relaxed);
+    }
+
+    fn identity(&self, station: &str) -> Arc<IdentityCounters> {
+        if let Some(c) = self
+            .identity
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(station)
+        {
+            return Arc::clone(c);
+        }
+        let mut map = self.identity.write().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(map.entry(station.to_string()).or_default())
+    }
+
+    /// Counts a new incarnation of `station`'s stream.
+    pub fn inc_incarnation(&self, station: &str) {
+        self.identity(station).incarnations.fetch_add(1, Relaxed);
+    }
+
+    /// Counts `n` messages of `station` lost upstream (a gap).
+    pub fn inc_gap_messages(&self, station: &str, n: u64) {
+        self.identity(station).gap_messages.fetch_add(n, Relaxed);
+    }
+
+    /// Counts `n` restored copies of `station` recognised and not archived again.
+    pub fn inc_restore_echoes(&self, station: &str, n: u64) {
+        self.identity(station).echoes.fetch_add(n, Relaxed);
+    }
+
+    /// Sets `station`'s expel risk (0..1).
+    pub fn set_expel_risk(&self, station: &str, risk: f64) {
+        self.identity(station)
+            .expel_risk
+            .store(risk.to_bits(), Relaxed);
+    }
+
+    fn render_identity(&self, out: &mut String) {
+        let identity = self.identity.read().unwrap_or_else(|e| e.into_inner());
+        type Get = fn(&IdentityCounters) -> u64;
+        let counters: [(&str, &str, Get); 3] = [
+            (
+                "strata_stream_incarnations_total",
+                "New incarnations of a station's stream detected (deleted and created again); archived under new seqs.",
+                |c| c.incarnations.load(Relaxed),
+            ),
+            (
+                "strata_gap_messages_total",
+                "Messages the stream expelled or lost before Strata read them (a gap, recorded in the archive).",
+                |c| c.gap_messages.load(Relaxed),
+            ),
+            (
+                "strata_restore_echoes_total",
+                "Messages recognised as signed restored copies of archived messages and not archived again.",
+                |c| c.echoes.load(Relaxed),
+            ),
+        ];
+        for (name, help, get) in counters {
+            header(out, name, help, "counter");
+            for (station, c) in identity.iter() {
+                sample(out, name, &[("station", station)], get(c));
+            }
+        }
+        header(
+            out,
+            "strata_expel_risk",
+            "How close the oldest unarchived message is to the stream's max_msgs, max_bytes or max_age (0..1; 1 = about to be lost).",
+            "gauge",
+        );
+        for (station, c) in identity.iter() {
+            let v = f64::from_bits(c.expel_risk.load(Relaxed));
+            let mut line = String::new();
+            sample(&mut line, "strata_expel_risk", &[("station", station)], 0);
+            // `sample` writes integers; replace the value with the float.
+            let cut = line.trim_end().rfind(' ').unwrap_or(0);
+            let _ = writeln!(out, "{} {}", &line[..cut], float(v));
+        }
     }
 
     /// Every metric in the Prometheus text exposition format (version 0.0.4).
@@ -333,6 +427,7 @@ impl Metrics {
                 );
             }
         }
+        self.render_identity(&mut out);
         out
     }
 }

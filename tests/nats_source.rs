@@ -11,7 +11,9 @@ use async_nats::jetstream::{self, stream};
 use strata::config::NatsConfig;
 use strata::message::{Message, StationName};
 use strata::metrics::Metrics;
+use strata::identity::ledger::Ledger;
 use strata::source::nats::NatsSource;
+use strata::source::owners::NatsStations;
 use strata::wal::{Wal, WalOptions};
 use tokio::sync::watch;
 
@@ -22,9 +24,18 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
+/// The archive's identity ledger, in memory.
+fn ledger() -> Ledger {
+    Ledger::new(strata::store::Archive::from_store(
+        Arc::new(object_store::memory::InMemory::new()),
+        object_store::path::Path::default(),
+        "memory://",
+    ))
+}
+
 fn config(url: &str, station: &str) -> NatsConfig {
     NatsConfig {
-        url: url.to_string(),
+        url: strata::nats::NatsUrl::new(url),
         stations: vec![station.to_string()],
         fetch_batch: 256,
         ..NatsConfig::default()
@@ -110,7 +121,14 @@ async fn archives_twice_what_the_stream_keeps_exactly_once_and_in_order() {
     let wal = Wal::open(WalOptions::new(dir.path())).unwrap();
     let metrics = Arc::new(Metrics::new());
     let (tx, rx) = watch::channel(false);
-    let task = NatsSource::start(&config(&url, &name), wal.clone(), metrics.clone(), rx)
+    let task = NatsSource::start(
+        &config(&url, &name),
+        wal.clone(),
+        ledger(),
+        NatsStations::default(),
+        metrics.clone(),
+        rx,
+    )
         .await
         .unwrap();
 
@@ -225,6 +243,7 @@ async fn a_second_run_resumes_where_the_first_stopped() {
     let station = StationName::new(name.as_str()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(WalOptions::new(dir.path())).unwrap();
+    let ledger = ledger();
 
     for round in 0..2u64 {
         let mut acks = Vec::new();
@@ -238,6 +257,8 @@ async fn a_second_run_resumes_where_the_first_stopped() {
         let task = NatsSource::start(
             &config(&url, &name),
             wal.clone(),
+            ledger.clone(),
+            NatsStations::default(),
             Arc::new(Metrics::new()),
             rx,
         )
@@ -262,7 +283,14 @@ async fn start_fails_clearly_without_a_server() {
     let wal = Wal::open(WalOptions::new(dir.path())).unwrap();
     let url = format!("nats://127.0.0.1:{}", support::closed_port());
     let (_tx, rx) = watch::channel(false);
-    let err = NatsSource::start(&config(&url, "orders"), wal, Arc::new(Metrics::new()), rx)
+    let err = NatsSource::start(
+        &config(&url, "orders"),
+        wal,
+        ledger(),
+        NatsStations::default(),
+        Arc::new(Metrics::new()),
+        rx,
+    )
         .await
         .unwrap_err()
         .to_string();

@@ -10,7 +10,9 @@ use strata::compactor::{CompactionObserver, Compactor};
 use strata::config::Config;
 use strata::metrics::Metrics;
 use strata::source::http::{self, FlushHandle, HttpState};
+use strata::identity::ledger::Ledger;
 use strata::source::nats::NatsSource;
+use strata::source::owners::NatsStations;
 use strata::store::Archive;
 use strata::wal::Wal;
 use tokio::sync::watch;
@@ -59,8 +61,10 @@ pub(crate) async fn run(config: Config, args: RunArgs) -> Result<ExitCode, CliEr
                 config.http.listen
             )
         })?;
+    let nats_stations = NatsStations::default();
     let state = HttpState::new(wal.clone(), metrics.clone(), &config.http)
-        .with_flush(Arc::new(CompactorFlush(compactor.clone())));
+        .with_flush(Arc::new(CompactorFlush(compactor.clone())))
+        .with_nats_stations(nats_stations.clone());
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(http::serve(listener, state, async move {
         let _ = http_stop.wait_for(|stop| *stop).await;
@@ -69,7 +73,17 @@ pub(crate) async fn run(config: Config, args: RunArgs) -> Result<ExitCode, CliEr
     let nats_task = if config.nats.url.is_empty() {
         None
     } else {
-        Some(NatsSource::start(&config.nats, wal.clone(), metrics.clone(), stop_rx.clone()).await?)
+        Some(
+            NatsSource::start(
+                &config.nats,
+                wal.clone(),
+                Ledger::new(archive.clone()),
+                nats_stations,
+                metrics.clone(),
+                stop_rx.clone(),
+            )
+            .await?,
+        )
     };
     let compactor_task = tokio::spawn(compactor.clone().run(stop_rx.clone()));
     let gauges_task = tokio::spawn(refresh_gauges(
@@ -82,7 +96,7 @@ pub(crate) async fn run(config: Config, args: RunArgs) -> Result<ExitCode, CliEr
         wal = %config.wal.dir.display(),
         archive = %archive.url,
         http = %config.http.listen,
-        nats = %if config.nats.url.is_empty() { "off" } else { config.nats.url.as_str() },
+        nats = %if config.nats.url.is_empty() { "off".to_string() } else { config.nats.url.to_string() },
         "strata is running"
     );
     let signal = wait_for_signal().await;

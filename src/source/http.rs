@@ -29,6 +29,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::source::owners::NatsStations;
 use crate::config::{HttpConfig, Secret};
 use crate::message::{Draft, StationName};
 use crate::metrics::Metrics;
@@ -68,6 +69,8 @@ pub struct HttpState {
     pub flush: Option<Arc<dyn FlushHandle>>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Stations the NATS source archives: refused here (`409`).
+    pub nats_stations: NatsStations,
 }
 
 impl HttpState {
@@ -79,7 +82,14 @@ impl HttpState {
             token: config.token.clone().filter(|t| !t.is_empty()),
             flush: None,
             max_body_bytes: config.max_body_bytes,
+            nats_stations: NatsStations::default(),
         }
+    }
+
+    /// Sets the stations the NATS source archives (refused with `409`).
+    pub fn with_nats_stations(mut self, stations: NatsStations) -> Self {
+        self.nats_stations = stations;
+        self
     }
 
     /// Sets what `POST /v1/flush` runs.
@@ -239,6 +249,17 @@ async fn ingest(
         err.body.field = Some("station".to_string());
         err
     })?;
+    if state.nats_stations.contains(&station) {
+        let mut err = ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "station {station} is archived from the NATS stream {station}, which assigns its \
+                 seqs: publish to the stream instead, or send to a station no stream feeds"
+            ),
+        );
+        err.body.field = Some("station".to_string());
+        return Err(err);
+    }
     // Refuse an announced oversize body before reading any of it.
     if let Some(len) = content_length(request.headers()) {
         if len > state.max_body_bytes as u64 {

@@ -275,6 +275,20 @@ impl Sequencer {
     }
 
     /// The highest durable sequence of `station`.
+    /// Whether `seq` of `station` is durable or in flight.
+    pub(crate) fn holds(&self, station: &StationName, seq: u64) -> bool {
+        self.stations
+            .get(station)
+            .is_some_and(|s| s.durable.contains(seq) || s.in_flight.contains(seq))
+    }
+
+    /// The highest seq of `station`, durable or in flight.
+    pub(crate) fn highest(&self, station: &StationName) -> Option<u64> {
+        self.stations
+            .get(station)
+            .and_then(|s| s.durable.max().max(s.in_flight.max()))
+    }
+
     pub(crate) fn last_durable(&self, station: &StationName) -> Option<u64> {
         self.stations.get(station).and_then(|s| s.durable.max())
     }

@@ -347,6 +347,14 @@ impl Inner {
         }
     }
 
+    pub(crate) fn holds(&self, station: &StationName, seq: u64) -> bool {
+        lock(&self.shared.gate).seq.holds(station, seq)
+    }
+
+    pub(crate) fn highest_seq(&self, station: &StationName) -> Option<u64> {
+        lock(&self.shared.gate).seq.highest(station)
+    }
+
     pub(crate) fn last_seq(&self, station: &StationName) -> Option<u64> {
         lock(&self.shared.gate).seq.last_durable(station)
     }

@@ -360,6 +360,18 @@ impl Wal {
         self.inner.stats()
     }
 
+    /// Whether this WAL has ever taken `(station, seq)`: durable (uploaded
+    /// or not; the WAL remembers every seq it stored) or being appended.
+    pub fn holds(&self, station: &StationName, seq: u64) -> bool {
+        self.inner.holds(station, seq)
+    }
+
+    /// The highest seq this WAL has taken for `station`, durable or being
+    /// appended.
+    pub fn highest_seq(&self, station: &StationName) -> Option<u64> {
+        self.inner.highest_seq(station)
+    }
+
     /// Highest durable seq of a station, if any.
     pub fn last_seq(&self, station: &StationName) -> Option<u64> {
         self.inner.last_seq(station)

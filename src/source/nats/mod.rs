@@ -13,18 +13,22 @@
 //! ahead at most, every request read to its end). Redeliveries are dropped by the WAL's (station, seq)
 //! de-duplication and acknowledged again.
 //!
-//! A message is archived as: seq = stream sequence, timestamp = JetStream's
-//! publish time (UTC microseconds), subject, every header (repeated names
+//! A message is archived under the identity rule ([`crate::identity`]):
+//! seq = the incarnation's offset + stream sequence (the stream sequence
+//! itself for a stream archived in one life), timestamp = JetStream's publish
+//! time (UTC microseconds), subject, every header as it came (repeated names
 //! with all their values; names in byte order, as `async-nats` does not keep
 //! the order between names), id = `Nats-Msg-Id`.
 //!
-//! **Restored messages.** `strata restore` publishes archived messages back
-//! with the headers `Strata-Station`, `Strata-Seq` and `Strata-Timestamp`. When
-//! such a message arrives on the station named by `Strata-Station`, it is
-//! archived under its original identity (seq = `Strata-Seq`, timestamp =
-//! `Strata-Timestamp`, without the three headers), so the WAL's de-duplication
-//! drops it instead of archiving a second copy. Restored into another station,
-//! it is an ordinary new message of that station.
+//! **Incarnations, gaps, restored copies.** A stream deleted and created
+//! again is detected by its creation time when the consumer is set up again,
+//! logged, counted and recorded in the archive; its messages are archived
+//! above every earlier seq. Stream sequences the consumer skips (expelled by
+//! the stream's limits before Strata read them) are logged at `error`,
+//! counted and recorded as gaps in the archive before the messages after them
+//! are acknowledged. A message carrying a valid `strata restore` signature
+//! for a `(station, seq)` already stored is a restored copy: acknowledged and
+//! not archived again. The expel-risk gauge is refreshed every 2 s.
 //!
 //! **Backpressure and failures.** While the WAL is full the worker stops
 //! fetching (beyond the one batch fetched ahead), keeps the batches
@@ -44,6 +48,7 @@
 //! 30 s.
 
 mod convert;
+mod identity;
 mod worker;
 
 use std::collections::HashSet;
@@ -54,12 +59,14 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use convert::{NATS_MSG_ID, STRATA_SEQ, STRATA_STATION, STRATA_TIMESTAMP};
-
 use crate::config::NatsConfig;
+use crate::identity::ledger::{Ledger, LedgerError};
 use crate::message::{StationName, StationNameError};
 use crate::metrics::Metrics;
+use crate::nats::NatsConnectError;
+use crate::source::owners::NatsStations;
 use crate::wal::Wal;
+use identity::Identity;
 use worker::{Archive, StationWorker, WorkerConfig};
 
 /// Consumer name used when `[nats] consumer` is empty.
@@ -84,36 +91,12 @@ pub enum NatsError {
     /// A station in `[nats] stations` is not a valid station name.
     #[error("[nats] stations: {0}")]
     BadStation(#[from] StationNameError),
-    /// The credentials file could not be read.
-    #[error("cannot read [nats] creds_file {path}: {source}")]
-    CredsFile {
-        /// The configured path.
-        path: std::path::PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Connecting to the server failed.
-    #[error("cannot connect to NATS at {url}: {source}; {hint}")]
-    Connect {
-        /// The server URL (any password in it hidden).
-        url: String,
-        /// The client's error.
-        source: async_nats::ConnectError,
-        /// What to check.
-        hint: &'static str,
-    },
-    /// The server answered, but JetStream is not available on it.
-    #[error(
-        "NATS at {url} does not offer JetStream ({source}): start nats-server with -js \
-         (or enable JetStream for this account)",
-        source = answer
-    )]
-    NoJetStream {
-        /// The server URL (any password in it hidden).
-        url: String,
-        /// The server's answer.
-        answer: String,
-    },
+    /// Connecting failed, or the server has no JetStream.
+    #[error(transparent)]
+    Connect(#[from] NatsConnectError),
+    /// The archive's restore key could not be read or created.
+    #[error("cannot read the archive's restore key: {0}")]
+    RestoreKey(#[source] LedgerError),
 }
 
 /// The running NATS source.
@@ -121,37 +104,37 @@ pub enum NatsError {
 pub struct NatsSource;
 
 impl NatsSource {
-    /// Connects, checks that JetStream is available, and starts one worker per
-    /// station (for `"*"`, per stream found now and every 30 s). The returned
-    /// task ends once `shutdown` turns `true` (or its sender is dropped) and
-    /// every worker has stopped.
+    /// Connects, checks that JetStream is available, reads (or creates) the
+    /// archive's restore key, and starts one worker per station (for `"*"`,
+    /// per stream found now and every 30 s), registering each in `stations`
+    /// (HTTP ingest refuses those). The returned task ends once `shutdown`
+    /// turns `true` (or its sender is dropped) and every worker has stopped.
     ///
     /// # Errors
     /// [`NatsError`] saying which setting or server to check.
     pub async fn start(
         cfg: &NatsConfig,
         wal: Wal,
+        ledger: Ledger,
+        stations: NatsStations,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<JoinHandle<()>, NatsError> {
-        Self::start_with(cfg, Arc::new(wal), metrics, shutdown).await
+        Self::start_with(cfg, Arc::new(wal), ledger, stations, metrics, shutdown).await
     }
 
     pub(crate) async fn start_with(
         cfg: &NatsConfig,
         archive: Arc<dyn Archive>,
+        ledger: Ledger,
+        registry: NatsStations,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<JoinHandle<()>, NatsError> {
         let stations = Stations::from_config(cfg)?;
-        let client = connect(cfg).await?;
-        let js = async_nats::jetstream::new(client.clone());
-        check_jetstream(&js)
-            .await
-            .map_err(|answer| NatsError::NoJetStream {
-                url: redact_url(&cfg.url),
-                answer,
-            })?;
+        let (client, js) = crate::nats::connect_jetstream(&cfg.auth(), "strata").await?;
+        let key = ledger.restore_key().await.map_err(NatsError::RestoreKey)?;
+        let identity = Arc::new(Identity { ledger, key });
         let config = WorkerConfig {
             consumer: if cfg.consumer.is_empty() {
                 DEFAULT_CONSUMER.to_string()
@@ -168,6 +151,8 @@ impl NatsSource {
             js,
             config,
             archive,
+            identity,
+            registry,
             metrics,
             shutdown,
             workers: JoinSet::new(),
@@ -201,7 +186,7 @@ enum Stations {
 
 impl Stations {
     fn from_config(cfg: &NatsConfig) -> Result<Self, NatsError> {
-        if cfg.url.trim().is_empty() {
+        if cfg.url.is_empty() {
             return Err(NatsError::NoUrl);
         }
         if cfg.stations.is_empty() {
@@ -226,6 +211,8 @@ struct Supervisor {
     js: async_nats::jetstream::Context,
     config: WorkerConfig,
     archive: Arc<dyn Archive>,
+    identity: Arc<Identity>,
+    registry: NatsStations,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
     workers: JoinSet<()>,
@@ -287,99 +274,17 @@ impl Supervisor {
 
     fn spawn(&mut self, station: StationName) {
         self.running.insert(station.clone());
+        self.registry.insert(station.clone());
         let worker = StationWorker::new(
             station,
             self.js.clone(),
             self.config.clone(),
             Arc::clone(&self.archive),
+            Arc::clone(&self.identity),
             Arc::clone(&self.metrics),
             self.shutdown.clone(),
         );
         self.workers.spawn(worker.run());
-    }
-}
-
-async fn connect(cfg: &NatsConfig) -> Result<async_nats::Client, NatsError> {
-    let mut options = match &cfg.creds_file {
-        Some(path) => async_nats::ConnectOptions::with_credentials_file(path)
-            .await
-            .map_err(|source| NatsError::CredsFile {
-                path: path.clone(),
-                source,
-            })?,
-        None => async_nats::ConnectOptions::new(),
-    };
-    if let Some(token) = cfg.token.as_ref().filter(|t| !t.is_empty()) {
-        options = options.token(token.expose().to_string());
-    }
-    if let Some(user) = cfg.user.as_ref().filter(|u| !u.is_empty()) {
-        let password = cfg
-            .password
-            .as_ref()
-            .map(|p| p.expose().to_string())
-            .unwrap_or_default();
-        options = options.user_and_password(user.clone(), password);
-    }
-    let options = options
-        .name("strata")
-        .connection_timeout(Duration::from_secs(10))
-        .event_callback(|event| async move {
-            match event {
-                async_nats::Event::Connected => tracing::info!("NATS connection (re)established"),
-                async_nats::Event::Disconnected => {
-                    tracing::warn!("NATS connection lost; reconnecting")
-                }
-                other => tracing::debug!(event = %other, "NATS client event"),
-            }
-        });
-    let url = cfg.url.trim();
-    options
-        .connect(url)
-        .await
-        .map_err(|source| NatsError::Connect {
-            url: redact_url(url),
-            hint: connect_hint(source.kind()),
-            source,
-        })
-}
-
-/// Asks the JetStream API for account information (`$JS.API.INFO`), in a way
-/// that does not depend on the fields a server version returns.
-async fn check_jetstream(js: &async_nats::jetstream::Context) -> Result<(), String> {
-    let answer: serde_json::Value = js
-        .request("INFO", &serde_json::json!({}))
-        .await
-        .map_err(|e| e.to_string())?;
-    match answer.get("error") {
-        Some(error) => Err(error.to_string()),
-        None => Ok(()),
-    }
-}
-
-fn connect_hint(kind: async_nats::ConnectErrorKind) -> &'static str {
-    use async_nats::ConnectErrorKind as K;
-    match kind {
-        K::ServerParse => "check [nats] url, e.g. nats://127.0.0.1:4222",
-        K::Dns => "check the host name in [nats] url",
-        K::Authentication | K::AuthorizationViolation => {
-            "check [nats] token, user/password or creds_file against the server's authorization"
-        }
-        K::Tls => "check the server's TLS setup and the tls:// scheme in [nats] url",
-        K::TimedOut | K::Io | K::MaxReconnects => {
-            "check that nats-server is running and reachable at that address (host, port, firewall)"
-        }
-    }
-}
-
-/// The URL with any `user:password@` part replaced, for messages and logs.
-fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (format!("{s}://"), r),
-        None => (String::new(), url),
-    };
-    match rest.rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}***@{host}"),
-        None => url.to_string(),
     }
 }
 
@@ -389,7 +294,7 @@ mod tests {
 
     fn cfg(url: &str, stations: &[&str]) -> NatsConfig {
         NatsConfig {
-            url: url.to_string(),
+            url: crate::nats::NatsUrl::new(url),
             stations: stations.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         }
@@ -419,13 +324,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn urls_lose_their_passwords() {
-        assert_eq!(redact_url("nats://u:p@h:4222"), "nats://***@h:4222");
-        assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
-        assert_eq!(redact_url("tok@h"), "***@h");
-    }
-
     #[tokio::test]
     async fn connect_errors_name_the_url_and_what_to_check() {
         // Port 1 on loopback: nothing listens there.
@@ -433,9 +331,16 @@ mod tests {
         c.password = Some(crate::config::Secret::new("pw-secret"));
         let (_tx, rx) = watch::channel(false);
         let archive: Arc<dyn Archive> = Arc::new(NullArchive);
-        let e = NatsSource::start_with(&c, archive, Arc::new(Metrics::new()), rx)
-            .await
-            .unwrap_err();
+        let e = NatsSource::start_with(
+            &c,
+            archive,
+            tests_server::memory_ledger(),
+            NatsStations::default(),
+            Arc::new(Metrics::new()),
+            rx,
+        )
+        .await
+        .unwrap_err();
         let text = e.to_string();
         assert!(text.contains("127.0.0.1:1"), "{text}");
         assert!(text.contains("running and reachable"), "{text}");
@@ -454,6 +359,12 @@ mod tests {
             _: Vec<crate::message::Draft>,
         ) -> Result<crate::wal::Appended, crate::wal::WalError> {
             Err(crate::wal::WalError::Closed)
+        }
+        fn holds(&self, _: &StationName, _: u64) -> bool {
+            false
+        }
+        fn highest_seq(&self, _: &StationName) -> Option<u64> {
+            None
         }
     }
 }

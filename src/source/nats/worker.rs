@@ -13,9 +13,12 @@ use async_nats::jetstream::{self, Message};
 use futures::StreamExt as _;
 use tokio::sync::watch;
 
-use super::convert::{micros_from_nanos, to_draft, Delivery};
-use crate::message::{Draft, StationName};
+use super::convert::{find, header_list, micros_from_nanos, to_draft};
+use super::identity::Identity;
+use crate::identity::{expel_risk, ExpelInputs, GapRecord, GapTracker, IncarnationRecord};
+use crate::message::{Draft, StationName, Timestamp};
 use crate::metrics::Metrics;
+use crate::nats::Provenance;
 use crate::wal::{Appended, Wal, WalError};
 
 /// The metrics `source` label of this source.
@@ -30,17 +33,30 @@ const ACK_WAIT: Duration = Duration::from_secs(60);
 /// Messages delivered and not yet acknowledged, per consumer.
 const MAX_ACK_PENDING: i64 = 100_000;
 
+/// How often the expel-risk gauge is refreshed.
+const RISK_INTERVAL: Duration = Duration::from_secs(2);
+
 /// Where a worker puts what it fetched: the WAL, or a test double.
 #[async_trait::async_trait]
 pub(crate) trait Archive: Send + Sync + 'static {
     /// Makes the drafts durable (see [`Wal::append`]).
     async fn append(&self, drafts: Vec<Draft>) -> Result<Appended, WalError>;
+    /// Whether `(station, seq)` is already stored (see [`Wal::holds`]).
+    fn holds(&self, station: &StationName, seq: u64) -> bool;
+    /// The highest seq stored for `station` (see [`Wal::highest_seq`]).
+    fn highest_seq(&self, station: &StationName) -> Option<u64>;
 }
 
 #[async_trait::async_trait]
 impl Archive for Wal {
     async fn append(&self, drafts: Vec<Draft>) -> Result<Appended, WalError> {
         Wal::append(self, drafts).await
+    }
+    fn holds(&self, station: &StationName, seq: u64) -> bool {
+        Wal::holds(self, station, seq)
+    }
+    fn highest_seq(&self, station: &StationName) -> Option<u64> {
+        Wal::highest_seq(self, station)
     }
 }
 
@@ -95,6 +111,18 @@ pub(crate) struct WorkerConfig {
     pub(crate) fetch_batch: usize,
 }
 
+/// A chunk turned into what to store and what to acknowledge.
+#[derive(Default)]
+struct Prepared {
+    drafts: Vec<Draft>,
+    /// Indexes of the messages to acknowledge once the drafts are durable.
+    acks: Vec<usize>,
+    /// Restored copies of archived messages: acknowledged, not archived.
+    echoes: usize,
+    /// Stream sequences skipped by the stream (expelled before read).
+    gaps: Vec<(u64, u64)>,
+}
+
 /// The consumer state of one station. Everything a station's archiving needs
 /// lives here, so that one station's trouble never touches another.
 pub(crate) struct StationWorker {
@@ -102,9 +130,13 @@ pub(crate) struct StationWorker {
     js: jetstream::Context,
     config: WorkerConfig,
     archive: Arc<dyn Archive>,
+    identity: Arc<Identity>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
     consumer: Option<PullConsumer>,
+    /// The stream incarnation the consumer belongs to.
+    incarnation: Option<IncarnationRecord>,
+    gaps: GapTracker,
     errors: Backoff,
 }
 
@@ -114,6 +146,7 @@ impl StationWorker {
         js: jetstream::Context,
         config: WorkerConfig,
         archive: Arc<dyn Archive>,
+        identity: Arc<Identity>,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
@@ -122,9 +155,12 @@ impl StationWorker {
             js,
             config,
             archive,
+            identity,
             metrics,
             shutdown,
             consumer: None,
+            incarnation: None,
+            gaps: GapTracker::new(None),
             errors: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
         }
     }
@@ -160,6 +196,13 @@ impl StationWorker {
     /// Runs until shutdown (or until the WAL is closed).
     pub(crate) async fn run(mut self) {
         tracing::info!(station = %self.station, consumer = %self.config.consumer, "archiving station");
+        let risk = tokio::spawn(watch_expel_risk(
+            self.station.clone(),
+            self.js.clone(),
+            self.config.consumer.clone(),
+            Arc::clone(&self.metrics),
+            self.shutdown.clone(),
+        ));
         while !self.stopping() {
             let consumer = match self.consumer().await {
                 Ok(c) => c,
@@ -190,28 +233,31 @@ impl StationWorker {
                 }
             }
         }
+        risk.abort();
         tracing::info!(station = %self.station, "station worker stopped");
     }
 
-    /// The durable pull consumer, created on first use. A new consumer starts
-    /// at the first message the stream still holds; an existing one resumes
-    /// after the last acknowledged message.
+    /// The durable pull consumer, created on first use, and the stream
+    /// incarnation it belongs to. A new consumer starts at the first message
+    /// the stream still holds; an existing one resumes after the last
+    /// acknowledged message.
     async fn consumer(&mut self) -> Result<PullConsumer, SetupError> {
         if let Some(c) = &self.consumer {
             return Ok(c.clone());
         }
-        let stream = self
+        let nats = |what: &str, e: &dyn std::fmt::Display| {
+            SetupError::Nats(format!("{what} failed ({e})").into())
+        };
+        let mut stream = self
             .js
             .get_stream(self.station.as_str())
             .await
-            .map_err(|e| {
-                SetupError::Nats(
-                    format!("looking up the stream failed ({e}); does the stream exist?").into(),
-                )
-            })?;
-        if stream.cached_info().config.retention == RetentionPolicy::WorkQueue {
+            .map_err(|e| nats("looking up the stream (does it exist?)", &e))?;
+        let info = stream.cached_info().clone();
+        if info.config.retention == RetentionPolicy::WorkQueue {
             return Err(SetupError::WorkQueue);
         }
+        let existed = stream.consumer_info(&self.config.consumer).await.is_ok();
         let consumer: PullConsumer = stream
             .get_or_create_consumer(
                 &self.config.consumer,
@@ -227,6 +273,45 @@ impl StationWorker {
             )
             .await
             .map_err(|e| SetupError::Nats(e.into()))?;
+        // The consumer belongs to the incarnation that existed before and
+        // after it was created; a stream recreated meanwhile is retried.
+        let again = stream
+            .info()
+            .await
+            .map_err(|e| nats("reading the stream", &e))?
+            .created;
+        if again != info.created {
+            return Err(SetupError::Nats(
+                "the stream was deleted and created again during setup".into(),
+            ));
+        }
+        let created = rfc3339_nanos(info.created.unix_timestamp_nanos());
+        let inc = self
+            .identity
+            .bind(&self.station, &created, existed, self.archive.as_ref(), &self.metrics)
+            .await
+            .map_err(|e| SetupError::Nats(e.into()))?;
+        let floor = consumer.cached_info().ack_floor.stream_sequence;
+        self.gaps = GapTracker::new(if existed {
+            Some(floor + 1)
+        } else if inc.incarnation > 0 {
+            // A new life of a stream Strata archived before: it starts at 1.
+            Some(1)
+        } else {
+            None
+        });
+        if !existed {
+            if let Some(first) = (info.state.first_sequence > 1 && inc.incarnation == 0)
+                .then_some(info.state.first_sequence)
+            {
+                tracing::info!(
+                    station = %self.station,
+                    first_stream_seq = first,
+                    "first archiving of this stream starts at the oldest message it still holds",
+                );
+            }
+        }
+        self.incarnation = Some(inc);
         self.consumer = Some(consumer.clone());
         Ok(consumer)
     }
@@ -266,27 +351,40 @@ impl StationWorker {
     }
 
     /// Appends a chunk to the WAL, retrying until it is durable, then
-    /// acknowledges every message of it.
+    /// acknowledges every message of it. Gaps the chunk reveals are recorded
+    /// in the archive first, so a crash cannot forget them.
     async fn store(&mut self, chunk: Vec<Message>) -> Result<(), Stop> {
+        let prepared = self.prepare(&chunk);
+        for &(first, last) in &prepared.gaps {
+            self.record_gap(first, last).await?;
+        }
+        if prepared.echoes > 0 {
+            self.metrics
+                .inc_restore_echoes(self.station.as_str(), prepared.echoes as u64);
+        }
+        let Prepared { drafts, acks, .. } = prepared;
+        if drafts.is_empty() {
+            self.ack(&chunk, &acks).await;
+            return Ok(());
+        }
         let mut full = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut warned_full = false;
         loop {
-            let (drafts, acks) = self.drafts(&chunk);
-            if drafts.is_empty() {
-                return Ok(());
-            }
             let count = drafts.len() as u64;
             let bytes: u64 = drafts.iter().map(|d| d.payload.len() as u64).sum();
-            match self.archive.append(drafts).await {
+            match self.archive.append(drafts.clone()).await {
                 Ok(appended) => {
-                    self.metrics
-                        .inc_ingested(self.station.as_str(), SOURCE, count, bytes);
-                    if appended.duplicates > 0 {
-                        self.metrics.inc_duplicates(
-                            self.station.as_str(),
-                            SOURCE,
-                            appended.duplicates as u64,
-                        );
+                    let dups = appended.duplicates as u64;
+                    let dup_bytes = if dups > 0 { bytes * dups / count } else { 0 };
+                    self.metrics.inc_ingested(
+                        self.station.as_str(),
+                        SOURCE,
+                        count - dups.min(count),
+                        bytes - dup_bytes,
+                    );
+                    if dups > 0 {
+                        self.metrics
+                            .inc_duplicates(self.station.as_str(), SOURCE, dups);
                     }
                     if warned_full {
                         tracing::info!(station = %self.station, "WAL has room again; archiving resumed");
@@ -323,19 +421,54 @@ impl StationWorker {
         }
     }
 
-    /// Drafts for the messages of `chunk` that carry JetStream metadata, and
-    /// the indexes of those messages (the ones to acknowledge).
-    fn drafts(&self, chunk: &[Message]) -> (Vec<Draft>, Vec<usize>) {
-        let mut drafts = Vec::with_capacity(chunk.len());
-        let mut acks = Vec::with_capacity(chunk.len());
-        for (i, m) in chunk.iter().enumerate() {
-            let delivery = match m.info() {
-                Ok(info) => Delivery {
-                    stream_seq: info.stream_sequence,
-                    published: micros_from_nanos(info.published.unix_timestamp_nanos()),
-                },
+    /// Records a gap in the archive (retrying while the store fails: the
+    /// chunk stays unacknowledged meanwhile), logs it and counts it.
+    async fn record_gap(&mut self, first: u64, last: u64) -> Result<(), Stop> {
+        let Some(inc) = self.incarnation.clone() else {
+            return Ok(());
+        };
+        let gap = GapRecord::new(&inc, first, last, Timestamp::now());
+        tracing::error!(
+            station = %self.station,
+            incarnation = inc.incarnation,
+            stream_created = %inc.stream_created,
+            first_stream_seq = first,
+            last_stream_seq = last,
+            first_seq = gap.first_seq,
+            last_seq = gap.last_seq,
+            messages = gap.messages,
+            "GAP: the stream expelled these messages before Strata read them; they are not in the archive",
+        );
+        self.metrics
+            .inc_gap_messages(self.station.as_str(), gap.messages);
+        loop {
+            match self.identity.ledger.record_gap(&gap).await {
+                Ok(()) => return Ok(()),
                 Err(e) => {
-                    // Without metadata there is no identity: leave it unacknowledged.
+                    if !self.transient("recording a gap in the archive", &e).await {
+                        return Err(Stop::Shutdown);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sorts a chunk into drafts to store, restored copies to acknowledge
+    /// only, and gaps; messages without JetStream metadata are left
+    /// unacknowledged (no identity).
+    fn prepare(&mut self, chunk: &[Message]) -> Prepared {
+        let mut out = Prepared {
+            drafts: Vec::with_capacity(chunk.len()),
+            acks: Vec::with_capacity(chunk.len()),
+            ..Prepared::default()
+        };
+        let Some(inc) = self.incarnation.clone() else {
+            return out;
+        };
+        for (i, m) in chunk.iter().enumerate() {
+            let info = match m.info() {
+                Ok(info) => info,
+                Err(e) => {
                     tracing::error!(
                         station = %self.station, subject = %m.subject, error = %e,
                         "NATS delivery without JetStream metadata; not archived",
@@ -343,16 +476,50 @@ impl StationWorker {
                     continue;
                 }
             };
-            drafts.push(to_draft(
+            let stream_seq = info.stream_sequence;
+            let published = micros_from_nanos(info.published.unix_timestamp_nanos());
+            if let Some(gap) = self.gaps.observe(stream_seq) {
+                out.gaps.push(gap);
+            }
+            let headers = header_list(m.headers.as_ref());
+            if self.is_restore_echo(&headers, &m.payload) {
+                out.echoes += 1;
+                out.acks.push(i);
+                continue;
+            }
+            let seq = match inc.seq_of(stream_seq) {
+                Ok(seq) => seq,
+                Err(e) => {
+                    tracing::error!(
+                        station = %self.station, stream_seq, error = %e,
+                        "NATS message cannot be given an archive seq; left in the stream",
+                    );
+                    continue;
+                }
+            };
+            out.drafts.push(to_draft(
                 &self.station,
-                delivery,
+                seq,
+                published,
                 m.subject.as_str(),
-                m.headers.as_ref(),
+                headers,
                 m.payload.clone(),
             ));
-            acks.push(i);
+            out.acks.push(i);
         }
-        (drafts, acks)
+        out
+    }
+
+    /// Whether a delivery is a restored copy of a message this station has
+    /// archived: signed by `strata restore` with the archive's key, and
+    /// naming a `(station, seq)` that is stored. Anything else is new.
+    fn is_restore_echo(&self, headers: &[crate::message::Header], payload: &[u8]) -> bool {
+        let Some(claim) = Provenance::from_headers(|name| find(headers, name)) else {
+            return false;
+        };
+        claim.station == self.station
+            && claim.verify(&self.identity.key, payload)
+            && self.archive.holds(&self.station, claim.seq.get())
     }
 
     async fn ack(&self, chunk: &[Message], acks: &[usize]) {
@@ -364,6 +531,69 @@ impl StationWorker {
             }
         }
     }
+}
+
+/// A server time (Unix nanoseconds) as RFC 3339 with nanoseconds, UTC.
+pub(crate) fn rfc3339_nanos(nanos: i128) -> String {
+    let secs = nanos.div_euclid(1_000_000_000) as i64;
+    let sub = nanos.rem_euclid(1_000_000_000) as u32;
+    chrono::DateTime::from_timestamp(secs, sub)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+        .unwrap_or_else(|| format!("{nanos}ns"))
+}
+
+/// Keeps `strata_expel_risk{station}` current, independently of archiving
+/// (so it rises while archiving is stuck), until shutdown.
+async fn watch_expel_risk(
+    station: StationName,
+    js: jetstream::Context,
+    consumer: String,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match expel_inputs(&js, &station, &consumer).await {
+            Ok(inputs) => metrics.set_expel_risk(station.as_str(), expel_risk(&inputs)),
+            Err(e) => tracing::debug!(station = %station, error = %e, "expel risk not updated"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RISK_INTERVAL) => {}
+            () = shutdown_requested(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Reads the stream's limits and state and the consumer's position.
+async fn expel_inputs(
+    js: &jetstream::Context,
+    station: &StationName,
+    consumer: &str,
+) -> Result<ExpelInputs, async_nats::Error> {
+    let mut stream = js.get_stream(station.as_str()).await?;
+    let info = stream.info().await?.clone();
+    let c = stream.consumer_info(consumer).await?.clone();
+    let unarchived = c.num_pending + c.num_ack_pending as u64;
+    let oldest = (c.ack_floor.stream_sequence + 1).max(info.state.first_sequence);
+    let now = Timestamp::now().micros() as f64 / 1e6;
+    let age = if unarchived == 0 || info.config.max_age.is_zero() {
+        0.0
+    } else if oldest <= info.state.first_sequence {
+        now - info.state.first_timestamp.unix_timestamp_nanos() as f64 / 1e9
+    } else {
+        match stream.get_raw_message(oldest).await {
+            Ok(m) => now - m.time.unix_timestamp_nanos() as f64 / 1e9,
+            Err(_) => 0.0,
+        }
+    };
+    Ok(ExpelInputs {
+        unarchived,
+        stream_messages: info.state.messages,
+        stream_bytes: info.state.bytes,
+        max_msgs: info.config.max_messages,
+        max_bytes: info.config.max_bytes,
+        max_age_secs: info.config.max_age.as_secs_f64(),
+        oldest_unarchived_age_secs: age.max(0.0),
+    })
 }
 
 /// Takes what the stream has now (a no-wait fetch of up to `batch`), or, when

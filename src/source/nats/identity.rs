@@ -1,0 +1,102 @@
+//! The source's side of the identity rule ([`crate::identity`]): which
+//! incarnation of a stream a consumer reads, and the offset its sequences
+//! are archived under.
+
+use crate::identity::ledger::{Ledger, LedgerError};
+use crate::identity::mac::RestoreKey;
+use crate::identity::{IncarnationRecord, RECORD_VERSION};
+use crate::message::{StationName, Timestamp};
+use crate::metrics::Metrics;
+
+use super::worker::Archive;
+
+/// What every station worker shares: the archive's ledger and restore key.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    pub(crate) ledger: Ledger,
+    pub(crate) key: RestoreKey,
+}
+
+impl Identity {
+    /// The incarnation of `station` whose stream was created at `created`:
+    /// the recorded one, or a new one recorded now.
+    ///
+    /// A first incarnation gets offset 0 (seq = stream sequence) unless the
+    /// station already holds seqs from elsewhere and the consumer is new
+    /// (then its seqs start above them). A stream whose creation time differs
+    /// from the last recorded one is a new incarnation, archived above every
+    /// seq the station holds in the WAL or the archive.
+    pub(crate) async fn bind(
+        &self,
+        station: &StationName,
+        created: &str,
+        consumer_existed: bool,
+        wal: &dyn Archive,
+        metrics: &Metrics,
+    ) -> Result<IncarnationRecord, LedgerError> {
+        let records = self.ledger.incarnations(station).await?;
+        if let Some(known) = records.iter().rev().find(|r| r.stream_created == created) {
+            return Ok(known.clone());
+        }
+        let now = Timestamp::now().to_rfc3339();
+        let record = match records.last() {
+            None => {
+                // Strata archived this stream before it kept records (its
+                // consumer exists): the seqs it archived are stream sequences.
+                let offset = if consumer_existed {
+                    0
+                } else {
+                    let archived = self.ledger.highest_archived_seq(station).await?;
+                    wal.highest_seq(station).max(archived).unwrap_or(0)
+                };
+                if offset > 0 {
+                    tracing::warn!(
+                        station = %station, seq_offset = offset,
+                        "the station already holds seqs up to {offset} that did not come from this \
+                         stream: its messages are archived as seq = {offset} + stream sequence",
+                    );
+                }
+                IncarnationRecord {
+                    version: RECORD_VERSION,
+                    station: station.clone(),
+                    incarnation: 0,
+                    stream_created: created.to_string(),
+                    seq_offset: offset,
+                    detected_at: now,
+                    previous_stream_created: None,
+                }
+            }
+            Some(last) => {
+                let archived = self.ledger.highest_archived_seq(station).await?;
+                let offset = [Some(last.seq_offset), wal.highest_seq(station), archived]
+                    .into_iter()
+                    .flatten()
+                    .max()
+                    .unwrap_or(0);
+                let record = IncarnationRecord {
+                    version: RECORD_VERSION,
+                    station: station.clone(),
+                    incarnation: last.incarnation + 1,
+                    stream_created: created.to_string(),
+                    seq_offset: offset,
+                    detected_at: now,
+                    previous_stream_created: Some(last.stream_created.clone()),
+                };
+                tracing::warn!(
+                    station = %station,
+                    previous_incarnation = last.incarnation,
+                    previous_stream_created = %last.stream_created,
+                    incarnation = record.incarnation,
+                    stream_created = %created,
+                    seq_offset = offset,
+                    "the stream was deleted and created again: its messages are archived as \
+                     seq = {offset} + stream sequence, above every seq archived before",
+                );
+                metrics.inc_incarnation(station.as_str());
+                record
+            }
+        };
+        self.ledger.record_incarnation(&record).await?;
+        Ok(record)
+    }
+}
