@@ -407,7 +407,10 @@ mod tests {
     #[test]
     fn seqs_are_checked_once() {
         assert_eq!(Seq::new(MAX_SEQ).unwrap().get(), MAX_SEQ);
-        assert_eq!(Seq::new(MAX_SEQ + 1), Err(SeqError::OutOfRange(MAX_SEQ + 1)));
+        assert_eq!(
+            Seq::new(MAX_SEQ + 1),
+            Err(SeqError::OutOfRange(MAX_SEQ + 1))
+        );
         assert_eq!(Seq::parse(" 42 ").unwrap().get(), 42);
         for bad in ["", "-1", "+1", "1.0", "x", "99999999999999999999999"] {
             assert!(Seq::parse(bad).is_err(), "{bad:?}");

@@ -36,6 +36,9 @@ use serde::Serialize;
 use crate::columnar::{ColumnarError, Selection};
 use crate::store::{Archive, StoreError};
 
+use crate::identity::ledger::Ledger;
+use crate::identity::mac::RestoreKey;
+use crate::message::StationName;
 use args::Request;
 pub use args::{RestoreArgs, Target};
 use checkpoint::{Checkpoint, TargetSpec};
@@ -254,9 +257,48 @@ pub struct RestoreSummary {
     pub already_present: u64,
     /// The checkpoint's last seq this run resumed after.
     pub resumed_after: Option<u64>,
+    /// Gaps recorded in the archive inside the restored seq range: messages
+    /// the stream expelled before Strata read them, which no restore can return.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub known_gaps: Vec<KnownGap>,
     /// Set when the range held nothing (left to restore).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+}
+
+/// A recorded gap inside a restored range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KnownGap {
+    /// First missing seq.
+    pub first_seq: u64,
+    /// Last missing seq (inclusive).
+    pub last_seq: u64,
+    /// Messages missing.
+    pub messages: u64,
+}
+
+/// The gaps recorded for `station` that overlap `first..=last`.
+async fn known_gaps(
+    ledger: &Ledger,
+    station: &StationName,
+    first: u64,
+    last: u64,
+) -> Vec<KnownGap> {
+    match ledger.gaps(station).await {
+        Ok(gaps) => gaps
+            .into_iter()
+            .filter(|g| g.first_seq <= last && first <= g.last_seq)
+            .map(|g| KnownGap {
+                first_seq: g.first_seq,
+                last_seq: g.last_seq,
+                messages: g.messages,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the station's recorded gaps");
+            Vec::new()
+        }
+    }
 }
 
 impl RestoreSummary {
@@ -285,6 +327,18 @@ impl RestoreSummary {
             s.push_str(&format!(
                 "; {} were already in the stream",
                 self.already_present
+            ));
+        }
+        if !self.known_gaps.is_empty() {
+            let lost: u64 = self.known_gaps.iter().map(|g| g.messages).sum();
+            let ranges: Vec<String> = self
+                .known_gaps
+                .iter()
+                .map(|g| format!("{}-{}", g.first_seq, g.last_seq))
+                .collect();
+            s.push_str(&format!(
+                "; {lost} message(s) in this range were lost upstream before archiving (known gaps: seqs {})",
+                ranges.join(", ")
             ));
         }
         s
@@ -394,12 +448,13 @@ fn open_checkpoint(
 /// checkpoint, or the resume), or opens the NDJSON output.
 async fn open_sink(
     target: &Target,
+    key: Option<RestoreKey>,
     resumed: Option<&Checkpoint>,
     checkpointer: Option<&mut Checkpointer>,
 ) -> Result<Box<dyn Sink>, RestoreError> {
     Ok(match target {
         Target::Nats(t) => {
-            let mut s = NatsSink::connect(t).await?;
+            let mut s = NatsSink::connect(t, key).await?;
             match (resumed, checkpointer) {
                 (Some(cp), _) => s.resume_after(cp.last_seq, cp.streams.clone()),
                 (None, Some(c)) => {
@@ -457,7 +512,22 @@ pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, R
     let mut sel = req.selection;
     let (mut checkpointer, resumed) = open_checkpoint(&req, &target_spec, &mut sel)?;
     let resumed_after = resumed.as_ref().and_then(|cp| cp.last_seq);
-    let mut sink = open_sink(&req.target, resumed.as_ref(), checkpointer.as_mut()).await?;
+    let ledger = Ledger::new(archive.clone());
+    let key = match &req.target {
+        Target::Nats(_) => match ledger.restore_key().await {
+            Ok(key) => Some(key),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    "restored messages go out unsigned: a station `strata run` archives will take \
+                     them for new messages",
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+    let mut sink = open_sink(&req.target, key, resumed.as_ref(), checkpointer.as_mut()).await?;
     if let Some(c) = &mut checkpointer {
         // Durable before the first publish: the stream positions a resume needs.
         c.cp.write(&c.path)?;
@@ -503,6 +573,12 @@ pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, R
     };
 
     let reads = counting.counts();
+    let known_gaps = match (first_seq, delivered.last_seq) {
+        (Some(first), Some(last)) if delivered.messages > 0 => {
+            known_gaps(&ledger, &req.station, first, last).await
+        }
+        _ => Vec::new(),
+    };
     let seconds = started.elapsed().as_secs_f64();
     let note = (delivered.messages == 0).then(|| match resumed_after {
         Some(last) => format!(
@@ -534,6 +610,7 @@ pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, R
         row_groups_total: plan.stats.row_groups_total,
         already_present: delivered.already_present,
         resumed_after,
+        known_gaps,
         note,
     };
     progress.finish(&summary);
@@ -561,6 +638,7 @@ mod tests {
             row_groups_total: 4,
             already_present: 0,
             resumed_after: None,
+            known_gaps: Vec::new(),
             note: None,
         };
         let v: serde_json::Value = serde_json::from_str(&s.to_json_line()).unwrap();

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use strata::config::NatsConfig;
+use strata::identity::ledger::Ledger;
 use strata::message::{Message, StationName};
 use strata::metrics::Metrics;
-use strata::identity::ledger::Ledger;
 use strata::source::nats::NatsSource;
 use strata::source::owners::NatsStations;
 use strata::wal::{Wal, WalOptions};
@@ -129,8 +129,8 @@ async fn archives_twice_what_the_stream_keeps_exactly_once_and_in_order() {
         metrics.clone(),
         rx,
     )
-        .await
-        .unwrap();
+    .await
+    .unwrap();
 
     // Publish while the source runs, never letting the stream expel a message
     // the source has not acknowledged yet (that would be a gap upstream).
@@ -291,9 +291,9 @@ async fn start_fails_clearly_without_a_server() {
         Arc::new(Metrics::new()),
         rx,
     )
-        .await
-        .unwrap_err()
-        .to_string();
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(err.contains(&url), "{err}");
     assert!(err.contains("nats-server is running"), "{err}");
 }

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use strata::compactor::{CompactionObserver, Compactor};
 use strata::config::Config;
+use strata::identity::ledger::Ledger;
 use strata::metrics::Metrics;
 use strata::source::http::{self, FlushHandle, HttpState};
-use strata::identity::ledger::Ledger;
 use strata::source::nats::NatsSource;
 use strata::source::owners::NatsStations;
 use strata::store::Archive;

@@ -214,7 +214,8 @@ impl Ledger {
         match store.put_opts(path, payload.clone(), opts).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(object_store::Error::NotImplemented) | Err(object_store::Error::NotSupported { .. }) => {
+            Err(object_store::Error::NotImplemented)
+            | Err(object_store::Error::NotSupported { .. }) => {
                 if self.get(path).await?.is_some() {
                     return Ok(false);
                 }
@@ -285,7 +286,10 @@ mod tests {
         let e = l.record_incarnation(&inc(1, "c", 60)).await.unwrap_err();
         assert!(matches!(e, LedgerError::Conflict { index: 1, .. }), "{e}");
         let got = l.incarnations(&st).await.unwrap();
-        assert_eq!(got.iter().map(|r| r.incarnation).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(
+            got.iter().map(|r| r.incarnation).collect::<Vec<_>>(),
+            [0, 1]
+        );
         let g = GapRecord::new(&got[1], 3, 4, Timestamp(0));
         l.record_gap(&g).await.unwrap();
         l.record_gap(&g).await.unwrap();

@@ -104,7 +104,13 @@ impl RestoreKey {
         Ok(Self(bytes))
     }
 
-    fn mac(&self, station: &StationName, seq: u64, timestamp: Timestamp, payload: &[u8]) -> HmacSha256 {
+    fn mac(
+        &self,
+        station: &StationName,
+        seq: u64,
+        timestamp: Timestamp,
+        payload: &[u8],
+    ) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(DOMAIN);
         mac.update(&[0]);
@@ -117,8 +123,18 @@ impl RestoreKey {
     }
 
     /// The signature of a restored message (64 hex digits).
-    pub fn sign(&self, station: &StationName, seq: u64, timestamp: Timestamp, payload: &[u8]) -> String {
-        hex::encode(self.mac(station, seq, timestamp, payload).finalize().into_bytes())
+    pub fn sign(
+        &self,
+        station: &StationName,
+        seq: u64,
+        timestamp: Timestamp,
+        payload: &[u8],
+    ) -> String {
+        hex::encode(
+            self.mac(station, seq, timestamp, payload)
+                .finalize()
+                .into_bytes(),
+        )
     }
 
     /// Whether `signature` is this key's signature of the message (constant time).
@@ -169,9 +185,9 @@ mod tests {
         assert_eq!(RestoreKey::from_json(&key.to_json()).unwrap(), key);
         assert!(!format!("{key:?}").contains(&hex::encode(key.0)));
         assert!(RestoreKey::from_json(b"{}").is_err());
-        assert!(RestoreKey::from_json(
-            br#"{"version":1,"algorithm":"HMAC-SHA256","key":"abcd"}"#
-        )
-        .is_err());
+        assert!(
+            RestoreKey::from_json(br#"{"version":1,"algorithm":"HMAC-SHA256","key":"abcd"}"#)
+                .is_err()
+        );
     }
 }

@@ -268,7 +268,19 @@ mod tests {
             ..base
         };
         assert!((expel_risk(&age) - 0.25).abs() < 1e-9);
-        assert_eq!(expel_risk(&ExpelInputs { unarchived: 0, ..base }), 0.0);
-        assert_eq!(expel_risk(&ExpelInputs { max_msgs: 0, ..base }), 0.0);
+        assert_eq!(
+            expel_risk(&ExpelInputs {
+                unarchived: 0,
+                ..base
+            }),
+            0.0
+        );
+        assert_eq!(
+            expel_risk(&ExpelInputs {
+                max_msgs: 0,
+                ..base
+            }),
+            0.0
+        );
     }
 }

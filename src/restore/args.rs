@@ -11,6 +11,7 @@ use crate::config::Secret;
 use crate::message::{StationName, Timestamp, MAX_SEQ};
 
 use super::RestoreError;
+pub use crate::nats::{redact_url, NatsUrl};
 
 /// The default number of JetStream publish acknowledgements outstanding at once.
 pub const DEFAULT_MAX_INFLIGHT: usize = 256;
@@ -105,35 +106,7 @@ fn parse_nats_url(s: &str) -> Result<NatsUrl, String> {
     if s.trim().is_empty() {
         return Err("the NATS URL is empty: use e.g. nats://127.0.0.1:4222".to_string());
     }
-    Ok(NatsUrl(s.to_string()))
-}
-
-/// A NATS server URL (or comma-separated list), which may embed a user and
-/// password: `Debug` and `Display` show it with those removed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct NatsUrl(String);
-
-impl NatsUrl {
-    /// Wraps a URL.
-    pub fn new(url: impl Into<String>) -> Self {
-        Self(url.into())
-    }
-    /// The URL as given, credentials included: only for the NATS client.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for NatsUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&redact_url(&self.0), f)
-    }
-}
-
-impl std::fmt::Display for NatsUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&redact_url(&self.0))
-    }
+    Ok(NatsUrl::new(s))
 }
 
 fn parse_secret(s: &str) -> Result<Secret, String> {
@@ -363,28 +336,6 @@ fn bad_time(s: &str) -> String {
         "{s:?} is not a time: use RFC 3339 (2026-11-24T10:00:00Z), `now`, \
          or a time before now like -30m, -2h, -7d (units s m h d w)"
     )
-}
-
-/// `url` (or a comma-separated list of URLs) with any user, password or token
-/// removed, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    url.split(',')
-        .map(|one| {
-            let (scheme, rest) = match one.split_once("://") {
-                Some((scheme, rest)) => (Some(scheme), rest),
-                None => (None, one),
-            };
-            let shown = match rest.rsplit_once('@') {
-                Some((_, host)) => format!("<credentials>@{host}"),
-                None => rest.to_string(),
-            };
-            match scheme {
-                Some(scheme) => format!("{scheme}://{shown}"),
-                None => shown,
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 #[cfg(test)]

@@ -3,18 +3,15 @@
 //! publish order so the confirmed position is always a contiguous prefix.
 //!
 //! Each message keeps its payload bytes, its headers (values of one name in
-//! their order; see the limit below), and gets:
-//!
-//! | header             | value                                                  |
-//! |--------------------|--------------------------------------------------------|
-//! | `Nats-Msg-Id`      | the archived id, else `strata:<station>:<seq>`; not added when the archived headers already have one |
-//! | `Strata-Station`   | the station it was archived from                       |
-//! | `Strata-Seq`       | its seq in that station                                |
-//! | `Strata-Timestamp` | its archived timestamp, RFC 3339 with microseconds     |
-//!
-//! `Strata-*` headers already in the archived message are replaced, so a
-//! message restored twice names its latest origin. `Nats-Msg-Id` makes a rerun
-//! inside the stream's duplicate window add nothing.
+//! their order; see the limit below), and gets the restore headers of
+//! [`crate::nats`]: `Nats-Msg-Id: strata:<station>:<seq>` (unique per
+//! archived message, so two distinct messages that shared an id both come
+//! back, while a rerun inside the stream's duplicate window adds nothing),
+//! the original id in `Strata-Original-Msg-Id`, and `Strata-Station`,
+//! `Strata-Seq`, `Strata-Timestamp` and `Strata-Mac` (the archive's restore
+//! signature, so `strata run` recognises the copy). Those headers already in
+//! the archived message are replaced, so a message restored twice names its
+//! latest origin.
 //!
 //! Limit: async-nats 0.42 keeps headers in a hash map, so the relative order of
 //! *different* header names is not kept on the wire (repeated values of one
@@ -36,26 +33,22 @@ use async_nats::jetstream::context::{
 };
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, Context};
-use async_nats::{ConnectOptions, HeaderMap, HeaderName, HeaderValue};
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 
+use crate::identity::mac::RestoreKey;
 use crate::message::{Message, StationName};
+use crate::nats::{
+    restore_msg_id, NatsAuth, NatsUrl, Provenance, NATS_MSG_ID, RESTORE_HEADERS,
+    STRATA_ORIGINAL_MSG_ID, STRATA_SEQ, STRATA_STATION, STRATA_TIMESTAMP,
+};
 
-use super::args::{redact_url, NatsTarget};
+use super::args::NatsTarget;
 use super::sink::{Delivered, Sink};
 use super::RestoreError;
-
-/// Header naming the station a restored message was archived from.
-pub const STRATA_STATION: &str = "Strata-Station";
-/// Header holding a restored message's archived seq.
-pub const STRATA_SEQ: &str = "Strata-Seq";
-/// Header holding a restored message's archived timestamp (RFC 3339, micros).
-pub const STRATA_TIMESTAMP: &str = "Strata-Timestamp";
-/// The JetStream de-duplication header.
-pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
 
 /// How long one acknowledgement may take.
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,35 +57,29 @@ const SUBJECT_CACHE: usize = 4096;
 /// How long a resumed run waits for the next message while reading a stream back.
 const SCAN_IDLE: Duration = Duration::from_secs(10);
 
-/// The idempotency id of a message: its archived id, else `strata:<station>:<seq>`.
-pub fn msg_id(m: &Message) -> String {
-    match &m.id {
-        Some(id) if !id.is_empty() => id.clone(),
-        _ => format!("strata:{}:{}", m.station, m.seq),
-    }
-}
-
-fn is_strata_header(name: &str) -> bool {
-    [STRATA_STATION, STRATA_SEQ, STRATA_TIMESTAMP]
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(name))
-}
-
-/// The headers a message is published with (module doc).
+/// The headers a message is published with (module doc); signed when the
+/// archive's restore key is known.
 ///
 /// # Errors
 /// [`RestoreError::BadHeader`] when an archived header cannot travel over NATS
 /// (a name with `:`, spaces or control characters, a value with CR or LF).
-pub fn publish_headers(m: &Message) -> Result<HeaderMap, RestoreError> {
+pub fn publish_headers(m: &Message, key: Option<&RestoreKey>) -> Result<HeaderMap, RestoreError> {
     let mut map = HeaderMap::new();
-    let mut has_msg_id = false;
+    let mut original_id: Option<&str> = None;
     let bad = |name: &str, reason: &str| RestoreError::BadHeader {
         seq: m.seq,
         name: name.to_string(),
         reason: reason.to_string(),
     };
     for h in &m.headers {
-        if is_strata_header(&h.name) {
+        if h.name == NATS_MSG_ID {
+            original_id.get_or_insert(h.value.as_str());
+            continue;
+        }
+        if RESTORE_HEADERS
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(&h.name))
+        {
             continue;
         }
         let name = HeaderName::from_str(&h.name).map_err(|_| {
@@ -103,21 +90,36 @@ pub fn publish_headers(m: &Message) -> Result<HeaderMap, RestoreError> {
         })?;
         let value = HeaderValue::from_str(&h.value)
             .map_err(|_| bad(&h.name, "header values cannot contain CR or LF"))?;
-        has_msg_id |= h.name == NATS_MSG_ID;
         map.append(name, value);
     }
-    if !has_msg_id {
-        map.insert(HeaderName::from_static(NATS_MSG_ID), msg_id(m).as_str());
+    let original_id = original_id.or(m.id.as_deref().filter(|id| !id.is_empty()));
+    if let Some(id) = original_id {
+        let value = HeaderValue::from_str(id)
+            .map_err(|_| bad(NATS_MSG_ID, "header values cannot contain CR or LF"))?;
+        map.insert(HeaderName::from_static(STRATA_ORIGINAL_MSG_ID), value);
     }
-    map.insert(HeaderName::from_static(STRATA_STATION), m.station.as_str());
     map.insert(
-        HeaderName::from_static(STRATA_SEQ),
-        m.seq.to_string().as_str(),
+        HeaderName::from_static(NATS_MSG_ID),
+        restore_msg_id(&m.station, m.seq).as_str(),
     );
-    map.insert(
-        HeaderName::from_static(STRATA_TIMESTAMP),
-        m.timestamp.to_rfc3339().as_str(),
-    );
+    match key {
+        Some(key) => {
+            for (name, value) in Provenance::sign(key, &m.station, m.seq, m.timestamp, &m.payload) {
+                map.insert(HeaderName::from_static(name), value.as_str());
+            }
+        }
+        None => {
+            map.insert(HeaderName::from_static(STRATA_STATION), m.station.as_str());
+            map.insert(
+                HeaderName::from_static(STRATA_SEQ),
+                m.seq.to_string().as_str(),
+            );
+            map.insert(
+                HeaderName::from_static(STRATA_TIMESTAMP),
+                m.timestamp.to_rfc3339().as_str(),
+            );
+        }
+    }
     Ok(map)
 }
 
@@ -154,7 +156,8 @@ struct Resume {
 /// Publishes to JetStream (module doc).
 pub struct NatsSink {
     js: Context,
-    url: String,
+    url: NatsUrl,
+    key: Option<RestoreKey>,
     subject: Option<String>,
     stream_of: HashMap<String, String>,
     inflight: FuturesOrdered<BoxFuture<'static, Outcome>>,
@@ -179,38 +182,34 @@ impl NatsSink {
     ///
     /// # Errors
     /// [`RestoreError::NatsConnect`] saying what to check.
-    pub async fn connect(target: &NatsTarget) -> Result<Self, RestoreError> {
-        let url = redact_url(target.url.expose());
-        let connect_err = |reason: String| RestoreError::NatsConnect {
-            url: url.clone(),
-            reason,
+    pub async fn connect(
+        target: &NatsTarget,
+        key: Option<RestoreKey>,
+    ) -> Result<Self, RestoreError> {
+        let url = target.url.clone();
+        let (user, password) = match &target.user_password {
+            Some((user, password)) => (Some(user.clone()), Some(password.clone())),
+            None => (None, None),
         };
-        let mut opts = ConnectOptions::new()
-            .name("strata-restore")
-            .connection_timeout(Duration::from_secs(10));
-        if let Some(token) = &target.token {
-            opts = opts.token(token.expose().to_string());
-        }
-        if let Some((user, password)) = &target.user_password {
-            opts = opts.user_and_password(user.clone(), password.expose().to_string());
-        }
-        if let Some(creds) = &target.creds {
-            opts = opts.credentials_file(creds).await.map_err(|e| {
-                connect_err(format!(
-                    "cannot read the credentials file {}: {e}",
-                    creds.display()
-                ))
-            })?;
-        }
-        let client = opts
-            .connect(target.url.expose())
+        let auth = NatsAuth {
+            url: url.clone(),
+            token: target.token.clone(),
+            user,
+            password,
+            creds_file: target.creds.clone(),
+        };
+        let (client, _) = crate::nats::connect_jetstream(&auth, "strata-restore")
             .await
-            .map_err(|e| connect_err(e.to_string()))?;
+            .map_err(|e| RestoreError::NatsConnect {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
         let mut js = jetstream::new(client);
         js.set_timeout(ACK_TIMEOUT);
         let mut sink = Self {
             js,
             url,
+            key,
             subject: target.subject.clone(),
             stream_of: HashMap::new(),
             inflight: FuturesOrdered::new(),
@@ -310,6 +309,7 @@ impl NatsSink {
             self.subject.as_deref(),
             station,
             after,
+            self.key.as_ref(),
         )
         .await?;
         let found = set.contains(&seq);
@@ -372,7 +372,7 @@ impl Sink for NatsSink {
                 .push_back(futures::future::ready(Outcome::Present(m.seq)).boxed());
             return self.settle_ready();
         }
-        let headers = publish_headers(&m)?;
+        let headers = publish_headers(&m, self.key.as_ref())?;
         while self.inflight.len() >= self.max_inflight {
             if let Some(outcome) = self.inflight.next().await {
                 self.settle(outcome)?;
@@ -422,6 +422,7 @@ async fn scan_stream(
     subject: Option<&str>,
     station: &StationName,
     after: Option<u64>,
+    key: Option<&RestoreKey>,
 ) -> Result<HashSet<u64>, RestoreError> {
     let err = |reason: String| RestoreError::Nats {
         what: format!("reading back stream {stream:?} to resume"),
@@ -447,7 +448,8 @@ async fn scan_stream(
                 start_sequence: after_stream_seq + 1,
             },
             filter_subject: subject.unwrap_or_default().to_string(),
-            headers_only: true,
+            // Whole messages: a signature covers the payload.
+            headers_only: key.is_none(),
             ..OrderedConfig::default()
         })
         .await
@@ -463,13 +465,18 @@ async fn scan_stream(
         let Some(msg) = next else { break };
         let msg = msg.map_err(|e| err(e.to_string()))?;
         if let Some(h) = &msg.headers {
-            let ours = h
-                .get(STRATA_STATION)
-                .is_some_and(|v| v.as_str() == station.as_str());
-            let seq = h
-                .get(STRATA_SEQ)
-                .and_then(|v| v.as_str().parse::<u64>().ok());
-            if let (true, Some(seq)) = (ours, seq) {
+            let find = |name: &str| h.get(name).map(|v| v.as_str());
+            let claim = match key {
+                // Only this archive's signed copies count as already restored.
+                Some(key) => Provenance::from_headers(find)
+                    .filter(|p| &p.station == station && p.verify(key, &msg.payload))
+                    .map(|p| p.seq.get()),
+                None => find(STRATA_STATION)
+                    .filter(|s| *s == station.as_str())
+                    .and_then(|_| find(STRATA_SEQ))
+                    .and_then(|s| s.parse::<u64>().ok()),
+            };
+            if let Some(seq) = claim {
                 if after.is_none_or(|a| seq > a) {
                     found.insert(seq);
                 }
@@ -519,7 +526,7 @@ mod tests {
             ],
             None,
         );
-        let h = publish_headers(&m).unwrap();
+        let h = publish_headers(&m, None).unwrap();
         assert_eq!(values(&h, "X-Trace"), ["a", "b"]);
         assert_eq!(values(&h, "x-trace"), ["lower"]);
         assert_eq!(values(&h, "Strata-Seq"), ["42"]);
@@ -532,22 +539,45 @@ mod tests {
     }
 
     #[test]
-    fn the_archived_id_is_the_msg_id_and_an_existing_one_is_not_doubled() {
-        let h = publish_headers(&message(vec![], Some("order-7"))).unwrap();
-        assert_eq!(values(&h, "Nats-Msg-Id"), ["order-7"]);
-        let h = publish_headers(&message(
-            vec![Header::new("Nats-Msg-Id", "from-header")],
-            Some("order-7"),
-        ))
+    fn the_dedup_id_is_per_archived_message_and_the_original_id_is_kept() {
+        let h = publish_headers(&message(vec![], Some("order-7")), None).unwrap();
+        assert_eq!(values(&h, "Nats-Msg-Id"), ["strata:orders:42"]);
+        assert_eq!(values(&h, "Strata-Original-Msg-Id"), ["order-7"]);
+        let h = publish_headers(
+            &message(
+                vec![Header::new("Nats-Msg-Id", "from-header")],
+                Some("order-7"),
+            ),
+            None,
+        )
         .unwrap();
-        assert_eq!(values(&h, "Nats-Msg-Id"), ["from-header"]);
+        assert_eq!(values(&h, "Nats-Msg-Id"), ["strata:orders:42"]);
+        assert_eq!(values(&h, "Strata-Original-Msg-Id"), ["from-header"]);
+        let h = publish_headers(&message(vec![], None), None).unwrap();
+        assert!(values(&h, "Strata-Original-Msg-Id").is_empty());
+    }
+
+    #[test]
+    fn signed_headers_verify_against_the_payload() {
+        let key = RestoreKey::from_bytes([3; 32]);
+        let m = message(vec![Header::new("Strata-Mac", "forged")], None);
+        let h = publish_headers(&m, Some(&key)).unwrap();
+        let claim = Provenance::from_headers(|n| h.get(n).map(|v| v.as_str())).unwrap();
+        assert_eq!(claim.seq.get(), 42);
+        assert!(claim.verify(&key, &m.payload));
+        assert_eq!(
+            values(&h, "Strata-Mac").len(),
+            1,
+            "the archived one is replaced"
+        );
     }
 
     #[test]
     fn refuses_headers_nats_cannot_carry() {
-        let e = publish_headers(&message(vec![Header::new("a:b", "v")], None)).unwrap_err();
+        let e = publish_headers(&message(vec![Header::new("a:b", "v")], None), None).unwrap_err();
         assert!(matches!(e, RestoreError::BadHeader { seq: 42, .. }));
-        let e = publish_headers(&message(vec![Header::new("a", "v\r\nb")], None)).unwrap_err();
+        let e =
+            publish_headers(&message(vec![Header::new("a", "v\r\nb")], None), None).unwrap_err();
         assert!(e.to_string().contains("--output"), "{e}");
     }
 

@@ -29,11 +29,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::source::owners::NatsStations;
 use crate::config::{HttpConfig, Secret};
 use crate::message::{Draft, StationName};
 use crate::metrics::Metrics;
 use crate::ndjson;
+use crate::source::owners::NatsStations;
 use crate::wal::{Appended, Wal, WalError};
 
 /// Seconds a client is told to wait (`Retry-After`) while the WAL is full.

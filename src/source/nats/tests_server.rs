@@ -219,7 +219,13 @@ async fn archives_every_message_once_and_resumes_after_restart() {
 
     let archive = Arc::new(MemArchive::default());
     let (tx, rx) = watch::channel(false);
-    let task = start(&config(&url, &[&name]), archive.clone(), Arc::new(Metrics::new()), rx).await;
+    let task = start(
+        &config(&url, &[&name]),
+        archive.clone(),
+        Arc::new(Metrics::new()),
+        rx,
+    )
+    .await;
     wait_for("300 messages", 20, || archive.len() == 300).await;
     tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), task)
@@ -253,7 +259,13 @@ async fn archives_every_message_once_and_resumes_after_restart() {
     publish(&js, &name, 300..350).await;
     let (tx, rx) = watch::channel(false);
     let appends_before = archive.appends.load(Ordering::SeqCst);
-    let task = start(&config(&url, &[&name]), archive.clone(), Arc::new(Metrics::new()), rx).await;
+    let task = start(
+        &config(&url, &[&name]),
+        archive.clone(),
+        Arc::new(Metrics::new()),
+        rx,
+    )
+    .await;
     wait_for("350 messages", 20, || archive.len() == 350).await;
     wait_for_ack_floor(&js, &name, DEFAULT_CONSUMER, 350).await;
     tx.send(true).unwrap();
@@ -280,7 +292,13 @@ async fn a_full_wal_holds_messages_in_the_broker_until_there_is_room() {
     archive.full_calls.store(6, Ordering::SeqCst);
     let metrics = Arc::new(Metrics::new());
     let (tx, rx) = watch::channel(false);
-    let task = start(&config(&url, &[&name]), archive.clone(), metrics.clone(), rx).await;
+    let task = start(
+        &config(&url, &[&name]),
+        archive.clone(),
+        metrics.clone(),
+        rx,
+    )
+    .await;
     // While the archive refuses, nothing is acknowledged.
     wait_for("refusals", 20, || {
         archive.full_calls.load(Ordering::SeqCst) <= 3
@@ -392,7 +410,13 @@ async fn work_queue_streams_are_left_alone() {
     publish(&js, &name, 0..5).await;
     let archive = Arc::new(MemArchive::default());
     let (_tx, rx) = watch::channel(false);
-    let task = start(&config(&url, &[&name]), archive.clone(), Arc::new(Metrics::new()), rx).await;
+    let task = start(
+        &config(&url, &[&name]),
+        archive.clone(),
+        Arc::new(Metrics::new()),
+        rx,
+    )
+    .await;
     // Its only worker refuses the stream, so the source ends by itself.
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
@@ -486,7 +510,13 @@ async fn survives_a_server_restart() {
     let archive = Arc::new(MemArchive::default());
     let metrics = Arc::new(Metrics::new());
     let (tx, rx) = watch::channel(false);
-    let task = start(&config(&url, &["restart"]), archive.clone(), metrics.clone(), rx).await;
+    let task = start(
+        &config(&url, &["restart"]),
+        archive.clone(),
+        metrics.clone(),
+        rx,
+    )
+    .await;
     wait_for("200 messages", 20, || archive.len() == 200).await;
 
     let own = own.restart();

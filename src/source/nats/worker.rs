@@ -288,7 +288,13 @@ impl StationWorker {
         let created = rfc3339_nanos(info.created.unix_timestamp_nanos());
         let inc = self
             .identity
-            .bind(&self.station, &created, existed, self.archive.as_ref(), &self.metrics)
+            .bind(
+                &self.station,
+                &created,
+                existed,
+                self.archive.as_ref(),
+                &self.metrics,
+            )
             .await
             .map_err(|e| SetupError::Nats(e.into()))?;
         let floor = consumer.cached_info().ack_floor.stream_sequence;
