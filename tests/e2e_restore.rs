@@ -17,12 +17,13 @@ use e2e_support::*;
 
 const CONSUMER: &str = ARCHIVER_CONSUMER;
 const CATCH_UP: Duration = Duration::from_secs(180);
-/// Headers Strata adds to restored messages (`Strata-Station` is an addition
-/// of the implementation to the contract's three).
-const RESTORE_HEADERS: [&str; 4] = [
+/// Headers Strata adds to restored messages (README, "Restore").
+const RESTORE_HEADERS: [&str; 6] = [
     "Strata-Seq",
     "Strata-Timestamp",
     "Strata-Station",
+    "Strata-Mac",
+    "Strata-Original-Msg-Id",
     "Nats-Msg-Id",
 ];
 
@@ -131,9 +132,24 @@ fn assert_restored(got: &[StreamMsg], expected: &[Expected]) {
         let id = m
             .header("Nats-Msg-Id")
             .unwrap_or_else(|| panic!("seq {} has no Nats-Msg-Id", e.seq));
-        if let Some(orig) = &e.id {
-            assert_eq!(id, orig, "Nats-Msg-Id of seq {} is its original id", e.seq);
-        }
+        assert_eq!(
+            id,
+            format!("strata:{}:{}", e.station, e.seq),
+            "Nats-Msg-Id of seq {} is unique per archived message",
+            e.seq
+        );
+        assert_eq!(
+            m.header("Strata-Original-Msg-Id"),
+            e.id.as_deref(),
+            "Strata-Original-Msg-Id of seq {} is its original id",
+            e.seq
+        );
+        assert_eq!(
+            m.header("Strata-Mac").map(str::len),
+            Some(64),
+            "seq {} is signed",
+            e.seq
+        );
         assert!(ids.insert(id.to_string()), "Nats-Msg-Id {id} used twice");
     }
 }

@@ -502,10 +502,12 @@ mod nats {
             assert_eq!(r.payload, m.payload, "payload of seq {}", m.seq);
             assert_eq!(one(r, "Strata-Station"), STATION);
             assert_eq!(one(r, "Strata-Timestamp"), m.timestamp.to_rfc3339());
-            let id =
-                m.id.clone()
-                    .unwrap_or_else(|| format!("strata:{STATION}:{}", m.seq));
-            assert_eq!(one(r, "Nats-Msg-Id"), id);
+            assert_eq!(one(r, "Nats-Msg-Id"), format!("strata:{STATION}:{}", m.seq));
+            match &m.id {
+                Some(id) => assert_eq!(&one(r, "Strata-Original-Msg-Id"), id),
+                None => assert!(!r.headers.contains_key("Strata-Original-Msg-Id")),
+            }
+            assert_eq!(one(r, "Strata-Mac").len(), 64);
             let mut want_headers: BTreeMap<String, Vec<String>> = BTreeMap::new();
             for h in &m.headers {
                 want_headers
