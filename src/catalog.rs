@@ -25,6 +25,8 @@ use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
 use serde::{Serialize, Serializer};
 
 use crate::compactor::human_bytes;
+use crate::identity::ledger::{Ledger, LedgerError};
+use crate::identity::{GapRecord, IncarnationRecord};
 use crate::layout::{self, CommitRecord, CommittedFile, DataKey, Hour};
 use crate::message::StationName;
 use crate::store::{op_error, Archive, StoreError};
@@ -39,6 +41,9 @@ pub enum CatalogError {
     /// Listing or reading an object failed.
     #[error("cannot list the archive: {0}")]
     Store(#[from] Box<StoreError>),
+    /// The identity ledger could not be read.
+    #[error("cannot read the archive's identity records: {0}")]
+    Ledger(#[from] LedgerError),
     /// A data file's footer could not be read.
     #[error("cannot read the Parquet footer of {key}: {source}; the file may be damaged, check it with `parquet-tools meta` or DuckDB")]
     Footer {
@@ -132,6 +137,11 @@ pub struct StationListing {
     pub gaps: Vec<Gap>,
     /// Seqs stored more than once.
     pub overlaps: Vec<Overlap>,
+    /// The stream incarnations recorded for the station (identity ledger).
+    pub incarnations: Vec<IncarnationRecord>,
+    /// Gaps recorded by the NATS source: messages the stream expelled
+    /// before Strata read them.
+    pub lost: Vec<GapRecord>,
 }
 
 impl StationListing {
@@ -212,10 +222,52 @@ pub async fn list(
         .buffer_unordered(CONCURRENCY)
         .try_collect()
         .await?;
+    let mut stations = group(files);
+    let ledger = Ledger::new(archive.clone());
+    for listing in &mut stations {
+        listing.incarnations = ledger.incarnations(&listing.station).await?;
+        listing.lost = ledger.gaps(&listing.station).await?;
+    }
+    // Stations known only from the ledger (e.g. everything they had was lost).
+    for name in ledger_stations(archive, station).await? {
+        if stations.iter().any(|s| s.station == name) {
+            continue;
+        }
+        let incarnations = ledger.incarnations(&name).await?;
+        let lost = ledger.gaps(&name).await?;
+        stations.push(StationListing {
+            station: name,
+            partitions: Vec::new(),
+            gaps: Vec::new(),
+            overlaps: Vec::new(),
+            incarnations,
+            lost,
+        });
+    }
+    stations.sort_by(|a, b| a.station.cmp(&b.station));
     Ok(Listing {
         url: archive.url.clone(),
-        stations: group(files),
+        stations,
     })
+}
+
+/// Stations with identity records (`_strata/stations/<station>/`).
+async fn ledger_stations(
+    archive: &Archive,
+    only: Option<&StationName>,
+) -> Result<Vec<StationName>, CatalogError> {
+    let root = archive.prefix.child("_strata").child("stations");
+    let found = archive
+        .store
+        .list_with_delimiter(Some(&root))
+        .await
+        .map_err(|e| CatalogError::Store(Box::new(op_error("list", &root, e))))?;
+    Ok(found
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().and_then(|n| StationName::new(n).ok()))
+        .filter(|n| only.is_none_or(|o| o == n))
+        .collect())
 }
 
 /// Every object under `prefix` (the whole store when it is empty).
@@ -318,6 +370,8 @@ fn group(files: Vec<(DataKey, ArchivedFile)>) -> Vec<StationListing> {
                 partitions,
                 gaps,
                 overlaps,
+                incarnations: Vec::new(),
+                lost: Vec::new(),
             }
         })
         .collect()
@@ -418,7 +472,40 @@ impl fmt::Display for Listing {
                     )?;
                 }
             }
+            for inc in &s.incarnations {
+                writeln!(
+                    f,
+                    "  INCARNATION {}: stream created {}, archived as seq = {} + stream seq \
+                     (seqs from {}), first seen {}",
+                    inc.incarnation,
+                    inc.stream_created,
+                    inc.seq_offset,
+                    inc.seq_offset + 1,
+                    inc.detected_at
+                )?;
+            }
+            for g in &s.lost {
+                writeln!(
+                    f,
+                    "  LOST UPSTREAM: seqs {}-{} ({} messages; stream seqs {}-{} of incarnation {}) \
+                     were expelled by the stream before Strata read them; detected {}",
+                    g.first_seq,
+                    g.last_seq,
+                    g.messages,
+                    g.first_stream_seq,
+                    g.last_stream_seq,
+                    g.incarnation,
+                    g.detected_at
+                )?;
+            }
             for g in &s.gaps {
+                let recorded = s
+                    .lost
+                    .iter()
+                    .any(|l| l.first_seq <= g.from_seq && g.to_seq <= l.last_seq);
+                if recorded {
+                    continue;
+                }
                 if g.exact {
                     writeln!(
                         f,
@@ -550,6 +637,8 @@ mod tests {
                     exact: true,
                 }],
                 overlaps: vec![],
+                incarnations: vec![],
+                lost: vec![],
             }],
         };
         let text = listing.to_string();
