@@ -373,19 +373,45 @@ impl StationWorker {
             self.ack(&chunk, &acks).await;
             return Ok(());
         }
+        self.append_all(drafts).await?;
+        self.ack(&chunk, &acks).await;
+        Ok(())
+    }
+
+    /// Appends `drafts`, retrying until they are durable. While the WAL is
+    /// full the worker waits (the messages stay in the broker); a chunk
+    /// larger than a quarter of the WAL's budget goes in parts, so that one
+    /// chunk of large messages can never be too big to fit at all.
+    async fn append_all(&mut self, drafts: Vec<Draft>) -> Result<(), Stop> {
         let mut full = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut warned_full = false;
-        loop {
-            let count = drafts.len() as u64;
-            let bytes: u64 = drafts.iter().map(|d| d.payload.len() as u64).sum();
-            match self.archive.append(drafts.clone()).await {
+        let mut part_limit: Option<u64> = None;
+        let mut rest = drafts;
+        while !rest.is_empty() {
+            let take = match part_limit {
+                None => rest.len(),
+                Some(limit) => {
+                    let mut bytes = 0;
+                    rest.iter()
+                        .take_while(|d| {
+                            bytes += d.payload.len() as u64 + 256;
+                            bytes <= limit
+                        })
+                        .count()
+                        .max(1)
+                }
+            };
+            let part: Vec<Draft> = rest[..take].to_vec();
+            let count = part.len() as u64;
+            let bytes: u64 = part.iter().map(|d| d.payload.len() as u64).sum();
+            match self.archive.append(part).await {
                 Ok(appended) => {
-                    let dups = appended.duplicates as u64;
-                    let dup_bytes = if dups > 0 { bytes * dups / count } else { 0 };
+                    let dups = (appended.duplicates as u64).min(count);
+                    let dup_bytes = bytes * dups / count;
                     self.metrics.inc_ingested(
                         self.station.as_str(),
                         SOURCE,
-                        count - dups.min(count),
+                        count - dups,
                         bytes - dup_bytes,
                     );
                     if dups > 0 {
@@ -394,13 +420,14 @@ impl StationWorker {
                     }
                     if warned_full {
                         tracing::info!(station = %self.station, "WAL has room again; archiving resumed");
+                        warned_full = false;
                     }
-                    self.ack(&chunk, &acks).await;
-                    return Ok(());
+                    rest.drain(..take);
                 }
                 Err(WalError::Full { used, max }) => {
                     // Backpressure: the messages stay unacknowledged in the broker.
                     self.metrics.inc_wal_full(SOURCE);
+                    part_limit.get_or_insert((max / 4).max(1));
                     if !warned_full {
                         tracing::warn!(
                             station = %self.station, used, max,
@@ -425,6 +452,7 @@ impl StationWorker {
                 }
             }
         }
+        Ok(())
     }
 
     /// Records a gap in the archive (retrying while the store fails: the
