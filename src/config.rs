@@ -204,6 +204,10 @@ pub struct HttpConfig {
     /// Largest accepted request body (default 64 MiB).
     #[serde(deserialize_with = "de_positive_size_usize")]
     pub max_body_bytes: usize,
+    /// Most request body bytes held by all requests together (default 256 MiB);
+    /// past it requests get `503` with `Retry-After`. At least `max_body_bytes`.
+    #[serde(deserialize_with = "de_positive_size_usize")]
+    pub max_inflight_bytes: usize,
 }
 
 /// `[nats]`: the JetStream source.
@@ -281,6 +285,7 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".to_string(),
             token: None,
             max_body_bytes: 64 * MIB as usize,
+            max_inflight_bytes: 256 * MIB as usize,
         }
     }
 }
@@ -396,6 +401,14 @@ impl Config {
                 "[wal] segment_max_bytes ({}) is larger than max_disk_bytes ({}): \
                  raise max_disk_bytes or lower segment_max_bytes",
                 self.wal.segment_max_bytes, self.wal.max_disk_bytes
+            ));
+        }
+        if self.http.max_inflight_bytes < self.http.max_body_bytes {
+            return Err(format!(
+                "[http] max_inflight_bytes ({}) is smaller than max_body_bytes ({}): one \
+                 request of the largest size could never be taken; raise max_inflight_bytes \
+                 or lower max_body_bytes",
+                self.http.max_inflight_bytes, self.http.max_body_bytes
             ));
         }
         let nats = &self.nats;
@@ -968,6 +981,7 @@ mod tests {
             listen = "0.0.0.0:9090"
             token = "http-token"
             max_body_bytes = "1MiB"
+            max_inflight_bytes = "8MiB"
 
             [nats]
             url = "nats://127.0.0.1:4222"
@@ -1005,6 +1019,7 @@ mod tests {
             Some("http-token")
         );
         assert_eq!(c.http.max_body_bytes, 1 << 20);
+        assert_eq!(c.http.max_inflight_bytes, 8 << 20);
         assert_eq!(c.nats.url, "nats://127.0.0.1:4222");
         assert_eq!(c.nats.stations, ["orders", "payments.eu"]);
         assert_eq!(c.nats.consumer, "archiver");
@@ -1155,6 +1170,11 @@ mod tests {
         assert!(e.contains("one authentication method"), "{e}");
         let e = parse_err("[nats]\nuser = \"u\"\n");
         assert!(e.contains("user and password"), "{e}");
+        let e = parse_err("[http]\nmax_body_bytes = \"2MiB\"\nmax_inflight_bytes = \"1MiB\"\n");
+        assert!(
+            e.contains("max_inflight_bytes") && e.contains("max_body_bytes"),
+            "{e}"
+        );
     }
 
     fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -1286,6 +1306,7 @@ mod tests {
             d.compaction.upload_concurrency
         );
         assert_eq!(c.http.max_body_bytes, d.http.max_body_bytes);
+        assert_eq!(c.http.max_inflight_bytes, d.http.max_inflight_bytes);
         assert_eq!(c.nats.fetch_batch, d.nats.fetch_batch);
     }
 

@@ -12,6 +12,7 @@
 //! | `strata_source_errors_total` | counter | source | sources: transient errors (fetch, ack, reconnect) |
 //! | `strata_wal_bytes` | gauge | | process: WAL size on disk |
 //! | `strata_wal_segments` | gauge | | process: WAL segment files |
+//! | `strata_http_inflight_bytes` | gauge | | HTTP server: request body bytes held now (bounded by `max_inflight_bytes`) |
 //! | `strata_oldest_unuploaded_age_seconds` | gauge | | compactor: age of the oldest message not yet uploaded |
 //! | `strata_upload_errors_total` | counter | | compactor: failed uploads |
 //! | `strata_upload_retries_total` | counter | | compactor: upload retries |
@@ -46,6 +47,7 @@ pub struct Metrics {
     sources: RwLock<BTreeMap<&'static str, Arc<(AtomicU64, AtomicU64)>>>,
     wal_bytes: AtomicU64,
     wal_segments: AtomicU64,
+    http_inflight_bytes: AtomicU64,
     /// f64 bits.
     oldest_unuploaded_age: AtomicU64,
     upload_errors: AtomicU64,
@@ -71,6 +73,7 @@ impl Metrics {
             sources: RwLock::default(),
             wal_bytes: AtomicU64::new(0),
             wal_segments: AtomicU64::new(0),
+            http_inflight_bytes: AtomicU64::new(0),
             oldest_unuploaded_age: AtomicU64::new(0f64.to_bits()),
             upload_errors: AtomicU64::new(0),
             upload_retries: AtomicU64::new(0),
@@ -145,6 +148,11 @@ impl Metrics {
     pub fn set_wal(&self, bytes: u64, segments: u64) {
         self.wal_bytes.store(bytes, Relaxed);
         self.wal_segments.store(segments, Relaxed);
+    }
+
+    /// Sets the request body bytes the HTTP server holds now.
+    pub fn set_http_inflight_bytes(&self, bytes: u64) {
+        self.http_inflight_bytes.store(bytes, Relaxed);
     }
 
     /// Sets the age of the oldest message not yet uploaded (0 when none is waiting).
@@ -242,7 +250,7 @@ impl Metrics {
                 );
             }
         }
-        let plain: [(&str, &str, &str, u64); 7] = [
+        let plain: [(&str, &str, &str, u64); 8] = [
             (
                 "strata_wal_bytes",
                 "Size of the WAL directory's segments on disk.",
@@ -254,6 +262,12 @@ impl Metrics {
                 "WAL segment files (open and sealed).",
                 "gauge",
                 self.wal_segments.load(Relaxed),
+            ),
+            (
+                "strata_http_inflight_bytes",
+                "Request body bytes the HTTP server holds now (at most [http] max_inflight_bytes).",
+                "gauge",
+                self.http_inflight_bytes.load(Relaxed),
             ),
             (
                 "strata_upload_errors_total",
@@ -402,6 +416,7 @@ mod tests {
         m.inc_http(200);
         m.inc_http(200);
         m.inc_http(413);
+        m.set_http_inflight_bytes(4096);
         let text = m.render();
         for line in [
             r#"strata_ingested_messages_total{station="orders",source="http"} 5"#,
@@ -422,6 +437,7 @@ mod tests {
             "strata_compacted_rows_total 110",
             r#"strata_http_requests_total{code="200"} 2"#,
             r#"strata_http_requests_total{code="413"} 1"#,
+            "strata_http_inflight_bytes 4096",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

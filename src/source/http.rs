@@ -12,13 +12,15 @@
 //! the request is stored: the whole body is parsed before anything is
 //! appended), `401` missing or wrong `Authorization: Bearer <token>` when a
 //! token is configured (messages and flush; health and metrics stay open),
-//! `404` unknown path, `413` body over `max_body_bytes`, `503` + `Retry-After`
-//! while the WAL is full or closing, `500` any other WAL error.
+//! `404` unknown path, `413` body over `max_body_bytes` (or a batch too large for
+//! one WAL entry), `503` + `Retry-After` while the WAL is full or closing or
+//! while the bodies of requests in flight hold `max_inflight_bytes`
+//! ([`ByteBudget`]), `500` any other WAL error.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +35,7 @@ use crate::config::{HttpConfig, Secret};
 use crate::message::{Draft, StationName};
 use crate::metrics::Metrics;
 use crate::ndjson;
+use crate::source::budget::{ByteBudget, Reservation};
 use crate::wal::{Appended, Wal, WalError};
 
 /// Seconds a client is told to wait (`Retry-After`) while the WAL is full.
@@ -68,6 +71,8 @@ pub struct HttpState {
     pub flush: Option<Arc<dyn FlushHandle>>,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Request body bytes all requests together may hold (`max_inflight_bytes`).
+    pub inflight: ByteBudget,
 }
 
 impl HttpState {
@@ -79,6 +84,7 @@ impl HttpState {
             token: config.token.clone().filter(|t| !t.is_empty()),
             flush: None,
             max_body_bytes: config.max_body_bytes,
+            inflight: ByteBudget::new(config.max_inflight_bytes),
         }
     }
 
@@ -96,6 +102,7 @@ impl std::fmt::Debug for HttpState {
             .field("token", &self.token)
             .field("flush", &self.flush.as_ref().map(|_| "<flush handle>"))
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_inflight_bytes", &self.inflight.max())
             .finish_non_exhaustive()
     }
 }
@@ -155,6 +162,8 @@ struct ApiError {
     status: StatusCode,
     body: ErrorBody,
     retry_after: bool,
+    /// The request body was not read to its end: the connection must close.
+    close: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -176,6 +185,7 @@ impl ApiError {
                 field: None,
             },
             retry_after: false,
+            close: false,
         }
     }
 }
@@ -197,6 +207,10 @@ impl From<WalError> for ApiError {
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             },
             WalError::SeqOutOfRange(_) => Self::new(StatusCode::BAD_REQUEST, e.to_string()),
+            // The client sent more than one entry holds: its fault, and it can split.
+            WalError::BatchTooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
             e => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }
@@ -216,9 +230,9 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"strata\""),
             );
         }
-        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
-            // The rest of an oversized body is never read: close the connection
-            // so a client reusing it does not send its next request into that body.
+        if self.close {
+            // The rest of the body is never read: close the connection so a
+            // client reusing it does not send its next request into that body.
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -239,19 +253,8 @@ async fn ingest(
         err.body.field = Some("station".to_string());
         err
     })?;
-    // Refuse an announced oversize body before reading any of it.
-    if let Some(len) = content_length(request.headers()) {
-        if len > state.max_body_bytes as u64 {
-            return Err(too_large(state.max_body_bytes));
-        }
-    }
-    let body = Bytes::from_request(request, &()).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large(state.max_body_bytes)
-        } else {
-            ApiError::new(e.status(), e.body_text())
-        }
-    })?;
+    // Held until the answer: the body and what is parsed from it.
+    let (body, _reservation) = read_body(&state, request).await?;
     let drafts = if body.len() <= PARSE_INLINE_MAX {
         ndjson::parse_body_bytes(&body, Some(&station))?
     } else {
@@ -306,6 +309,62 @@ fn reply(station: &StationName, appended: &Appended) -> IngestReply {
     }
 }
 
+/// Reads the request body, refusing it (before reading any of it when its
+/// length is announced) when it is over `max_body_bytes` (413) or when the
+/// bodies of the requests in flight leave no room for it (503).
+async fn read_body(state: &HttpState, request: Request) -> Result<(Bytes, Reservation), ApiError> {
+    let max = state.max_body_bytes;
+    let mut reservation = state.inflight.reservation();
+    let announced = content_length(request.headers());
+    if let Some(len) = announced {
+        if len > max as u64 {
+            return Err(too_large(max));
+        }
+        // At most max_body_bytes, so it fits a usize.
+        if !reservation.grow(len as usize) {
+            return Err(busy(&state.inflight));
+        }
+    }
+    let mut buf = bytes::BytesMut::with_capacity(reservation.bytes());
+    let mut stream = request.into_body().into_data_stream();
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        let chunk = chunk.map_err(|e| {
+            let mut err = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {e}"),
+            );
+            err.close = true;
+            err
+        })?;
+        let total = buf.len() + chunk.len();
+        if total > max {
+            return Err(too_large(max));
+        }
+        // An unannounced (chunked) body takes its bytes as they arrive.
+        if total > reservation.bytes() && !reservation.grow(total - reservation.bytes()) {
+            return Err(busy(&state.inflight));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((buf.freeze(), reservation))
+}
+
+fn busy(budget: &ByteBudget) -> ApiError {
+    ApiError {
+        retry_after: true,
+        close: true,
+        ..ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many request bytes in flight (max_inflight_bytes {} bytes, {} in use): \
+                 retry later, or raise [http] max_inflight_bytes",
+                budget.max(),
+                budget.used()
+            ),
+        )
+    }
+}
+
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
@@ -316,13 +375,16 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 fn too_large(max: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!(
-            "request body is larger than max_body_bytes ({max} bytes): send smaller batches \
-             or raise [http] max_body_bytes"
-        ),
-    )
+    ApiError {
+        close: true,
+        ..ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body is larger than max_body_bytes ({max} bytes): send smaller batches \
+                 or raise [http] max_body_bytes"
+            ),
+        )
+    }
 }
 
 /// `POST /v1/flush`
@@ -339,10 +401,13 @@ async fn flush(State(state): Shared) -> Result<Json<serde_json::Value>, ApiError
     })
 }
 
-/// `GET /metrics`: refreshes the WAL gauges, then renders everything.
+/// `GET /metrics`: refreshes the WAL and in-flight gauges, then renders everything.
 async fn metrics(State(state): Shared) -> Response {
     let stats = state.wal.stats();
     state.metrics.set_wal(stats.disk_bytes, stats.segments);
+    state
+        .metrics
+        .set_http_inflight_bytes(state.inflight.used() as u64);
     (
         [(
             header::CONTENT_TYPE,
@@ -451,6 +516,13 @@ mod tests {
         assert_eq!(
             response.headers().get(header::RETRY_AFTER).unwrap(),
             &RETRY_AFTER_SECS.to_string()
+        );
+        let too_big: ApiError = WalError::BatchTooLarge { bytes: 5, max: 4 }.into();
+        assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(
+            too_big.body.error.contains("split it"),
+            "{}",
+            too_big.body.error
         );
         let poisoned: ApiError = WalError::Poisoned.into();
         assert_eq!(poisoned.status, StatusCode::INTERNAL_SERVER_ERROR);
