@@ -189,6 +189,11 @@ pub struct CompactionConfig {
     /// Uploads (files or parts) in flight at once (default 4).
     #[serde(deserialize_with = "de_positive_count")]
     pub upload_concurrency: usize,
+    /// Compaction failing (the store unreachable, say) for longer than this
+    /// makes `/healthz` answer 503 (default 5 min). A store that refuses the
+    /// credentials or has no such bucket does so at once.
+    #[serde(deserialize_with = "de_positive_duration")]
+    pub unhealthy_after: Duration,
 }
 
 /// `[http]`: the HTTP ingest and control endpoint.
@@ -275,6 +280,7 @@ impl Default for CompactionConfig {
             multipart_threshold: 16 * MIB as usize,
             part_size: 8 * MIB as usize,
             upload_concurrency: 4,
+            unhealthy_after: Duration::from_secs(300),
         }
     }
 }
@@ -976,6 +982,7 @@ mod tests {
             multipart_threshold = "32MiB"
             part_size = "10MiB"
             upload_concurrency = 2
+            unhealthy_after = "90s"
 
             [http]
             listen = "0.0.0.0:9090"
@@ -1013,6 +1020,7 @@ mod tests {
         assert_eq!(c.compaction.multipart_threshold, 32 << 20);
         assert_eq!(c.compaction.part_size, 10 << 20);
         assert_eq!(c.compaction.upload_concurrency, 2);
+        assert_eq!(c.compaction.unhealthy_after, Duration::from_secs(90));
         assert_eq!(c.http.listen, "0.0.0.0:9090");
         assert_eq!(
             c.http.token.as_ref().map(Secret::expose),
@@ -1175,6 +1183,8 @@ mod tests {
             e.contains("max_inflight_bytes") && e.contains("max_body_bytes"),
             "{e}"
         );
+        let e = parse_err("[compaction]\nunhealthy_after = \"0s\"\n");
+        assert!(e.contains("unhealthy_after"), "{e}");
     }
 
     fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -1307,6 +1317,7 @@ mod tests {
         );
         assert_eq!(c.http.max_body_bytes, d.http.max_body_bytes);
         assert_eq!(c.http.max_inflight_bytes, d.http.max_inflight_bytes);
+        assert_eq!(c.compaction.unhealthy_after, d.compaction.unhealthy_after);
         assert_eq!(c.nats.fetch_batch, d.nats.fetch_batch);
     }
 

@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `POST /v1/stations/{station}/messages` | NDJSON body, or a JSON array of the same objects ([`crate::ndjson`]); `200 {"accepted","duplicates","first_seq","last_seq"}` once the WAL has made the batch durable (fsync) |
 //! | `POST /v1/flush` | runs the [`FlushHandle`] (seal, compact, upload); `200` with its JSON summary |
-//! | `GET /healthz` | `200 ok` |
+//! | `GET /healthz` | `200 ok`, or `503` with JSON naming every problem ([`crate::health`]) |
 //! | `GET /metrics` | Prometheus text ([`crate::metrics`]) |
 //!
 //! Errors are JSON `{"error": "...", "line": N, "field": "..."}` (`line` and
@@ -31,7 +31,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{HttpConfig, Secret};
+use crate::config::{CompactionConfig, HttpConfig, Secret};
+use crate::health::Health;
 use crate::message::{Draft, StationName};
 use crate::metrics::Metrics;
 use crate::ndjson;
@@ -73,12 +74,17 @@ pub struct HttpState {
     pub max_body_bytes: usize,
     /// Request body bytes all requests together may hold (`max_inflight_bytes`).
     pub inflight: ByteBudget,
+    /// What `GET /healthz` reports.
+    pub health: Arc<Health>,
 }
 
 impl HttpState {
-    /// State from the `[http]` table, without a flush handle.
+    /// State from the `[http]` table, without a flush handle, with a health
+    /// of its own that watches `wal` (see [`HttpState::with_health`]).
     pub fn new(wal: Wal, metrics: Arc<Metrics>, config: &HttpConfig) -> Self {
+        let health = Health::new(CompactionConfig::default().unhealthy_after).with_wal(wal.clone());
         Self {
+            health: Arc::new(health),
             wal,
             metrics,
             token: config.token.clone().filter(|t| !t.is_empty()),
@@ -86,6 +92,12 @@ impl HttpState {
             max_body_bytes: config.max_body_bytes,
             inflight: ByteBudget::new(config.max_inflight_bytes),
         }
+    }
+
+    /// Sets the health `GET /healthz` reports (the process's shared one).
+    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+        self.health = health;
+        self
     }
 
     /// Sets what `POST /v1/flush` runs.
@@ -118,7 +130,7 @@ pub fn router(state: HttpState) -> Router {
             require_token,
         ));
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(guarded)
         .fallback(not_found)
@@ -401,10 +413,28 @@ async fn flush(State(state): Shared) -> Result<Json<serde_json::Value>, ApiError
     })
 }
 
-/// `GET /metrics`: refreshes the WAL and in-flight gauges, then renders everything.
+/// `GET /healthz`: `200 ok`, or `503` with every problem and what to do.
+async fn healthz(State(state): Shared) -> Response {
+    let status = state.health.check();
+    state.metrics.set_health(&status);
+    if status.is_healthy() {
+        return "ok".into_response();
+    }
+    let reasons: Vec<String> = status.problems.iter().map(|p| p.reason.clone()).collect();
+    let problems: Vec<&str> = status.problems.iter().map(|p| p.kind.as_str()).collect();
+    let body = serde_json::json!({
+        "error": format!("unhealthy: {}", reasons.join("; ")),
+        "problems": problems,
+        "reasons": reasons,
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// `GET /metrics`: refreshes the WAL, health and in-flight gauges, then renders everything.
 async fn metrics(State(state): Shared) -> Response {
     let stats = state.wal.stats();
     state.metrics.set_wal(stats.disk_bytes, stats.segments);
+    state.metrics.set_health(&state.health.check());
     state
         .metrics
         .set_http_inflight_bytes(state.inflight.used() as u64);
