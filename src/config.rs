@@ -189,6 +189,11 @@ pub struct CompactionConfig {
     /// Uploads (files or parts) in flight at once (default 4).
     #[serde(deserialize_with = "de_positive_count")]
     pub upload_concurrency: usize,
+    /// Compaction failing (the store unreachable, say) for longer than this
+    /// makes `/healthz` answer 503 (default 5 min). A store that refuses the
+    /// credentials or has no such bucket does so at once.
+    #[serde(deserialize_with = "de_positive_duration")]
+    pub unhealthy_after: Duration,
 }
 
 /// `[http]`: the HTTP ingest and control endpoint.
@@ -204,6 +209,10 @@ pub struct HttpConfig {
     /// Largest accepted request body (default 64 MiB).
     #[serde(deserialize_with = "de_positive_size_usize")]
     pub max_body_bytes: usize,
+    /// Most request body bytes held by all requests together (default 256 MiB);
+    /// past it requests get `503` with `Retry-After`. At least `max_body_bytes`.
+    #[serde(deserialize_with = "de_positive_size_usize")]
+    pub max_inflight_bytes: usize,
 }
 
 /// `[nats]`: the JetStream source.
@@ -271,6 +280,7 @@ impl Default for CompactionConfig {
             multipart_threshold: 16 * MIB as usize,
             part_size: 8 * MIB as usize,
             upload_concurrency: 4,
+            unhealthy_after: Duration::from_secs(300),
         }
     }
 }
@@ -281,6 +291,7 @@ impl Default for HttpConfig {
             listen: "127.0.0.1:8080".to_string(),
             token: None,
             max_body_bytes: 64 * MIB as usize,
+            max_inflight_bytes: 256 * MIB as usize,
         }
     }
 }
@@ -409,6 +420,14 @@ impl Config {
                 "[wal] segment_max_bytes ({}) is larger than max_disk_bytes ({}): \
                  raise max_disk_bytes or lower segment_max_bytes",
                 self.wal.segment_max_bytes, self.wal.max_disk_bytes
+            ));
+        }
+        if self.http.max_inflight_bytes < self.http.max_body_bytes {
+            return Err(format!(
+                "[http] max_inflight_bytes ({}) is smaller than max_body_bytes ({}): one \
+                 request of the largest size could never be taken; raise max_inflight_bytes \
+                 or lower max_body_bytes",
+                self.http.max_inflight_bytes, self.http.max_body_bytes
             ));
         }
         let nats = &self.nats;
@@ -976,11 +995,13 @@ mod tests {
             multipart_threshold = "32MiB"
             part_size = "10MiB"
             upload_concurrency = 2
+            unhealthy_after = "90s"
 
             [http]
             listen = "0.0.0.0:9090"
             token = "http-token"
             max_body_bytes = "1MiB"
+            max_inflight_bytes = "8MiB"
 
             [nats]
             url = "nats://127.0.0.1:4222"
@@ -1012,12 +1033,14 @@ mod tests {
         assert_eq!(c.compaction.multipart_threshold, 32 << 20);
         assert_eq!(c.compaction.part_size, 10 << 20);
         assert_eq!(c.compaction.upload_concurrency, 2);
+        assert_eq!(c.compaction.unhealthy_after, Duration::from_secs(90));
         assert_eq!(c.http.listen, "0.0.0.0:9090");
         assert_eq!(
             c.http.token.as_ref().map(Secret::expose),
             Some("http-token")
         );
         assert_eq!(c.http.max_body_bytes, 1 << 20);
+        assert_eq!(c.http.max_inflight_bytes, 8 << 20);
         assert_eq!(c.nats.url.expose(), "nats://127.0.0.1:4222");
         assert_eq!(c.nats.stations, ["orders", "payments.eu"]);
         assert_eq!(c.nats.consumer, "archiver");
@@ -1168,6 +1191,13 @@ mod tests {
         assert!(e.contains("one authentication method"), "{e}");
         let e = parse_err("[nats]\nuser = \"u\"\n");
         assert!(e.contains("user and password"), "{e}");
+        let e = parse_err("[http]\nmax_body_bytes = \"2MiB\"\nmax_inflight_bytes = \"1MiB\"\n");
+        assert!(
+            e.contains("max_inflight_bytes") && e.contains("max_body_bytes"),
+            "{e}"
+        );
+        let e = parse_err("[compaction]\nunhealthy_after = \"0s\"\n");
+        assert!(e.contains("unhealthy_after"), "{e}");
     }
 
     fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
@@ -1299,6 +1329,8 @@ mod tests {
             d.compaction.upload_concurrency
         );
         assert_eq!(c.http.max_body_bytes, d.http.max_body_bytes);
+        assert_eq!(c.http.max_inflight_bytes, d.http.max_inflight_bytes);
+        assert_eq!(c.compaction.unhealthy_after, d.compaction.unhealthy_after);
         assert_eq!(c.nats.fetch_batch, d.nats.fetch_batch);
     }
 

@@ -12,6 +12,9 @@
 //! | `strata_source_errors_total` | counter | source | sources: transient errors (fetch, ack, reconnect) |
 //! | `strata_wal_bytes` | gauge | | process: WAL size on disk |
 //! | `strata_wal_segments` | gauge | | process: WAL segment files |
+//! | `strata_wal_poisoned` | gauge | | process: 1 while the WAL refuses appends after a failed write or fsync ([`crate::health`]) |
+//! | `strata_compactor_failing_seconds` | gauge | | process: how long compaction has been failing (0 after a success) |
+//! | `strata_http_inflight_bytes` | gauge | | HTTP server: request body bytes held now (bounded by `max_inflight_bytes`) |
 //! | `strata_oldest_unuploaded_age_seconds` | gauge | | compactor: age of the oldest message not yet uploaded |
 //! | `strata_upload_errors_total` | counter | | compactor: failed uploads |
 //! | `strata_upload_retries_total` | counter | | compactor: upload retries |
@@ -50,6 +53,10 @@ pub struct Metrics {
     sources: RwLock<BTreeMap<&'static str, Arc<(AtomicU64, AtomicU64)>>>,
     wal_bytes: AtomicU64,
     wal_segments: AtomicU64,
+    wal_poisoned: AtomicU64,
+    /// f64 bits.
+    compactor_failing: AtomicU64,
+    http_inflight_bytes: AtomicU64,
     /// f64 bits.
     oldest_unuploaded_age: AtomicU64,
     upload_errors: AtomicU64,
@@ -87,6 +94,9 @@ impl Metrics {
             sources: RwLock::default(),
             wal_bytes: AtomicU64::new(0),
             wal_segments: AtomicU64::new(0),
+            wal_poisoned: AtomicU64::new(0),
+            compactor_failing: AtomicU64::new(0f64.to_bits()),
+            http_inflight_bytes: AtomicU64::new(0),
             oldest_unuploaded_age: AtomicU64::new(0f64.to_bits()),
             upload_errors: AtomicU64::new(0),
             upload_retries: AtomicU64::new(0),
@@ -162,6 +172,19 @@ impl Metrics {
     pub fn set_wal(&self, bytes: u64, segments: u64) {
         self.wal_bytes.store(bytes, Relaxed);
         self.wal_segments.store(segments, Relaxed);
+    }
+
+    /// Sets the health gauges from a health check.
+    pub fn set_health(&self, status: &crate::health::Status) {
+        self.wal_poisoned
+            .store(u64::from(status.wal_poisoned), Relaxed);
+        self.compactor_failing
+            .store(status.compactor_failing.as_secs_f64().to_bits(), Relaxed);
+    }
+
+    /// Sets the request body bytes the HTTP server holds now.
+    pub fn set_http_inflight_bytes(&self, bytes: u64) {
+        self.http_inflight_bytes.store(bytes, Relaxed);
     }
 
     /// Sets the age of the oldest message not yet uploaded (0 when none is waiting).
@@ -336,7 +359,7 @@ impl Metrics {
                 );
             }
         }
-        let plain: [(&str, &str, &str, u64); 7] = [
+        let plain: [(&str, &str, &str, u64); 9] = [
             (
                 "strata_wal_bytes",
                 "Size of the WAL directory's segments on disk.",
@@ -348,6 +371,18 @@ impl Metrics {
                 "WAL segment files (open and sealed).",
                 "gauge",
                 self.wal_segments.load(Relaxed),
+            ),
+            (
+                "strata_wal_poisoned",
+                "1 while the WAL refuses appends after a failed write, fsync or seal (restart to recover).",
+                "gauge",
+                self.wal_poisoned.load(Relaxed),
+            ),
+            (
+                "strata_http_inflight_bytes",
+                "Request body bytes the HTTP server holds now (at most [http] max_inflight_bytes).",
+                "gauge",
+                self.http_inflight_bytes.load(Relaxed),
             ),
             (
                 "strata_upload_errors_total",
@@ -392,6 +427,14 @@ impl Metrics {
         );
         let age = f64::from_bits(self.oldest_unuploaded_age.load(Relaxed));
         let _ = writeln!(out, "strata_oldest_unuploaded_age_seconds {}", float(age));
+        header(
+            &mut out,
+            "strata_compactor_failing_seconds",
+            "How long compaction has been failing (0 after a pass that succeeded).",
+            "gauge",
+        );
+        let failing = f64::from_bits(self.compactor_failing.load(Relaxed));
+        let _ = writeln!(out, "strata_compactor_failing_seconds {}", float(failing));
         header(
             &mut out,
             "strata_compaction_duration_seconds",
@@ -497,6 +540,13 @@ mod tests {
         m.inc_http(200);
         m.inc_http(200);
         m.inc_http(413);
+        m.set_http_inflight_bytes(4096);
+        m.set_health(&crate::health::Status {
+            problems: Vec::new(),
+            wal_poisoned: true,
+            compactor_failing: Duration::from_millis(2500),
+            changes: Vec::new(),
+        });
         let text = m.render();
         for line in [
             r#"strata_ingested_messages_total{station="orders",source="http"} 5"#,
@@ -517,6 +567,9 @@ mod tests {
             "strata_compacted_rows_total 110",
             r#"strata_http_requests_total{code="200"} 2"#,
             r#"strata_http_requests_total{code="413"} 1"#,
+            "strata_wal_poisoned 1",
+            "strata_compactor_failing_seconds 2.5",
+            "strata_http_inflight_bytes 4096",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -487,3 +487,34 @@ async fn ndjson_output_reingested_gives_identical_parquet_rows() {
     })
     .await;
 }
+
+/// `--rate 1e-300` used to panic in `Duration::from_secs_f64`; bad values of
+/// `--rate` and `--max-inflight` stop with the accepted range, before any work.
+#[test]
+fn out_of_range_rate_and_max_inflight_are_refused_with_their_range() {
+    let dir = tempdir();
+    let output = dir.path().join("out.ndjson");
+    for (flag, value, range) in [
+        ("--rate", "1e-300", "at least 0.001"),
+        ("--rate", "0", "at least 0.001"),
+        ("--max-inflight", "0", "1 to 1000000"),
+    ] {
+        let out = strata(args![
+            "restore",
+            "--station",
+            "orders",
+            "--output",
+            &output,
+            flag,
+            value
+        ])
+        .failed();
+        let text = out.text();
+        assert!(
+            text.contains(flag) && text.contains(range),
+            "{flag} {value}:\n{out}"
+        );
+        assert!(!text.contains("panicked"), "{flag} {value}:\n{out}");
+        assert!(!output.exists(), "nothing is written");
+    }
+}

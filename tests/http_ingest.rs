@@ -27,6 +27,7 @@ struct Server {
 struct Setup {
     token: Option<&'static str>,
     max_body_bytes: usize,
+    max_inflight_bytes: usize,
     max_disk_bytes: u64,
     flush: Option<Arc<dyn FlushHandle>>,
 }
@@ -36,6 +37,7 @@ impl Default for Setup {
         Self {
             token: None,
             max_body_bytes: HttpConfig::default().max_body_bytes,
+            max_inflight_bytes: HttpConfig::default().max_inflight_bytes,
             max_disk_bytes: WalOptions::new("unused").max_disk_bytes,
             flush: None,
         }
@@ -51,6 +53,7 @@ async fn start(setup: Setup) -> Server {
         listen: "127.0.0.1:0".into(),
         token: setup.token.map(Secret::new),
         max_body_bytes: setup.max_body_bytes,
+        max_inflight_bytes: setup.max_inflight_bytes,
     };
     let mut state = HttpState::new(wal.clone(), Arc::new(Metrics::new()), &config);
     if let Some(flush) = setup.flush {
@@ -294,6 +297,136 @@ async fn bodies_over_the_limit_are_a_413_with_json() {
     let (status, _) = s.post("orders", lines(1, "small")).await;
     assert_eq!(status, 200);
     s.stop().await;
+}
+
+/// Sends the head of a POST announcing `len` body bytes (or chunked when
+/// `None`) and `first` bytes of the body, and leaves the request open.
+async fn open_request(s: &Server, len: Option<usize>, first: &[u8]) -> tokio::net::TcpStream {
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let framing = match len {
+        Some(n) => format!("Content-Length: {n}"),
+        None => "Transfer-Encoding: chunked".to_string(),
+    };
+    let head = format!(
+        "POST /v1/stations/orders/messages HTTP/1.1\r\nHost: {addr}\r\n{framing}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    if len.is_some() {
+        tcp.write_all(first).await.unwrap();
+    } else {
+        tcp.write_all(format!("{:x}\r\n", first.len()).as_bytes())
+            .await
+            .unwrap();
+        tcp.write_all(first).await.unwrap();
+        tcp.write_all(b"\r\n").await.unwrap();
+    }
+    tcp
+}
+
+/// The `strata_http_inflight_bytes` gauge.
+async fn inflight_bytes(s: &Server) -> u64 {
+    let text = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("strata_http_inflight_bytes "))
+        .unwrap_or_else(|| panic!("no strata_http_inflight_bytes in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+async fn wait_inflight_at_least(s: &Server, bytes: u64) {
+    let start = std::time::Instant::now();
+    while inflight_bytes(s).await < bytes {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the server never held {bytes} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn request_bytes_in_flight_are_bounded_with_503_and_retry_after() {
+    let s = start(Setup {
+        max_body_bytes: 64 << 10,
+        max_inflight_bytes: 100 << 10,
+        ..Setup::default()
+    })
+    .await;
+    let line = format!("{{\"payload\":\"{}\"}}\n", "a".repeat((60 << 10) - 20));
+    assert!(line.len() < 64 << 10 && line.len() > 50 << 10);
+
+    // A slow client announces 60 KiB and sends part of it: its bytes are taken.
+    let mut slow = open_request(&s, Some(line.len()), &line.as_bytes()[..1000]).await;
+    wait_inflight_at_least(&s, line.len() as u64).await;
+
+    // A second 60 KiB body does not fit beside it: 503, Retry-After, JSON.
+    let r = reqwest::Client::new()
+        .post(s.url("/v1/stations/orders/messages"))
+        .body(line.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(
+        r.headers().get("retry-after").unwrap(),
+        &http::RETRY_AFTER_SECS.to_string()
+    );
+    let err: Value = r.json().await.unwrap();
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_inflight_bytes"),
+        "{err}"
+    );
+    // A small one still fits.
+    let (status, body) = s.post("orders", lines(1, "small")).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A chunked body (no length announced) is counted as it arrives.
+    let mut chunked = open_request(&s, None, &[b' '; 30 << 10]).await;
+    wait_inflight_at_least(&s, (line.len() + (30 << 10)) as u64).await;
+    let r = reqwest::Client::new()
+        .post(s.url("/v1/stations/orders/messages"))
+        .body(lines(1, "x") + &" ".repeat(20 << 10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503, "60 + 30 + 20 KiB is over 100 KiB");
+    // The chunked client gives up: its bytes are given back too.
+    let _ = chunked.shutdown().await;
+    drop(chunked);
+
+    // The slow client finishes: stored, and its bytes are given back.
+    slow.write_all(&line.as_bytes()[1000..]).await.unwrap();
+    let mut answer = String::new();
+    slow.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let start_wait = std::time::Instant::now();
+    while inflight_bytes(&s).await != 0 {
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(10),
+            "bytes never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = s.post("orders", line.clone()).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (wal, _opts, _dir) = s.stop().await;
+    let stored = durable(&wal);
+    assert_eq!(
+        stored.len(),
+        3,
+        "slow, small and the last: nothing of a refused body"
+    );
 }
 
 #[tokio::test]

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata::compactor::{CompactionObserver, Compactor};
+use strata::compactor::{CompactionError, CompactionObserver, Compactor};
 use strata::config::Config;
+use strata::health::Health;
 use strata::identity::ledger::Ledger;
 use strata::metrics::Metrics;
 use strata::source::http::{self, FlushHandle, HttpState};
@@ -19,7 +20,7 @@ use tokio::sync::watch;
 
 use super::CliError;
 
-/// How often the WAL gauges are refreshed.
+/// How often the WAL and health gauges are refreshed (and health problems logged).
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Arguments of `strata run`.
@@ -45,11 +46,15 @@ pub(crate) async fn run(config: Config, args: RunArgs) -> Result<ExitCode, CliEr
     let wal = Wal::open(config.wal.options())?;
     let archive = Archive::open(&config.storage)?;
     let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::new(config.compaction.unhealthy_after).with_wal(wal.clone()));
     let compactor = Arc::new(Compactor::new(
         wal.clone(),
         archive.clone(),
         &config.compaction,
-        Arc::new(MetricsObserver(metrics.clone())),
+        Arc::new(MetricsObserver {
+            metrics: metrics.clone(),
+            health: health.clone(),
+        }),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -63,6 +68,7 @@ pub(crate) async fn run(config: Config, args: RunArgs) -> Result<ExitCode, CliEr
         })?;
     let nats_stations = NatsStations::default();
     let state = HttpState::new(wal.clone(), metrics.clone(), &config.http)
+        .with_health(health.clone())
         .with_flush(Arc::new(CompactorFlush(compactor.clone())))
         .with_nats_stations(nats_stations.clone());
     let mut http_stop = stop_rx.clone();
@@ -89,6 +95,7 @@ pub(crate) async fn run(config: Config, args: RunArgs) -> Result<ExitCode, CliEr
     let gauges_task = tokio::spawn(refresh_gauges(
         wal.clone(),
         metrics.clone(),
+        health.clone(),
         stop_rx.clone(),
     ));
 
@@ -132,27 +139,42 @@ pub(crate) async fn run(config: Config, args: RunArgs) -> Result<ExitCode, CliEr
     Ok(code)
 }
 
-/// Feeds compaction events into the process metrics.
+/// Feeds compaction events into the process metrics and health.
 #[derive(Debug)]
-struct MetricsObserver(Arc<Metrics>);
+struct MetricsObserver {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
 
 impl CompactionObserver for MetricsObserver {
     fn inc_upload_error(&self) {
-        self.0.inc_upload_error();
+        self.metrics.inc_upload_error();
     }
     fn inc_upload_retry(&self) {
-        self.0.inc_upload_retry();
+        self.metrics.inc_upload_retry();
     }
     fn observe_compaction(&self, duration: Duration, bytes: u64, rows: u64) {
-        self.0.observe_compaction(duration, bytes, rows);
+        self.metrics.observe_compaction(duration, bytes, rows);
     }
     fn set_oldest_unuploaded_age(&self, secs: f64) {
-        self.0.set_oldest_unuploaded_age(secs);
+        self.metrics.set_oldest_unuploaded_age(secs);
+    }
+    fn compaction_failed(&self, error: &CompactionError) {
+        self.health.compaction_failed(error, error.is_permanent());
+    }
+    fn compaction_succeeded(&self) {
+        self.health.compaction_succeeded();
     }
 }
 
-/// Keeps the WAL gauges current.
-async fn refresh_gauges(wal: Wal, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+/// Keeps the WAL and health gauges current; checking health here is what logs
+/// a problem (once) even when nobody asks `/healthz`.
+async fn refresh_gauges(
+    wal: Wal,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(GAUGE_INTERVAL);
     loop {
         tokio::select! {
@@ -161,6 +183,7 @@ async fn refresh_gauges(wal: Wal, metrics: Arc<Metrics>, mut stop: watch::Receiv
         }
         let stats = wal.stats();
         metrics.set_wal(stats.disk_bytes, stats.segments);
+        metrics.set_health(&health.check());
         let oldest = wal
             .sealed()
             .iter()

@@ -31,6 +31,7 @@ use tokio::sync::{watch, Mutex};
 
 use crate::columnar::{ColumnarError, ParquetOptions};
 use crate::config::CompactionConfig;
+use crate::health::PERMANENT_RETRY;
 use crate::layout::{self, CommitRecord, CommittedFile, COMMIT_RECORD_VERSION};
 use crate::message::Timestamp;
 use crate::store::{op_error, Archive, StoreError};
@@ -69,6 +70,13 @@ pub trait CompactionObserver: Send + Sync + fmt::Debug {
     }
     /// A corrupt segment was set aside instead of compacted.
     fn inc_segment_set_aside(&self) {}
+    /// A compaction pass failed (see [`CompactionError::is_permanent`]).
+    fn compaction_failed(&self, error: &CompactionError) {
+        let _ = error;
+    }
+    /// A compaction pass succeeded: every segment sealed when it started is
+    /// archived or set aside.
+    fn compaction_succeeded(&self) {}
 }
 
 /// A [`CompactionObserver`] that ignores everything.
@@ -313,6 +321,18 @@ struct State {
     set_aside: BTreeMap<SegmentId, String>,
 }
 
+impl CompactionError {
+    /// Whether retrying cannot help until the configuration or the store
+    /// changes: the store refused the credentials, has no such bucket, is in
+    /// another region, or a `file://` folder may not be written.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            CompactionError::Store { source, .. } => source.is_permanent(),
+            _ => false,
+        }
+    }
+}
+
 /// Turns sealed WAL segments into committed archive files; see the module doc.
 #[derive(Debug)]
 pub struct Compactor {
@@ -423,6 +443,9 @@ impl Compactor {
     /// The background loop: compacts whenever segments are sealed (polling
     /// every 500 ms), backing off exponentially up to 30 s while compaction
     /// fails, so the WAL grows and its `max_disk_bytes` pushes back on sources.
+    /// An error retrying cannot fix ([`CompactionError::is_permanent`]: bad
+    /// credentials, no such bucket) is retried only every
+    /// [`PERMANENT_RETRY`], not hammered.
     /// Returns once `shutdown` turns true (or its sender is gone), after
     /// finishing the segment in progress.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
@@ -453,8 +476,12 @@ impl Compactor {
                 }
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    let pause = backoff(failures);
-                    tracing::warn!(error = %e, retry_in = ?pause, "compaction failed");
+                    let pause = if e.is_permanent() {
+                        PERMANENT_RETRY
+                    } else {
+                        backoff(failures)
+                    };
+                    tracing::warn!(error = %e, retry_in = ?pause, permanent = e.is_permanent(), "compaction failed");
                     pause
                 }
             };
@@ -499,6 +526,7 @@ impl Compactor {
                     Err(e) => {
                         if !matches!(e, CompactionError::FailPoint { .. }) {
                             self.observer.inc_upload_error();
+                            self.observer.compaction_failed(&e);
                         }
                         return Err(e);
                     }
@@ -508,6 +536,9 @@ impl Compactor {
         }
         .await;
         self.report_oldest(&self.wal.sealed(), &state);
+        if result.is_ok() {
+            self.observer.compaction_succeeded();
+        }
         result.map(|()| report)
     }
 
@@ -766,6 +797,29 @@ mod tests {
         assert_eq!(backoff(3), Duration::from_secs(2));
         assert_eq!(backoff(7), Duration::from_secs(30));
         assert_eq!(backoff(u32::MAX), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn only_store_errors_retrying_cannot_fix_are_permanent() {
+        let store = |e: object_store::Error| CompactionError::Store {
+            segment: 1,
+            source: Box::new(op_error("put", &Path::from("a"), e)),
+        };
+        let denied = store(object_store::Error::PermissionDenied {
+            path: "a".into(),
+            source: "403 Forbidden".into(),
+        });
+        assert!(denied.is_permanent(), "{denied}");
+        let down = store(object_store::Error::Generic {
+            store: "S3",
+            source: "tcp connect error: Connection refused (os error 111)".into(),
+        });
+        assert!(!down.is_permanent(), "{down}");
+        let wal = CompactionError::Seal(WalError::Poisoned);
+        assert!(
+            !wal.is_permanent(),
+            "the WAL's problems are reported by the WAL"
+        );
     }
 
     #[test]

@@ -10,11 +10,15 @@ use crate::columnar::Selection;
 use crate::config::Secret;
 use crate::message::{StationName, Timestamp, MAX_SEQ};
 
+use super::pace::MIN_RATE;
 use super::RestoreError;
 pub use crate::nats::{redact_url, NatsUrl};
 
 /// The default number of JetStream publish acknowledgements outstanding at once.
 pub const DEFAULT_MAX_INFLIGHT: usize = 256;
+
+/// The largest `--max-inflight` accepted.
+pub const MAX_INFLIGHT: usize = 1_000_000;
 
 /// `strata restore`: replay a station's archived messages for a range, in seq
 /// order, into a NATS JetStream stream (`--nats`) or as NDJSON (`--output`).
@@ -78,7 +82,7 @@ pub struct RestoreArgs {
 
     /// Most JetStream publish acknowledgements outstanding at once.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_INFLIGHT,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+          value_parser = parse_max_inflight)]
     pub max_inflight: usize,
 
     /// Publish at most this many messages per second.
@@ -114,12 +118,49 @@ fn parse_secret(s: &str) -> Result<Secret, String> {
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!(
-            "{s:?} is not a rate: give messages per second, a number above 0 (e.g. 5000)"
-        )),
+    let rate = s.trim().parse::<f64>().map_err(|_| {
+        format!("{s:?} is not a rate: give messages per second, a number such as 5000 or 0.5")
+    })?;
+    check_rate(rate)
+}
+
+/// Checks `--rate`: a finite number of messages per second, at least
+/// [`MIN_RATE`] (anything slower would wait longer than a clock can count).
+///
+/// # Errors
+/// A message naming the value and the accepted range.
+pub fn check_rate(rate: f64) -> Result<f64, String> {
+    if rate.is_finite() && rate >= MIN_RATE {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "--rate {rate:?} is out of range: give messages per second, at least {MIN_RATE} \
+             (one message every {} s), e.g. 5000",
+            1.0 / MIN_RATE
+        ))
     }
+}
+
+/// Checks `--max-inflight`: from 1 to [`MAX_INFLIGHT`].
+///
+/// # Errors
+/// A message naming the value and the accepted range.
+pub fn check_max_inflight(n: usize) -> Result<usize, String> {
+    if (1..=MAX_INFLIGHT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!(
+            "--max-inflight {n} is out of range: give 1 to {MAX_INFLIGHT} \
+             unacknowledged publishes (default {DEFAULT_MAX_INFLIGHT})"
+        ))
+    }
+}
+
+fn parse_max_inflight(s: &str) -> Result<usize, String> {
+    let n = s.trim().parse::<usize>().map_err(|_| {
+        format!("{s:?} is not a count: give 1 to {MAX_INFLIGHT} unacknowledged publishes")
+    })?;
+    check_max_inflight(n)
 }
 
 /// Where restored messages go.
@@ -220,6 +261,13 @@ impl RestoreArgs {
                 )));
             }
         }
+        // Clap checks both when it parses; a `RestoreArgs` built in code is checked here.
+        let rate = self
+            .rate
+            .map(check_rate)
+            .transpose()
+            .map_err(RestoreError::Args)?;
+        let max_inflight = check_max_inflight(self.max_inflight).map_err(RestoreError::Args)?;
         if self.nats.is_none() {
             let nats_only = [
                 ("--subject", self.subject.is_some()),
@@ -248,7 +296,7 @@ impl RestoreArgs {
                     token: self.nats_token,
                     user_password: self.nats_user.zip(self.nats_password),
                     creds: self.nats_creds,
-                    max_inflight: self.max_inflight.max(1),
+                    max_inflight,
                 })
             }
             (None, Some(path)) if path.as_os_str() == "-" => Target::Stdout,
@@ -275,7 +323,7 @@ impl RestoreArgs {
                 to_ts,
             },
             target,
-            rate: self.rate,
+            rate,
             checkpoint: self.checkpoint,
             quiet: self.quiet,
         })
@@ -482,6 +530,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("wildcards"), "{e}");
+    }
+
+    #[test]
+    fn rates_and_inflight_out_of_range_are_refused_with_the_range() {
+        // 1e-300 used to reach Duration::from_secs_f64 and panic.
+        for bad in ["1e-300", "0.0001", "0", "NaN", "inf", "fast", ""] {
+            let e = parse(&["--station", "s", "--output", "-", "--rate", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--rate") || e.contains("rate"), "{bad}: {e}");
+            assert!(e.contains("5000"), "{bad}: {e}");
+        }
+        let e = parse(&["--station", "s", "--output", "-", "--rate", "1e-300"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--rate 1e-300") && e.contains("at least 0.001"),
+            "{e}"
+        );
+        for ok in ["0.001", "0.5", "5000", "1e12"] {
+            let r = parse(&["--station", "s", "--output", "-", "--rate", ok])
+                .unwrap()
+                .into_request(now())
+                .unwrap();
+            assert_eq!(r.rate, Some(ok.parse().unwrap()));
+        }
+        for bad in ["0", "1000001", "x"] {
+            let e = parse(&["--station", "s", "--nats", "n", "--max-inflight", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("1000000"), "{bad}: {e}");
+        }
+
+        // Arguments built in code get the same checks.
+        let mut a = parse(&["--station", "s", "--nats", "n"]).unwrap();
+        a.rate = Some(1e-300);
+        let e = a.clone().into_request(now()).unwrap_err().to_string();
+        assert!(e.contains("--rate") && e.contains("at least"), "{e}");
+        a.rate = None;
+        a.max_inflight = 0;
+        let e = a.into_request(now()).unwrap_err().to_string();
+        assert!(e.contains("--max-inflight 0"), "{e}");
     }
 
     #[test]

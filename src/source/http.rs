@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `POST /v1/stations/{station}/messages` | NDJSON body, or a JSON array of the same objects ([`crate::ndjson`]); `200 {"accepted","duplicates","first_seq","last_seq"}` once the WAL has made the batch durable (fsync) |
 //! | `POST /v1/flush` | runs the [`FlushHandle`] (seal, compact, upload); `200` with its JSON summary |
-//! | `GET /healthz` | `200 ok` |
+//! | `GET /healthz` | `200 ok`, or `503` with JSON naming every problem ([`crate::health`]) |
 //! | `GET /metrics` | Prometheus text ([`crate::metrics`]) |
 //!
 //! Errors are JSON `{"error": "...", "line": N, "field": "..."}` (`line` and
@@ -12,13 +12,15 @@
 //! the request is stored: the whole body is parsed before anything is
 //! appended), `401` missing or wrong `Authorization: Bearer <token>` when a
 //! token is configured (messages and flush; health and metrics stay open),
-//! `404` unknown path, `413` body over `max_body_bytes`, `503` + `Retry-After`
-//! while the WAL is full or closing, `500` any other WAL error.
+//! `404` unknown path, `413` body over `max_body_bytes` (or a batch too large for
+//! one WAL entry), `503` + `Retry-After` while the WAL is full or closing or
+//! while the bodies of requests in flight hold `max_inflight_bytes`
+//! ([`ByteBudget`]), `500` any other WAL error.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,10 +31,12 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{HttpConfig, Secret};
+use crate::config::{CompactionConfig, HttpConfig, Secret};
+use crate::health::Health;
 use crate::message::{Draft, StationName};
 use crate::metrics::Metrics;
 use crate::ndjson;
+use crate::source::budget::{ByteBudget, Reservation};
 use crate::source::owners::NatsStations;
 use crate::wal::{Appended, Wal, WalError};
 
@@ -71,17 +75,25 @@ pub struct HttpState {
     pub max_body_bytes: usize,
     /// Stations the NATS source archives: refused here (`409`).
     pub nats_stations: NatsStations,
+    /// Request body bytes all requests together may hold (`max_inflight_bytes`).
+    pub inflight: ByteBudget,
+    /// What `GET /healthz` reports.
+    pub health: Arc<Health>,
 }
 
 impl HttpState {
-    /// State from the `[http]` table, without a flush handle.
+    /// State from the `[http]` table, without a flush handle, with a health
+    /// of its own that watches `wal` (see [`HttpState::with_health`]).
     pub fn new(wal: Wal, metrics: Arc<Metrics>, config: &HttpConfig) -> Self {
+        let health = Health::new(CompactionConfig::default().unhealthy_after).with_wal(wal.clone());
         Self {
+            health: Arc::new(health),
             wal,
             metrics,
             token: config.token.clone().filter(|t| !t.is_empty()),
             flush: None,
             max_body_bytes: config.max_body_bytes,
+            inflight: ByteBudget::new(config.max_inflight_bytes),
             nats_stations: NatsStations::default(),
         }
     }
@@ -89,6 +101,12 @@ impl HttpState {
     /// Sets the stations the NATS source archives (refused with `409`).
     pub fn with_nats_stations(mut self, stations: NatsStations) -> Self {
         self.nats_stations = stations;
+        self
+    }
+
+    /// Sets the health `GET /healthz` reports (the process's shared one).
+    pub fn with_health(mut self, health: Arc<Health>) -> Self {
+        self.health = health;
         self
     }
 
@@ -106,6 +124,7 @@ impl std::fmt::Debug for HttpState {
             .field("token", &self.token)
             .field("flush", &self.flush.as_ref().map(|_| "<flush handle>"))
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_inflight_bytes", &self.inflight.max())
             .finish_non_exhaustive()
     }
 }
@@ -121,7 +140,7 @@ pub fn router(state: HttpState) -> Router {
             require_token,
         ));
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(guarded)
         .fallback(not_found)
@@ -165,6 +184,8 @@ struct ApiError {
     status: StatusCode,
     body: ErrorBody,
     retry_after: bool,
+    /// The request body was not read to its end: the connection must close.
+    close: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -186,6 +207,7 @@ impl ApiError {
                 field: None,
             },
             retry_after: false,
+            close: false,
         }
     }
 }
@@ -207,6 +229,10 @@ impl From<WalError> for ApiError {
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             },
             WalError::SeqOutOfRange(_) => Self::new(StatusCode::BAD_REQUEST, e.to_string()),
+            // The client sent more than one entry holds: its fault, and it can split.
+            WalError::BatchTooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
             e => Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }
     }
@@ -226,9 +252,9 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"strata\""),
             );
         }
-        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
-            // The rest of an oversized body is never read: close the connection
-            // so a client reusing it does not send its next request into that body.
+        if self.close {
+            // The rest of the body is never read: close the connection so a
+            // client reusing it does not send its next request into that body.
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -260,19 +286,8 @@ async fn ingest(
         err.body.field = Some("station".to_string());
         return Err(err);
     }
-    // Refuse an announced oversize body before reading any of it.
-    if let Some(len) = content_length(request.headers()) {
-        if len > state.max_body_bytes as u64 {
-            return Err(too_large(state.max_body_bytes));
-        }
-    }
-    let body = Bytes::from_request(request, &()).await.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large(state.max_body_bytes)
-        } else {
-            ApiError::new(e.status(), e.body_text())
-        }
-    })?;
+    // Held until the answer: the body and what is parsed from it.
+    let (body, _reservation) = read_body(&state, request).await?;
     let drafts = if body.len() <= PARSE_INLINE_MAX {
         ndjson::parse_body_bytes(&body, Some(&station))?
     } else {
@@ -327,6 +342,62 @@ fn reply(station: &StationName, appended: &Appended) -> IngestReply {
     }
 }
 
+/// Reads the request body, refusing it (before reading any of it when its
+/// length is announced) when it is over `max_body_bytes` (413) or when the
+/// bodies of the requests in flight leave no room for it (503).
+async fn read_body(state: &HttpState, request: Request) -> Result<(Bytes, Reservation), ApiError> {
+    let max = state.max_body_bytes;
+    let mut reservation = state.inflight.reservation();
+    let announced = content_length(request.headers());
+    if let Some(len) = announced {
+        if len > max as u64 {
+            return Err(too_large(max));
+        }
+        // At most max_body_bytes, so it fits a usize.
+        if !reservation.grow(len as usize) {
+            return Err(busy(&state.inflight));
+        }
+    }
+    let mut buf = bytes::BytesMut::with_capacity(reservation.bytes());
+    let mut stream = request.into_body().into_data_stream();
+    while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+        let chunk = chunk.map_err(|e| {
+            let mut err = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {e}"),
+            );
+            err.close = true;
+            err
+        })?;
+        let total = buf.len() + chunk.len();
+        if total > max {
+            return Err(too_large(max));
+        }
+        // An unannounced (chunked) body takes its bytes as they arrive.
+        if total > reservation.bytes() && !reservation.grow(total - reservation.bytes()) {
+            return Err(busy(&state.inflight));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((buf.freeze(), reservation))
+}
+
+fn busy(budget: &ByteBudget) -> ApiError {
+    ApiError {
+        retry_after: true,
+        close: true,
+        ..ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "too many request bytes in flight (max_inflight_bytes {} bytes, {} in use): \
+                 retry later, or raise [http] max_inflight_bytes",
+                budget.max(),
+                budget.used()
+            ),
+        )
+    }
+}
+
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
@@ -337,13 +408,16 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 fn too_large(max: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!(
-            "request body is larger than max_body_bytes ({max} bytes): send smaller batches \
-             or raise [http] max_body_bytes"
-        ),
-    )
+    ApiError {
+        close: true,
+        ..ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body is larger than max_body_bytes ({max} bytes): send smaller batches \
+                 or raise [http] max_body_bytes"
+            ),
+        )
+    }
 }
 
 /// `POST /v1/flush`
@@ -360,10 +434,31 @@ async fn flush(State(state): Shared) -> Result<Json<serde_json::Value>, ApiError
     })
 }
 
-/// `GET /metrics`: refreshes the WAL gauges, then renders everything.
+/// `GET /healthz`: `200 ok`, or `503` with every problem and what to do.
+async fn healthz(State(state): Shared) -> Response {
+    let status = state.health.check();
+    state.metrics.set_health(&status);
+    if status.is_healthy() {
+        return "ok".into_response();
+    }
+    let reasons: Vec<String> = status.problems.iter().map(|p| p.reason.clone()).collect();
+    let problems: Vec<&str> = status.problems.iter().map(|p| p.kind.as_str()).collect();
+    let body = serde_json::json!({
+        "error": format!("unhealthy: {}", reasons.join("; ")),
+        "problems": problems,
+        "reasons": reasons,
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+/// `GET /metrics`: refreshes the WAL, health and in-flight gauges, then renders everything.
 async fn metrics(State(state): Shared) -> Response {
     let stats = state.wal.stats();
     state.metrics.set_wal(stats.disk_bytes, stats.segments);
+    state.metrics.set_health(&state.health.check());
+    state
+        .metrics
+        .set_http_inflight_bytes(state.inflight.used() as u64);
     (
         [(
             header::CONTENT_TYPE,
@@ -472,6 +567,13 @@ mod tests {
         assert_eq!(
             response.headers().get(header::RETRY_AFTER).unwrap(),
             &RETRY_AFTER_SECS.to_string()
+        );
+        let too_big: ApiError = WalError::BatchTooLarge { bytes: 5, max: 4 }.into();
+        assert_eq!(too_big.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(
+            too_big.body.error.contains("split it"),
+            "{}",
+            too_big.body.error
         );
         let poisoned: ApiError = WalError::Poisoned.into();
         assert_eq!(poisoned.status, StatusCode::INTERNAL_SERVER_ERROR);

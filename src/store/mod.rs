@@ -2,12 +2,14 @@
 //! (`file://`) or any S3-compatible service (AWS S3, MinIO, Backblaze B2).
 //!
 //! [`Archive::open`] turns the config into an `Arc<dyn ObjectStore>` plus the key
-//! prefix everything lives under; [`op_error`] turns object_store errors into
+//! prefix everything lives under (a `file://` folder through [`DurableFolder`],
+//! so that what is stored is on disk before the WAL lets go of it); [`op_error`] turns object_store errors into
 //! messages that say what to check; [`check`] probes a store step by step.
 //! Credentials go to the S3 client and nowhere else: `Archive`'s `Debug` shows
 //! the url and the store's name only.
 
 mod check;
+mod durable;
 mod error;
 mod url;
 
@@ -22,6 +24,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use crate::config::StorageConfig;
 
 pub use check::{check, CheckReport, CheckStep, STEPS};
+pub use durable::DurableFolder;
 pub use error::{op_error, Cause, StoreError};
 pub use url::StorageUrl;
 
@@ -85,17 +88,36 @@ impl Archive {
     }
 }
 
-/// `file://`: the folder is created if missing; keys are relative to it, so the
-/// archive prefix is empty.
+/// `file://`: the folder is created if missing (durably); keys are relative to
+/// it, so the archive prefix is empty. Writes are fsynced ([`DurableFolder`]).
 fn open_folder(path: &std::path::Path) -> Result<Archive, StoreError> {
-    std::fs::create_dir_all(path).map_err(|source| StoreError::Folder {
+    let folder_err = |source| StoreError::Folder {
         path: path.to_path_buf(),
         source,
-    })?;
-    let absolute = std::fs::canonicalize(path).map_err(|source| StoreError::Folder {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    };
+    // `path` and its ancestors, nearest first ("" is the working directory).
+    let dirs: Vec<&std::path::Path> = path
+        .ancestors()
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                a
+            }
+        })
+        .collect();
+    // The folders below the nearest existing one are about to be created;
+    // their names are durable only once their parents are fsynced.
+    let existing = dirs.iter().position(|d| d.is_dir());
+    std::fs::create_dir_all(path).map_err(folder_err)?;
+    if let Some(nearest) = existing {
+        for dir in dirs.iter().take(nearest + 1).skip(1) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(folder_err)?;
+        }
+    }
+    let absolute = std::fs::canonicalize(path).map_err(folder_err)?;
     let url = format!("file://{}", absolute.display());
     let store = LocalFileSystem::new_with_prefix(&absolute)
         .map_err(|source| StoreError::Build {
@@ -105,6 +127,7 @@ fn open_folder(path: &std::path::Path) -> Result<Archive, StoreError> {
         // Deleting the last object of a folder removes the folder, as on S3
         // where a prefix exists only while objects do.
         .with_automatic_cleanup(true);
+    let store = DurableFolder::new(store, absolute);
     Ok(Archive::from_store(Arc::new(store), Path::default(), url))
 }
 
@@ -245,6 +268,9 @@ mod tests {
         assert!(root.is_dir());
         assert_eq!(a.prefix.as_ref(), "");
         assert!(a.url.starts_with("file:///"), "{}", a.url);
+        // Writes are fsynced before they count as stored (see store::durable).
+        let shown = a.store.to_string();
+        assert!(shown.starts_with("DurableFolder("), "{shown}");
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();

@@ -355,6 +355,10 @@ impl Inner {
         lock(&self.shared.gate).seq.highest(station)
     }
 
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.shared.poisoned.load(Ordering::Acquire)
+    }
+
     pub(crate) fn last_seq(&self, station: &StationName) -> Option<u64> {
         lock(&self.shared.gate).seq.last_durable(station)
     }
@@ -834,6 +838,7 @@ mod tests {
         let wal = Wal::open(opts(dir.path())).unwrap();
         wal.append_blocking(vec![draft("a", Some(1), b"x")])
             .unwrap();
+        assert!(!wal.is_poisoned());
         wal.inner.fail_next_sync();
         let e = wal
             .append_blocking(vec![draft("a", Some(2), b"y")])
@@ -844,6 +849,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, WalError::Poisoned), "{e}");
         assert!(matches!(wal.seal(), Err(WalError::Poisoned)));
+        assert!(wal.is_poisoned());
         // The failed batch was never committed.
         assert_eq!(wal.last_seq(&StationName::new("a").unwrap()), Some(1));
         drop(wal);

@@ -355,6 +355,12 @@ impl Wal {
         &self.inner.shared.opts.dir
     }
 
+    /// Whether a failed write, fsync or seal poisoned the WAL: it refuses
+    /// appends until Strata restarts and recovers from what is on disk.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.is_poisoned()
+    }
+
     /// Live figures (cheap: a few counters).
     pub fn stats(&self) -> WalStats {
         self.inner.stats()

@@ -515,6 +515,11 @@ impl StrataRun {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Everything it wrote to standard error so far (its log).
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
     /// Its output so far.
     pub fn logs(&self) -> String {
         let tail = |p: &Path| {
