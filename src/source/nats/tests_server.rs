@@ -441,6 +441,10 @@ struct OwnServer {
 
 impl OwnServer {
     fn start(port: u16, dir: tempfile::TempDir) -> Option<Self> {
+        Self::start_with(port, dir, &[])
+    }
+
+    fn start_with(port: u16, dir: tempfile::TempDir, extra: &[&str]) -> Option<Self> {
         // Debian installs it in /usr/sbin, which is not on every PATH.
         let child = ["nats-server", "/usr/sbin/nats-server"]
             .iter()
@@ -448,6 +452,7 @@ impl OwnServer {
                 std::process::Command::new(bin)
                     .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
                     .arg(dir.path())
+                    .args(extra)
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .spawn()
@@ -539,4 +544,76 @@ async fn survives_a_server_restart() {
         .map(|(_, s)| *s)
         .collect();
     assert_eq!(seqs, (1..=400).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn credentials_in_the_url_are_used_and_never_shown() {
+    if server().is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(_own) = OwnServer::start_with(
+        port,
+        tempfile::tempdir().unwrap(),
+        &["--user", "alice", "--pass", "s3cr3t-pw"],
+    ) else {
+        eprintln!("skipped: no nats-server binary on PATH");
+        return;
+    };
+    let url = format!("nats://alice:s3cr3t-pw@127.0.0.1:{port}");
+    // async-nats alone ignores a URL's credentials; Strata's connect uses them.
+    let auth = crate::nats::NatsAuth {
+        url: crate::nats::NatsUrl::new(&url),
+        ..Default::default()
+    };
+    let mut admin = None;
+    for _ in 0..100 {
+        if let Ok(c) = crate::nats::connect(&auth, "test").await {
+            admin = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let admin = admin.expect("nats-server with a password came up");
+    let js = async_nats::jetstream::new(admin);
+    make_stream(&js, "authed").await;
+    publish(&js, "authed", 0..10).await;
+
+    // The URL's credentials are what lets the source in.
+    let archive = Arc::new(MemArchive::default());
+    let (tx, rx) = watch::channel(false);
+    let cfg = config(&url, &["authed"]);
+    assert!(!format!("{cfg:?}").contains("s3cr3t-pw"), "{cfg:?}");
+    let task = start(&cfg, archive.clone(), Arc::new(Metrics::new()), rx).await;
+    wait_for("10 messages", 20, || archive.len() == 10).await;
+    tx.send(true).unwrap();
+    task.await.unwrap();
+
+    // A wrong password in the URL is refused, and the error does not show it.
+    let mut bad = config(&format!("nats://alice:wrong-pw@127.0.0.1:{port}"), &["authed"]);
+    let (_tx, rx) = watch::channel(false);
+    let e = NatsSource::start_with(
+        &bad,
+        Arc::new(MemArchive::default()),
+        memory_ledger(),
+        NatsStations::default(),
+        Arc::new(Metrics::new()),
+        rx,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("<credentials>@127.0.0.1"), "{e}");
+    assert!(!e.contains("wrong-pw"), "{e}");
+    // The [nats] user / password keys win over the URL's.
+    bad.user = Some("alice".into());
+    bad.password = Some(crate::config::Secret::new("s3cr3t-pw"));
+    let (tx, rx) = watch::channel(false);
+    let task = start(&bad, Arc::new(MemArchive::default()), Arc::new(Metrics::new()), rx).await;
+    tx.send(true).unwrap();
+    task.await.unwrap();
 }
