@@ -18,7 +18,7 @@ use super::{
     ColumnarError, ParquetOptions, META_FIRST_SEQ, META_LAST_SEQ, META_SCHEMA_VERSION,
     META_STATION, META_VERSION, SCHEMA_VERSION,
 };
-use crate::message::{Message, StationName, Timestamp, MAX_SEQ};
+use crate::message::{Message, Seq, StationName, Timestamp};
 
 /// Most rows converted to Arrow at once; bounds the overshoot of the byte bound.
 const CHUNK_ROWS: usize = 8 * 1024;
@@ -216,7 +216,7 @@ impl FileEncoder {
                     found: m.station.clone(),
                 });
             }
-            if m.seq > MAX_SEQ {
+            if Seq::new(m.seq).is_err() {
                 return Err(ColumnarError::SeqTooLarge(m.seq));
             }
             if m.seq < self.first_seq || m.seq > self.last_seq {

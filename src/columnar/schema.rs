@@ -13,7 +13,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 
 use super::ColumnarError;
-use crate::message::{Header, Message, StationName, Timestamp, MAX_SEQ};
+use crate::message::{Header, Message, Seq, StationName, Timestamp};
 
 /// Column `seq`.
 pub const SEQ: &str = "seq";
@@ -86,14 +86,14 @@ fn check_size(total: usize, what: &'static str) -> Result<(), ColumnarError> {
 /// Messages as one record batch of [`schema`], in the given order.
 ///
 /// # Errors
-/// [`ColumnarError::SeqTooLarge`] for a seq above [`MAX_SEQ`];
+/// [`ColumnarError::SeqTooLarge`] for a seq above [`crate::message::MAX_SEQ`];
 /// [`ColumnarError::BatchTooLarge`] when a column would exceed 2 GiB.
 pub fn to_record_batch(msgs: &[Message]) -> Result<RecordBatch, ColumnarError> {
     let n = msgs.len();
     let (mut id_bytes, mut subject_bytes, mut payload_bytes) = (0usize, 0usize, 0usize);
     let (mut header_count, mut name_bytes, mut value_bytes) = (0usize, 0usize, 0usize);
     for m in msgs {
-        if m.seq > MAX_SEQ {
+        if Seq::new(m.seq).is_err() {
             return Err(ColumnarError::SeqTooLarge(m.seq));
         }
         id_bytes += m.id.as_ref().map_or(0, String::len);

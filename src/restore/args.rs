@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration as ChronoDuration, Utc};
 
 use crate::columnar::Selection;
 use crate::config::Secret;
-use crate::message::{StationName, Timestamp, MAX_SEQ};
+use crate::message::{Seq, StationName, Timestamp};
 
 use super::pace::MIN_RATE;
 use super::RestoreError;
@@ -255,10 +255,8 @@ impl RestoreArgs {
             }
         }
         for (flag, v) in [("--from-seq", self.from_seq), ("--to-seq", self.to_seq)] {
-            if let Some(v) = v.filter(|&v| v > MAX_SEQ) {
-                return Err(RestoreError::Args(format!(
-                    "{flag} {v} is above the largest archived sequence {MAX_SEQ}"
-                )));
+            if let Some(Err(e)) = v.map(Seq::new) {
+                return Err(RestoreError::Args(format!("{flag}: {e}")));
             }
         }
         // Clap checks both when it parses; a `RestoreArgs` built in code is checked here.

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::message::{Draft, Message, StationName, MAX_SEQ};
+use crate::message::{Draft, Message, Seq, StationName};
 
 /// A set of sequence numbers stored as disjoint, non-adjacent inclusive ranges.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -163,7 +163,11 @@ impl Sequencer {
     /// durable, in flight or earlier in the same batch. Changes nothing; call
     /// [`Sequencer::reserve`] with the plan's `reserved` to hold its sequences.
     pub(crate) fn plan(&self, drafts: Vec<Draft>) -> Result<Plan, PlanError> {
-        if let Some(seq) = drafts.iter().filter_map(|d| d.seq).find(|&s| s > MAX_SEQ) {
+        if let Some(seq) = drafts
+            .iter()
+            .filter_map(|d| d.seq)
+            .find(|&s| Seq::new(s).is_err())
+        {
             return Err(PlanError::SeqOutOfRange(seq));
         }
         // Per station in this batch: its slot (sequences taken by this batch,
@@ -189,8 +193,10 @@ impl Sequencer {
                 Some(seq) => seq,
                 None => match *highest {
                     None => 1,
-                    Some(h) if h >= MAX_SEQ => return Err(PlanError::SeqOutOfRange(h + 1)),
-                    Some(h) => h + 1,
+                    Some(h) => match Seq::new(h).and_then(|h| h.checked_add(1)) {
+                        Ok(next) => next.get(),
+                        Err(_) => return Err(PlanError::SeqOutOfRange(h.saturating_add(1))),
+                    },
                 },
             };
             if taken_here.contains(seq) || known.is_some_and(|k| k.durable.contains(seq)) {
@@ -310,6 +316,7 @@ impl Sequencer {
 mod tests {
     use super::*;
     use crate::message::Timestamp;
+    use crate::message::MAX_SEQ;
     use bytes::Bytes;
     use proptest::prelude::*;
     use std::collections::BTreeSet;

@@ -44,7 +44,7 @@
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::message::{Header, Message, StationName, Timestamp, MAX_SEQ, MAX_STATION_LEN};
+use crate::message::{Header, Message, Seq, StationName, Timestamp, MAX_STATION_LEN};
 
 /// The four bytes every entry starts with.
 pub const MAGIC: [u8; 4] = *b"STRE";
@@ -149,7 +149,7 @@ pub enum EncodeError {
         "batch is {0} bytes encoded: one entry holds at most 4294967295 bytes; split the batch"
     )]
     TooLarge(u64),
-    /// A message's sequence is above [`MAX_SEQ`].
+    /// A message's sequence is above [`crate::message::MAX_SEQ`].
     #[error("sequence {0} is above the largest archivable sequence")]
     SeqOutOfRange(u64),
 }
@@ -218,14 +218,14 @@ pub fn encode(messages: &[Message]) -> Result<Vec<u8>, EncodeError> {
 /// # Errors
 /// [`EncodeError::TooLarge`] when the body would not fit the `u32` length (every
 /// string and payload is then also below 4 GiB), [`EncodeError::SeqOutOfRange`]
-/// for a sequence above [`MAX_SEQ`].
+/// for a sequence above [`crate::message::MAX_SEQ`].
 pub fn encode_chunks(messages: &[Message]) -> Result<EncodedEntry, EncodeError> {
     let total = encoded_len(messages);
     let body_len = total - HEADER_LEN as u64;
     if body_len > MAX_BODY_LEN as u64 {
         return Err(EncodeError::TooLarge(total));
     }
-    if let Some(m) = messages.iter().find(|m| m.seq > MAX_SEQ) {
+    if let Some(m) = messages.iter().find(|m| Seq::new(m.seq).is_err()) {
         return Err(EncodeError::SeqOutOfRange(m.seq));
     }
     let shared = |m: &Message| m.payload.len() > INLINE_PAYLOAD_MAX;
@@ -452,8 +452,8 @@ impl Reader<'_> {
                 reason: "station name breaks the station name rules".into(),
             })?;
         let seq = self.u64()?;
-        if seq > MAX_SEQ {
-            return Err(self.malformed(format!("sequence {seq} is above MAX_SEQ")));
+        if let Err(e) = Seq::new(seq) {
+            return Err(self.malformed(e.to_string()));
         }
         let timestamp = Timestamp(i64::from_le_bytes(self.array()?));
         let presence = self.u8()?;
@@ -500,6 +500,7 @@ impl Reader<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::message::MAX_SEQ;
     use proptest::prelude::*;
 
     /// Arbitrary messages, for this module's and the WAL's property tests.

@@ -594,7 +594,10 @@ async fn credentials_in_the_url_are_used_and_never_shown() {
     task.await.unwrap();
 
     // A wrong password in the URL is refused, and the error does not show it.
-    let mut bad = config(&format!("nats://alice:wrong-pw@127.0.0.1:{port}"), &["authed"]);
+    let mut bad = config(
+        &format!("nats://alice:wrong-pw@127.0.0.1:{port}"),
+        &["authed"],
+    );
     let (_tx, rx) = watch::channel(false);
     let e = NatsSource::start_with(
         &bad,
@@ -613,7 +616,13 @@ async fn credentials_in_the_url_are_used_and_never_shown() {
     bad.user = Some("alice".into());
     bad.password = Some(crate::config::Secret::new("s3cr3t-pw"));
     let (tx, rx) = watch::channel(false);
-    let task = start(&bad, Arc::new(MemArchive::default()), Arc::new(Metrics::new()), rx).await;
+    let task = start(
+        &bad,
+        Arc::new(MemArchive::default()),
+        Arc::new(Metrics::new()),
+        rx,
+    )
+    .await;
     tx.send(true).unwrap();
     task.await.unwrap();
 }
