@@ -12,6 +12,7 @@ use strata::config::NatsConfig;
 use strata::identity::ledger::Ledger;
 use strata::message::{Message, StationName};
 use strata::metrics::Metrics;
+use strata::nats::Provenance;
 use strata::source::nats::NatsSource;
 use strata::source::owners::NatsStations;
 use strata::wal::{Wal, WalOptions};
@@ -121,10 +122,11 @@ async fn archives_twice_what_the_stream_keeps_exactly_once_and_in_order() {
     let wal = Wal::open(WalOptions::new(dir.path())).unwrap();
     let metrics = Arc::new(Metrics::new());
     let (tx, rx) = watch::channel(false);
+    let ledger = ledger();
     let task = NatsSource::start(
         &config(&url, &name),
         wal.clone(),
-        ledger(),
+        ledger.clone(),
         NatsStations::default(),
         metrics.clone(),
         rx,
@@ -153,21 +155,39 @@ async fn archives_twice_what_the_stream_keeps_exactly_once_and_in_order() {
     })
     .await;
 
-    // A message `strata restore` put back into this station keeps its
-    // identity, so the WAL drops it instead of archiving a second copy.
+    // A copy `strata restore` signed, of an archived message, is recognised
+    // and acknowledged without being archived again.
+    let key = ledger.restore_key().await.unwrap();
+    let fifth = archived(&wal, &name)
+        .into_iter()
+        .find(|m| m.seq == 5)
+        .expect("seq 5 archived");
     let mut headers = async_nats::HeaderMap::new();
-    headers.insert("Strata-Station", name.as_str());
-    headers.insert("Strata-Seq", "5");
-    headers.insert("Strata-Timestamp", "2026-11-24T10:00:00.000005Z");
+    for (n, v) in Provenance::sign(&key, &station, 5, fifth.timestamp, &fifth.payload) {
+        headers.insert(n, v.as_str());
+    }
     headers.insert("X-Index", "5");
-    js.publish_with_headers(format!("{name}.k5"), headers, "payload 5".into())
+    js.publish_with_headers(format!("{name}.k5"), headers, fifth.payload.clone())
         .await
         .unwrap()
         .await
         .unwrap();
-    wait_until("the restored message to be acknowledged", 30, async || {
-        ack_floor(&js, &name).await == TOTAL + 1
-    })
+    // The same claim without a valid signature is a new message.
+    let mut forged = async_nats::HeaderMap::new();
+    forged.insert("Strata-Station", name.as_str());
+    forged.insert("Strata-Seq", "6");
+    forged.insert("Strata-Timestamp", "2026-11-24T10:00:00.000006Z");
+    forged.insert("Strata-Mac", "00".repeat(32).as_str());
+    js.publish_with_headers(format!("{name}.k6"), forged, "not really 6".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    wait_until(
+        "the copy and the forged claim to be acknowledged",
+        30,
+        async || ack_floor(&js, &name).await == TOTAL + 2,
+    )
     .await;
 
     tx.send(true).unwrap();
@@ -189,8 +209,19 @@ async fn archives_twice_what_the_stream_keeps_exactly_once_and_in_order() {
         "the stream itself kept only the newest"
     );
 
-    let msgs = archived(&wal, &name);
-    assert_eq!(msgs.len() as u64, TOTAL, "exactly once");
+    let mut msgs = archived(&wal, &name);
+    assert_eq!(
+        msgs.len() as u64,
+        TOTAL + 1,
+        "exactly once, plus the forged claim"
+    );
+    let claim = msgs.pop().unwrap();
+    assert_eq!(claim.seq, TOTAL + 2, "the forged claim is a new message");
+    assert_eq!(&claim.payload[..], b"not really 6");
+    assert!(claim
+        .headers
+        .iter()
+        .any(|h| h.name == "Strata-Seq" && h.value == "6"));
     for (m, i) in msgs.iter().zip(1..) {
         assert_eq!(m.seq, i, "in stream order");
         assert_eq!(&m.payload[..], format!("payload {i}").as_bytes());
@@ -218,7 +249,7 @@ async fn archives_twice_what_the_stream_keeps_exactly_once_and_in_order() {
     let text = metrics.render();
     assert!(
         text.contains(&format!(
-            "strata_duplicates_total{{station=\"{name}\",source=\"nats\"}} 1"
+            "strata_restore_echoes_total{{station=\"{name}\"}} 1"
         )),
         "{text}"
     );
