@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod columnar;
 pub mod compactor;
 pub mod config;
+pub mod fsio;
 pub mod health;
 pub mod identity;
 pub mod layout;

@@ -585,3 +585,43 @@ async fn the_expel_risk_gauge_warns_before_a_loss() {
     assert!(run.terminate().await.success(), "{}", run.logs());
     let _ = js.delete_stream(&stream).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_the_archive_unreachable_goes_on_archiving_into_the_wal() {
+    need!(python());
+    let url = need!(nats_url());
+    let _serial = serial_async().await;
+    let dir = tempdir();
+    let archive = dir.path().join("archive");
+    let stream = unique("e2e_offline");
+    let js = jetstream(&url).await;
+    create_stream(&js, &stream, None).await;
+    let (conf, config) = archiver_config(dir.path(), &url, &stream, TOKEN);
+    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
+    let msgs: Vec<Pub> = (1..=40).map(|i| test_message(&stream, i)).collect();
+    publish(&js, &msgs[..20]).await;
+    wait_consumer_caught_up(&js, &stream, CONSUMER, 20, CATCH_UP, Some(&mut run)).await;
+    flush(&config).await;
+    assert!(run.terminate().await.success(), "{}", run.logs());
+
+    // The archive's `_strata/` (identity records, restore key) cannot be
+    // read: a file stands where the folder was.
+    let ledger = archive.join("_strata");
+    let away = dir.path().join("strata-away");
+    std::fs::rename(&ledger, &away).unwrap();
+    std::fs::write(&ledger, b"not a folder").unwrap();
+    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
+    publish(&js, &msgs[20..]).await;
+    // Acknowledged means durable in the WAL: the local copy of the key and
+    // of the incarnation was enough.
+    wait_consumer_caught_up(&js, &stream, CONSUMER, 40, CATCH_UP, Some(&mut run)).await;
+    assert!(run.terminate().await.success(), "{}", run.logs());
+
+    std::fs::remove_file(&ledger).unwrap();
+    std::fs::rename(&away, &ledger).unwrap();
+    flush(&config).await;
+    let read = read_checked(archive).await;
+    let seqs: Vec<i64> = read.station(&stream).iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=40).collect::<Vec<i64>>());
+    let _ = js.delete_stream(&stream).await;
+}

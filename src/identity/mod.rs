@@ -37,6 +37,7 @@
 //! forged `Strata-*` header, a restore from another archive — is a new message
 //! archived under the rule above, its headers as they came.
 
+pub mod cache;
 pub mod ledger;
 pub mod mac;
 

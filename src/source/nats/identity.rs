@@ -2,6 +2,9 @@
 //! incarnation of a stream a consumer reads, and the offset its sequences
 //! are archived under.
 
+use tokio::sync::OnceCell;
+
+use crate::identity::cache::LocalCache;
 use crate::identity::ledger::{Ledger, LedgerError};
 use crate::identity::mac::RestoreKey;
 use crate::identity::{IncarnationRecord, RECORD_VERSION};
@@ -10,14 +13,56 @@ use crate::metrics::Metrics;
 
 use super::worker::Archive;
 
-/// What every station worker shares: the archive's ledger and restore key.
+/// What every station worker shares: the archive's ledger and restore key,
+/// with a local copy in the WAL directory when there is one.
 #[derive(Debug)]
 pub(crate) struct Identity {
     pub(crate) ledger: Ledger,
-    pub(crate) key: RestoreKey,
+    cache: Option<LocalCache>,
+    key: OnceCell<RestoreKey>,
 }
 
 impl Identity {
+    pub(crate) fn new(ledger: Ledger, cache: Option<LocalCache>) -> Self {
+        Self {
+            ledger,
+            cache,
+            key: OnceCell::new(),
+        }
+    }
+
+    /// The restore key: cached locally, else read (or created) in the
+    /// archive and cached.
+    pub(crate) async fn key(&self) -> Result<&RestoreKey, LedgerError> {
+        self.key
+            .get_or_try_init(|| async {
+                if let Some(key) = self.cache.as_ref().and_then(LocalCache::restore_key) {
+                    return Ok(key);
+                }
+                let key = self.ledger.restore_key().await?;
+                if let Some(cache) = &self.cache {
+                    if let Err(e) = cache.save_restore_key(&key) {
+                        tracing::warn!(error = %e, "cannot keep a local copy of the restore key");
+                    }
+                }
+                Ok(key)
+            })
+            .await
+    }
+
+    /// The key once [`Identity::key`] has loaded it.
+    pub(crate) fn loaded_key(&self) -> Option<&RestoreKey> {
+        self.key.get()
+    }
+
+    fn cache_incarnations(&self, station: &StationName, records: &[IncarnationRecord]) {
+        if let Some(cache) = &self.cache {
+            if let Err(e) = cache.save_incarnations(station, records) {
+                tracing::warn!(station = %station, error = %e, "cannot keep a local copy of the incarnation records");
+            }
+        }
+    }
+
     /// The incarnation of `station` whose stream was created at `created`:
     /// the recorded one, or a new one recorded now.
     ///
@@ -34,9 +79,17 @@ impl Identity {
         wal: &dyn Archive,
         metrics: &Metrics,
     ) -> Result<IncarnationRecord, LedgerError> {
-        let records = self.ledger.incarnations(station).await?;
+        if let Some(cache) = &self.cache {
+            let local = cache.incarnations(station);
+            if let Some(known) = local.iter().rev().find(|r| r.stream_created == created) {
+                return Ok(known.clone());
+            }
+        }
+        let mut records = self.ledger.incarnations(station).await?;
         if let Some(known) = records.iter().rev().find(|r| r.stream_created == created) {
-            return Ok(known.clone());
+            let known = known.clone();
+            self.cache_incarnations(station, &records);
+            return Ok(known);
         }
         let now = Timestamp::now().to_rfc3339();
         let record = match records.last() {
@@ -97,6 +150,8 @@ impl Identity {
             }
         };
         self.ledger.record_incarnation(&record).await?;
+        records.push(record.clone());
+        self.cache_incarnations(station, &records);
         Ok(record)
     }
 }

@@ -60,7 +60,8 @@ use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::config::NatsConfig;
-use crate::identity::ledger::{Ledger, LedgerError};
+use crate::identity::cache::LocalCache;
+use crate::identity::ledger::Ledger;
 use crate::message::{StationName, StationNameError};
 use crate::metrics::Metrics;
 use crate::nats::NatsConnectError;
@@ -94,9 +95,6 @@ pub enum NatsError {
     /// Connecting failed, or the server has no JetStream.
     #[error(transparent)]
     Connect(#[from] NatsConnectError),
-    /// The archive's restore key could not be read or created.
-    #[error("cannot read the archive's restore key: {0}")]
-    RestoreKey(#[source] LedgerError),
 }
 
 /// The running NATS source.
@@ -104,8 +102,8 @@ pub enum NatsError {
 pub struct NatsSource;
 
 impl NatsSource {
-    /// Connects, checks that JetStream is available, reads (or creates) the
-    /// archive's restore key, and starts one worker per station (for `"*"`,
+    /// Connects, checks that JetStream is available, and starts one worker
+    /// per station (for `"*"`,
     /// per stream found now and every 30 s), registering each in `stations`
     /// (HTTP ingest refuses those). The returned task ends once `shutdown`
     /// turns `true` (or its sender is dropped) and every worker has stopped.
@@ -120,21 +118,21 @@ impl NatsSource {
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<JoinHandle<()>, NatsError> {
-        Self::start_with(cfg, Arc::new(wal), ledger, stations, metrics, shutdown).await
+        let identity = Identity::new(ledger, Some(LocalCache::new(wal.dir())));
+        Self::start_with(cfg, Arc::new(wal), identity, stations, metrics, shutdown).await
     }
 
     pub(crate) async fn start_with(
         cfg: &NatsConfig,
         archive: Arc<dyn Archive>,
-        ledger: Ledger,
+        identity: Identity,
         registry: NatsStations,
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<JoinHandle<()>, NatsError> {
         let stations = Stations::from_config(cfg)?;
         let (client, js) = crate::nats::connect_jetstream(&cfg.auth(), "strata").await?;
-        let key = ledger.restore_key().await.map_err(NatsError::RestoreKey)?;
-        let identity = Arc::new(Identity { ledger, key });
+        let identity = Arc::new(identity);
         let config = WorkerConfig {
             consumer: if cfg.consumer.is_empty() {
                 DEFAULT_CONSUMER.to_string()
@@ -334,7 +332,7 @@ mod tests {
         let e = NatsSource::start_with(
             &c,
             archive,
-            tests_server::memory_ledger(),
+            Identity::new(tests_server::memory_ledger(), None),
             NatsStations::default(),
             Arc::new(Metrics::new()),
             rx,

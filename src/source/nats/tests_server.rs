@@ -113,9 +113,16 @@ async fn start_on(
     metrics: Arc<Metrics>,
     rx: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    NatsSource::start_with(cfg, archive, ledger, NatsStations::default(), metrics, rx)
-        .await
-        .unwrap()
+    NatsSource::start_with(
+        cfg,
+        archive,
+        identity::Identity::new(ledger, None),
+        NatsStations::default(),
+        metrics,
+        rx,
+    )
+    .await
+    .unwrap()
 }
 
 impl MemArchive {
@@ -602,7 +609,7 @@ async fn credentials_in_the_url_are_used_and_never_shown() {
     let e = NatsSource::start_with(
         &bad,
         Arc::new(MemArchive::default()),
-        memory_ledger(),
+        identity::Identity::new(memory_ledger(), None),
         NatsStations::default(),
         Arc::new(Metrics::new()),
         rx,

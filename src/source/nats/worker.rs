@@ -248,6 +248,13 @@ impl StationWorker {
         let nats = |what: &str, e: &dyn std::fmt::Display| {
             SetupError::Nats(format!("{what} failed ({e})").into())
         };
+        // Needed to tell restored copies from new messages.
+        self.identity.key().await.map_err(|e| {
+            nats(
+                "reading the archive's restore key (NATS messages wait in the stream)",
+                &e,
+            )
+        })?;
         let mut stream = self
             .js
             .get_stream(self.station.as_str())
@@ -551,8 +558,11 @@ impl StationWorker {
         let Some(claim) = Provenance::from_headers(|name| find(headers, name)) else {
             return false;
         };
+        let Some(key) = self.identity.loaded_key() else {
+            return false;
+        };
         claim.station == self.station
-            && claim.verify(&self.identity.key, payload)
+            && claim.verify(key, payload)
             && self.archive.holds(&self.station, claim.seq.get())
     }
 
