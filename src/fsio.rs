@@ -12,7 +12,7 @@ use std::path::Path;
 /// # Errors
 /// The I/O error of the step that failed (the old file is then untouched).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let dir = parent(path);
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a file path is needed"))?;
@@ -37,11 +37,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// The I/O error of the rename or of a directory fsync.
 pub fn durable_rename(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(from, to)?;
-    let to_dir = to.parent().unwrap_or_else(|| Path::new("."));
+    let to_dir = parent(to);
     sync_dir(to_dir)?;
-    match from.parent() {
-        Some(from_dir) if from_dir != to_dir => sync_dir(from_dir),
+    match parent(from) {
+        from_dir if from_dir != to_dir => sync_dir(from_dir),
         _ => Ok(()),
+    }
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     }
 }
 
@@ -82,6 +90,12 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"old");
         write_atomic(&path, b"new").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"new");
+    }
+
+    #[test]
+    fn a_bare_file_name_is_in_the_working_directory() {
+        assert_eq!(parent(Path::new("x.ckpt")), Path::new("."));
+        assert_eq!(parent(Path::new("a/x.ckpt")), Path::new("a"));
     }
 
     #[test]

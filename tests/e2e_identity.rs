@@ -21,15 +21,6 @@ const CONSUMER: &str = ARCHIVER_CONSUMER;
 const CATCH_UP: Duration = Duration::from_secs(120);
 const TOKEN: &str = "identity-e2e-token";
 
-async fn flush(config: &Path) {
-    let c = config.to_path_buf();
-    blocking(move || strata(args!["flush", "--config", c]).ok()).await;
-}
-
-async fn read_checked(root: PathBuf) -> ArchiveRead {
-    blocking(move || read_archive_checked(&root)).await
-}
-
 async fn ls(config: &Path, station: &str) -> String {
     let (c, s) = (config.to_path_buf(), station.to_string());
     blocking(move || {
@@ -38,24 +29,6 @@ async fn ls(config: &Path, station: &str) -> String {
             .text()
     })
     .await
-}
-
-async fn restore_to_nats(config: &Path, station: &str, url: &str) {
-    let (c, s, u) = (config.to_path_buf(), station.to_string(), url.to_string());
-    blocking(move || {
-        strata(args![
-            "restore",
-            "--station",
-            s,
-            "--config",
-            c,
-            "--nats",
-            u,
-            "--quiet"
-        ])
-        .ok()
-    })
-    .await;
 }
 
 /// `(seq, incarnation, stream_seq)` of every row, recovered by DuckDB from

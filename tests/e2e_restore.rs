@@ -9,7 +9,7 @@
 mod e2e_support;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -152,33 +152,6 @@ fn assert_restored(got: &[StreamMsg], expected: &[Expected]) {
         );
         assert!(ids.insert(id.to_string()), "Nats-Msg-Id {id} used twice");
     }
-}
-
-async fn flush(config: &Path) {
-    let c = config.to_path_buf();
-    blocking(move || strata(args!["flush", "--config", c]).ok()).await;
-}
-
-async fn read_checked(root: PathBuf) -> ArchiveRead {
-    blocking(move || read_archive_checked(&root)).await
-}
-
-async fn restore_to_nats(config: &Path, station: &str, url: &str) {
-    let (c, s, u) = (config.to_path_buf(), station.to_string(), url.to_string());
-    blocking(move || {
-        strata(args![
-            "restore",
-            "--station",
-            s,
-            "--config",
-            c,
-            "--nats",
-            u,
-            "--quiet"
-        ])
-        .ok()
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, PutMode, PutOptions, PutPayload};
 
 use super::mac::{KeyError, RestoreKey};
 use super::{GapRecord, IncarnationRecord};
@@ -152,14 +152,7 @@ impl Ledger {
         station: &StationName,
     ) -> Result<Option<u64>, LedgerError> {
         let prefix = &self.archive.prefix;
-        let dir = layout::station_prefix(prefix, station);
-        let metas: Vec<_> = self
-            .archive
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| Box::new(op_error("list", &dir, e)))?;
+        let metas = self.list(&layout::station_prefix(prefix, station)).await?;
         Ok(metas
             .iter()
             .filter_map(|m| DataKey::parse(prefix, &m.location))
@@ -173,13 +166,7 @@ impl Ledger {
         kind: &str,
     ) -> Result<Vec<T>, LedgerError> {
         let dir = layout::ledger_prefix(&self.archive.prefix, station).child(kind);
-        let metas: Vec<_> = self
-            .archive
-            .store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| Box::new(op_error("list", &dir, e)))?;
+        let metas = self.list(&dir).await?;
         let mut out = Vec::with_capacity(metas.len());
         for meta in metas {
             if !meta.location.as_ref().ends_with(".json") {
@@ -190,6 +177,16 @@ impl Ledger {
             }
         }
         Ok(out)
+    }
+
+    async fn list(&self, dir: &Path) -> Result<Vec<ObjectMeta>, LedgerError> {
+        Ok(self
+            .archive
+            .store
+            .list(Some(dir))
+            .try_collect()
+            .await
+            .map_err(|e| Box::new(op_error("list", dir, e)))?)
     }
 
     async fn get(&self, path: &Path) -> Result<Option<bytes::Bytes>, LedgerError> {

@@ -28,8 +28,8 @@
 //!   no duplicate, whatever the stream's duplicate window.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -234,7 +234,7 @@ impl Checkpoint {
         let mut body =
             serde_json::to_vec(self).map_err(|e| cp_err(path, format!("cannot encode it: {e}")))?;
         body.push(b'\n');
-        write_atomic(path, &body).map_err(|e| {
+        crate::fsio::write_atomic(path, &body).map_err(|e| {
             cp_err(
                 path,
                 format!("cannot write it: {e}; check the directory exists and is writable"),
@@ -247,36 +247,6 @@ fn cp_err(path: &Path, reason: String) -> RestoreError {
     RestoreError::Checkpoint {
         path: path.to_path_buf(),
         reason,
-    }
-}
-
-/// Writes `body` to `path` through `path.tmp`: fsync the data, rename over
-/// `path`, then fsync the directory so the rename itself survives a crash.
-fn write_atomic(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = PathBuf::from(tmp_name);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
-    f.write_all(body)?;
-    // The data must be on disk before the rename makes it the checkpoint.
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&tmp, path)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    // Without this the rename may be lost on power failure and an older
-    // checkpoint would come back (harmless but wasteful); directories cannot be
-    // opened for sync on every platform, so only Unix insists.
-    match File::open(dir).and_then(|d| d.sync_all()) {
-        Ok(()) => Ok(()),
-        Err(e) if cfg!(unix) => Err(e),
-        Err(_) => Ok(()),
     }
 }
 

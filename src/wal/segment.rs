@@ -333,10 +333,7 @@ fn find_magic(bytes: &[u8], from: usize) -> Option<usize> {
         .map(|p| from + p)
 }
 
-/// Fsyncs a directory, making renames, creations and deletions in it durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub(crate) use crate::fsio::sync_dir;
 
 /// Creates segment `id` as the active segment: writes its header, fsyncs the
 /// file and the directory (so the new name survives a crash).

@@ -20,18 +20,16 @@
 //!     id u64 | bytes u64 | messages u64 | has_min_ts u8 | min_ts i64 (micros)
 //! ```
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::Path;
 
 use super::dedup::SeqSet;
-use super::segment::sync_dir;
 use super::SegmentId;
 use crate::message::{StationName, Timestamp};
 
 /// File name of the snapshot in the WAL directory.
 pub(crate) const FILE_NAME: &str = "seqs.snapshot";
-const TMP_NAME: &str = "seqs.snapshot.tmp";
 const MAGIC: [u8; 8] = *b"STRASNAP";
 const VERSION: u16 = 1;
 
@@ -207,17 +205,7 @@ pub(crate) fn read(dir: &Path) -> io::Result<Option<Vec<u8>>> {
 
 /// Replaces the snapshot of `dir` atomically and durably.
 pub(crate) fn write(dir: &Path, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(TMP_NAME);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    // The data must be on disk before the rename can make it the snapshot.
-    f.sync_all()?;
-    fs::rename(&tmp, dir.join(FILE_NAME))?;
-    sync_dir(dir)
+    crate::fsio::write_atomic(&dir.join(FILE_NAME), bytes)
 }
 
 #[cfg(test)]

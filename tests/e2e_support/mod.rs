@@ -1598,3 +1598,33 @@ pub async fn start_archiver(
     wait_consumer_exists(js, stream, ARCHIVER_CONSUMER, &mut run).await;
     run
 }
+
+/// `strata flush --config CONFIG`, off the async runtime.
+pub async fn flush(config: &Path) {
+    let c = config.to_path_buf();
+    blocking(move || strata(args!["flush", "--config", c]).ok()).await;
+}
+
+/// [`read_archive_checked`], off the async runtime.
+pub async fn read_checked(root: PathBuf) -> ArchiveRead {
+    blocking(move || read_archive_checked(&root)).await
+}
+
+/// `strata restore --station STATION --nats URL --quiet` with `config`.
+pub async fn restore_to_nats(config: &Path, station: &str, url: &str) {
+    let (c, s, u) = (config.to_path_buf(), station.to_string(), url.to_string());
+    blocking(move || {
+        strata(args![
+            "restore",
+            "--station",
+            s,
+            "--config",
+            c,
+            "--nats",
+            u,
+            "--quiet"
+        ])
+        .ok()
+    })
+    .await;
+}
