@@ -34,6 +34,8 @@ struct MemArchive {
     messages: Mutex<BTreeMap<(String, u64), Draft>>,
     order: Mutex<Vec<u64>>,
     full_calls: AtomicUsize,
+    /// Appends refused as if the WAL were poisoned, counted down.
+    poisoned_calls: AtomicUsize,
     appends: AtomicUsize,
     /// Every draft handed over, duplicates included.
     drafts: AtomicUsize,
@@ -49,6 +51,13 @@ impl Archive for MemArchive {
             .is_ok()
         {
             return Err(WalError::Full { used: 2, max: 1 });
+        }
+        if self
+            .poisoned_calls
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(WalError::Poisoned);
         }
         self.drafts.fetch_add(drafts.len(), Ordering::SeqCst);
         let mut map = self.messages.lock().unwrap();
@@ -632,4 +641,57 @@ async fn credentials_in_the_url_are_used_and_never_shown() {
     .await;
     tx.send(true).unwrap();
     task.await.unwrap();
+}
+
+/// Log lines written while a test runs (a `tracing` writer).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_failing_wal_is_logged_once_not_in_a_loop() {
+    let Some(url) = server() else { return };
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    let name = unique("poison");
+    make_stream(&js, &name).await;
+    publish(&js, &name, 0..20).await;
+    let archive = Arc::new(MemArchive::default());
+    archive.poisoned_calls.store(5, Ordering::SeqCst);
+    let (tx, rx) = watch::channel(false);
+    let task = start(
+        &config(&url, &[&name]),
+        archive.clone(),
+        Arc::new(Metrics::new()),
+        rx,
+    )
+    .await;
+    wait_for("20 messages", 30, || archive.len() == 20).await;
+    tx.send(true).unwrap();
+    task.await.unwrap();
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let failures = text
+        .matches("cannot append NATS messages to the WAL")
+        .count();
+    assert_eq!(
+        failures, 1,
+        "one error per episode, not one per retry:\n{text}"
+    );
+    assert_eq!(text.matches("works again").count(), 1, "{text}");
+    js.delete_stream(&name).await.unwrap();
 }

@@ -33,6 +33,13 @@ const ACK_WAIT: Duration = Duration::from_secs(60);
 /// Messages delivered and not yet acknowledged, per consumer.
 const MAX_ACK_PENDING: i64 = 100_000;
 
+/// How often appends are retried while the WAL is poisoned.
+const POISONED_RETRY: Duration = if cfg!(test) {
+    Duration::from_millis(100)
+} else {
+    Duration::from_secs(30)
+};
+
 /// How often the expel-risk gauge is refreshed.
 const RISK_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -393,6 +400,7 @@ impl StationWorker {
         let mut full = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut warned_full = false;
         let mut part_limit: Option<u64> = None;
+        let mut failing = false;
         let mut rest = drafts;
         while !rest.is_empty() {
             let take = match part_limit {
@@ -448,16 +456,28 @@ impl StationWorker {
                 }
                 Err(WalError::Closed) => return Err(Stop::Shutdown),
                 Err(e) => {
-                    tracing::error!(
-                        station = %self.station, error = %e,
-                        "cannot append NATS messages to the WAL; they stay in the broker, retrying",
-                    );
-                    let delay = self.errors.delay();
+                    // Logged once per episode (a poisoned WAL stays poisoned
+                    // until a restart; /healthz says so meanwhile).
+                    if !failing {
+                        tracing::error!(
+                            station = %self.station, error = %e,
+                            "cannot append NATS messages to the WAL; they stay in the broker, retrying",
+                        );
+                        failing = true;
+                    }
+                    let delay = if matches!(e, WalError::Poisoned) {
+                        POISONED_RETRY
+                    } else {
+                        self.errors.delay()
+                    };
                     if !self.pause(delay).await {
                         return Err(Stop::Shutdown);
                     }
                 }
             }
+        }
+        if failing {
+            tracing::info!(station = %self.station, "appending NATS messages to the WAL works again");
         }
         Ok(())
     }
