@@ -115,6 +115,14 @@ pub enum RestoreError {
         /// What differs.
         detail: String,
     },
+    /// The `--output` file exists and `--force` was not given.
+    #[error(
+        "{path} already exists: pass --force to overwrite it, or choose another --output file"
+    )]
+    OutputExists {
+        /// The file.
+        path: PathBuf,
+    },
     /// Writing NDJSON failed.
     #[error("cannot write {path}: {source}; check the path and free disk space")]
     Output {
@@ -394,6 +402,7 @@ fn open_checkpoint(
 /// checkpoint, or the resume), or opens the NDJSON output.
 async fn open_sink(
     target: &Target,
+    overwrite: bool,
     resumed: Option<&Checkpoint>,
     checkpointer: Option<&mut Checkpointer>,
 ) -> Result<Box<dyn Sink>, RestoreError> {
@@ -414,6 +423,7 @@ async fn open_sink(
         Target::File(path) => Box::new(NdjsonSink::file(
             path,
             resumed.and_then(|cp| cp.output_bytes),
+            overwrite,
         )?),
         Target::Stdout => Box::new(NdjsonSink::stdout()),
     })
@@ -457,7 +467,13 @@ pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, R
     let mut sel = req.selection;
     let (mut checkpointer, resumed) = open_checkpoint(&req, &target_spec, &mut sel)?;
     let resumed_after = resumed.as_ref().and_then(|cp| cp.last_seq);
-    let mut sink = open_sink(&req.target, resumed.as_ref(), checkpointer.as_mut()).await?;
+    let mut sink = open_sink(
+        &req.target,
+        req.overwrite,
+        resumed.as_ref(),
+        checkpointer.as_mut(),
+    )
+    .await?;
     if let Some(c) = &mut checkpointer {
         // Durable before the first publish: the stream positions a resume needs.
         c.cp.write(&c.path)?;
