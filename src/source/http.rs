@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{HttpConfig, Secret};
-use crate::message::{Draft, StationName};
+use crate::message::StationName;
 use crate::metrics::Metrics;
 use crate::ndjson;
 use crate::wal::{Appended, Wal, WalError};
@@ -114,6 +114,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .merge(guarded)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(
@@ -273,8 +274,6 @@ async fn ingest(
             last_seq: None,
         }));
     }
-    let count = drafts.len() as u64;
-    let bytes: u64 = drafts.iter().map(|d: &Draft| d.payload.len() as u64).sum();
     let appended = match state.wal.append(drafts).await {
         Ok(appended) => appended,
         Err(e) => {
@@ -287,12 +286,7 @@ async fn ingest(
     };
     state
         .metrics
-        .inc_ingested(station.as_str(), SOURCE, count, bytes);
-    if appended.duplicates > 0 {
-        state
-            .metrics
-            .inc_duplicates(station.as_str(), SOURCE, appended.duplicates as u64);
-    }
+        .inc_appended(station.as_str(), SOURCE, &appended);
     Ok(Json(reply(&station, &appended)))
 }
 
@@ -361,6 +355,24 @@ async fn not_found(request: Request) -> ApiError {
              GET /healthz or GET /metrics",
             request.method(),
             request.uri().path()
+        ),
+    )
+}
+
+/// A known path asked with the wrong method: 405 naming the method to use
+/// (axum adds the `Allow` header).
+async fn method_not_allowed(request: Request) -> ApiError {
+    let path = request.uri().path();
+    // Only /healthz and /metrics are read with GET; every other endpoint takes POST.
+    let allowed = match path {
+        "/healthz" | "/metrics" => "GET",
+        _ => "POST",
+    };
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} is not allowed on {path}: use {allowed} {path}",
+            request.method()
         ),
     )
 }
@@ -476,6 +488,7 @@ mod tests {
         let s = StationName::new("s").unwrap();
         let appended = Appended {
             accepted: 3,
+            accepted_bytes: 30,
             duplicates: 1,
             ranges: vec![(s.clone(), 4, 6)],
         };
