@@ -299,3 +299,57 @@ fn nanosecond_timestamps_are_archived_as_microseconds() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn the_systemd_unit_is_valid_and_runs_strata_with_real_flags() {
+    let unit_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/strata.service");
+    let unit = std::fs::read_to_string(&unit_path).expect("deploy/strata.service");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    let mut words = exec.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/strata"), "{exec}");
+    let args: Vec<&str> = words.collect();
+    assert_eq!(args.first(), Some(&"run"), "{exec}");
+    // `--help` after the unit's arguments: clap parses them all first, so a
+    // flag strata does not have fails here.
+    let mut with_help = args.clone();
+    with_help.push("--help");
+    strata(&with_help).ok();
+    for key in [
+        "Restart=on-failure",
+        "StateDirectory=strata",
+        "User=strata",
+        "KillSignal=SIGTERM",
+    ] {
+        assert!(unit.lines().any(|l| l == key), "{key} missing");
+    }
+
+    // systemd's own check, with the unit pointed at the binary under test.
+    let Ok(analyze) = which("systemd-analyze") else {
+        eprintln!("SKIPPED systemd-analyze verify: systemd-analyze is not installed");
+        return;
+    };
+    let dir = tempdir();
+    let copy = dir.path().join("strata.service");
+    std::fs::write(&copy, unit.replace("/usr/local/bin/strata", BIN)).expect("write unit");
+    let mut cmd = Command::new(analyze);
+    cmd.arg("verify").arg(&copy);
+    let out = run_command(cmd, None, Duration::from_secs(60));
+    let text = out.text();
+    let complaints: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("strata.service"))
+        .collect();
+    assert!(complaints.is_empty(), "systemd-analyze verify:\n{out}");
+}
+
+/// `name` on `PATH`.
+fn which(name: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{name} is not on PATH"))
+}
