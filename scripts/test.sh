@@ -4,7 +4,7 @@
 # On a fresh Debian machine it installs what the tests need (nats-server; a
 # virtualenv in target/venv with moto, duckdb, pyarrow and boto3), starts an
 # S3-compatible server (moto) and a NATS JetStream server on free loopback ports,
-# runs `cargo build --all-targets` and `cargo test --all-targets "$@"`, stops the
+# runs `cargo test --all-targets --no-run`, then `cargo test --all-targets "$@"`, stops the
 # servers, and exits with cargo's status.
 #
 #   scripts/test.sh                  # everything
@@ -193,7 +193,9 @@ export PATH="$VENV/bin:$PATH"
 
 # --- build and test ----------------------------------------------------------
 
-cargo build --all-targets
+# One build of the test binaries: `cargo build` would also build the examples
+# as plain binaries, which `cargo test` then builds again as test harnesses.
+cargo test --all-targets --no-run
 status=0
 cargo test --all-targets "$@" || status=$?
 exit "$status"
