@@ -4,9 +4,10 @@
 # On a fresh Debian machine it installs what the tests need (nats-server; a
 # virtualenv in target/venv with moto, duckdb, pyarrow and boto3), starts an
 # S3-compatible server (moto) and a NATS JetStream server on free loopback ports,
-# runs `cargo build --all-targets` (benches included, so they keep compiling) and
-# `cargo test --lib --bins --tests --examples "$@"` (benches left out: they time
-# the disk and assert nothing), stops the servers, and exits with cargo's status.
+# runs `cargo test --all-targets --no-run` (one build of every test binary, benches
+# included so they keep compiling), then `cargo test --lib --bins --tests --examples "$@"`
+# (benches left out: they time the disk and assert nothing), stops the servers, and
+# exits with cargo's status.
 #
 #   scripts/test.sh                  # everything
 #   scripts/test.sh store_           # tests whose name contains store_
@@ -194,7 +195,9 @@ export PATH="$VENV/bin:$PATH"
 
 # --- build and test ----------------------------------------------------------
 
-cargo build --all-targets
+# One build of the test binaries: `cargo build` would also build the examples
+# as plain binaries, which `cargo test` then builds again as test harnesses.
+cargo test --all-targets --no-run
 status=0
 # Not --all-targets: that would also run benches/ (tens of seconds of fsync timing).
 cargo test --lib --bins --tests --examples "$@" || status=$?

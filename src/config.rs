@@ -141,6 +141,7 @@ pub struct WalConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// `file:///path`, `file://./relative` or `s3://bucket/prefix`.
+    #[serde(deserialize_with = "de_storage_url")]
     pub url: String,
     /// Region of the bucket; empty means `us-east-1` (any non-empty value for MinIO).
     pub region: String,
@@ -744,6 +745,20 @@ fn de_endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     check_endpoint(&String::deserialize(d)?).map_err(de::Error::custom)
 }
 
+/// Checks `[storage] url` while the file is read, so a bad one is reported
+/// with its line like every other value (opening the store checks it again).
+fn de_storage_url<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let url = String::deserialize(d)?;
+    match crate::store::StorageUrl::parse(&url) {
+        Ok(_) => Ok(url),
+        // The error's url has any credentials written into it redacted.
+        Err(crate::store::StoreError::BadUrl { url, reason }) => {
+            Err(de::Error::custom(format!("{url:?}: {reason}")))
+        }
+        Err(e) => Err(de::Error::custom(e)),
+    }
+}
+
 fn de_listen<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;
     let ok = s
@@ -1094,6 +1109,25 @@ mod tests {
         assert!(e.contains("line 2"), "{e}");
         assert!(e.contains("unknown table [storgae]"), "{e}");
         assert!(e.contains("`storage`"), "lists the known tables: {e}");
+    }
+
+    #[test]
+    fn a_bad_storage_url_names_its_line_and_the_forms() {
+        let e = parse_err("[wal]\ndir = \"w\"\n\n[storage]\nurl = \"gs://bucket\"\n");
+        assert!(e.contains("line 5: [storage] url"), "{e}");
+        assert!(
+            e.contains("gs://") && e.contains("s3://bucket/optional/prefix"),
+            "{e}"
+        );
+        let e = parse_err("[storage]\nurl = \"s3://AKIA:hunter2@bucket/p\"\n");
+        assert!(e.contains("line 2: [storage] url"), "{e}");
+        assert!(!e.contains("hunter2") && !e.contains("AKIA"), "{e}");
+        let e = parse_err("storage = { url = \"/var/lib/strata\" }\n");
+        assert!(
+            e.contains("line 1: [storage] url") && e.contains("no scheme"),
+            "{e}"
+        );
+        assert!(parse("[storage]\nurl = \"file://./a\"\n").is_ok());
     }
 
     #[test]

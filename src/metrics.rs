@@ -5,21 +5,22 @@
 //!
 //! | metric | type | labels | set by |
 //! | --- | --- | --- | --- |
-//! | `strata_ingested_messages_total` | counter | station, source | sources: messages handed to the WAL and made durable, duplicates included |
+//! | `strata_ingested_messages_total` | counter | station, source | sources: messages the WAL accepted and made durable (duplicates not counted) |
 //! | `strata_ingested_bytes_total` | counter | station, source | sources: payload bytes of the same messages |
-//! | `strata_duplicates_total` | counter | station, source | sources: of those, messages the WAL dropped as already archived |
-//! | `strata_wal_full_total` | counter | source | sources: appends refused because the WAL was full (backpressure) |
+//! | `strata_duplicates_total` | counter | station, source | sources: messages the WAL dropped because their (station, seq) was already stored, in flight, or earlier in the same batch |
+//! | `strata_wal_full_total` | counter | source | sources: appends refused because the WAL was full (HTTP answers 503, NATS waits and retries) |
 //! | `strata_source_errors_total` | counter | source | sources: transient errors (fetch, ack, reconnect) |
-//! | `strata_wal_bytes` | gauge | | process: WAL size on disk |
-//! | `strata_wal_segments` | gauge | | process: WAL segment files |
+//! | `strata_wal_bytes` | gauge | | process: bytes of the WAL's segment files (active and sealed), as counted against `max_disk_bytes` |
+//! | `strata_wal_segments` | gauge | | process: WAL segment files (active and sealed) |
+//! | `strata_oldest_unuploaded_age_seconds` | gauge | | compactor: age of the oldest message in a sealed segment waiting for upload (the active segment is not counted) |
+//! | `strata_upload_errors_total` | counter | | compactor: failed compaction passes (a store error; the segment stays in the WAL) |
+//! | `strata_upload_retries_total` | counter | | compactor: compaction passes retried after a failure |
+//! | `strata_compactions_total` | counter | | compactor: segments compacted and uploaded |
+//! | `strata_compaction_duration_seconds` | summary (`_sum`, `_count`) | | compactor: time to compact and upload one segment |
+//! | `strata_compacted_bytes_total` | counter | | compactor: Parquet bytes uploaded |
 //! | `strata_wal_poisoned` | gauge | | process: 1 while the WAL refuses appends after a failed write or fsync ([`crate::health`]) |
 //! | `strata_compactor_failing_seconds` | gauge | | process: how long compaction has been failing (0 after a success) |
 //! | `strata_http_inflight_bytes` | gauge | | HTTP server: request body bytes held now (bounded by `max_inflight_bytes`) |
-//! | `strata_oldest_unuploaded_age_seconds` | gauge | | compactor: age of the oldest message not yet uploaded |
-//! | `strata_upload_errors_total` | counter | | compactor: failed uploads |
-//! | `strata_upload_retries_total` | counter | | compactor: upload retries |
-//! | `strata_compaction_duration_seconds` | summary (`_sum`, `_count`) | | compactor: compaction runs |
-//! | `strata_compacted_bytes_total` | counter | | compactor: Parquet bytes written |
 //! | `strata_compacted_rows_total` | counter | | compactor: rows written |
 //! | `strata_http_requests_total` | counter | code | HTTP server: answers by status code |
 //! | `strata_stream_incarnations_total` | counter | station | NATS source: new incarnations of a stream detected (deleted and created again) |
@@ -32,6 +33,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use crate::wal::Appended;
 
 /// Per (station, source) counters.
 #[derive(Debug, Default)]
@@ -142,16 +145,33 @@ impl Metrics {
         Arc::clone(map.entry(source).or_default())
     }
 
+    /// Counts what one append by `source` for `station` did: the messages the
+    /// WAL accepted (and their payload bytes) in `strata_ingested_*`, the
+    /// duplicates it dropped in `strata_duplicates_total` only.
+    pub fn inc_appended(&self, station: &str, source: &'static str, appended: &Appended) {
+        self.inc_ingested(
+            station,
+            source,
+            appended.accepted as u64,
+            appended.accepted_bytes,
+        );
+        if appended.duplicates > 0 {
+            self.inc_duplicates(station, source, appended.duplicates as u64);
+        }
+    }
+
     /// Counts `msgs` messages of `bytes` payload bytes that `source` (`"http"`,
-    /// `"nats"`, `"file"`) handed to the WAL for `station` and that are durable
-    /// (duplicates the WAL dropped included; see [`Metrics::inc_duplicates`]).
+    /// `"nats"`) appended to the WAL for `station` and that the WAL accepted:
+    /// never the duplicates it dropped (those go to [`Metrics::inc_duplicates`]).
+    /// [`Metrics::inc_appended`] does both from an append's result.
     pub fn inc_ingested(&self, station: &str, source: &'static str, msgs: u64, bytes: u64) {
         let c = self.station(station, source);
         c.messages.fetch_add(msgs, Relaxed);
         c.bytes.fetch_add(bytes, Relaxed);
     }
 
-    /// Counts messages the WAL dropped because their (station, seq) was already archived.
+    /// Counts messages the WAL dropped because their (station, seq) was already
+    /// stored, in flight, or earlier in the same batch.
     pub fn inc_duplicates(&self, station: &str, source: &'static str, msgs: u64) {
         self.station(station, source)
             .duplicates
@@ -187,22 +207,24 @@ impl Metrics {
         self.http_inflight_bytes.store(bytes, Relaxed);
     }
 
-    /// Sets the age of the oldest message not yet uploaded (0 when none is waiting).
+    /// Sets the age of the oldest message in a sealed segment waiting for upload
+    /// (0 when none is waiting).
     pub fn set_oldest_unuploaded_age(&self, secs: f64) {
         self.oldest_unuploaded_age.store(secs.to_bits(), Relaxed);
     }
 
-    /// Counts a failed upload.
+    /// Counts a failed segment compaction (usually an object store error).
     pub fn inc_upload_error(&self) {
         self.upload_errors.fetch_add(1, Relaxed);
     }
 
-    /// Counts an upload retry.
+    /// Counts a compaction pass retried after a failed one.
     pub fn inc_upload_retry(&self) {
         self.upload_retries.fetch_add(1, Relaxed);
     }
 
-    /// Records one compaction run: how long it took, and the Parquet bytes and rows it wrote.
+    /// Records one segment compacted: how long it took, and the Parquet bytes
+    /// uploaded and rows written.
     pub fn observe_compaction(&self, duration: Duration, bytes: u64, rows: u64) {
         self.compactions.fetch_add(1, Relaxed);
         let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
@@ -303,7 +325,7 @@ impl Metrics {
             let families: [(&str, &str, Get); 3] = [
                 (
                     "strata_ingested_messages_total",
-                    "Messages a source handed to the WAL and made durable, duplicates included.",
+                    "Messages a source appended that the WAL accepted and made durable (duplicates are counted in strata_duplicates_total only).",
                     |c| c.messages.load(Relaxed),
                 ),
                 (
@@ -313,7 +335,7 @@ impl Metrics {
                 ),
                 (
                     "strata_duplicates_total",
-                    "Messages the WAL dropped because their (station, seq) was already archived.",
+                    "Messages the WAL dropped because their (station, seq) was already stored, in flight, or earlier in the same batch.",
                     |c| c.duplicates.load(Relaxed),
                 ),
             ];
@@ -336,7 +358,7 @@ impl Metrics {
             header(
                 &mut out,
                 "strata_wal_full_total",
-                "Appends a source could not make because the WAL was full (it waits and retries).",
+                "Appends a source could not make because the WAL was full (HTTP answers 503, the NATS source waits and retries).",
                 "counter",
             );
             for (source, c) in sources.iter() {
@@ -362,13 +384,13 @@ impl Metrics {
         let plain: [(&str, &str, &str, u64); 9] = [
             (
                 "strata_wal_bytes",
-                "Size of the WAL directory's segments on disk.",
+                "Bytes of the WAL's segment files (active and sealed), as counted against [wal] max_disk_bytes.",
                 "gauge",
                 self.wal_bytes.load(Relaxed),
             ),
             (
                 "strata_wal_segments",
-                "WAL segment files (open and sealed).",
+                "WAL segment files (active and sealed).",
                 "gauge",
                 self.wal_segments.load(Relaxed),
             ),
@@ -386,19 +408,19 @@ impl Metrics {
             ),
             (
                 "strata_upload_errors_total",
-                "Uploads to the object store that failed.",
+                "Segment compactions that failed (usually an object store error); the segment stays in the WAL.",
                 "counter",
                 self.upload_errors.load(Relaxed),
             ),
             (
                 "strata_upload_retries_total",
-                "Uploads to the object store that were retried.",
+                "Compaction passes retried after a failed one (with backoff).",
                 "counter",
                 self.upload_retries.load(Relaxed),
             ),
             (
                 "strata_compacted_bytes_total",
-                "Parquet bytes written by compaction.",
+                "Parquet bytes uploaded by compaction.",
                 "counter",
                 self.compacted_bytes.load(Relaxed),
             ),
@@ -410,7 +432,7 @@ impl Metrics {
             ),
             (
                 "strata_compactions_total",
-                "Compaction runs.",
+                "WAL segments compacted and uploaded.",
                 "counter",
                 self.compactions.load(Relaxed),
             ),
@@ -422,7 +444,7 @@ impl Metrics {
         header(
             &mut out,
             "strata_oldest_unuploaded_age_seconds",
-            "Age of the oldest message in the WAL not yet uploaded (0 when none waits).",
+            "Age of the oldest message in a sealed WAL segment waiting for upload (0 when none waits; the active segment is not counted).",
             "gauge",
         );
         let age = f64::from_bits(self.oldest_unuploaded_age.load(Relaxed));
@@ -438,7 +460,7 @@ impl Metrics {
         header(
             &mut out,
             "strata_compaction_duration_seconds",
-            "Time spent per compaction run.",
+            "Time to compact and upload one WAL segment.",
             "summary",
         );
         let secs = self.compaction_nanos.load(Relaxed) as f64 / 1e9;
@@ -593,6 +615,34 @@ mod tests {
             }
         }
         assert!(text.contains("# HELP strata_wal_bytes "));
+    }
+
+    #[test]
+    fn appends_count_accepted_messages_and_duplicates_apart() {
+        let m = Metrics::new();
+        let station = crate::message::StationName::new("orders").unwrap();
+        m.inc_appended(
+            "orders",
+            "http",
+            &Appended {
+                accepted: 2,
+                accepted_bytes: 10,
+                duplicates: 3,
+                ranges: vec![(station, 1, 2)],
+            },
+        );
+        m.inc_appended("orders", "http", &Appended::default());
+        let text = m.render();
+        for line in [
+            r#"strata_ingested_messages_total{station="orders",source="http"} 2"#,
+            r#"strata_ingested_bytes_total{station="orders",source="http"} 10"#,
+            r#"strata_duplicates_total{station="orders",source="http"} 3"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
     }
 
     #[test]

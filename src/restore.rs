@@ -118,6 +118,14 @@ pub enum RestoreError {
         /// What differs.
         detail: String,
     },
+    /// The `--output` file exists and `--force` was not given.
+    #[error(
+        "{path} already exists: pass --force to overwrite it, or choose another --output file"
+    )]
+    OutputExists {
+        /// The file.
+        path: PathBuf,
+    },
     /// Writing NDJSON failed.
     #[error("cannot write {path}: {source}; check the path and free disk space")]
     Output {
@@ -449,6 +457,7 @@ fn open_checkpoint(
 async fn open_sink(
     target: &Target,
     key: Option<RestoreKey>,
+    overwrite: bool,
     resumed: Option<&Checkpoint>,
     checkpointer: Option<&mut Checkpointer>,
 ) -> Result<Box<dyn Sink>, RestoreError> {
@@ -469,6 +478,7 @@ async fn open_sink(
         Target::File(path) => Box::new(NdjsonSink::file(
             path,
             resumed.and_then(|cp| cp.output_bytes),
+            overwrite,
         )?),
         Target::Stdout => Box::new(NdjsonSink::stdout()),
     })
@@ -527,7 +537,14 @@ pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, R
         },
         _ => None,
     };
-    let mut sink = open_sink(&req.target, key, resumed.as_ref(), checkpointer.as_mut()).await?;
+    let mut sink = open_sink(
+        &req.target,
+        key,
+        req.overwrite,
+        resumed.as_ref(),
+        checkpointer.as_mut(),
+    )
+    .await?;
     if let Some(c) = &mut checkpointer {
         // Durable before the first publish: the stream positions a resume needs.
         c.cp.write(&c.path)?;

@@ -504,6 +504,69 @@ async fn unknown_paths_are_a_404_with_json_and_metrics_are_served() {
 }
 
 #[tokio::test]
+async fn a_wrong_method_is_a_json_405_naming_the_right_one() {
+    let s = start(Setup::default()).await;
+    let client = reqwest::Client::new();
+    for (method, path, allowed) in [
+        ("GET", "/v1/stations/x/messages", "POST"),
+        ("PUT", "/v1/stations/x/messages", "POST"),
+        ("GET", "/v1/flush", "POST"),
+        ("POST", "/healthz", "GET"),
+        ("DELETE", "/metrics", "GET"),
+    ] {
+        let r = client
+            .request(method.parse().unwrap(), s.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405, "{method} {path}");
+        let allow = r.headers()["allow"].to_str().unwrap().to_string();
+        assert!(allow.contains(allowed), "{method} {path}: Allow: {allow}");
+        let body: Value = r.json().await.unwrap();
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!("{method} is not allowed"))
+                && error.contains(&format!("use {allowed} {path}")),
+            "{method} {path}: {body}"
+        );
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_accepted_messages_and_duplicates_apart() {
+    let s = start(Setup::default()).await;
+    let body = |seqs: &[u64]| -> String {
+        seqs.iter()
+            .map(|n| format!("{{\"seq\":{n},\"payload\":\"abcd\"}}\n"))
+            .collect()
+    };
+    let (status, reply) = s.post("orders", body(&[1, 2, 3])).await;
+    assert_eq!((status, reply["accepted"].as_u64()), (200, Some(3)));
+    // Two redeliveries and one new message; a repeat inside the batch is a duplicate too.
+    let (status, reply) = s.post("orders", body(&[2, 3, 4, 4])).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (reply["accepted"].as_u64(), reply["duplicates"].as_u64()),
+        (Some(1), Some(3))
+    );
+    let text = reqwest::get(s.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"strata_ingested_messages_total{station="orders",source="http"} 4"#,
+        r#"strata_ingested_bytes_total{station="orders",source="http"} 16"#,
+        r#"strata_duplicates_total{station="orders",source="http"} 3"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn failed_flushes_are_a_500_with_the_error() {
     let s = start(Setup {
         flush: Some(Arc::new(FakeFlush(Err("upload to s3://b failed".into())))),

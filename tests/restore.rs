@@ -290,6 +290,7 @@ async fn an_empty_range_says_so_and_succeeds() {
         vec!["--to", "2026-11-24T09:00:10Z"],
     ] {
         let out = a.root.join("empty.ndjson");
+        let flags = [&flags[..], &["--force"]].concat();
         let (summary, lines) = to_ndjson(&a, &out, &flags).await.unwrap();
         assert!(lines.is_empty(), "{flags:?}");
         assert_eq!(summary.messages, 0);
@@ -808,7 +809,7 @@ async fn foreign_objects_are_skipped_and_misplaced_files_refused() {
     }
     .path(&a.archive.prefix);
     a.archive.store.put(&misplaced, bytes.into()).await.unwrap();
-    let e = match to_ndjson(&a, &out, &[]).await {
+    let e = match to_ndjson(&a, &out, &["--force"]).await {
         Ok((s, _)) => panic!("a misplaced file was read: {s:?}"),
         Err(e) => e,
     };

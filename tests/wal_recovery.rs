@@ -796,6 +796,7 @@ mod model {
                     continue;
                 }
                 out.accepted += 1;
+                out.accepted_bytes += d.payload.len() as u64;
                 self.live.push(d.clone().into_message(seq));
             }
             for name in order {

@@ -2,22 +2,80 @@
 //! owns the WAL, the running process is asked to do it (`POST /v1/flush`), so
 //! the two never fight over the WAL lock.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use strata::compactor::{Compactor, NoopObserver};
+use strata::compactor::{CompactionReport, Compactor, NoopObserver};
 use strata::config::Config;
 use strata::store::Archive;
 use strata::wal::{Wal, WalError};
 
+use super::overrides::{ArchiveArg, WalDirArg};
 use super::CliError;
 
-pub(crate) async fn flush(config: Config) -> Result<ExitCode, CliError> {
-    let wal = match Wal::open(config.wal.options()) {
-        Ok(wal) => wal,
-        Err(WalError::Locked { pid, .. }) => return flush_remote(&config, &pid).await,
+/// Arguments of `strata flush`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct FlushArgs {
+    #[command(flatten)]
+    wal_dir: WalDirArg,
+    #[command(flatten)]
+    archive: ArchiveArg,
+    /// Print the report as one JSON object (the default when standard output
+    /// is not a terminal, as `strata restore` does with its summary).
+    #[arg(long)]
+    json: bool,
+}
+
+/// How the report is printed: the same fields either way, whoever flushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Lines for a person.
+    Text,
+    /// One JSON object, the body `POST /v1/flush` answers with.
+    Json,
+}
+
+impl Format {
+    fn detect(json: bool, stdout_is_terminal: bool) -> Self {
+        if json || !stdout_is_terminal {
+            Format::Json
+        } else {
+            Format::Text
+        }
+    }
+
+    fn render(self, report: &CompactionReport) -> Result<String, CliError> {
+        Ok(match self {
+            Format::Text => report.to_string(),
+            Format::Json => serde_json::to_string(report)? + "\n",
+        })
+    }
+}
+
+pub(crate) async fn flush(mut config: Config, args: FlushArgs) -> Result<ExitCode, CliError> {
+    args.wal_dir.apply(&mut config);
+    args.archive.apply(&mut config);
+    let format = Format::detect(args.json, std::io::stdout().is_terminal());
+    let report = match Wal::open(config.wal.options()) {
+        Ok(wal) => flush_here(&config, wal).await?,
+        Err(WalError::Locked { pid, .. }) => {
+            if args.archive.archive.is_some() {
+                tracing::warn!(
+                    "--archive is ignored: the running strata uploads to the archive it was \
+                     started with"
+                );
+            }
+            flush_remote(&config, &pid).await?
+        }
         Err(e) => return Err(e.into()),
     };
+    print!("{}", format.render(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Flushes in this process: no `strata run` owns the WAL.
+async fn flush_here(config: &Config, wal: Wal) -> Result<CompactionReport, CliError> {
     let archive = Archive::open(&config.storage)?;
     let compactor = Compactor::new(
         wal.clone(),
@@ -27,29 +85,30 @@ pub(crate) async fn flush(config: Config) -> Result<ExitCode, CliError> {
     );
     let report = compactor.flush().await;
     wal.close()?;
-    println!("{}", report?);
-    Ok(ExitCode::SUCCESS)
+    Ok(report?)
 }
 
 /// Asks the process that owns the WAL to flush, through its admin endpoint.
-async fn flush_remote(config: &Config, pid: &str) -> Result<ExitCode, CliError> {
+async fn flush_remote(config: &Config, pid: &str) -> Result<CompactionReport, CliError> {
     let url = format!("http://{}/v1/flush", connect_address(&config.http.listen));
-    eprintln!("the WAL is owned by a running strata (pid {pid}); asking it to flush at {url}");
+    tracing::info!("the WAL is owned by a running strata (pid {pid}); asking it to flush at {url}");
     let mut request = reqwest::Client::new().post(&url);
     if let Some(token) = &config.http.token {
         request = request.bearer_auth(token.expose());
     }
     let response = request.send().await.map_err(|e| {
         format!(
-            "cannot reach the running strata at {url}: {e}; check [http] listen in the config \
-             it was started with"
+            "the WAL is owned by a running strata (pid {pid}), but it cannot be reached at \
+             {url}: {e}; check [http] listen in the config it was started with"
         )
     })?;
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if status.is_success() {
-        println!("{body}");
-        Ok(ExitCode::SUCCESS)
+        serde_json::from_str(&body).map_err(|e| {
+            format!("the running strata flushed, but its report is not readable ({e}): {body}")
+                .into()
+        })
     } else if status == reqwest::StatusCode::UNAUTHORIZED {
         Err("the running strata refused the flush (401): set [http] token in the config to its token".into())
     } else {
@@ -71,7 +130,48 @@ pub(crate) fn connect_address(listen: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::connect_address;
+    use strata::compactor::{FileReport, SegmentReport};
+
+    use super::*;
+
+    #[test]
+    fn json_on_request_or_when_piped_text_on_a_terminal() {
+        assert_eq!(Format::detect(false, true), Format::Text);
+        assert_eq!(Format::detect(true, true), Format::Json);
+        assert_eq!(Format::detect(false, false), Format::Json);
+    }
+
+    #[test]
+    fn a_report_read_back_from_json_prints_the_same() {
+        let report = CompactionReport {
+            segments: vec![SegmentReport {
+                segment: 3,
+                messages: 10,
+                duplicates: 1,
+                files: vec![FileReport {
+                    key: "station=s/date=2026-11-24/hour=10/a.parquet".into(),
+                    rows: 9,
+                    bytes: 2048,
+                }],
+                commit_record: "_strata/commits/x-3.json".into(),
+                already_committed: false,
+            }],
+            set_aside: Vec::new(),
+        };
+        // What `strata run` answers to POST /v1/flush is what `strata flush` prints.
+        let json = Format::Json.render(&report).unwrap();
+        assert_eq!(json.lines().count(), 1);
+        let remote: CompactionReport = serde_json::from_str(&json).unwrap();
+        assert_eq!(remote, report);
+        assert_eq!(
+            Format::Text.render(&remote).unwrap(),
+            Format::Text.render(&report).unwrap()
+        );
+        assert!(Format::Text
+            .render(&report)
+            .unwrap()
+            .contains("1 segment(s) into 1 file(s): 9 rows"));
+    }
 
     #[test]
     fn wildcard_listeners_are_reached_through_loopback() {

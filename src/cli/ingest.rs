@@ -1,7 +1,6 @@
 //! `strata ingest`: append NDJSON messages to the WAL in batches.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -10,6 +9,7 @@ use strata::message::{Draft, StationName};
 use strata::ndjson;
 use strata::wal::{Wal, WalError};
 
+use super::overrides::WalDirArg;
 use super::CliError;
 
 /// Messages per WAL append: large enough to amortise the fsync, small enough
@@ -24,9 +24,8 @@ pub(crate) struct IngestArgs {
     /// Station for lines that name none.
     #[arg(long, value_name = "S")]
     station: Option<String>,
-    /// WAL directory (overrides `[wal] dir`).
-    #[arg(long, value_name = "DIR")]
-    wal_dir: Option<PathBuf>,
+    #[command(flatten)]
+    wal_dir: WalDirArg,
     /// NDJSON file, or `-` for standard input.
     #[arg(value_name = "FILE|-")]
     input: String,
@@ -42,9 +41,7 @@ struct Tally {
 
 pub(crate) async fn ingest(mut config: Config, args: IngestArgs) -> Result<ExitCode, CliError> {
     let station = args.station.map(StationName::new).transpose()?;
-    if let Some(dir) = args.wal_dir {
-        config.wal.dir = dir;
-    }
+    args.wal_dir.apply(&mut config);
     let input: Box<dyn Read + Send> = if args.input == "-" {
         Box::new(std::io::stdin())
     } else {

@@ -5,6 +5,7 @@ mod flush;
 mod ingest;
 mod inspect;
 mod ls;
+mod overrides;
 mod run;
 mod storage;
 
@@ -13,6 +14,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use strata::config::Config;
+
+use overrides::{ArchiveArg, WalDirArg};
 
 /// Boxed error for the command layer: every library error already says what to do.
 pub(crate) type CliError = Box<dyn std::error::Error + Send + Sync>;
@@ -25,7 +28,9 @@ pub(crate) struct Cli {
     /// Configuration file (default: `strata.toml` in the working directory, if present).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// More logging (`-v` debug, `-vv` trace); `RUST_LOG` overrides.
+    /// More logging: one-shot commands print only their result and errors
+    /// unless given `-v` (info), `-vv` (debug) or `-vvv` (trace); `run` logs
+    /// info by default, `-v` debug, `-vv` trace. `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
     #[command(subcommand)]
@@ -39,11 +44,11 @@ enum Command {
     /// Append NDJSON messages from a file (or `-` for stdin) to the WAL.
     Ingest(ingest::IngestArgs),
     /// Seal the WAL and upload everything to the archive now.
-    Flush,
+    Flush(flush::FlushArgs),
     /// List the archive's partitions and files.
     Ls(ls::LsArgs),
     /// Replay archived messages into a NATS station or to NDJSON.
-    Restore(Box<strata::restore::RestoreArgs>),
+    Restore(RestoreCmd),
     /// Inspect the write-ahead log.
     #[command(subcommand)]
     Wal(WalCommand),
@@ -52,29 +57,46 @@ enum Command {
     Storage(StorageCommand),
 }
 
+/// `strata restore`: the archive flag, then the restore's own arguments.
+#[derive(Debug, clap::Args)]
+struct RestoreCmd {
+    #[command(flatten)]
+    archive: ArchiveArg,
+    #[command(flatten)]
+    args: Box<strata::restore::RestoreArgs>,
+}
+
 #[derive(Debug, Subcommand)]
 enum WalCommand {
     /// Segments, entries, messages and bytes per station, with a CRC check of everything.
-    Inspect {
-        /// WAL directory (overrides `[wal] dir`).
-        #[arg(long, value_name = "DIR")]
-        wal_dir: Option<PathBuf>,
-    },
+    Inspect(WalDirArg),
 }
 
 #[derive(Debug, Subcommand)]
 enum StorageCommand {
     /// Put, get, list and delete a probe object, printing each step.
-    Check,
+    Check(ArchiveArg),
+}
+
+impl Cli {
+    /// Whether the command is the long-running archiver (informative logging
+    /// by default) rather than a one-shot command (quiet by default).
+    pub(crate) fn is_long_running(&self) -> bool {
+        matches!(self.command, Command::Run(_))
+    }
+}
+
+/// The `tracing` filter when `RUST_LOG` is not set: `run` reports what it does
+/// (info); one-shot commands print only their result, warnings and errors.
+fn default_filter(verbose: u8, long_running: bool) -> &'static str {
+    const LEVELS: [&str; 5] = ["warn", "info", "debug", "trace", "trace"];
+    let level = usize::from(verbose.min(3)) + usize::from(long_running);
+    LEVELS[level]
 }
 
 /// Sets up `tracing` on stderr.
-pub(crate) fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
+pub(crate) fn init_logging(verbose: u8, long_running: bool) {
+    let default = default_filter(verbose, long_running);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
@@ -86,20 +108,87 @@ pub(crate) fn init_logging(verbose: u8) {
 
 /// Runs the parsed command.
 pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
-    let config = Config::load(cli.config.as_deref())?;
+    let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Run(args) => run::run(config, args).await,
         Command::Ingest(args) => ingest::ingest(config, args).await,
-        Command::Flush => flush::flush(config).await,
+        Command::Flush(args) => flush::flush(config, args).await,
         Command::Ls(args) => ls::ls(config, args).await,
-        Command::Restore(args) => {
+        Command::Restore(RestoreCmd { archive, args }) => {
+            archive.apply(&mut config);
             let archive = strata::store::Archive::open(&config.storage)?;
             strata::restore::run(*args, archive).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Wal(WalCommand::Inspect { wal_dir }) => {
-            inspect::inspect(wal_dir.unwrap_or(config.wal.dir))
+        Command::Wal(WalCommand::Inspect(wal_dir)) => {
+            wal_dir.apply(&mut config);
+            inspect::inspect(config.wal.dir)
         }
-        Command::Storage(StorageCommand::Check) => storage::check(config).await,
+        Command::Storage(StorageCommand::Check(archive)) => {
+            archive.apply(&mut config);
+            storage::check(config).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_shot_commands_are_quiet_unless_asked() {
+        assert_eq!(default_filter(0, false), "warn");
+        assert_eq!(default_filter(1, false), "info");
+        assert_eq!(default_filter(2, false), "debug");
+        assert_eq!(default_filter(3, false), "trace");
+        assert_eq!(default_filter(9, false), "trace");
+        assert_eq!(default_filter(0, true), "info");
+        assert_eq!(default_filter(1, true), "debug");
+        assert_eq!(default_filter(2, true), "trace");
+        assert_eq!(default_filter(9, true), "trace");
+    }
+
+    #[test]
+    fn wal_and_archive_flags_reach_every_command_that_uses_them() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("strata").chain(args.iter().copied()))
+        };
+        for ok in [
+            &["run", "--wal-dir", "w", "--archive", "file://./a"][..],
+            &["ingest", "--wal-dir", "w", "--station", "s", "-"],
+            &[
+                "flush",
+                "--wal-dir",
+                "w",
+                "--archive",
+                "file://./a",
+                "--json",
+            ],
+            &["ls", "--archive", "s3://b/p"],
+            &[
+                "restore",
+                "--archive",
+                "s3://b",
+                "--station",
+                "s",
+                "--output",
+                "-",
+            ],
+            &["wal", "inspect", "--wal-dir", "w"],
+            &["storage", "check", "--archive", "file:///tmp/a"],
+        ] {
+            if let Err(e) = parse(ok) {
+                panic!("{ok:?}: {e}");
+            }
+        }
+        // Commands that do not touch the WAL do not pretend to take --wal-dir.
+        assert!(parse(&["ls", "--wal-dir", "w"]).is_err());
+        assert!(parse(&["storage", "check", "--wal-dir", "w"]).is_err());
+        let e = parse(&["ls", "--archive", "gs://b"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("s3://"), "{e}");
+        assert!(parse(&["run"]).unwrap().is_long_running());
+        assert!(!parse(&["flush"]).unwrap().is_long_running());
     }
 }

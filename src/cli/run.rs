@@ -18,6 +18,7 @@ use strata::store::Archive;
 use strata::wal::Wal;
 use tokio::sync::watch;
 
+use super::overrides::{ArchiveArg, WalDirArg};
 use super::CliError;
 
 /// How often the WAL and health gauges are refreshed (and health problems logged).
@@ -29,6 +30,10 @@ pub(crate) struct RunArgs {
     /// Upload everything before exiting on SIGINT/SIGTERM.
     #[arg(long)]
     flush_on_exit: bool,
+    #[command(flatten)]
+    wal_dir: WalDirArg,
+    #[command(flatten)]
+    archive: ArchiveArg,
 }
 
 /// The HTTP flush endpoint's view of the compactor.
@@ -42,7 +47,9 @@ impl FlushHandle for CompactorFlush {
     }
 }
 
-pub(crate) async fn run(config: Config, args: RunArgs) -> Result<ExitCode, CliError> {
+pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, CliError> {
+    args.wal_dir.apply(&mut config);
+    args.archive.apply(&mut config);
     let wal = Wal::open(config.wal.options())?;
     let archive = Archive::open(&config.storage)?;
     let metrics = Arc::new(Metrics::new());

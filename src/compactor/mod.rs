@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use object_store::path::Path;
 use object_store::PutPayload;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex};
 
 use crate::columnar::{ColumnarError, ParquetOptions};
@@ -186,7 +186,7 @@ pub enum CompactionError {
 }
 
 /// One file written by a compaction.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileReport {
     /// The object key.
     pub key: String,
@@ -197,7 +197,7 @@ pub struct FileReport {
 }
 
 /// One segment compacted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentReport {
     /// The segment number.
     pub segment: u64,
@@ -216,7 +216,7 @@ pub struct SegmentReport {
 }
 
 /// A corrupt segment left on disk instead of compacted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetAsideReport {
     /// The segment number.
     pub segment: u64,
@@ -226,7 +226,7 @@ pub struct SetAsideReport {
 
 /// What a compaction did; printed by `strata flush`, returned as JSON by the
 /// HTTP flush endpoint.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompactionReport {
     /// Segments compacted (and deleted from the WAL), oldest first.
     pub segments: Vec<SegmentReport>,

@@ -202,14 +202,6 @@ impl<'c> Context<'c> {
                 ))
             }
         };
-        if let Some(seq) = raw.seq {
-            if seq > MAX_SEQ {
-                return Err(self.fail(
-                    Field::Seq,
-                    format!("{seq} is above the largest archivable sequence {MAX_SEQ}"),
-                ));
-            }
-        }
         let timestamp = match raw.timestamp {
             Some(text) => Timestamp::parse_rfc3339(&text.0)
                 .map_err(|reason| self.fail(Field::Timestamp, reason))?,
@@ -319,7 +311,7 @@ impl<'de> Visitor<'de> for LineSeed<'_, '_> {
             match field {
                 Field::Json => unreachable!("from_key never yields Json"),
                 Field::Station => raw.station = map.next_value()?,
-                Field::Seq => raw.seq = map.next_value()?,
+                Field::Seq => raw.seq = map.next_value::<Option<SeqValue>>()?.map(|s| s.0),
                 Field::Timestamp => raw.timestamp = map.next_value()?,
                 Field::Id => raw.id = map.next_value()?,
                 Field::Subject => raw.subject = map.next_value()?,
@@ -354,6 +346,64 @@ impl<'de> Visitor<'de> for ArrayVisitor<'_, '_> {
                 None => return Ok(drafts),
             }
         }
+    }
+}
+
+/// What `seq` must be, in the words of the format's documentation.
+pub(super) const SEQ_FORM: &str = "seq must be an integer from 0 to 9223372036854775807";
+
+/// A `seq` value: a JSON integer from 0 to [`MAX_SEQ`]. Anything else (a
+/// negative or fractional number, a string) is refused with [`SEQ_FORM`]
+/// rather than serde's "expected u64".
+struct SeqValue(u64);
+
+impl<'de> Deserialize<'de> for SeqValue {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SeqVisitor)
+    }
+}
+
+struct SeqVisitor;
+
+impl SeqVisitor {
+    fn refuse<E: de::Error>(got: fmt::Arguments<'_>) -> E {
+        E::custom(format_args!("{SEQ_FORM}, not {got}"))
+    }
+}
+
+impl<'de> Visitor<'de> for SeqVisitor {
+    type Value = SeqValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(SEQ_FORM)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<SeqValue, E> {
+        if v > MAX_SEQ {
+            return Err(Self::refuse(format_args!("{v}")));
+        }
+        Ok(SeqValue(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<SeqValue, E> {
+        u64::try_from(v)
+            .map_err(|_| Self::refuse(format_args!("{v}")))
+            .and_then(|v| self.visit_u64(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<SeqValue, E> {
+        Err(Self::refuse(format_args!("{v:?}")))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<SeqValue, E> {
+        Err(Self::refuse(format_args!(
+            "the string {v:?} (write the number without quotes)"
+        )))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<SeqValue, E> {
+        Err(Self::refuse(format_args!("{v}")))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<SeqValue, A::Error> {
+        Err(Self::refuse(format_args!("a list")))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<SeqValue, A::Error> {
+        Err(Self::refuse(format_args!("an object")))
     }
 }
 

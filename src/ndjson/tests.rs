@@ -105,12 +105,41 @@ fn errors_name_the_line_and_field() {
     let s = station("orders");
     let cases: &[(&str, &str, &str)] = &[
         (r#"{"nope":1}"#, "nope", "unknown field"),
-        (r#"{"seq":-1}"#, "seq", "integer"),
-        (r#"{"seq":"1"}"#, "seq", "invalid type"),
+        (
+            r#"{"seq":-1}"#,
+            "seq",
+            "integer from 0 to 9223372036854775807, not -1",
+        ),
+        (
+            r#"{"seq":1.5}"#,
+            "seq",
+            "integer from 0 to 9223372036854775807, not 1.5",
+        ),
+        (
+            r#"{"seq":1e3}"#,
+            "seq",
+            "integer from 0 to 9223372036854775807",
+        ),
+        (r#"{"seq":"1"}"#, "seq", "without quotes"),
+        (
+            r#"{"seq":true}"#,
+            "seq",
+            "integer from 0 to 9223372036854775807",
+        ),
+        (
+            r#"{"seq":[1]}"#,
+            "seq",
+            "integer from 0 to 9223372036854775807",
+        ),
         (
             r#"{"seq":9223372036854775808}"#,
             "seq",
-            "9223372036854775807",
+            "integer from 0 to 9223372036854775807, not 9223372036854775808",
+        ),
+        (
+            r#"{"seq":99999999999999999999}"#,
+            "seq",
+            "integer from 0 to 9223372036854775807",
         ),
         (r#"{"timestamp":"yesterday"}"#, "timestamp", "RFC 3339"),
         (r#"{"timestamp":5}"#, "timestamp", "invalid type"),
@@ -301,5 +330,58 @@ fn bad_fixtures_name_their_line_and_field() {
     ] {
         let e = parse_body(&fixture(name), Some(&s)).unwrap_err();
         assert_eq!((e.line, e.field.as_str()), (line, field), "{name}: {e}");
+    }
+}
+
+#[test]
+fn the_seq_rule_names_the_real_bound() {
+    assert!(super::parse::SEQ_FORM.ends_with(&format!(" 0 to {MAX_SEQ}")));
+    let d = parse_line(&format!(r#"{{"seq":{MAX_SEQ}}}"#), 1, Some(&station("s"))).unwrap();
+    assert_eq!(d.seq, Some(MAX_SEQ));
+    let d = parse_line(r#"{"seq":0}"#, 1, Some(&station("s"))).unwrap();
+    assert_eq!(d.seq, Some(0));
+}
+
+#[test]
+fn nanoseconds_are_truncated_to_microseconds() {
+    let s = station("s");
+    for (given, stored) in [
+        (
+            "2026-11-24T10:00:00.123456789Z",
+            "2026-11-24T10:00:00.123456Z",
+        ),
+        (
+            "2026-11-24T10:00:00.123456999Z",
+            "2026-11-24T10:00:00.123456Z",
+        ),
+        (
+            "2026-11-24T12:00:00.000000999+02:00",
+            "2026-11-24T10:00:00.000000Z",
+        ),
+        (
+            "2026-11-24T10:00:00.1234567Z",
+            "2026-11-24T10:00:00.123456Z",
+        ),
+        // Before 1970 too: the instant is cut to the microsecond at or before it.
+        (
+            "1969-12-31T23:59:59.999999999Z",
+            "1969-12-31T23:59:59.999999Z",
+        ),
+    ] {
+        let line = format!(r#"{{"seq":1,"timestamp":"{given}"}}"#);
+        let draft = parse_line(&line, 1, Some(&s)).unwrap();
+        assert_eq!(draft.timestamp.to_rfc3339(), stored, "{given}");
+        // What Strata writes reads back as the same instant: microseconds round-trip exactly.
+        let m = Message {
+            station: s.clone(),
+            seq: 1,
+            timestamp: draft.timestamp,
+            id: None,
+            subject: None,
+            headers: Vec::new(),
+            payload: Bytes::new(),
+        };
+        let again = parse_line(&to_line(&m), 1, None).unwrap();
+        assert_eq!(again.timestamp, draft.timestamp, "{given}");
     }
 }

@@ -97,6 +97,10 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
 
+    /// Overwrite the `--output` FILE when it already exists.
+    #[arg(long)]
+    pub force: bool,
+
     /// No progress bar and no summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -220,6 +224,8 @@ pub struct Request {
     pub rate: Option<f64>,
     /// Checkpoint file.
     pub checkpoint: Option<PathBuf>,
+    /// Overwrite an existing output file (`--force`).
+    pub overwrite: bool,
     /// No progress output.
     pub quiet: bool,
 }
@@ -278,6 +284,11 @@ impl RestoreArgs {
                 )));
             }
         }
+        if self.force && self.output.is_none() {
+            return Err(RestoreError::Args(
+                "--force only applies with --output FILE: drop it or write NDJSON".into(),
+            ));
+        }
         if self.nats.is_some() && self.nats_user.is_some() != self.nats_password.is_some() {
             return Err(RestoreError::Args(
                 "--nats-user and --nats-password (or STRATA_NATS_PASSWORD) go together".into(),
@@ -323,6 +334,7 @@ impl RestoreArgs {
             target,
             rate,
             checkpoint: self.checkpoint,
+            overwrite: self.force,
             quiet: self.quiet,
         })
     }
@@ -485,6 +497,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("go together"), "{e}");
+        // --force only means something for a file.
+        let e = parse(&["--station", "s", "--nats", "n", "--force"])
+            .unwrap()
+            .into_request(now())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--force only applies with --output"), "{e}");
+        let r = parse(&["--station", "s", "--output", "f", "--force"])
+            .unwrap()
+            .into_request(now())
+            .unwrap();
+        assert!(r.overwrite);
     }
 
     #[test]

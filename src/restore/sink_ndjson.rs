@@ -78,15 +78,21 @@ impl NdjsonSink {
         )
     }
 
-    /// Writes to `path`: created or truncated, or, when `resume_at` is given
-    /// (a checkpoint's confirmed length), cut back to that length and appended
-    /// to. A path that exists and is not a regular file (a pipe, `/dev/null`)
-    /// is written like standard output.
+    /// Writes to `path`: created (an existing file is truncated only with
+    /// `overwrite`), or, when `resume_at` is given (a checkpoint's confirmed
+    /// length), cut back to that length and appended to. A path that exists and
+    /// is not a regular file (a pipe, `/dev/null`) is written like standard output.
     ///
     /// # Errors
-    /// [`RestoreError::Output`] when the file cannot be opened, or is shorter
+    /// [`RestoreError::OutputExists`] when the file exists and neither
+    /// `overwrite` nor `resume_at` is given; [`RestoreError::Output`] when the
+    /// file cannot be opened; [`RestoreError::OutputChanged`] when it is shorter
     /// than the checkpoint says (it was changed since).
-    pub fn file(path: &Path, resume_at: Option<u64>) -> Result<Self, RestoreError> {
+    pub fn file(
+        path: &Path,
+        resume_at: Option<u64>,
+        overwrite: bool,
+    ) -> Result<Self, RestoreError> {
         let err = |source| RestoreError::Output {
             path: path.to_path_buf(),
             source,
@@ -102,12 +108,24 @@ impl NdjsonSink {
             ));
         }
         let file = match resume_at {
-            None => OpenOptions::new()
+            None if overwrite => OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .open(path)
                 .map_err(err)?,
+            // create_new: the check and the creation are one step, so a file
+            // that appears in between is not overwritten either.
+            None => OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(|source| match source.kind() {
+                    std::io::ErrorKind::AlreadyExists => RestoreError::OutputExists {
+                        path: path.to_path_buf(),
+                    },
+                    _ => err(source),
+                })?,
             Some(len) => {
                 let mut f = OpenOptions::new().write(true).open(path).map_err(err)?;
                 let actual = f.metadata().map_err(err)?.len();
@@ -225,7 +243,7 @@ mod tests {
     async fn confirms_lengths_and_cuts_back_on_resume() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.ndjson");
-        let mut sink = NdjsonSink::file(&path, None).unwrap();
+        let mut sink = NdjsonSink::file(&path, None, false).unwrap();
         sink.deliver(msg(1)).await.unwrap();
         sink.deliver(msg(2)).await.unwrap();
         let at = sink.sync().await.unwrap();
@@ -237,21 +255,41 @@ mod tests {
         sink.finish().await.unwrap();
         drop(sink);
 
-        let mut resumed = NdjsonSink::file(&path, Some(len)).unwrap();
+        let mut resumed = NdjsonSink::file(&path, Some(len), false).unwrap();
         resumed.deliver(msg(3)).await.unwrap();
         resumed.finish().await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let expected: String = (1..=3).map(|s| ndjson::to_line(&msg(s)) + "\n").collect();
         assert_eq!(text, expected);
 
-        let e = NdjsonSink::file(&path, Some(1 << 20)).unwrap_err();
+        let e = NdjsonSink::file(&path, Some(1 << 20), false).unwrap_err();
         assert!(matches!(e, RestoreError::OutputChanged { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_existing_file_is_overwritten_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.ndjson");
+        std::fs::write(&path, b"keep me\n").unwrap();
+        let e = NdjsonSink::file(&path, None, false).unwrap_err();
+        assert!(matches!(e, RestoreError::OutputExists { .. }), "{e}");
+        assert!(e.to_string().contains("--force"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep me\n");
+
+        let mut sink = NdjsonSink::file(&path, None, true).unwrap();
+        sink.deliver(msg(1)).await.unwrap();
+        sink.finish().await.unwrap();
+        drop(sink);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            ndjson::to_line(&msg(1)) + "\n"
+        );
     }
 
     #[cfg(unix)]
     #[tokio::test]
     async fn writes_to_devices_without_fsync() {
-        let mut sink = NdjsonSink::file(Path::new("/dev/null"), None).unwrap();
+        let mut sink = NdjsonSink::file(Path::new("/dev/null"), None, false).unwrap();
         sink.deliver(msg(1)).await.unwrap();
         let at = sink.sync().await.unwrap();
         assert_eq!((at.last_seq, at.output_bytes), (Some(1), None));

@@ -33,7 +33,7 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{CompactionConfig, HttpConfig, Secret};
 use crate::health::Health;
-use crate::message::{Draft, StationName};
+use crate::message::StationName;
 use crate::metrics::Metrics;
 use crate::ndjson;
 use crate::source::budget::{ByteBudget, Reservation};
@@ -143,6 +143,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(guarded)
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(
@@ -309,8 +310,6 @@ async fn ingest(
             last_seq: None,
         }));
     }
-    let count = drafts.len() as u64;
-    let bytes: u64 = drafts.iter().map(|d: &Draft| d.payload.len() as u64).sum();
     let appended = match state.wal.append(drafts).await {
         Ok(appended) => appended,
         Err(e) => {
@@ -323,12 +322,7 @@ async fn ingest(
     };
     state
         .metrics
-        .inc_ingested(station.as_str(), SOURCE, count, bytes);
-    if appended.duplicates > 0 {
-        state
-            .metrics
-            .inc_duplicates(station.as_str(), SOURCE, appended.duplicates as u64);
-    }
+        .inc_appended(station.as_str(), SOURCE, &appended);
     Ok(Json(reply(&station, &appended)))
 }
 
@@ -481,6 +475,24 @@ async fn not_found(request: Request) -> ApiError {
     )
 }
 
+/// A known path asked with the wrong method: 405 naming the method to use
+/// (axum adds the `Allow` header).
+async fn method_not_allowed(request: Request) -> ApiError {
+    let path = request.uri().path();
+    // Only /healthz and /metrics are read with GET; every other endpoint takes POST.
+    let allowed = match path {
+        "/healthz" | "/metrics" => "GET",
+        _ => "POST",
+    };
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} is not allowed on {path}: use {allowed} {path}",
+            request.method()
+        ),
+    )
+}
+
 /// Counts every answer by status code.
 async fn count_status(State(state): Shared, request: Request, next: Next) -> Response {
     let response = next.run(request).await;
@@ -599,6 +611,7 @@ mod tests {
         let s = StationName::new("s").unwrap();
         let appended = Appended {
             accepted: 3,
+            accepted_bytes: 30,
             duplicates: 1,
             ranges: vec![(s.clone(), 4, 6)],
         };

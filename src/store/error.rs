@@ -156,15 +156,26 @@ impl Cause {
 /// Turns an object-store error into a [`StoreError::Op`] that says whether it is
 /// permanent (403, no such bucket, wrong region) and what to check.
 pub fn op_error(op: &'static str, path: &Path, source: object_store::Error) -> StoreError {
-    let chain = chain_text(&source);
-    let s3 = S3Body::find(&chain);
-    let (cause, hint) = diagnose(&source, &chain, s3.as_ref());
+    let (cause, hint, detail) = match super::credentials::find_no_credentials(&source) {
+        // Already says what is missing and where Strata looked; no request was sent.
+        Some(none) => (
+            Cause::Credentials,
+            none.to_string(),
+            "no request to the bucket was sent".to_string(),
+        ),
+        None => {
+            let chain = chain_text(&source);
+            let s3 = S3Body::find(&chain);
+            let (cause, hint) = diagnose(&source, &chain, s3.as_ref());
+            (cause, hint, sanitize(&chain))
+        }
+    };
     StoreError::Op {
         op,
         path: path.to_string(),
         cause,
         hint,
-        detail: sanitize(&chain),
+        detail,
         error: Box::new(source),
     }
 }

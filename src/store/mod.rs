@@ -9,6 +9,7 @@
 //! the url and the store's name only.
 
 mod check;
+mod credentials;
 mod durable;
 mod error;
 mod url;
@@ -24,6 +25,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 use crate::config::StorageConfig;
 
 pub use check::{check, CheckReport, CheckStep, STEPS};
+pub use credentials::NoCredentials;
 pub use durable::DurableFolder;
 pub use error::{op_error, Cause, StoreError};
 pub use url::StorageUrl;
@@ -176,8 +178,15 @@ fn open_s3(cfg: &StorageConfig, bucket: &str, prefix: Path) -> Result<Archive, S
                 .with_access_key_id(cfg.access_key_id.expose())
                 .with_secret_access_key(cfg.secret_access_key.expose());
         }
-        // Neither: the machine's credentials (instance profile, ECS, web identity).
-        (true, true) => {}
+        // Neither: the machine's instance profile, or a quick "no credentials".
+        (true, true) => {
+            let profile = credentials::InstanceProfile::new(credentials::METADATA_ENDPOINT, region)
+                .map_err(|source| StoreError::Build {
+                    url: url.clone(),
+                    source,
+                })?;
+            builder = builder.with_credentials(Arc::new(profile));
+        }
         (false, true) => {
             return Err(StoreError::Config {
                 reason: "access_key_id is set but secret_access_key is empty: set both (in \

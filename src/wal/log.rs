@@ -183,6 +183,7 @@ impl Inner {
         })?;
         let appended = Appended {
             accepted: plan.messages.len(),
+            accepted_bytes: plan.messages.iter().map(|m| m.payload.len() as u64).sum(),
             duplicates: plan.duplicates,
             ranges: plan.ranges,
         };

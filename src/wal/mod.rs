@@ -104,6 +104,8 @@ pub struct SealedSegment {
 pub struct Appended {
     /// Messages made durable.
     pub accepted: usize,
+    /// Payload bytes of the accepted messages (duplicates not counted).
+    pub accepted_bytes: u64,
     /// Messages dropped because their (station, seq) was already durable, in
     /// flight, or earlier in the same batch.
     pub duplicates: usize,

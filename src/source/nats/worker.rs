@@ -417,22 +417,10 @@ impl StationWorker {
                 }
             };
             let part: Vec<Draft> = rest[..take].to_vec();
-            let count = part.len() as u64;
-            let bytes: u64 = part.iter().map(|d| d.payload.len() as u64).sum();
             match self.archive.append(part).await {
                 Ok(appended) => {
-                    let dups = (appended.duplicates as u64).min(count);
-                    let dup_bytes = bytes * dups / count;
-                    self.metrics.inc_ingested(
-                        self.station.as_str(),
-                        SOURCE,
-                        count - dups,
-                        bytes - dup_bytes,
-                    );
-                    if dups > 0 {
-                        self.metrics
-                            .inc_duplicates(self.station.as_str(), SOURCE, dups);
-                    }
+                    self.metrics
+                        .inc_appended(self.station.as_str(), SOURCE, &appended);
                     if warned_full {
                         tracing::info!(station = %self.station, "WAL has room again; archiving resumed");
                         warned_full = false;
