@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Strata's one test command (CI runs it through .ci/run).
 #
-# On a fresh Debian machine it installs what the tests need (nats-server; a
+# On a fresh Debian machine it installs what the tests need (nats-server;
+# chromium, for the status page test, which fails if it could not be installed; a
 # virtualenv in target/venv with moto, duckdb, pyarrow and boto3), starts an
 # S3-compatible server (moto) and a NATS JetStream server on free loopback ports,
 # runs `cargo test --all-targets --no-run` (one build of every test binary, benches
@@ -33,21 +34,23 @@ die() {
 # --- system packages ---------------------------------------------------------
 
 APT_UPDATED=0
-apt_install() {
+# try_apt_install PACKAGE...: apt-get install, returning non-zero on failure.
+try_apt_install() {
     local sudo=()
     if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || die "need root (or sudo) to apt-get install $*"
+        command -v sudo >/dev/null || { log "need root (or sudo) to apt-get install $*"; return 1; }
         sudo=(sudo)
     fi
     if [ "$APT_UPDATED" -eq 0 ]; then
         log "apt-get update"
-        "${sudo[@]}" apt-get update -qq >/dev/null || die "apt-get update failed"
+        "${sudo[@]}" apt-get update -qq >/dev/null || { log "apt-get update failed"; return 1; }
         APT_UPDATED=1
     fi
     log "apt-get install $*"
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" \
-        >/dev/null || die "apt-get install $* failed"
+        >/dev/null || { log "apt-get install $* failed"; return 1; }
 }
+apt_install() { try_apt_install "$@" || die "cannot install $*"; }
 
 find_nats() {
     command -v nats-server 2>/dev/null || { [ -x /usr/sbin/nats-server ] && echo /usr/sbin/nats-server; }
@@ -56,6 +59,17 @@ NATS_BIN="$(find_nats || true)"
 if [ -z "$NATS_BIN" ]; then
     apt_install nats-server
     NATS_BIN="$(find_nats)" || die "nats-server is still missing after apt-get install"
+fi
+
+# A headless browser for the status page test (tests/e2e_status.rs). Not fatal
+# here: without it that test fails under STRATA_TEST_REQUIRE_SERVERS=1 and says why.
+find_chromium() { command -v chromium 2>/dev/null || command -v chromium-browser 2>/dev/null; }
+CHROMIUM_BIN="$(find_chromium || true)"
+if [ -z "$CHROMIUM_BIN" ]; then
+    if try_apt_install chromium; then
+        CHROMIUM_BIN="$(find_chromium || true)"
+    fi
+    [ -n "$CHROMIUM_BIN" ] || log "warning: no chromium; the status page test will fail"
 fi
 
 # A Python that can make a virtualenv (Debian's python3 needs python3-venv).
@@ -190,6 +204,9 @@ log "servers ready in $((SECONDS - start))s: moto on 127.0.0.1:$S3_PORT, nats-se
 export STRATA_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 export STRATA_TEST_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export STRATA_TEST_PYTHON="$VENV/bin/python"
+if [ -n "$CHROMIUM_BIN" ]; then
+    export STRATA_TEST_CHROMIUM="$CHROMIUM_BIN"
+fi
 export STRATA_TEST_REQUIRE_SERVERS=1
 export PATH="$VENV/bin:$PATH"
 

@@ -21,6 +21,7 @@ pub mod nats;
 pub mod ndjson;
 pub mod restore;
 pub mod source;
+pub mod status;
 pub mod store;
 pub mod wal;
 

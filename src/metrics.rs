@@ -73,6 +73,19 @@ pub struct Metrics {
     identity: RwLock<BTreeMap<String, Arc<IdentityCounters>>>,
 }
 
+/// One station's identity figures as `/metrics` reports them (read by `GET /v1/status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IdentityFigures {
+    /// `strata_stream_incarnations_total`.
+    pub incarnations: u64,
+    /// `strata_gap_messages_total`.
+    pub gap_messages: u64,
+    /// `strata_restore_echoes_total`.
+    pub restore_echoes: u64,
+    /// `strata_expel_risk` (0..1).
+    pub expel_risk: f64,
+}
+
 /// Per-station identity counters and the expel-risk gauge.
 #[derive(Debug, Default)]
 struct IdentityCounters {
@@ -272,6 +285,41 @@ impl Metrics {
         self.identity(station)
             .expel_risk
             .store(risk.to_bits(), Relaxed);
+    }
+
+    /// Per station, the identity figures (every station the NATS source has
+    /// reported on).
+    pub fn identity_figures(&self) -> BTreeMap<String, IdentityFigures> {
+        let identity = self.identity.read().unwrap_or_else(|e| e.into_inner());
+        identity
+            .iter()
+            .map(|(station, c)| {
+                let figures = IdentityFigures {
+                    incarnations: c.incarnations.load(Relaxed),
+                    gap_messages: c.gap_messages.load(Relaxed),
+                    restore_echoes: c.echoes.load(Relaxed),
+                    expel_risk: f64::from_bits(c.expel_risk.load(Relaxed)),
+                };
+                (station.clone(), figures)
+            })
+            .collect()
+    }
+
+    /// Per station, `strata_ingested_messages_total` summed over the sources.
+    pub fn ingested_messages(&self) -> BTreeMap<String, u64> {
+        let stations = self.stations.read().unwrap_or_else(|e| e.into_inner());
+        let mut out: BTreeMap<String, u64> = BTreeMap::new();
+        for by_station in stations.values() {
+            for (station, c) in by_station {
+                *out.entry(station.clone()).or_default() += c.messages.load(Relaxed);
+            }
+        }
+        out
+    }
+
+    /// `strata_oldest_unuploaded_age_seconds`.
+    pub fn oldest_unuploaded_age(&self) -> f64 {
+        f64::from_bits(self.oldest_unuploaded_age.load(Relaxed))
     }
 
     fn render_identity(&self, out: &mut String) {
@@ -643,6 +691,33 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn identity_figures_read_what_metrics_render() {
+        let m = Metrics::new();
+        m.inc_incarnation("orders");
+        m.inc_gap_messages("orders", 4);
+        m.inc_restore_echoes("orders", 2);
+        m.set_expel_risk("orders", 0.25);
+        m.set_expel_risk("billing", 0.5);
+        m.inc_ingested("orders", "nats", 3, 30);
+        m.inc_ingested("orders", "http", 2, 20);
+        let figures = m.identity_figures();
+        assert_eq!(
+            figures["orders"],
+            IdentityFigures {
+                incarnations: 1,
+                gap_messages: 4,
+                restore_echoes: 2,
+                expel_risk: 0.25
+            }
+        );
+        assert_eq!(figures["billing"].expel_risk, 0.5);
+        assert_eq!(m.ingested_messages()["orders"], 5);
+        let text = m.render();
+        assert!(text.contains(r#"strata_gap_messages_total{station="orders"} 4"#));
+        assert!(text.contains(r#"strata_expel_risk{station="orders"} 0.25"#));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use strata::metrics::Metrics;
 use strata::source::http::{self, FlushHandle, HttpState};
 use strata::source::nats::NatsSource;
 use strata::source::owners::NatsStations;
+use strata::status::Uploads;
 use strata::store::Archive;
 use strata::wal::Wal;
 use tokio::sync::watch;
@@ -54,6 +55,7 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
     let archive = Archive::open(&config.storage)?;
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(config.compaction.unhealthy_after).with_wal(wal.clone()));
+    let uploads = Arc::new(Uploads::default());
     let compactor = Arc::new(Compactor::new(
         wal.clone(),
         archive.clone(),
@@ -61,6 +63,7 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
         Arc::new(MetricsObserver {
             metrics: metrics.clone(),
             health: health.clone(),
+            uploads: uploads.clone(),
         }),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -77,7 +80,8 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
     let state = HttpState::new(wal.clone(), metrics.clone(), &config.http)
         .with_health(health.clone())
         .with_flush(Arc::new(CompactorFlush(compactor.clone())))
-        .with_nats_stations(nats_stations.clone());
+        .with_nats_stations(nats_stations.clone())
+        .with_uploads(uploads);
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(http::serve(listener, state, async move {
         let _ = http_stop.wait_for(|stop| *stop).await;
@@ -146,11 +150,12 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
     Ok(code)
 }
 
-/// Feeds compaction events into the process metrics and health.
+/// Feeds compaction events into the process metrics, health and status.
 #[derive(Debug)]
 struct MetricsObserver {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    uploads: Arc<Uploads>,
 }
 
 impl CompactionObserver for MetricsObserver {
@@ -165,6 +170,10 @@ impl CompactionObserver for MetricsObserver {
     }
     fn set_oldest_unuploaded_age(&self, secs: f64) {
         self.metrics.set_oldest_unuploaded_age(secs);
+    }
+    fn station_archived(&self, station: &strata::StationName, rows: u64, last_seq: u64) {
+        self.uploads
+            .record(station, rows, last_seq, strata::Timestamp::now());
     }
     fn compaction_failed(&self, error: &CompactionError) {
         self.health.compaction_failed(error, error.is_permanent());

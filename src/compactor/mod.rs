@@ -33,7 +33,7 @@ use crate::columnar::{ColumnarError, ParquetOptions};
 use crate::config::CompactionConfig;
 use crate::health::PERMANENT_RETRY;
 use crate::layout::{self, CommitRecord, CommittedFile, COMMIT_RECORD_VERSION};
-use crate::message::Timestamp;
+use crate::message::{StationName, Timestamp};
 use crate::store::{op_error, Archive, StoreError};
 use crate::wal::{SealedSegment, SegmentId, Wal, WalError};
 
@@ -67,6 +67,11 @@ pub trait CompactionObserver: Send + Sync + fmt::Debug {
     /// uploaded (0 when none waits).
     fn set_oldest_unuploaded_age(&self, secs: f64) {
         let _ = secs;
+    }
+    /// A file of `rows` messages of `station`, up to `last_seq`, is archived
+    /// (its segment committed and removed from the WAL).
+    fn station_archived(&self, station: &StationName, rows: u64, last_seq: u64) {
+        let _ = (station, rows, last_seq);
     }
     /// A corrupt segment was set aside instead of compacted.
     fn inc_segment_set_aside(&self) {}
@@ -678,6 +683,10 @@ impl Compactor {
         let bytes: u64 = written.iter().map(|f| f.bytes).sum();
         self.observer
             .observe_compaction(started.elapsed(), bytes, rows);
+        for f in &written {
+            self.observer
+                .station_archived(&f.key.station, f.summary.rows, f.summary.last_seq);
+        }
         tracing::debug!(segment, files = written.len(), rows, bytes, elapsed = ?started.elapsed(), "segment compacted");
         Ok(Outcome::Compacted(SegmentReport {
             segment,

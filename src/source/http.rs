@@ -6,12 +6,16 @@
 //! | `POST /v1/flush` | runs the [`FlushHandle`] (seal, compact, upload); `200` with its JSON summary |
 //! | `GET /healthz` | `200 ok`, or `503` with JSON naming every problem ([`crate::health`]) |
 //! | `GET /metrics` | Prometheus text ([`crate::metrics`]) |
+//! | `GET /v1/status` | JSON: per station, WAL, last upload, identity figures ([`crate::status`]) |
+//! | `GET /` | the status page: the same figures as HTML, reloaded by the browser |
 //!
 //! Errors are JSON `{"error": "...", "line": N, "field": "..."}` (`line` and
 //! `field` only for bad input): `400` bad body or station name (nothing of
 //! the request is stored: the whole body is parsed before anything is
 //! appended), `401` missing or wrong `Authorization: Bearer <token>` when a
-//! token is configured (messages and flush; health and metrics stay open),
+//! token is configured (messages, flush, status and the status page; health
+//! and metrics stay open; status and the page also take `?token=<token>`, so
+//! a browser can open the page),
 //! `404` unknown path, `413` body over `max_body_bytes` (or a batch too large for
 //! one WAL entry), `503` + `Retry-After` while the WAL is full or closing or
 //! while the bodies of requests in flight hold `max_inflight_bytes`
@@ -38,6 +42,7 @@ use crate::metrics::Metrics;
 use crate::ndjson;
 use crate::source::budget::{ByteBudget, Reservation};
 use crate::source::owners::NatsStations;
+use crate::status::{self, Uploads};
 use crate::wal::{Appended, Wal, WalError};
 
 /// Seconds a client is told to wait (`Retry-After`) while the WAL is full.
@@ -79,6 +84,10 @@ pub struct HttpState {
     pub inflight: ByteBudget,
     /// What `GET /healthz` reports.
     pub health: Arc<Health>,
+    /// The last uploads, for `GET /v1/status` (the compactor fills it in).
+    pub uploads: Arc<Uploads>,
+    /// This process, as `GET /v1/status` names it (`hostname:pid`).
+    pub owner: String,
 }
 
 impl HttpState {
@@ -95,7 +104,15 @@ impl HttpState {
             max_body_bytes: config.max_body_bytes,
             inflight: ByteBudget::new(config.max_inflight_bytes),
             nats_stations: NatsStations::default(),
+            uploads: Arc::default(),
+            owner: status::this_owner(),
         }
+    }
+
+    /// Sets the uploads `GET /v1/status` reports (the compactor's).
+    pub fn with_uploads(mut self, uploads: Arc<Uploads>) -> Self {
+        self.uploads = uploads;
+        self
     }
 
     /// Sets the stations the NATS source archives (refused with `409`).
@@ -139,10 +156,18 @@ pub fn router(state: HttpState) -> Router {
             Arc::clone(&state),
             require_token,
         ));
+    let readable = Router::new()
+        .route("/v1/status", get(status_json))
+        .route("/", get(status_page))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_token_or_query,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(guarded)
+        .merge(readable)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
@@ -463,12 +488,47 @@ async fn metrics(State(state): Shared) -> Response {
         .into_response()
 }
 
+fn current_status(state: &HttpState) -> status::Status {
+    status::build(&status::Inputs::gather(
+        &state.wal,
+        &state.uploads,
+        state.nats_stations.list(),
+        &state.metrics,
+        state.owner.clone(),
+    ))
+}
+
+/// `GET /v1/status`
+async fn status_json(State(state): Shared) -> Json<status::Status> {
+    Json(current_status(&state))
+}
+
+/// `GET /`: the status page.
+async fn status_page(State(state): Shared) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            // The URL may carry the token: keep it out of other sites' logs.
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        status::render_html(&current_status(&state)),
+    )
+        .into_response()
+}
+
 async fn not_found(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!(
             "no endpoint {} {}: use POST /v1/stations/{{station}}/messages, POST /v1/flush, \
-             GET /healthz or GET /metrics",
+             GET /healthz, GET /metrics, GET /v1/status or GET /",
             request.method(),
             request.uri().path()
         ),
@@ -479,9 +539,9 @@ async fn not_found(request: Request) -> ApiError {
 /// (axum adds the `Allow` header).
 async fn method_not_allowed(request: Request) -> ApiError {
     let path = request.uri().path();
-    // Only /healthz and /metrics are read with GET; every other endpoint takes POST.
+    // The health, metrics and status endpoints are read with GET; the others take POST.
     let allowed = match path {
-        "/healthz" | "/metrics" => "GET",
+        "/healthz" | "/metrics" | "/v1/status" | "/" => "GET",
         _ => "POST",
     };
     ApiError::new(
@@ -512,6 +572,70 @@ async fn require_token(
     Ok(next.run(request).await)
 }
 
+/// Like [`require_token`], but a `token` query parameter also does (for a
+/// browser opening the status page).
+async fn require_token_or_query(
+    State(state): Shared,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &state.token {
+        let query = request.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|pair| pair.strip_prefix("token="))
+                .map(percent_decode)
+        });
+        match query {
+            Some(presented) if request.headers().get(header::AUTHORIZATION).is_none() => {
+                if !same_token(&presented, token) {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "wrong token: pass the [http] token as ?token=<token> or \
+                         `Authorization: Bearer <token>`",
+                    ));
+                }
+            }
+            _ => check_bearer(request.headers(), token).map_err(|mut e| {
+                e.body.error = format!("{} (or add ?token=<token> to the URL)", e.body.error);
+                e
+            })?,
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// Decodes `%XX` escapes and `+` of a query value (invalid escapes stay as they are).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(hi), Some(lo)) => {
+                        out.push((hi * 16 + lo) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Compares digests, so the time is independent of the token's content and length.
+fn same_token(presented: &str, token: &Secret) -> bool {
+    let want = Sha256::digest(token.expose().as_bytes());
+    let got = Sha256::digest(presented.as_bytes());
+    bool::from(want.ct_eq(&got))
+}
+
 fn check_bearer(headers: &HeaderMap, token: &Secret) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -526,10 +650,7 @@ fn check_bearer(headers: &HeaderMap, token: &Secret) -> Result<(), ApiError> {
             "missing bearer token: send the [http] token as `Authorization: Bearer <token>`",
         ));
     };
-    // Comparing digests keeps the time independent of the token's content and length.
-    let want = Sha256::digest(token.expose().as_bytes());
-    let got = Sha256::digest(presented.as_bytes());
-    if bool::from(want.ct_eq(&got)) {
+    if same_token(presented, token) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -568,6 +689,13 @@ mod tests {
             assert_eq!(e.status, StatusCode::UNAUTHORIZED, "{bad:?}");
             assert!(!e.body.error.contains("s3cret"), "the token never leaks");
         }
+    }
+
+    #[test]
+    fn query_tokens_are_percent_decoded() {
+        assert_eq!(percent_decode("a%2Bb+c%zz%4"), "a+b c%zz%4");
+        assert_eq!(percent_decode("s3cret"), "s3cret");
+        assert_eq!(percent_decode("%41"), "A");
     }
 
     #[test]

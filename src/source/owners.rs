@@ -28,4 +28,17 @@ impl NatsStations {
             .unwrap_or_else(|e| e.into_inner())
             .contains(station)
     }
+
+    /// Every station the NATS source archives, by name.
+    pub fn list(&self) -> Vec<StationName> {
+        let mut stations: Vec<StationName> = self
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        stations.sort();
+        stations
+    }
 }

@@ -28,7 +28,10 @@ use super::lock::{self, DirLock};
 use super::segment::{self, Expect, SegmentState, HEADER_LEN as SEGMENT_HEADER_LEN};
 use super::snapshot::{self, SegmentSummary};
 use super::{entry, recovery};
-use super::{Appended, RecoveryMode, SealedSegment, SegmentId, WalError, WalOptions, WalStats};
+use super::{
+    Appended, RecoveryMode, SealedSegment, SegmentId, StationLoad, StationLoads, WalError,
+    WalOptions, WalStats,
+};
 use crate::message::{Draft, Message, StationName, Timestamp};
 
 /// What an appender waits on.
@@ -54,6 +57,8 @@ struct AppendReq {
     entry: entry::EncodedEntry,
     messages: u64,
     min_timestamp: Option<Timestamp>,
+    /// Per station, what the entry holds (for [`Inner::station_loads`]).
+    loads: BTreeMap<StationName, StationLoad>,
     reserved: Reserved,
     appended: Appended,
     reply: oneshot::Sender<Result<Appended, WalError>>,
@@ -78,6 +83,10 @@ pub(crate) struct Shared {
     gate: Mutex<Gate>,
     /// Sealed segments by id. Lock order: `gate` before `sealed`.
     sealed: Mutex<BTreeMap<SegmentId, SealedSegment>>,
+    /// Per station, what the active segment holds durably (the writer updates
+    /// it after each fsync and moves it into the sealed segment at a roll).
+    /// Lock order: `sealed` before `active_loads`.
+    active_loads: Mutex<BTreeMap<StationName, StationLoad>>,
     poisoned: AtomicBool,
     closed: AtomicBool,
     set_aside: AtomicU64,
@@ -139,6 +148,7 @@ impl Inner {
                 tx: None,
             }),
             sealed: Mutex::new(rec.sealed),
+            active_loads: Mutex::default(),
             poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             set_aside: AtomicU64::new(rec.set_aside),
@@ -222,6 +232,7 @@ impl Inner {
             entry: encoded,
             messages: plan.messages.len() as u64,
             min_timestamp: plan.messages.iter().map(|m| m.timestamp).min(),
+            loads: StationLoad::of(&plan.messages),
             reserved: plan.reserved,
             appended,
             reply,
@@ -333,6 +344,29 @@ impl Inner {
         })?;
         self.shared.set_aside.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    pub(crate) fn station_loads(&self) -> StationLoads {
+        let sealed = lock(&self.shared.sealed);
+        let mut out = StationLoads {
+            stations: BTreeMap::new(),
+            complete: true,
+        };
+        let mut add = |loads: &BTreeMap<StationName, StationLoad>| {
+            for (station, load) in loads {
+                out.stations.entry(station.clone()).or_default().add(load);
+            }
+        };
+        for seg in sealed.values() {
+            match &seg.stations {
+                Some(loads) => add(loads),
+                None => out.complete = false,
+            }
+        }
+        // Taken while `sealed` is held, so a roll between the two is not
+        // counted twice or missed.
+        add(&lock(&self.shared.active_loads));
+        out
     }
 
     pub(crate) fn stats(&self) -> WalStats {
@@ -676,7 +710,11 @@ impl Writer {
         let a = &mut self.active;
         a.entries += written.len() as u64;
         a.first_write.get_or_insert_with(Instant::now);
+        let mut loads = lock(&self.shared.active_loads);
         for req in written {
+            for (station, load) in &req.loads {
+                loads.entry(station.clone()).or_default().add(load);
+            }
             a.messages += req.messages;
             a.min_timestamp = match (a.min_timestamp, req.min_timestamp) {
                 (Some(x), Some(y)) => Some(x.min(y)),
@@ -684,6 +722,7 @@ impl Writer {
             };
             let _ = req.reply.send(Ok(req.appended));
         }
+        drop(loads);
         for (appended, reply) in barriers {
             let _ = reply.send(Ok(appended));
         }
@@ -744,6 +783,8 @@ impl Writer {
             bytes: self.active.len,
             messages: self.active.messages,
             min_timestamp: self.active.min_timestamp,
+            // Cloned, not taken: it is emptied below together with the insert.
+            stations: Some(lock(&sh.active_loads).clone()),
         };
         // Only the writer commits sequences, and everything it wrote is in
         // segments up to `id`: the durable set is exactly theirs.
@@ -764,7 +805,11 @@ impl Writer {
             )
         };
         snapshot::write(dir, &snap).map_err(at(&dir.join(snapshot::FILE_NAME)))?;
-        lock(&sh.sealed).insert(id, sealed);
+        {
+            let mut sealed_list = lock(&sh.sealed);
+            sealed_list.insert(id, sealed);
+            lock(&sh.active_loads).clear();
+        }
         let next = SegmentId(id.0 + 1);
         let (file, path) = segment::create(dir, sh.wal_id_bytes, next)
             .map_err(at(&dir.join(segment::file_name(next, SegmentState::Active))))?;
@@ -831,6 +876,62 @@ mod tests {
             .iter()
             .flat_map(|s| wal.read_segment(s.id).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn station_loads_follow_appends_seals_and_uploads() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        let (a, b) = (
+            StationName::new("a").unwrap(),
+            StationName::new("b").unwrap(),
+        );
+        let load = |messages, payload_bytes, min| StationLoad {
+            messages,
+            payload_bytes,
+            min_timestamp: Some(Timestamp(min)),
+        };
+        assert_eq!(
+            wal.station_loads(),
+            StationLoads {
+                stations: BTreeMap::new(),
+                complete: true
+            }
+        );
+        wal.append_blocking(vec![
+            draft("a", Some(1), b"xx"),
+            draft("a", Some(2), b"yyy"),
+            draft("b", Some(5), b"z"),
+        ])
+        .unwrap();
+        let loads = wal.station_loads();
+        assert!(loads.complete);
+        assert_eq!(loads.stations[&a], load(2, 5, 1_001));
+        assert_eq!(loads.stations[&b], load(1, 1, 1_005));
+        let first = wal.seal().unwrap().unwrap();
+        assert_eq!(wal.station_loads(), loads, "sealing moves, never loses");
+        // A duplicate adds nothing.
+        wal.append_blocking(vec![draft("a", Some(3), b"w"), draft("a", Some(1), b"xx")])
+            .unwrap();
+        assert_eq!(wal.station_loads().stations[&a], load(3, 6, 1_001));
+        wal.remove_sealed(first).unwrap();
+        let loads = wal.station_loads();
+        assert_eq!(loads.stations[&a], load(1, 1, 1_003));
+        assert!(!loads.stations.contains_key(&b));
+        drop(wal);
+
+        // Reopened: the active segment is scanned, so its figures are known.
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        let loads = wal.station_loads();
+        assert!(loads.complete);
+        assert_eq!(loads.stations[&a], load(1, 1, 1_003));
+        drop(wal);
+        // Reopened again: the snapshot covers that segment, with no breakdown.
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        let loads = wal.station_loads();
+        assert!(!loads.complete);
+        assert!(loads.stations.is_empty());
+        assert_eq!(wal.sealed().len(), 1);
     }
 
     #[test]

@@ -32,6 +32,7 @@
 //! every later append fails with [`WalError::Poisoned`] until a restart
 //! recovers from what is on disk. Recovery is described at [`RecoveryMode`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -97,6 +98,64 @@ pub struct SealedSegment {
     pub messages: u64,
     /// Earliest message timestamp in the segment (for the "oldest not uploaded" metric).
     pub min_timestamp: Option<Timestamp>,
+    /// What each station has in the segment; `None` when the segment was
+    /// recovered from the snapshot's summary, which does not break it down
+    /// (reading the segment to find out would make opening slow).
+    pub stations: Option<BTreeMap<StationName, StationLoad>>,
+}
+
+/// What one station has in the WAL (or in one segment of it): what
+/// `GET /v1/status` reports per station.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StationLoad {
+    /// Messages.
+    pub messages: u64,
+    /// Payload bytes of those messages.
+    pub payload_bytes: u64,
+    /// Earliest message timestamp.
+    pub min_timestamp: Option<Timestamp>,
+}
+
+impl StationLoad {
+    /// Adds `other`'s messages to this one.
+    pub fn add(&mut self, other: &StationLoad) {
+        self.messages += other.messages;
+        self.payload_bytes += other.payload_bytes;
+        self.min_timestamp = match (self.min_timestamp, other.min_timestamp) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+    }
+
+    /// Per station, what `messages` hold.
+    pub fn of<'a>(
+        messages: impl IntoIterator<Item = &'a Message>,
+    ) -> BTreeMap<StationName, StationLoad> {
+        let mut loads: BTreeMap<StationName, StationLoad> = BTreeMap::new();
+        for m in messages {
+            loads
+                .entry(m.station.clone())
+                .or_default()
+                .add(&StationLoad {
+                    messages: 1,
+                    payload_bytes: m.payload.len() as u64,
+                    min_timestamp: Some(m.timestamp),
+                });
+        }
+        loads
+    }
+}
+
+/// What every station has in the WAL, sealed and active segments together
+/// ([`Wal::station_loads`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StationLoads {
+    /// Per station.
+    pub stations: BTreeMap<StationName, StationLoad>,
+    /// False when some sealed segment came from the snapshot's summary without
+    /// a per-station breakdown (after a restart, until it is uploaded): the
+    /// figures then leave that segment out.
+    pub complete: bool,
 }
 
 /// What one append did.
@@ -366,6 +425,12 @@ impl Wal {
     /// Live figures (cheap: a few counters).
     pub fn stats(&self) -> WalStats {
         self.inner.stats()
+    }
+
+    /// What each station has in the WAL now, not yet uploaded (cheap: sums
+    /// kept in memory, no disk access).
+    pub fn station_loads(&self) -> StationLoads {
+        self.inner.station_loads()
     }
 
     /// Whether this WAL has ever taken `(station, seq)`: durable (uploaded

@@ -21,7 +21,7 @@ use super::dedup::Sequencer;
 use super::log::{summary, Active};
 use super::segment::{self, sync_dir, Expect, SegmentHeader, SegmentState, HEADER_LEN};
 use super::snapshot::{self, SegmentSummary};
-use super::{RecoveryMode, SealedSegment, SegmentId, WalError};
+use super::{RecoveryMode, SealedSegment, SegmentId, StationLoad, WalError};
 use crate::message::Timestamp;
 
 /// File name of the WAL id.
@@ -279,6 +279,7 @@ pub(crate) fn recover(
                                 bytes: sum.bytes,
                                 messages: sum.messages,
                                 min_timestamp: sum.min_timestamp,
+                                stations: None,
                             },
                         );
                     }
@@ -367,6 +368,9 @@ pub(crate) fn recover(
                     .iter()
                     .flat_map(|e| e.messages.iter().map(|m| m.timestamp))
                     .min(),
+                stations: Some(StationLoad::of(
+                    scan.entries.iter().flat_map(|e| e.messages.iter()),
+                )),
             },
         );
     }
