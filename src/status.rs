@@ -325,58 +325,59 @@ pub fn render_html(status: &Status) -> String {
         let num = |field: &str, value: String, text: String, class: &str| {
             format!("<td data-field=\"{field}\" data-value=\"{value}\"{class}>{text}</td>")
         };
+        let name = escape(&s.station);
+        let _ = write!(
+            out,
+            "<tr data-station=\"{name}\"><td>{name}</td><td>{}</td>",
+            s.source
+        );
+        let int = |v: u64| (v.to_string(), v.to_string());
+        let cells = [
+            (
+                "archive_lag_seconds",
+                (
+                    s.archive_lag_seconds.to_string(),
+                    secs(Some(s.archive_lag_seconds)),
+                ),
+                "",
+            ),
+            ("wal_messages", int(s.wal_messages), ""),
+            ("wal_bytes", int(s.wal_bytes), ""),
+        ];
+        for (field, (value, text), class) in cells {
+            out.push_str(&num(field, value, text, class));
+        }
+        let upload = match (&s.last_upload, s.last_upload_age_seconds) {
+            (Some(at), Some(age)) => format!("{} ({} s ago)", escape(at), secs(Some(age))),
+            _ => "never".to_string(),
+        };
+        let _ = write!(
+            out,
+            "<td data-field=\"last_upload\" data-value=\"{}\">{upload}</td>",
+            escape(s.last_upload.as_deref().unwrap_or(""))
+        );
+        let cells = [
+            ("archived_messages", int(s.archived_messages), ""),
+            ("gap_messages", int(s.gap_messages), gap_class),
+            ("stream_incarnations", int(s.stream_incarnations), ""),
+            ("restore_echoes", int(s.restore_echoes), ""),
+            (
+                "expel_risk",
+                (
+                    s.expel_risk.map_or_else(String::new, |r| r.to_string()),
+                    s.expel_risk
+                        .map_or_else(|| "-".to_string(), |r| format!("{r:.2}")),
+                ),
+                risk_class,
+            ),
+        ];
+        for (field, (value, text), class) in cells {
+            out.push_str(&num(field, value, text, class));
+        }
         let _ = writeln!(
             out,
-            "<tr data-station=\"{name}\"><td>{name}</td><td>{source}</td>{lag}{msgs}{bytes}{upload}{archived}{gaps}{inc}{echoes}{risk}<td data-field=\"owner\">{owner}</td></tr>",
-            name = escape(&s.station),
-            source = s.source,
-            lag = num(
-                "archive_lag_seconds",
-                s.archive_lag_seconds.to_string(),
-                secs(Some(s.archive_lag_seconds)),
-                ""
-            ),
-            msgs = num("wal_messages", s.wal_messages.to_string(), s.wal_messages.to_string(), ""),
-            bytes = num("wal_bytes", s.wal_bytes.to_string(), s.wal_bytes.to_string(), ""),
-            upload = format!(
-                "<td data-field=\"last_upload\" data-value=\"{}\">{}</td>",
-                escape(s.last_upload.as_deref().unwrap_or("")),
-                match (&s.last_upload, s.last_upload_age_seconds) {
-                    (Some(at), Some(age)) => format!("{} ({} s ago)", escape(at), secs(Some(age))),
-                    _ => "never".to_string(),
-                }
-            ),
-            archived = num(
-                "archived_messages",
-                s.archived_messages.to_string(),
-                s.archived_messages.to_string(),
-                ""
-            ),
-            gaps = num(
-                "gap_messages",
-                s.gap_messages.to_string(),
-                s.gap_messages.to_string(),
-                gap_class
-            ),
-            inc = num(
-                "stream_incarnations",
-                s.stream_incarnations.to_string(),
-                s.stream_incarnations.to_string(),
-                ""
-            ),
-            echoes = num(
-                "restore_echoes",
-                s.restore_echoes.to_string(),
-                s.restore_echoes.to_string(),
-                ""
-            ),
-            risk = num(
-                "expel_risk",
-                s.expel_risk.map_or_else(String::new, |r| r.to_string()),
-                s.expel_risk.map_or_else(|| "-".to_string(), |r| format!("{r:.2}")),
-                risk_class
-            ),
-            owner = escape(&s.owner),
+            "<td data-field=\"owner\">{}</td></tr>",
+            escape(&s.owner)
         );
     }
     out.push_str("</tbody>\n</table>\n</body>\n</html>\n");

@@ -137,8 +137,19 @@ async fn status_reports_each_station_with_its_wal_uploads_and_identity() {
     let last = s["last_upload"].as_str().expect("last_upload");
     assert!(last.ends_with('Z'), "{last}");
     assert!(s["last_upload_age_seconds"].as_f64().unwrap() < 60.0);
-    // The identity figures are those of /metrics.
-    let metrics = run.metrics().await;
+    // The identity figures are those of /metrics, once the NATS source has
+    // reported on the station (its expel risk, every 2 s).
+    let risk = format!("strata_expel_risk{{station=\"{stream}\"}} ");
+    let mut metrics = run.metrics().await;
+    for _ in 0..100 {
+        if metrics.contains(&risk) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        metrics = run.metrics().await;
+    }
+    let after = status(&http).await;
+    let s = station(&after, &stream);
     for (field, metric) in [
         ("gap_messages", "strata_gap_messages_total"),
         ("stream_incarnations", "strata_stream_incarnations_total"),
@@ -172,32 +183,33 @@ fn chromium() -> Result<PathBuf, String> {
     Err("no chromium (scripts/test.sh installs Debian's chromium)".to_string())
 }
 
-/// The page as a headless Chromium renders it.
+/// The page as a headless Chromium renders it. A busy machine sometimes gets
+/// an empty dump from a Chromium that exited successfully: tried three times.
 fn dump_dom(chromium: &Path, url: &str) -> String {
-    let profile = tempdir();
-    let out = run_command(
-        {
-            let mut cmd = Command::new(chromium);
-            cmd.args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--virtual-time-budget=5000",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(["--dump-dom", url]);
-            cmd
-        },
-        None,
-        Duration::from_secs(120),
-    );
-    assert!(out.status.success(), "chromium failed: {}", out.text());
-    out.stdout
+    let mut last = None;
+    for _ in 0..3 {
+        let profile = tempdir();
+        let mut cmd = Command::new(chromium);
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--dump-dom", url]);
+        let out = run_command(cmd, None, Duration::from_secs(120));
+        if out.status.success() && out.stdout.contains("</html>") {
+            return out.stdout;
+        }
+        last = Some(out);
+    }
+    panic!("chromium rendered no page:\n{}", last.expect("tried"));
 }
 
 /// `data-value` of the cell `data-field="field"` in the row of `station`.
