@@ -133,14 +133,18 @@ impl StationLoad {
     ) -> BTreeMap<StationName, StationLoad> {
         let mut loads: BTreeMap<StationName, StationLoad> = BTreeMap::new();
         for m in messages {
-            loads
-                .entry(m.station.clone())
-                .or_default()
-                .add(&StationLoad {
-                    messages: 1,
-                    payload_bytes: m.payload.len() as u64,
-                    min_timestamp: Some(m.timestamp),
-                });
+            let one = StationLoad {
+                messages: 1,
+                payload_bytes: m.payload.len() as u64,
+                min_timestamp: Some(m.timestamp),
+            };
+            // Looked up first: a name is cloned once per station, not per message.
+            match loads.get_mut(&m.station) {
+                Some(load) => load.add(&one),
+                None => {
+                    loads.insert(m.station.clone(), one);
+                }
+            }
         }
         loads
     }
