@@ -2,8 +2,8 @@
 # Strata's one test command (CI runs it through .ci/run).
 #
 # On a fresh Debian machine it installs what the tests need (nats-server;
-# chromium, for the status page test, which fails if it could not be installed; a
-# virtualenv in target/venv with moto, duckdb, pyarrow and boto3), starts an
+# chromium and promtool, for the status page and alert rules tests, which fail
+# if they could not be installed; a virtualenv in target/venv with moto, duckdb, pyarrow and boto3), starts an
 # S3-compatible server (moto) and a NATS JetStream server on free loopback ports,
 # runs `cargo test --all-targets --no-run` (one build of every test binary, benches
 # included so they keep compiling), then `cargo test --lib --bins --tests --examples "$@"`
@@ -34,20 +34,28 @@ die() {
 # --- system packages ---------------------------------------------------------
 
 APT_UPDATED=0
-# try_apt_install PACKAGE...: apt-get install, returning non-zero on failure.
-try_apt_install() {
-    local sudo=()
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || { log "need root (or sudo) to apt-get install $*"; return 1; }
-        sudo=(sudo)
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        log "need root (or sudo) to run $*"
+        return 1
     fi
+}
+apt_update() {
     if [ "$APT_UPDATED" -eq 0 ]; then
         log "apt-get update"
-        "${sudo[@]}" apt-get update -qq >/dev/null || { log "apt-get update failed"; return 1; }
+        as_root apt-get update -qq >/dev/null || { log "apt-get update failed"; return 1; }
         APT_UPDATED=1
     fi
+}
+# try_apt_install PACKAGE...: apt-get install, returning non-zero on failure.
+try_apt_install() {
+    apt_update || return 1
     log "apt-get install $*"
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" \
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" \
         >/dev/null || { log "apt-get install $* failed"; return 1; }
 }
 apt_install() { try_apt_install "$@" || die "cannot install $*"; }
@@ -70,6 +78,32 @@ if [ -z "$CHROMIUM_BIN" ]; then
         CHROMIUM_BIN="$(find_chromium || true)"
     fi
     [ -n "$CHROMIUM_BIN" ] || log "warning: no chromium; the status page test will fail"
+fi
+
+# promtool, to check deploy/strata-rules.yml: Debian's prometheus package holds
+# it. Only that one binary is taken out of the package, into target/ (a few
+# seconds); the Prometheus server is not installed. Not fatal here either.
+TOOLS="$ROOT/target/test-tools"
+find_promtool() { command -v promtool 2>/dev/null || { [ -x "$TOOLS/promtool" ] && echo "$TOOLS/promtool"; }; }
+fetch_promtool() {
+    local deb="$TOOLS/deb"
+    rm -rf "$deb" && mkdir -p "$deb" || return 1
+    (cd "$deb" && apt-get download -qq prometheus >/dev/null 2>&1) ||
+        { apt_update && (cd "$deb" && apt-get download -qq prometheus >/dev/null 2>&1); } || return 1
+    dpkg-deb --fsys-tarfile "$deb"/prometheus_*.deb | tar -xO ./usr/bin/promtool >"$TOOLS/promtool.tmp" &&
+        chmod +x "$TOOLS/promtool.tmp" && mv "$TOOLS/promtool.tmp" "$TOOLS/promtool"
+    local status=$?
+    rm -rf "$deb"
+    return "$status"
+}
+PROMTOOL_BIN="$(find_promtool || true)"
+if [ -z "$PROMTOOL_BIN" ]; then
+    log "extracting promtool from Debian's prometheus package into $TOOLS"
+    if fetch_promtool; then
+        PROMTOOL_BIN="$TOOLS/promtool"
+    else
+        log "warning: no promtool; the alert rules test will fail"
+    fi
 fi
 
 # A Python that can make a virtualenv (Debian's python3 needs python3-venv).
@@ -206,6 +240,9 @@ export STRATA_TEST_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export STRATA_TEST_PYTHON="$VENV/bin/python"
 if [ -n "$CHROMIUM_BIN" ]; then
     export STRATA_TEST_CHROMIUM="$CHROMIUM_BIN"
+fi
+if [ -n "$PROMTOOL_BIN" ]; then
+    export STRATA_TEST_PROMTOOL="$PROMTOOL_BIN"
 fi
 export STRATA_TEST_REQUIRE_SERVERS=1
 export PATH="$VENV/bin:$PATH"

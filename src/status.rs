@@ -288,7 +288,7 @@ pub fn render_html(status: &Status) -> String {
          <span data-field=\"wal.segments\" data-value=\"{segments}\">{segments}</span> segment(s); \
          oldest unuploaded message <span data-field=\"wal.oldest_unuploaded_age_seconds\" \
          data-value=\"{oldest}\">{oldest_text}</span> s old.{incomplete} \
-         The same figures as JSON: <a href=\"v1/status\">/v1/status</a>.</p>\n",
+         The same figures as JSON: <code>GET /v1/status</code>.</p>\n",
         owner = escape(&status.owner),
         at = escape(&status.generated_at),
         wal_bytes = status.wal.bytes,
