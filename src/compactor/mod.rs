@@ -296,21 +296,7 @@ impl fmt::Display for CompactionReport {
     }
 }
 
-/// `1.5 MiB`-style sizes for reports.
-pub(crate) fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+pub(crate) use crate::display::human_bytes;
 
 /// State shared by [`Compactor::flush`] and the background loop; holding its
 /// lock is what keeps two compactions of one segment from running at once.
@@ -782,8 +768,7 @@ fn commit_record(prefix: &Path, wal_id: &str, segment: u64, files: &[WrittenFile
 
 /// Pause before attempt `failures + 1`: 0.5 s, 1 s, 2 s, … up to 30 s.
 fn backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    FIRST_BACKOFF.saturating_mul(1 << exp).min(MAX_BACKOFF)
+    crate::backoff::nth(FIRST_BACKOFF, MAX_BACKOFF, failures)
 }
 
 #[cfg(test)]
@@ -872,13 +857,5 @@ mod tests {
             CompactionReport::default().to_string(),
             "nothing to compact: no sealed segment is waiting\n"
         );
-    }
-
-    #[test]
-    fn human_bytes_picks_a_unit() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
     }
 }

@@ -67,34 +67,7 @@ impl Archive for Wal {
     }
 }
 
-/// Exponential backoff between retries.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    first: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(first: Duration, max: Duration) -> Self {
-        Self {
-            first,
-            max,
-            next: first,
-        }
-    }
-
-    /// The delay to wait now; doubles the next one up to the cap.
-    pub(crate) fn delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = self.first;
-    }
-}
+pub(crate) use crate::backoff::Backoff;
 
 /// Resolves once shutdown is requested: the value turns `true` or the sender is gone.
 pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
@@ -715,15 +688,6 @@ enum PullError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_its_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let delays: Vec<_> = (0..4).map(|_| b.delay().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 350, 350]);
-        b.reset();
-        assert_eq!(b.delay().as_millis(), 100);
-    }
 
     #[tokio::test]
     async fn only_true_or_a_dropped_sender_means_shutdown() {
