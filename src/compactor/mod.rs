@@ -40,11 +40,6 @@ use crate::wal::{SealedSegment, SegmentId, Wal, WalError};
 use self::upload::UploadOptions;
 use self::worker::{WriteError, WrittenFile};
 
-/// Environment variable naming a [`FailPoint`] at which the process aborts
-/// (`after-upload` or `after-commit`); read once by [`Compactor::new`]. For
-/// crash tests of the real binary only.
-pub const FAILPOINT_ENV: &str = "STRATA_FAILPOINT";
-
 /// How often the background loop looks for sealed segments.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// First pause after a failed pass; doubles up to [`MAX_BACKOFF`].
@@ -77,6 +72,21 @@ pub trait CompactionObserver: Send + Sync + fmt::Debug {
     /// A compaction pass succeeded: every segment sealed when it started is
     /// archived or set aside.
     fn compaction_succeeded(&self) {}
+    /// Segment `segment`'s compaction reached `point`. Crash tests install an
+    /// observer that stops (or aborts the process) here; the default goes on.
+    fn at_fail_point(&self, point: FailPoint, segment: u64) -> FailPointAction {
+        let _ = (point, segment);
+        FailPointAction::Continue
+    }
+}
+
+/// What a [`CompactionObserver`] decides at a [`FailPoint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPointAction {
+    /// Go on compacting.
+    Continue,
+    /// Stop with [`CompactionError::FailPoint`]; the segment stays in the WAL.
+    Stop,
 }
 
 /// A [`CompactionObserver`] that ignores everything.
@@ -95,7 +105,7 @@ pub enum FailPoint {
 }
 
 impl FailPoint {
-    /// The name used in [`FAILPOINT_ENV`].
+    /// The point's name (`after-upload`, `after-commit`).
     pub fn as_str(self) -> &'static str {
         match self {
             FailPoint::AfterUpload => "after-upload",
@@ -121,15 +131,6 @@ impl FromStr for FailPoint {
             )),
         }
     }
-}
-
-/// What happens at an armed [`FailPoint`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FailMode {
-    /// `std::process::abort()`: a real crash (from [`FAILPOINT_ENV`]).
-    Abort,
-    /// Return [`CompactionError::FailPoint`] (in-process tests).
-    Error,
 }
 
 /// Errors of a compaction; the segment concerned stays in the WAL and is retried.
@@ -327,34 +328,19 @@ pub struct Compactor {
     parquet: ParquetOptions,
     upload: UploadOptions,
     observer: Arc<dyn CompactionObserver>,
-    failpoint: Option<(FailPoint, FailMode)>,
+    failpoint: Option<FailPoint>,
     state: Mutex<State>,
 }
 
 impl Compactor {
-    /// A compactor of `wal`'s sealed segments into `archive`.
-    ///
-    /// Reads [`FAILPOINT_ENV`] once: when set to a [`FailPoint`] name the
-    /// process aborts at that point (crash tests of the real binary).
+    /// A compactor of `wal`'s sealed segments into `archive`, reporting to
+    /// `observer`.
     pub fn new(
         wal: Wal,
         archive: Archive,
         cfg: &CompactionConfig,
         observer: Arc<dyn CompactionObserver>,
     ) -> Compactor {
-        let failpoint = match std::env::var(FAILPOINT_ENV) {
-            Ok(v) if !v.is_empty() => match v.parse::<FailPoint>() {
-                Ok(p) => {
-                    tracing::warn!(failpoint = %p, "{FAILPOINT_ENV} is set: the process will abort at this point of the next compaction");
-                    Some((p, FailMode::Abort))
-                }
-                Err(e) => {
-                    tracing::warn!("{FAILPOINT_ENV} ignored: {e}");
-                    None
-                }
-            },
-            _ => None,
-        };
         Compactor {
             wal,
             archive,
@@ -369,15 +355,15 @@ impl Compactor {
                 max_concurrency: cfg.upload_concurrency,
             },
             observer,
-            failpoint,
+            failpoint: None,
             state: Mutex::new(State::default()),
         }
     }
 
     /// Arms `point` (or disarms with `None`) so that compaction stops there
-    /// with [`CompactionError::FailPoint`] instead of aborting: for in-process tests.
+    /// with [`CompactionError::FailPoint`]: for in-process tests.
     pub fn with_failpoint(mut self, point: Option<FailPoint>) -> Self {
-        self.failpoint = point.map(|p| (p, FailMode::Error));
+        self.failpoint = point;
         self
     }
 
@@ -564,18 +550,13 @@ impl Compactor {
         }
     }
 
-    /// Stops at `point` when it is armed.
+    /// Stops at `point` when it is armed or the observer says so.
     fn failpoint(&self, point: FailPoint, segment: u64) -> Result<(), CompactionError> {
-        match self.failpoint {
-            Some((p, FailMode::Abort)) if p == point => {
-                eprintln!("strata: {FAILPOINT_ENV}={point}: aborting after segment {segment}");
-                std::process::abort();
-            }
-            Some((p, FailMode::Error)) if p == point => {
-                Err(CompactionError::FailPoint { segment, point })
-            }
-            _ => Ok(()),
+        let armed = self.failpoint == Some(point);
+        if armed || self.observer.at_fail_point(point, segment) == FailPointAction::Stop {
+            return Err(CompactionError::FailPoint { segment, point });
         }
+        Ok(())
     }
 
     async fn compact_segment(&self, seg: &SealedSegment) -> Result<Outcome, CompactionError> {
