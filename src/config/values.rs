@@ -1,7 +1,8 @@
 //! The value forms shared by every table: [`Secret`] strings that never show,
 //! sizes (`"64MiB"`, `"512KB"`, integer bytes), durations (`"500ms"`, `"1h30m"`,
-//! integer seconds), and the serde deserialisers that read them from TOML with
-//! messages naming the expected form.
+//! integer seconds; read by `humantime` within the documented units), and the
+//! serde deserialisers that read them from TOML with messages naming the
+//! expected form.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -91,6 +92,11 @@ const DURATION_FORM: &str = "expected a duration: a string such as \"500ms\", \"
 /// are powers of 1000, `KiB`/`MiB`/`GiB`/`TiB` powers of 1024; units are
 /// case-insensitive.
 ///
+/// Written here rather than with `bytesize`: that crate parses through `f64`, so it
+/// reads `"1.5GiB"`, saturates instead of reporting a size that is too large, takes
+/// `"64M"` as 64 MB where Strata refuses the ambiguous unit, and adds PB/PiB. A
+/// wrapper keeping the documented forms would redo this whole grammar.
+///
 /// # Errors
 /// A message saying what was wrong and which form is expected.
 pub fn parse_size(s: &str) -> Result<u64, String> {
@@ -125,50 +131,37 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
-/// Parses a duration: `"500ms"`, `"60s"`, `"2m"`, `"1h"`, `"1d"`, `"1h30m"`, or a
-/// bare integer number of seconds (`"60"`).
+/// Parses a duration: `"500ms"`, `"60s"`, `"2m"`, `"1h"`, `"1d"`, `"1h30m"` (parts
+/// may be apart: `"1m 30s"`), or a bare integer number of seconds (`"60"`).
+///
+/// `humantime` does the arithmetic. This wrapper keeps Strata's documented forms,
+/// which are narrower than humantime's: it takes a bare integer as seconds, and
+/// refuses what humantime would also read (`"60 seconds"`, `"60 s"`, `"1.5s"`,
+/// `"2w"`, `"1M"` for a month, `"1y"`), so a file means the same thing everywhere.
 ///
 /// # Errors
 /// A message saying what was wrong and which form is expected.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration {s:?}: {DURATION_FORM}");
     let t = s.trim();
-    if t.is_empty() {
-        return Err(bad());
-    }
     if let Ok(secs) = t.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    let mut total = Duration::ZERO;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let split = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (digits, after) = rest.split_at(split);
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        let unit_len = after
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(after.len());
-        let (unit, after) = after.split_at(unit_len);
-        let part = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => n.checked_mul(60).map(Duration::from_secs).ok_or_else(bad)?,
-            "h" => n
-                .checked_mul(3600)
-                .map(Duration::from_secs)
-                .ok_or_else(bad)?,
-            "d" => n
-                .checked_mul(86_400)
-                .map(Duration::from_secs)
-                .ok_or_else(bad)?,
-            _ => return Err(bad()),
-        };
-        total = total.checked_add(part).ok_or_else(bad)?;
-        rest = after.trim_start();
+    if t.is_empty() || !t.split_whitespace().all(is_documented_duration) {
+        return Err(bad());
     }
-    Ok(total)
+    humantime::parse_duration(t).map_err(|_| bad())
+}
+
+/// Whether `word` is one or more `<digits><unit>` with a documented unit
+/// (`ms` `s` `m` `h` `d`), such as `"90s"` or `"1h30m"`.
+fn is_documented_duration(word: &str) -> bool {
+    word.starts_with(|c: char| c.is_ascii_digit())
+        && !word.ends_with(|c: char| c.is_ascii_digit())
+        && word
+            .split(|c: char| c.is_ascii_digit())
+            .filter(|unit| !unit.is_empty())
+            .all(|unit| matches!(unit, "ms" | "s" | "m" | "h" | "d"))
 }
 
 /// A size or duration as written in TOML: an integer or a string.
@@ -309,11 +302,28 @@ mod tests {
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
         assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        for bad in ["", "s", "60 seconds", "1.5s", "-1s", "5x", "1h30"] {
+        // Not documented forms, among them some that humantime alone would read
+        // ("60 seconds", "60 s", "1.5s", "2w", "1M", "1y", "5us").
+        for bad in [
+            "",
+            "s",
+            "60 seconds",
+            "60 s",
+            "1.5s",
+            "-1s",
+            "5x",
+            "1h30",
+            "2w",
+            "1M",
+            "1y",
+            "5us",
+        ] {
             let e = parse_duration(bad).unwrap_err();
             assert!(e.contains("expected a duration"), "{bad:?}: {e}");
         }
         assert!(parse_duration("999999999999999999d").is_err());
+        // Past u64 nanoseconds (about 584 years) humantime refuses milliseconds.
+        assert!(parse_duration("99999999999999ms").is_err());
     }
 
     #[test]
