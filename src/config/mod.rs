@@ -15,10 +15,11 @@
 //!   of 1024). Units are case-insensitive; `"64MiB"` is 67108864 bytes, `"64MB"` is
 //!   64000000.
 //!
-//! One file per table (`wal`, `storage`, `compaction`, `http`, `nats`), the value
-//! forms they share in `values`; this module reads the file, rewrites TOML errors
-//! to name the line, table and key, applies the environment, and checks the rules
-//! that span tables.
+//! Each table lives in its own file (`wal`, `storage`, `compaction`, `http`,
+//! `nats`) with its keys, defaults, value checks and the rules between its keys;
+//! the value forms they share are in `values`. This module reads the file,
+//! rewrites TOML errors to name the line, table and key, runs each table's rules,
+//! and applies the environment.
 
 use std::path::{Path, PathBuf};
 
@@ -146,7 +147,7 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks the rules that involve more than one key.
+    /// Checks the rules that involve more than one key, table by table.
     fn validate(&self) -> Result<(), String> {
         self.wal.validate()?;
         self.http.validate()?;
