@@ -360,7 +360,7 @@ async fn the_store_going_away_mid_upload_loses_doubles_and_orphans_nothing() {
             "bytes_uploaded": expected.len() * PAYLOAD,
             "upload_errors_seen": errors,
             "upload_retries_seen": retries,
-            "abort_failures_logged": abort_failures,
+            "aborts_retried": aborts_retried,
             "orphaned_multipart_uploads": orphans,
             "lost": lost,
             "duplicated": duplicated,
