@@ -91,7 +91,9 @@ impl Multipart {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(ABORT_MAX_PAUSE);
                 match upload.abort().await {
-                    Ok(()) => {
+                    // Not found: an earlier attempt the store carried out
+                    // without its answer reaching us already aborted it.
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {
                         tracing::info!(path = %path, "multipart upload aborted after retries");
                         return;
                     }
