@@ -361,7 +361,9 @@ impl StationWorker {
     async fn store(&mut self, chunk: Vec<Message>) -> Result<(), Stop> {
         let prepared = self.prepare(&chunk).await;
         for &(first, last) in &prepared.gaps {
-            self.record_gap(first, last).await?;
+            if let Some((first, last)) = self.expelled(first, last).await? {
+                self.record_gap(first, last).await?;
+            }
         }
         if prepared.echoes > 0 {
             self.metrics
@@ -453,6 +455,36 @@ impl StationWorker {
             tracing::info!(station = %self.station, "appending NATS messages to the WAL works again");
         }
         Ok(())
+    }
+
+    /// The part of a skipped range `first..=last` that the stream no longer
+    /// holds: only that part is a gap. Sequences it still holds were handed
+    /// to an earlier run that died before acknowledging them (`kill -9`);
+    /// the broker redelivers them after the ack wait, so they are late, not
+    /// lost.
+    async fn expelled(&mut self, first: u64, last: u64) -> Result<Option<(u64, u64)>, Stop> {
+        loop {
+            let held = async {
+                let mut stream = self.js.get_stream(self.station.as_str()).await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    stream.info().await?.state.first_sequence,
+                )
+            }
+            .await;
+            match held {
+                Ok(first_held) => {
+                    return Ok((first < first_held).then(|| (first, last.min(first_held - 1))))
+                }
+                Err(e) => {
+                    if !self
+                        .transient("reading the stream's first sequence", &e)
+                        .await
+                    {
+                        return Err(Stop::Shutdown);
+                    }
+                }
+            }
+        }
     }
 
     /// Records a gap in the archive (retrying while the store fails: the
