@@ -24,7 +24,7 @@ use object_store::{ObjectMeta, ObjectStore};
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
 use serde::{Serialize, Serializer};
 
-use crate::compactor::human_bytes;
+use crate::display::human_bytes;
 use crate::identity::ledger::{Ledger, LedgerError};
 use crate::identity::{GapRecord, IncarnationRecord};
 use crate::layout::{self, CommitRecord, CommittedFile, DataKey, Hour};

@@ -146,6 +146,22 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
     )
 }
 
+/// Parses a `date=YYYY-MM-DD` path segment (the date partition), exactly as
+/// [`date_prefix`] writes it.
+pub fn parse_date_segment(segment: &str) -> Option<NaiveDate> {
+    parse_date(segment.strip_prefix("date=")?)
+}
+
+/// Parses an `hour=HH` path segment (the hour partition, `00`..`23`), exactly
+/// as [`hour_prefix`] writes it.
+pub fn parse_hour_segment(segment: &str) -> Option<u8> {
+    let value = segment.strip_prefix("hour=")?;
+    if value.len() != 2 {
+        return None;
+    }
+    u8::try_from(parse_digits(value)?).ok().filter(|h| *h < 24)
+}
+
 /// Parses a non-empty run of ASCII digits (no sign, no spaces) as u64.
 fn parse_digits(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -205,15 +221,8 @@ impl DataKey {
         }
 
         let station = StationName::new(station.as_ref().strip_prefix("station=")?).ok()?;
-        let date = parse_date(date.as_ref().strip_prefix("date=")?)?;
-        let hour_str = hour.as_ref().strip_prefix("hour=")?;
-        if hour_str.len() != 2 {
-            return None;
-        }
-        let hour = u8::try_from(parse_digits(hour_str)?).ok()?;
-        if hour > 23 {
-            return None;
-        }
+        let date = parse_date_segment(date.as_ref())?;
+        let hour = parse_hour_segment(hour.as_ref())?;
 
         let stem = file
             .as_ref()
@@ -424,6 +433,20 @@ impl CommitRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_partition_segments() {
+        assert_eq!(
+            parse_date_segment("date=2026-11-24"),
+            NaiveDate::from_ymd_opt(2026, 11, 24)
+        );
+        assert_eq!(parse_date_segment("date=2026-11-4"), None);
+        assert_eq!(parse_date_segment("hour=10"), None);
+        assert_eq!(parse_hour_segment("hour=07"), Some(7));
+        assert_eq!(parse_hour_segment("hour=24"), None);
+        assert_eq!(parse_hour_segment("hour=7"), None);
+        assert_eq!(parse_hour_segment("hour=+7"), None);
+    }
     use proptest::prelude::*;
 
     fn station(s: &str) -> StationName {

@@ -7,10 +7,12 @@
 //! `ARCHITECTURE.md` (in the repository's docs) describes the data flow.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+pub mod backoff;
 pub mod catalog;
 pub mod columnar;
 pub mod compactor;
 pub mod config;
+pub mod display;
 pub mod fsio;
 pub mod health;
 pub mod identity;

@@ -36,6 +36,7 @@ use serde::Serialize;
 use crate::columnar::{ColumnarError, Selection};
 use crate::store::{Archive, StoreError};
 
+use crate::display::human_bytes;
 use crate::identity::ledger::Ledger;
 use crate::identity::mac::RestoreKey;
 use crate::message::StationName;
@@ -350,21 +351,6 @@ impl RestoreSummary {
             ));
         }
         s
-    }
-}
-
-fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
     }
 }
 

@@ -594,10 +594,28 @@ async fn crash_child() {
         wal,
         local_archive(std::path::Path::new(&archive_dir)),
         &config(),
-        Arc::new(NoopObserver),
+        Arc::new(AbortAt(
+            std::env::var("STRATA_FAILPOINT")
+                .expect("run by the crash test")
+                .parse()
+                .expect("a failpoint name"),
+        )),
     );
     let outcome = compactor.compact_sealed().await;
     panic!("the failpoint should have aborted the process, got {outcome:?}");
+}
+
+/// Aborts the process at one failpoint: a real crash, installed by the test.
+#[derive(Debug)]
+struct AbortAt(FailPoint);
+
+impl strata::compactor::CompactionObserver for AbortAt {
+    fn at_fail_point(&self, point: FailPoint, _segment: u64) -> strata::compactor::FailPointAction {
+        if point == self.0 {
+            std::process::abort();
+        }
+        strata::compactor::FailPointAction::Continue
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

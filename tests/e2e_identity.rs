@@ -598,3 +598,58 @@ async fn a_restart_with_the_archive_unreachable_goes_on_archiving_into_the_wal()
     assert_eq!(seqs, (1..=40).collect::<Vec<i64>>());
     let _ = js.delete_stream(&stream).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disaster_recovery_on_a_new_machine_archives_each_message_once() {
+    need!(python());
+    let url = need!(nats_url());
+    let _serial = serial_async().await;
+    let dir = tempdir();
+    let archive = dir.path().join("archive");
+    let stream = unique("e2e_newhost");
+    let js = jetstream(&url).await;
+    create_stream(&js, &stream, None).await;
+    let (conf, config) = archiver_config(dir.path(), &url, &stream, TOKEN);
+    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
+    let first: Vec<Pub> = (1..=300).map(|i| test_message(&stream, i)).collect();
+    publish(&js, &first).await;
+    wait_consumer_caught_up(&js, &stream, CONSUMER, 300, CATCH_UP, Some(&mut run)).await;
+    flush(&config).await;
+    assert!(run.terminate().await.success(), "{}", run.logs());
+
+    // The machine is gone with its WAL, and so is the stream.
+    std::fs::remove_dir_all(&conf.wal_dir).unwrap();
+    js.delete_stream(&stream).await.expect("delete");
+    create_stream(&js, &stream, None).await;
+    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
+    let live: Vec<Pub> = (5_001..=5_050).map(|i| test_message(&stream, i)).collect();
+    publish(&js, &live).await;
+    restore_to_nats(&config, &stream, &url).await;
+    wait_consumer_caught_up(&js, &stream, CONSUMER, 350, CATCH_UP, Some(&mut run)).await;
+    flush(&config).await;
+
+    // The restored copies are recognised from the archive itself.
+    let read = read_checked(archive).await;
+    let rows = read.station(&stream);
+    let mut want: Vec<Vec<u8>> = first
+        .iter()
+        .chain(&live)
+        .map(|m| m.payload.clone())
+        .collect();
+    want.sort();
+    assert_eq!(payloads(&rows), want, "each message once");
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    let expected: Vec<i64> = (1..=300).chain(301..=350).collect();
+    assert_eq!(
+        seqs, expected,
+        "the new life continues above the archived seqs"
+    );
+    let metrics = run.metrics().await;
+    assert_eq!(
+        metric(&metrics, "strata_restore_echoes_total", &stream),
+        Some(300.0),
+        "{metrics}"
+    );
+    assert!(run.terminate().await.success(), "{}", run.logs());
+    let _ = js.delete_stream(&stream).await;
+}

@@ -6,11 +6,14 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use strata::compactor::{CompactionReport, Compactor, NoopObserver};
+use strata::compactor::{
+    CompactionObserver, CompactionReport, Compactor, FailPoint, FailPointAction,
+};
 use strata::config::Config;
 use strata::store::Archive;
 use strata::wal::{Wal, WalError};
 
+use super::failpoint::CrashAt;
 use super::overrides::{ArchiveArg, WalDirArg};
 use super::CliError;
 
@@ -74,6 +77,16 @@ pub(crate) async fn flush(mut config: Config, args: FlushArgs) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a flush in this process reports to: only crash injection.
+#[derive(Debug)]
+struct FlushObserver(CrashAt);
+
+impl CompactionObserver for FlushObserver {
+    fn at_fail_point(&self, point: FailPoint, segment: u64) -> FailPointAction {
+        self.0.at(point, segment)
+    }
+}
+
 /// Flushes in this process: no `strata run` owns the WAL.
 async fn flush_here(config: &Config, wal: Wal) -> Result<CompactionReport, CliError> {
     let archive = Archive::open(&config.storage)?;
@@ -81,7 +94,7 @@ async fn flush_here(config: &Config, wal: Wal) -> Result<CompactionReport, CliEr
         wal.clone(),
         archive,
         &config.compaction,
-        Arc::new(NoopObserver),
+        Arc::new(FlushObserver(CrashAt::from_env())),
     );
     let report = compactor.flush().await;
     wal.close()?;

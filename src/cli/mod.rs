@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch. Each subcommand lives in its own
 //! module; this one only parses arguments and wires configuration.
 
+mod failpoint;
 mod flush;
 mod ingest;
 mod inspect;

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata::compactor::{CompactionError, CompactionObserver, Compactor};
+use strata::compactor::{
+    CompactionError, CompactionObserver, Compactor, FailPoint, FailPointAction,
+};
 use strata::config::Config;
 use strata::health::Health;
 use strata::identity::ledger::Ledger;
@@ -19,6 +21,7 @@ use strata::store::Archive;
 use strata::wal::Wal;
 use tokio::sync::watch;
 
+use super::failpoint::CrashAt;
 use super::overrides::{ArchiveArg, WalDirArg};
 use super::CliError;
 
@@ -64,6 +67,7 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
             metrics: metrics.clone(),
             health: health.clone(),
             uploads: uploads.clone(),
+            crash_at: CrashAt::from_env(),
         }),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -156,9 +160,13 @@ struct MetricsObserver {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     uploads: Arc<Uploads>,
+    crash_at: CrashAt,
 }
 
 impl CompactionObserver for MetricsObserver {
+    fn at_fail_point(&self, point: FailPoint, segment: u64) -> FailPointAction {
+        self.crash_at.at(point, segment)
+    }
     fn inc_upload_error(&self) {
         self.metrics.inc_upload_error();
     }

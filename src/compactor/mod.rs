@@ -40,11 +40,6 @@ use crate::wal::{SealedSegment, SegmentId, Wal, WalError};
 use self::upload::UploadOptions;
 use self::worker::{WriteError, WrittenFile};
 
-/// Environment variable naming a [`FailPoint`] at which the process aborts
-/// (`after-upload` or `after-commit`); read once by [`Compactor::new`]. For
-/// crash tests of the real binary only.
-pub const FAILPOINT_ENV: &str = "STRATA_FAILPOINT";
-
 /// How often the background loop looks for sealed segments.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// First pause after a failed pass; doubles up to [`MAX_BACKOFF`].
@@ -82,6 +77,21 @@ pub trait CompactionObserver: Send + Sync + fmt::Debug {
     /// A compaction pass succeeded: every segment sealed when it started is
     /// archived or set aside.
     fn compaction_succeeded(&self) {}
+    /// Segment `segment`'s compaction reached `point`. Crash tests install an
+    /// observer that stops (or aborts the process) here; the default goes on.
+    fn at_fail_point(&self, point: FailPoint, segment: u64) -> FailPointAction {
+        let _ = (point, segment);
+        FailPointAction::Continue
+    }
+}
+
+/// What a [`CompactionObserver`] decides at a [`FailPoint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPointAction {
+    /// Go on compacting.
+    Continue,
+    /// Stop with [`CompactionError::FailPoint`]; the segment stays in the WAL.
+    Stop,
 }
 
 /// A [`CompactionObserver`] that ignores everything.
@@ -100,7 +110,7 @@ pub enum FailPoint {
 }
 
 impl FailPoint {
-    /// The name used in [`FAILPOINT_ENV`].
+    /// The point's name (`after-upload`, `after-commit`).
     pub fn as_str(self) -> &'static str {
         match self {
             FailPoint::AfterUpload => "after-upload",
@@ -126,15 +136,6 @@ impl FromStr for FailPoint {
             )),
         }
     }
-}
-
-/// What happens at an armed [`FailPoint`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FailMode {
-    /// `std::process::abort()`: a real crash (from [`FAILPOINT_ENV`]).
-    Abort,
-    /// Return [`CompactionError::FailPoint`] (in-process tests).
-    Error,
 }
 
 /// Errors of a compaction; the segment concerned stays in the WAL and is retried.
@@ -301,21 +302,7 @@ impl fmt::Display for CompactionReport {
     }
 }
 
-/// `1.5 MiB`-style sizes for reports.
-pub(crate) fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+pub(crate) use crate::display::human_bytes;
 
 /// State shared by [`Compactor::flush`] and the background loop; holding its
 /// lock is what keeps two compactions of one segment from running at once.
@@ -346,34 +333,19 @@ pub struct Compactor {
     parquet: ParquetOptions,
     upload: UploadOptions,
     observer: Arc<dyn CompactionObserver>,
-    failpoint: Option<(FailPoint, FailMode)>,
+    failpoint: Option<FailPoint>,
     state: Mutex<State>,
 }
 
 impl Compactor {
-    /// A compactor of `wal`'s sealed segments into `archive`.
-    ///
-    /// Reads [`FAILPOINT_ENV`] once: when set to a [`FailPoint`] name the
-    /// process aborts at that point (crash tests of the real binary).
+    /// A compactor of `wal`'s sealed segments into `archive`, reporting to
+    /// `observer`.
     pub fn new(
         wal: Wal,
         archive: Archive,
         cfg: &CompactionConfig,
         observer: Arc<dyn CompactionObserver>,
     ) -> Compactor {
-        let failpoint = match std::env::var(FAILPOINT_ENV) {
-            Ok(v) if !v.is_empty() => match v.parse::<FailPoint>() {
-                Ok(p) => {
-                    tracing::warn!(failpoint = %p, "{FAILPOINT_ENV} is set: the process will abort at this point of the next compaction");
-                    Some((p, FailMode::Abort))
-                }
-                Err(e) => {
-                    tracing::warn!("{FAILPOINT_ENV} ignored: {e}");
-                    None
-                }
-            },
-            _ => None,
-        };
         Compactor {
             wal,
             archive,
@@ -388,15 +360,15 @@ impl Compactor {
                 max_concurrency: cfg.upload_concurrency,
             },
             observer,
-            failpoint,
+            failpoint: None,
             state: Mutex::new(State::default()),
         }
     }
 
     /// Arms `point` (or disarms with `None`) so that compaction stops there
-    /// with [`CompactionError::FailPoint`] instead of aborting: for in-process tests.
+    /// with [`CompactionError::FailPoint`]: for in-process tests.
     pub fn with_failpoint(mut self, point: Option<FailPoint>) -> Self {
-        self.failpoint = point.map(|p| (p, FailMode::Error));
+        self.failpoint = point;
         self
     }
 
@@ -583,18 +555,13 @@ impl Compactor {
         }
     }
 
-    /// Stops at `point` when it is armed.
+    /// Stops at `point` when it is armed or the observer says so.
     fn failpoint(&self, point: FailPoint, segment: u64) -> Result<(), CompactionError> {
-        match self.failpoint {
-            Some((p, FailMode::Abort)) if p == point => {
-                eprintln!("strata: {FAILPOINT_ENV}={point}: aborting after segment {segment}");
-                std::process::abort();
-            }
-            Some((p, FailMode::Error)) if p == point => {
-                Err(CompactionError::FailPoint { segment, point })
-            }
-            _ => Ok(()),
+        let armed = self.failpoint == Some(point);
+        if armed || self.observer.at_fail_point(point, segment) == FailPointAction::Stop {
+            return Err(CompactionError::FailPoint { segment, point });
         }
+        Ok(())
     }
 
     async fn compact_segment(&self, seg: &SealedSegment) -> Result<Outcome, CompactionError> {
@@ -791,8 +758,7 @@ fn commit_record(prefix: &Path, wal_id: &str, segment: u64, files: &[WrittenFile
 
 /// Pause before attempt `failures + 1`: 0.5 s, 1 s, 2 s, … up to 30 s.
 fn backoff(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    FIRST_BACKOFF.saturating_mul(1 << exp).min(MAX_BACKOFF)
+    crate::backoff::nth(FIRST_BACKOFF, MAX_BACKOFF, failures)
 }
 
 #[cfg(test)]
@@ -881,13 +847,5 @@ mod tests {
             CompactionReport::default().to_string(),
             "nothing to compact: no sealed segment is waiting\n"
         );
-    }
-
-    #[test]
-    fn human_bytes_picks_a_unit() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1023), "1023 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
     }
 }

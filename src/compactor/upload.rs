@@ -9,6 +9,7 @@
 //! behind to be billed. The SHA-256 of the bytes is computed on the way.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::path::Path;
@@ -63,15 +64,48 @@ struct Multipart {
     parts: JoinSet<object_store::Result<()>>,
 }
 
+/// How long a failed abort is retried in the background: the outage that
+/// failed the upload usually fails its abort too, and an upload never
+/// aborted stays on the server (and is billed) until a lifecycle rule
+/// removes it.
+const ABORT_RETRY_FOR: Duration = Duration::from_secs(300);
+/// The longest pause between two abort attempts.
+const ABORT_MAX_PAUSE: Duration = Duration::from_secs(5);
+
 impl Multipart {
     async fn abort(mut self, path: &Path) {
         // Parts still in flight are cancelled before the abort, so none can be
         // stored after the store forgot the upload.
         self.parts.shutdown().await;
-        if let Err(e) = self.upload.abort().await {
-            tracing::warn!(path = %path, error = %e,
-                "cannot abort multipart upload; a lifecycle rule on the bucket should remove incomplete uploads");
-        }
+        let Err(e) = self.upload.abort().await else {
+            return;
+        };
+        tracing::warn!(path = %path, error = %e,
+            "cannot abort multipart upload yet; retrying in the background");
+        let mut upload = self.upload;
+        let path = path.clone();
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            let mut pause = Duration::from_millis(250);
+            loop {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(ABORT_MAX_PAUSE);
+                match upload.abort().await {
+                    // Not found: an earlier attempt the store carried out
+                    // without its answer reaching us already aborted it.
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                        tracing::info!(path = %path, "multipart upload aborted after retries");
+                        return;
+                    }
+                    Err(e) if start.elapsed() >= ABORT_RETRY_FOR => {
+                        tracing::warn!(path = %path, error = %e,
+                            "cannot abort multipart upload; a lifecycle rule on the bucket should remove incomplete uploads");
+                        return;
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
     }
 }
 

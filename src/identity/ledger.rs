@@ -11,7 +11,7 @@ use object_store::{ObjectMeta, ObjectStore, PutMode, PutOptions, PutPayload};
 
 use super::mac::{KeyError, RestoreKey};
 use super::{GapRecord, IncarnationRecord};
-use crate::layout::{self, DataKey};
+use crate::layout::{self, DataKey, Hour};
 use crate::message::StationName;
 use crate::store::{op_error, Archive, StoreError};
 
@@ -158,6 +158,27 @@ impl Ledger {
             .filter_map(|m| DataKey::parse(prefix, &m.location))
             .map(|k| k.last_seq)
             .max())
+    }
+
+    /// The seq ranges of `station`'s data files in one hour partition (from
+    /// the keys: one listing, no file is read).
+    ///
+    /// # Errors
+    /// [`LedgerError::Store`] when the listing fails.
+    pub async fn file_ranges(
+        &self,
+        station: &StationName,
+        hour: Hour,
+    ) -> Result<Vec<(u64, u64)>, LedgerError> {
+        let prefix = &self.archive.prefix;
+        let metas = self
+            .list(&layout::hour_prefix(prefix, station, hour))
+            .await?;
+        Ok(metas
+            .iter()
+            .filter_map(|m| DataKey::parse(prefix, &m.location))
+            .map(|k| (k.first_seq, k.last_seq))
+            .collect())
     }
 
     async fn records<T: serde::de::DeserializeOwned>(

@@ -197,7 +197,7 @@ async fn list_hours(
         .common_prefixes
         .into_iter()
         .filter_map(|p| {
-            let date = select::parse_date_segment(p.filename()?)?;
+            let date = layout::parse_date_segment(p.filename()?)?;
             Some((date, p))
         })
         .filter(|(date, _)| select::day_may_hold(sel, *date))
@@ -214,7 +214,7 @@ async fn list_hours(
                 .common_prefixes
                 .into_iter()
                 .filter_map(|p| {
-                    let hour = select::parse_hour_segment(p.filename()?)?;
+                    let hour = layout::parse_hour_segment(p.filename()?)?;
                     Some((hour, p))
                 })
                 .filter(|(hour, _)| select::hour_may_hold(sel, Hour { date, hour: *hour }))

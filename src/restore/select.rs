@@ -11,24 +11,6 @@ use crate::layout::{DataKey, Hour};
 const MICROS_PER_HOUR: i64 = 3_600 * 1_000_000;
 const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 
-/// Parses a `date=YYYY-MM-DD` path segment (the layout's date partition).
-pub fn parse_date_segment(segment: &str) -> Option<NaiveDate> {
-    let value = segment.strip_prefix("date=")?;
-    if value.len() != 10 {
-        return None;
-    }
-    NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()
-}
-
-/// Parses an `hour=HH` path segment (the layout's hour partition, `00`..`23`).
-pub fn parse_hour_segment(segment: &str) -> Option<u8> {
-    let value = segment.strip_prefix("hour=")?;
-    if value.len() != 2 || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    value.parse::<u8>().ok().filter(|h| *h < 24)
-}
-
 /// Whether `[start, start + len)` (microseconds) meets the selection's time bounds.
 fn span_meets(sel: &Selection, start: i64, len: i64) -> bool {
     let last = start.saturating_add(len - 1);
@@ -133,20 +115,6 @@ mod tests {
             first_seq: first,
             last_seq: last,
         }
-    }
-
-    #[test]
-    fn parses_partition_segments() {
-        assert_eq!(
-            parse_date_segment("date=2026-11-24"),
-            NaiveDate::from_ymd_opt(2026, 11, 24)
-        );
-        assert_eq!(parse_date_segment("date=2026-11-4"), None);
-        assert_eq!(parse_date_segment("hour=10"), None);
-        assert_eq!(parse_hour_segment("hour=07"), Some(7));
-        assert_eq!(parse_hour_segment("hour=24"), None);
-        assert_eq!(parse_hour_segment("hour=7"), None);
-        assert_eq!(parse_hour_segment("hour=+7"), None);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! object_store's `throttle.rs`/`limit.rs`: it forwards everything to an inner
 //! store, fails the Nth call of a chosen operation (or every write during an
 //! outage), and keeps books of multipart uploads so a test can prove none was
-//! left behind.
+//! left behind. It can also lose the response of a call that succeeded, and
+//! slow every write down.
+#![allow(dead_code)] // each test binary uses a part
 
 use std::fmt;
 use std::ops::Range;
@@ -67,21 +69,57 @@ struct Shared {
     fail_at: [AtomicUsize; 4],
     /// Every write fails while set.
     outage: AtomicBool,
+    /// The call with this 1-based number, per [`Op`], is carried out by the
+    /// inner store, then reported failed (0: never): the response was lost.
+    lose_at: [AtomicUsize; 4],
+    /// Every write waits this many milliseconds first (a slow store).
+    delay_ms: AtomicUsize,
+    /// Faults injected so far (failed calls and lost responses).
+    injected: AtomicUsize,
     book: Mutex<MultipartBook>,
 }
 
 impl Shared {
-    /// Counts a call of `op` and says whether it must fail.
-    fn check(&self, op: Op, path: &Path) -> Result<()> {
+    /// Counts a call of `op` and says whether it must fail; its number.
+    fn check(&self, op: Op, path: &Path) -> Result<usize> {
         let n = self.calls[index(op)].fetch_add(1, Ordering::SeqCst) + 1;
         let fail_at = self.fail_at[index(op)].load(Ordering::SeqCst);
         if self.outage.load(Ordering::SeqCst) || n == fail_at {
+            self.injected.fetch_add(1, Ordering::SeqCst);
             return Err(object_store::Error::Generic {
                 store: "FaultStore",
                 source: format!("injected fault: {op:?} call {n} on {path}").into(),
             });
         }
-        Ok(())
+        Ok(n)
+    }
+
+    /// Waits the configured delay, counts a call of `op` and runs `call`,
+    /// failing before it ([`Shared::check`]) or, when its response is to be
+    /// lost, after it succeeded.
+    async fn around<T>(
+        &self,
+        op: Op,
+        path: &Path,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay as u64)).await;
+        }
+        let n = self.check(op, path)?;
+        let out = call.await?;
+        if self.lose_at[index(op)].load(Ordering::SeqCst) == n {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+            return Err(object_store::Error::Generic {
+                store: "FaultStore",
+                source: format!(
+                    "injected fault: {op:?} call {n} on {path} succeeded, its response was lost"
+                )
+                .into(),
+            });
+        }
+        Ok(out)
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, MultipartBook> {
@@ -112,11 +150,35 @@ impl FaultStore {
         self.shared.fail_at[i].store(done + n, Ordering::SeqCst);
     }
 
+    /// Makes the `n`th call (1-based, counted from now) of `op` succeed in
+    /// the inner store and then fail, as if its response was lost.
+    pub fn lose_response_nth(&self, op: Op, n: usize) {
+        let i = index(op);
+        let done = self.shared.calls[i].load(Ordering::SeqCst);
+        self.shared.lose_at[i].store(done + n, Ordering::SeqCst);
+    }
+
+    /// Makes every write wait `delay` first (`Duration::ZERO`: no wait).
+    pub fn set_delay(&self, delay: std::time::Duration) {
+        self.shared
+            .delay_ms
+            .store(delay.as_millis() as usize, Ordering::SeqCst);
+    }
+
+    /// Faults injected so far: failed calls and lost responses.
+    pub fn injected(&self) -> usize {
+        self.shared.injected.load(Ordering::SeqCst)
+    }
+
     /// Disarms every fault and ends any outage.
     pub fn heal(&self) {
         for f in &self.shared.fail_at {
             f.store(0, Ordering::SeqCst);
         }
+        for f in &self.shared.lose_at {
+            f.store(0, Ordering::SeqCst);
+        }
+        self.shared.delay_ms.store(0, Ordering::SeqCst);
         self.shared.outage.store(false, Ordering::SeqCst);
     }
 
@@ -150,8 +212,13 @@ impl ObjectStore for FaultStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        self.shared.check(Op::Put, location)?;
-        self.inner.put_opts(location, payload, opts).await
+        self.shared
+            .around(
+                Op::Put,
+                location,
+                self.inner.put_opts(location, payload, opts),
+            )
+            .await
     }
 
     async fn put_multipart_opts(
@@ -159,8 +226,14 @@ impl ObjectStore for FaultStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
-        self.shared.check(Op::StartMultipart, location)?;
-        let upload = self.inner.put_multipart_opts(location, opts).await?;
+        let upload = self
+            .shared
+            .around(
+                Op::StartMultipart,
+                location,
+                self.inner.put_multipart_opts(location, opts),
+            )
+            .await?;
         self.shared.book().started.push(location.clone());
         Ok(Box::new(FaultUpload {
             path: location.clone(),
@@ -226,9 +299,15 @@ impl MultipartUpload for FaultUpload {
     }
 
     async fn complete(&mut self) -> Result<PutResult> {
-        self.shared.check(Op::Complete, &self.path)?;
-        let done = self.upload.complete().await?;
-        self.shared.book().completed.push(self.path.clone());
+        let shared = Arc::clone(&self.shared);
+        let path = self.path.clone();
+        let done = shared
+            .around(Op::Complete, &path, async {
+                let done = self.upload.complete().await?;
+                self.shared.book().completed.push(self.path.clone());
+                Ok(done)
+            })
+            .await?;
         Ok(done)
     }
 

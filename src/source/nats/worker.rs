@@ -4,6 +4,7 @@
 //! wait (without acknowledging or fetching further) while the WAL is full;
 //! back off and retry on every transient error.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 use super::convert::{find, header_list, micros_from_nanos, to_draft};
 use super::identity::Identity;
 use crate::identity::{expel_risk, ExpelInputs, GapRecord, GapTracker, IncarnationRecord};
+use crate::layout::Hour;
 use crate::message::{Draft, StationName, Timestamp};
 use crate::metrics::Metrics;
 use crate::nats::Provenance;
@@ -67,34 +69,7 @@ impl Archive for Wal {
     }
 }
 
-/// Exponential backoff between retries.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    first: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(first: Duration, max: Duration) -> Self {
-        Self {
-            first,
-            max,
-            next: first,
-        }
-    }
-
-    /// The delay to wait now; doubles the next one up to the cap.
-    pub(crate) fn delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        d
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = self.first;
-    }
-}
+pub(crate) use crate::backoff::Backoff;
 
 /// Resolves once shutdown is requested: the value turns `true` or the sender is gone.
 pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
@@ -116,6 +91,16 @@ enum Stop {
 pub(crate) struct WorkerConfig {
     pub(crate) consumer: String,
     pub(crate) fetch_batch: usize,
+}
+
+/// What a delivery's `Strata-*` headers amount to.
+enum Claim {
+    /// No valid signed claim on this station: a new message.
+    None,
+    /// A signed copy of a `(station, seq)` this WAL stored.
+    Stored,
+    /// A signed copy of a seq this WAL never stored: the archive decides.
+    NotInWal(Provenance),
 }
 
 /// A chunk turned into what to store and what to acknowledge.
@@ -374,9 +359,11 @@ impl StationWorker {
     /// acknowledges every message of it. Gaps the chunk reveals are recorded
     /// in the archive first, so a crash cannot forget them.
     async fn store(&mut self, chunk: Vec<Message>) -> Result<(), Stop> {
-        let prepared = self.prepare(&chunk);
+        let prepared = self.prepare(&chunk).await;
         for &(first, last) in &prepared.gaps {
-            self.record_gap(first, last).await?;
+            if let Some((first, last)) = self.expelled(first, last).await? {
+                self.record_gap(first, last).await?;
+            }
         }
         if prepared.echoes > 0 {
             self.metrics
@@ -470,6 +457,36 @@ impl StationWorker {
         Ok(())
     }
 
+    /// The part of a skipped range `first..=last` that the stream no longer
+    /// holds: only that part is a gap. Sequences it still holds were handed
+    /// to an earlier run that died before acknowledging them (`kill -9`);
+    /// the broker redelivers them after the ack wait, so they are late, not
+    /// lost.
+    async fn expelled(&mut self, first: u64, last: u64) -> Result<Option<(u64, u64)>, Stop> {
+        loop {
+            let held = async {
+                let mut stream = self.js.get_stream(self.station.as_str()).await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    stream.info().await?.state.first_sequence,
+                )
+            }
+            .await;
+            match held {
+                Ok(first_held) => {
+                    return Ok((first < first_held).then(|| (first, last.min(first_held - 1))))
+                }
+                Err(e) => {
+                    if !self
+                        .transient("reading the stream's first sequence", &e)
+                        .await
+                    {
+                        return Err(Stop::Shutdown);
+                    }
+                }
+            }
+        }
+    }
+
     /// Records a gap in the archive (retrying while the store fails: the
     /// chunk stays unacknowledged meanwhile), logs it and counts it.
     async fn record_gap(&mut self, first: u64, last: u64) -> Result<(), Stop> {
@@ -505,7 +522,9 @@ impl StationWorker {
     /// Sorts a chunk into drafts to store, restored copies to acknowledge
     /// only, and gaps; messages without JetStream metadata are left
     /// unacknowledged (no identity).
-    fn prepare(&mut self, chunk: &[Message]) -> Prepared {
+    async fn prepare(&mut self, chunk: &[Message]) -> Prepared {
+        // Archive listings of the hours restored copies name, for this chunk.
+        let mut hours: HashMap<Hour, Vec<(u64, u64)>> = HashMap::new();
         let mut out = Prepared {
             drafts: Vec::with_capacity(chunk.len()),
             acks: Vec::with_capacity(chunk.len()),
@@ -531,7 +550,28 @@ impl StationWorker {
                 out.gaps.push(gap);
             }
             let headers = header_list(m.headers.as_ref());
-            if self.is_restore_echo(&headers, &m.payload) {
+            let echo = match self.restore_claim(&headers, &m.payload) {
+                Claim::None => false,
+                Claim::Stored => true,
+                Claim::NotInWal(claim) => {
+                    match self
+                        .archived_in(&mut hours, claim.timestamp, claim.seq.get())
+                        .await
+                    {
+                        Ok(archived) => archived,
+                        Err(e) => {
+                            // Unknown: leave it in the stream for a later redelivery
+                            // rather than risk a second copy.
+                            tracing::warn!(
+                                station = %self.station, seq = claim.seq.get(), error = %e,
+                                "cannot check the archive for a restored copy; it stays in the stream",
+                            );
+                            continue;
+                        }
+                    }
+                }
+            };
+            if echo {
                 out.echoes += 1;
                 out.acks.push(i);
                 continue;
@@ -559,19 +599,49 @@ impl StationWorker {
         out
     }
 
-    /// Whether a delivery is a restored copy of a message this station has
-    /// archived: signed by `strata restore` with the archive's key, and
-    /// naming a `(station, seq)` that is stored. Anything else is new.
-    fn is_restore_echo(&self, headers: &[crate::message::Header], payload: &[u8]) -> bool {
+    /// What a delivery's provenance headers amount to: a restored copy is
+    /// signed by `strata restore` with the archive's key and names a
+    /// `(station, seq)` of this station that is stored; anything else is new.
+    fn restore_claim(&self, headers: &[crate::message::Header], payload: &[u8]) -> Claim {
         let Some(claim) = Provenance::from_headers(|name| find(headers, name)) else {
-            return false;
+            return Claim::None;
         };
         let Some(key) = self.identity.loaded_key() else {
-            return false;
+            return Claim::None;
         };
-        claim.station == self.station
-            && claim.verify(key, payload)
-            && self.archive.holds(&self.station, claim.seq.get())
+        if claim.station != self.station || !claim.verify(key, payload) {
+            return Claim::None;
+        }
+        if self.archive.holds(&self.station, claim.seq.get()) {
+            Claim::Stored
+        } else {
+            Claim::NotInWal(claim)
+        }
+    }
+
+    /// Whether the archive holds `seq` in the hour partition of `timestamp`
+    /// (a file whose seq range covers it), for a signed restored copy this
+    /// WAL never stored (e.g. a new machine's WAL). One listing per hour and
+    /// chunk.
+    async fn archived_in(
+        &self,
+        hours: &mut HashMap<Hour, Vec<(u64, u64)>>,
+        timestamp: Timestamp,
+        seq: u64,
+    ) -> Result<bool, crate::identity::ledger::LedgerError> {
+        let hour = Hour::of(timestamp);
+        let ranges = match hours.entry(hour) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                self.identity
+                    .ledger
+                    .file_ranges(&self.station, hour)
+                    .await?,
+            ),
+        };
+        Ok(ranges
+            .iter()
+            .any(|&(first, last)| first <= seq && seq <= last))
     }
 
     async fn ack(&self, chunk: &[Message], acks: &[usize]) {
@@ -715,15 +785,6 @@ enum PullError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_its_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let delays: Vec<_> = (0..4).map(|_| b.delay().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 350, 350]);
-        b.reset();
-        assert_eq!(b.delay().as_millis(), 100);
-    }
 
     #[tokio::test]
     async fn only_true_or_a_dropped_sender_means_shutdown() {
