@@ -19,7 +19,7 @@ use crate::metrics::{IdentityFigures, Metrics};
 use crate::wal::{StationLoads, WalStats};
 
 /// Seconds between two refreshes of the status page.
-pub const PAGE_REFRESH_SECS: u32 = 5;
+pub const PAGE_REFRESH_SECS: u32 = 10;
 
 /// Which process holds a station: `hostname:pid`.
 pub fn this_owner() -> String {

@@ -183,8 +183,10 @@ fn chromium() -> Result<PathBuf, String> {
     Err("no chromium (scripts/test.sh installs Debian's chromium)".to_string())
 }
 
-/// The page as a headless Chromium renders it. A busy machine sometimes gets
-/// an empty dump from a Chromium that exited successfully: tried three times.
+/// The page as a headless Chromium renders it. The virtual time budget (5 s)
+/// stays below the page's refresh (10 s): a dump taken while the refresh
+/// navigates is empty. Tried three times all the same, as a busy machine can
+/// still get an empty dump.
 fn dump_dom(chromium: &Path, url: &str) -> String {
     let mut last = None;
     for _ in 0..3 {
