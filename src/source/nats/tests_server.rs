@@ -695,3 +695,42 @@ async fn a_failing_wal_is_logged_once_not_in_a_loop() {
     assert_eq!(text.matches("works again").count(), 1, "{text}");
     js.delete_stream(&name).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_server_without_jetstream_says_to_start_it_with_js() {
+    if server().is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(mut child) = ["nats-server", "/usr/sbin/nats-server"]
+        .iter()
+        .find_map(|bin| {
+            std::process::Command::new(bin)
+                .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .ok()
+        })
+    else {
+        eprintln!("skipped: no nats-server binary on PATH");
+        return;
+    };
+    let url = format!("nats://127.0.0.1:{port}");
+    drop(connect_retrying(&url).await);
+    let auth = crate::nats::NatsAuth {
+        url: crate::nats::NatsUrl::new(&url),
+        ..Default::default()
+    };
+    let e = crate::nats::connect_jetstream(&auth, "test")
+        .await
+        .expect_err("no JetStream")
+        .to_string();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(e.contains("without JetStream") && e.contains("-js"), "{e}");
+}
