@@ -21,6 +21,39 @@ const CONSUMER: &str = ARCHIVER_CONSUMER;
 const CATCH_UP: Duration = Duration::from_secs(120);
 const TOKEN: &str = "identity-e2e-token";
 
+/// A stream of the test's own, archived by a running `strata run` of its own
+/// (WAL and archive in `dir`).
+struct Archiving {
+    dir: tempfile::TempDir,
+    archive: PathBuf,
+    stream: String,
+    js: async_nats::jetstream::Context,
+    conf: Conf,
+    config: PathBuf,
+    run: StrataRun,
+}
+
+/// Creates stream `<base>_<unique>` (keeping `max_messages`) and starts
+/// `strata run` archiving it.
+async fn archiving(url: &str, base: &str, max_messages: Option<i64>) -> Archiving {
+    let dir = tempdir();
+    let archive = dir.path().join("archive");
+    let stream = unique(base);
+    let js = jetstream(url).await;
+    create_stream(&js, &stream, max_messages).await;
+    let (conf, config) = archiver_config(dir.path(), url, &stream, TOKEN);
+    let run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
+    Archiving {
+        dir,
+        archive,
+        stream,
+        js,
+        conf,
+        config,
+        run,
+    }
+}
+
 async fn ls(config: &Path, station: &str) -> String {
     let (c, s) = (config.to_path_buf(), station.to_string());
     blocking(move || {
@@ -81,13 +114,15 @@ async fn a_recreated_stream_keeps_every_message_of_both_incarnations() {
     need!(python());
     let url = need!(nats_url());
     let _serial = serial_async().await;
-    let dir = tempdir();
-    let archive = dir.path().join("archive");
-    let stream = unique("e2e_recreate");
-    let js = jetstream(&url).await;
-    create_stream(&js, &stream, None).await;
-    let (conf, config) = archiver_config(dir.path(), &url, &stream, TOKEN);
-    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
+    let Archiving {
+        dir,
+        archive,
+        stream,
+        js,
+        conf: _conf,
+        config,
+        mut run,
+    } = archiving(&url, "e2e_recreate", None).await;
 
     let old: Vec<Pub> = (1..=100).map(|i| test_message(&stream, i)).collect();
     publish(&js, &old).await;
@@ -193,13 +228,15 @@ async fn disaster_recovery_archives_each_message_once() {
     need!(python());
     let url = need!(nats_url());
     let _serial = serial_async().await;
-    let dir = tempdir();
-    let archive = dir.path().join("archive");
-    let stream = unique("e2e_dr");
-    let js = jetstream(&url).await;
-    create_stream(&js, &stream, None).await;
-    let (conf, config) = archiver_config(dir.path(), &url, &stream, TOKEN);
-    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
+    let Archiving {
+        dir: _dir,
+        archive,
+        stream,
+        js,
+        conf: _conf,
+        config,
+        mut run,
+    } = archiving(&url, "e2e_dr", None).await;
 
     let first: Vec<Pub> = (1..=5_000).map(|i| test_message(&stream, i)).collect();
     publish(&js, &first).await;
@@ -251,13 +288,15 @@ async fn forged_provenance_headers_take_nothing_away() {
     need!(python());
     let url = need!(nats_url());
     let _serial = serial_async().await;
-    let dir = tempdir();
-    let archive = dir.path().join("archive");
-    let stream = unique("e2e_forged");
-    let js = jetstream(&url).await;
-    create_stream(&js, &stream, None).await;
-    let (conf, config) = archiver_config(dir.path(), &url, &stream, TOKEN);
-    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
+    let Archiving {
+        dir: _dir,
+        archive,
+        stream,
+        js,
+        conf: _conf,
+        config,
+        mut run,
+    } = archiving(&url, "e2e_forged", None).await;
 
     let mut sent: Vec<Pub> = (1..=20).map(|i| test_message(&stream, i)).collect();
     publish(&js, &sent).await;
@@ -359,13 +398,15 @@ async fn http_ingest_cannot_take_seqs_of_a_nats_station() {
     need!(python());
     let url = need!(nats_url());
     let _serial = serial_async().await;
-    let dir = tempdir();
-    let archive = dir.path().join("archive");
-    let stream = unique("e2e_http409");
-    let js = jetstream(&url).await;
-    create_stream(&js, &stream, None).await;
-    let (conf, config) = archiver_config(dir.path(), &url, &stream, TOKEN);
-    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
+    let Archiving {
+        dir: _dir,
+        archive,
+        stream,
+        js,
+        conf,
+        config,
+        mut run,
+    } = archiving(&url, "e2e_http409", None).await;
     let http = conf.http.clone().expect("http");
     let client = http_client();
 
@@ -422,13 +463,15 @@ async fn messages_expelled_while_strata_was_down_are_a_recorded_gap() {
     need!(python());
     let url = need!(nats_url());
     let _serial = serial_async().await;
-    let dir = tempdir();
-    let archive = dir.path().join("archive");
-    let stream = unique("e2e_gap");
-    let js = jetstream(&url).await;
-    create_stream(&js, &stream, Some(100)).await;
-    let (conf, config) = archiver_config(dir.path(), &url, &stream, TOKEN);
-    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
+    let Archiving {
+        dir,
+        archive,
+        stream,
+        js,
+        conf,
+        config,
+        mut run,
+    } = archiving(&url, "e2e_gap", Some(100)).await;
     let msgs: Vec<Pub> = (1..=230).map(|i| test_message(&stream, i)).collect();
     publish(&js, &msgs[..30]).await;
     wait_consumer_caught_up(&js, &stream, CONSUMER, 30, CATCH_UP, Some(&mut run)).await;
@@ -564,13 +607,15 @@ async fn a_restart_with_the_archive_unreachable_goes_on_archiving_into_the_wal()
     need!(python());
     let url = need!(nats_url());
     let _serial = serial_async().await;
-    let dir = tempdir();
-    let archive = dir.path().join("archive");
-    let stream = unique("e2e_offline");
-    let js = jetstream(&url).await;
-    create_stream(&js, &stream, None).await;
-    let (conf, config) = archiver_config(dir.path(), &url, &stream, TOKEN);
-    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
+    let Archiving {
+        dir,
+        archive,
+        stream,
+        js,
+        conf,
+        config,
+        mut run,
+    } = archiving(&url, "e2e_offline", None).await;
     let msgs: Vec<Pub> = (1..=40).map(|i| test_message(&stream, i)).collect();
     publish(&js, &msgs[..20]).await;
     wait_consumer_caught_up(&js, &stream, CONSUMER, 20, CATCH_UP, Some(&mut run)).await;
@@ -604,13 +649,15 @@ async fn disaster_recovery_on_a_new_machine_archives_each_message_once() {
     need!(python());
     let url = need!(nats_url());
     let _serial = serial_async().await;
-    let dir = tempdir();
-    let archive = dir.path().join("archive");
-    let stream = unique("e2e_newhost");
-    let js = jetstream(&url).await;
-    create_stream(&js, &stream, None).await;
-    let (conf, config) = archiver_config(dir.path(), &url, &stream, TOKEN);
-    let mut run = start_archiver(dir.path(), &conf, &config, &js, &stream).await;
+    let Archiving {
+        dir,
+        archive,
+        stream,
+        js,
+        conf,
+        config,
+        mut run,
+    } = archiving(&url, "e2e_newhost", None).await;
     let first: Vec<Pub> = (1..=300).map(|i| test_message(&stream, i)).collect();
     publish(&js, &first).await;
     wait_consumer_caught_up(&js, &stream, CONSUMER, 300, CATCH_UP, Some(&mut run)).await;

@@ -461,19 +461,11 @@ impl OwnServer {
     }
 
     fn start_with(port: u16, dir: tempfile::TempDir, extra: &[&str]) -> Option<Self> {
-        // Debian installs it in /usr/sbin, which is not on every PATH.
-        let child = ["nats-server", "/usr/sbin/nats-server"]
-            .iter()
-            .find_map(|bin| {
-                std::process::Command::new(bin)
-                    .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-                    .arg(dir.path())
-                    .args(extra)
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .ok()
-            })?;
+        let port_arg = port.to_string();
+        let dir_arg = dir.path().to_string_lossy().into_owned();
+        let mut args = vec!["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd", &dir_arg];
+        args.extend_from_slice(extra);
+        let child = spawn_nats_server(&args)?;
         Some(Self { child, port, dir })
     }
 
@@ -497,6 +489,20 @@ impl Drop for OwnServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts the nats-server binary (from `PATH`, or Debian's /usr/sbin) with `args`.
+fn spawn_nats_server(args: &[&str]) -> Option<std::process::Child> {
+    ["nats-server", "/usr/sbin/nats-server"]
+        .iter()
+        .find_map(|bin| {
+            std::process::Command::new(bin)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .ok()
+        })
 }
 
 async fn connect_retrying(url: &str) -> async_nats::Client {
@@ -706,17 +712,7 @@ async fn a_server_without_jetstream_says_to_start_it_with_js() {
         .local_addr()
         .unwrap()
         .port();
-    let Some(mut child) = ["nats-server", "/usr/sbin/nats-server"]
-        .iter()
-        .find_map(|bin| {
-            std::process::Command::new(bin)
-                .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .ok()
-        })
-    else {
+    let Some(mut child) = spawn_nats_server(&["-a", "127.0.0.1", "-p", &port.to_string()]) else {
         eprintln!("skipped: no nats-server binary on PATH");
         return;
     };
