@@ -21,8 +21,8 @@ cd "$ROOT"
 VENV="$ROOT/target/venv"
 SERVERS="$ROOT/target/test-servers"
 # Versions checked to install together on Python 3.11 (Debian 12 / the CI image).
-PY_PACKAGES=("moto[server]==5.2.5" "duckdb==2.0.1" "pyarrow==26.0.1" "boto3==1.44.8")
-PY_IMPORTS="import moto, moto.server, duckdb, pyarrow, pyarrow.parquet, boto3"
+PY_PACKAGES=("moto[server]==5.2.5" "duckdb==2.0.1" "pyarrow==26.0.1" "boto3==1.44.8" "PyYAML==6.0.4")
+PY_IMPORTS="import moto, moto.server, duckdb, pyarrow, pyarrow.parquet, boto3, yaml"
 READY_TIMEOUT_S=60
 
 log() { echo "test.sh: $*" >&2; }
