@@ -505,14 +505,29 @@ fn spawn_nats_server(args: &[&str]) -> Option<std::process::Child> {
         })
 }
 
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Connects through Strata's own connect path (which uses credentials in
+/// the URL; async-nats alone ignores them), retrying while the server starts.
 async fn connect_retrying(url: &str) -> async_nats::Client {
+    let auth = crate::nats::NatsAuth {
+        url: crate::nats::NatsUrl::new(url),
+        ..Default::default()
+    };
     for _ in 0..100 {
-        if let Ok(c) = async_nats::connect(url).await {
+        if let Ok(c) = crate::nats::connect(&auth, "test").await {
             return c;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("nats-server at {url} did not come up");
+    panic!("nats-server at {} did not come up", auth.url);
 }
 
 #[tokio::test]
@@ -521,11 +536,7 @@ async fn survives_a_server_restart() {
     if server().is_none() {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let Some(own) = OwnServer::start(port, tempfile::tempdir().unwrap()) else {
         eprintln!("skipped: no nats-server binary on PATH");
         return;
@@ -573,11 +584,7 @@ async fn credentials_in_the_url_are_used_and_never_shown() {
     if server().is_none() {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let Some(_own) = OwnServer::start_with(
         port,
         tempfile::tempdir().unwrap(),
@@ -587,20 +594,7 @@ async fn credentials_in_the_url_are_used_and_never_shown() {
         return;
     };
     let url = format!("nats://alice:s3cr3t-pw@127.0.0.1:{port}");
-    // async-nats alone ignores a URL's credentials; Strata's connect uses them.
-    let auth = crate::nats::NatsAuth {
-        url: crate::nats::NatsUrl::new(&url),
-        ..Default::default()
-    };
-    let mut admin = None;
-    for _ in 0..100 {
-        if let Ok(c) = crate::nats::connect(&auth, "test").await {
-            admin = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let admin = admin.expect("nats-server with a password came up");
+    let admin = connect_retrying(&url).await;
     let js = async_nats::jetstream::new(admin);
     make_stream(&js, "authed").await;
     publish(&js, "authed", 0..10).await;
@@ -707,11 +701,7 @@ async fn a_server_without_jetstream_says_to_start_it_with_js() {
     if server().is_none() {
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let Some(mut child) = spawn_nats_server(&["-a", "127.0.0.1", "-p", &port.to_string()]) else {
         eprintln!("skipped: no nats-server binary on PATH");
         return;
