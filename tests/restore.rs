@@ -121,7 +121,7 @@ enum Backend {
 /// The backends available: the local folder always, S3 when its test server is.
 fn backends() -> Vec<Backend> {
     let mut v = vec![Backend::Local];
-    if support::s3_endpoint().is_some() {
+    if support::or_skip(support::s3::endpoint()).is_some() {
         v.push(Backend::S3);
     }
     v
@@ -148,10 +148,10 @@ async fn write_archive_on(backend: Backend, msgs: &[Message]) -> TestArchive {
             )
         }
         Backend::S3 => {
-            let endpoint = support::s3_endpoint().expect("S3 backend without an endpoint");
-            let bucket = support::unique_bucket("restore");
-            support::create_bucket(&endpoint, &bucket);
-            Archive::open(&support::s3_storage(&endpoint, &bucket, "archive")).unwrap()
+            let endpoint = support::s3::endpoint().expect("S3 backend without an endpoint");
+            let bucket = support::s3::unique_bucket("restore");
+            support::s3::create_bucket(&endpoint, &bucket);
+            Archive::open(&support::s3::storage(&endpoint, &bucket, "archive")).unwrap()
         }
     };
     let opts = ParquetOptions {
@@ -458,11 +458,7 @@ mod nats {
 
     /// The test server's URL, or `None` (with a note) when tests should skip.
     fn server() -> Option<String> {
-        support::nats_url()
-    }
-
-    fn unique(tag: &str) -> String {
-        format!("{tag}{}", uuid::Uuid::new_v4().simple())
+        support::or_skip(support::nats::url())
     }
 
     async fn context(url: &str) -> jetstream::Context {
@@ -584,7 +580,7 @@ mod nats {
     async fn restores_into_a_stream_with_full_fidelity_and_reruns_add_nothing() {
         let Some(url) = server() else { return };
         let js = context(&url).await;
-        let prefix = unique("rt");
+        let prefix = support::unique("rt");
         let name = prefix.to_uppercase();
         make_stream(&js, &name, &format!("{prefix}.>"), Duration::from_secs(120)).await;
         let msgs = all_messages(&prefix);
@@ -614,7 +610,7 @@ mod nats {
     async fn subject_override_and_ranges() {
         let Some(url) = server() else { return };
         let js = context(&url).await;
-        let prefix = unique("ro");
+        let prefix = support::unique("ro");
         let name = prefix.to_uppercase();
         let target = format!("{prefix}.restored");
         make_stream(&js, &name, &target, Duration::from_secs(120)).await;
@@ -643,7 +639,7 @@ mod nats {
     #[tokio::test]
     async fn refuses_a_subject_no_stream_captures() {
         let Some(url) = server() else { return };
-        let prefix = unique("nostream");
+        let prefix = support::unique("nostream");
         let msgs = all_messages(&prefix);
         let a = write_archive(&msgs).await;
         let e = restore_nats(&a, &url, |_, _| ()).await.unwrap_err();
@@ -669,7 +665,7 @@ mod nats {
     async fn checkpoint_resume_adds_no_gap_and_no_duplicate_past_the_window() {
         let Some(url) = server() else { return };
         let js = context(&url).await;
-        let prefix = unique("rc");
+        let prefix = support::unique("rc");
         let name = prefix.to_uppercase();
         make_stream(
             &js,
@@ -706,7 +702,7 @@ mod nats {
     async fn a_kill_after_acks_but_before_the_checkpoint_adds_no_duplicate() {
         let Some(url) = server() else { return };
         let js = context(&url).await;
-        let prefix = unique("rk");
+        let prefix = support::unique("rk");
         let name = prefix.to_uppercase();
         make_stream(
             &js,
