@@ -1,6 +1,8 @@
 //! Helper for `benches/restore_vs_bare.sh`: writes a local-folder archive the
 //! way the compactor does (Parquet through `columnar`, keys through `layout`),
-//! and runs `strata restore` against such a folder without a config file.
+//! and restores from such a folder without a config file, through the
+//! library call behind `strata restore` (`strata::restore::run`), printing its
+//! JSON summary line on standard output.
 //!
 //! ```text
 //! restore_bench write --dir /tmp/arch --station bench --subject bench.restore \
@@ -21,7 +23,8 @@ use object_store::ObjectStore;
 use strata::columnar::{encode_file, ParquetOptions};
 use strata::layout::{DataKey, Hour};
 use strata::message::{Header, Message, StationName, Timestamp};
-use strata::restore::RestoreArgs;
+use strata::nats::NatsUrl;
+use strata::restore::{NatsTarget, NoProgress, Request, Target};
 use strata::store::Archive;
 
 #[derive(Parser, Debug)]
@@ -56,13 +59,23 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         row_group_rows: usize,
     },
-    /// Run `strata restore` against the folder.
+    /// Restore the whole station from the folder, to NATS or to NDJSON.
     Restore {
         /// Archive folder.
         #[arg(long)]
         dir: PathBuf,
-        #[command(flatten)]
-        args: Box<RestoreArgs>,
+        /// Station name.
+        #[arg(long, default_value = "bench")]
+        station: String,
+        /// Publish to this NATS server's JetStream.
+        #[arg(long, conflicts_with = "output", required_unless_present = "output")]
+        nats: Option<String>,
+        /// Most JetStream publish acknowledgements outstanding at once.
+        #[arg(long, default_value_t = strata::restore::request::DEFAULT_MAX_INFLIGHT)]
+        max_inflight: usize,
+        /// Write NDJSON to this file (which must not exist yet).
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -78,9 +91,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             per_file,
             row_group_rows,
         } => write(dir, station, subject, count, size, per_file, row_group_rows).await,
-        Command::Restore { dir, args } => {
-            let archive = open(&dir)?;
-            restore_run(*args, archive).await
+        Command::Restore {
+            dir,
+            station,
+            nats,
+            max_inflight,
+            output,
+        } => {
+            let target = match (nats, output) {
+                (Some(url), _) => Target::Nats(NatsTarget {
+                    max_inflight,
+                    ..NatsTarget::new(NatsUrl::new(url))
+                }),
+                (None, Some(path)) => Target::file(path),
+                (None, None) => return Err("give --nats URL or --output FILE".into()),
+            };
+            let request = Request::new(StationName::new(station)?, target);
+            let summary = strata::restore::run(request, open(&dir)?, &NoProgress).await?;
+            println!("{}", summary.to_json_line());
+            Ok(())
         }
     }
 }
@@ -93,14 +122,6 @@ fn open(dir: &std::path::Path) -> Result<Archive, Box<dyn std::error::Error + Se
         Path::from("archive"),
         format!("file://{}", dir.display()),
     ))
-}
-
-async fn restore_run(
-    args: RestoreArgs,
-    archive: Archive,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    strata::restore::run(args, archive).await?;
-    Ok(())
 }
 
 async fn write(

@@ -3,23 +3,26 @@
 //! them as NDJSON.
 //!
 //! The work is split by concern:
-//! - [`args`]: the command line, validated into a [`args::Request`] (pure);
+//! - [`request`]: what to restore, as typed values, and their checks (pure);
 //! - [`select`]: which partitions, files and seqs can hold the range (pure);
 //! - [`scan`]: listing and footer reading that turn the rules into a plan;
 //! - [`read`] and [`merge`]: streaming the planned row groups, merged by seq
 //!   with memory bounded by how many files overlap;
 //! - [`sink_ndjson`], [`sink_nats`]: the two targets behind [`sink::Sink`];
 //! - [`checkpoint`]: resuming a stopped run with no gap and no duplicate;
-//! - [`pace`], [`progress`], [`counting`]: `--rate`, progress output and the
+//! - [`pace`], [`progress`], [`counting`]: `--rate`, progress reports and the
 //!   objects/bytes-read figures of the summary.
+//!
+//! The command line (`strata restore`'s flags, the progress bar, printing the
+//! summary) is the binary's: it builds a [`Request`] and calls [`run`].
 
-pub mod args;
 pub mod checkpoint;
 pub mod counting;
 pub mod merge;
 pub mod pace;
 pub mod progress;
 pub mod read;
+pub mod request;
 pub mod scan;
 pub mod select;
 pub mod sink;
@@ -40,13 +43,12 @@ use crate::display::human_bytes;
 use crate::identity::ledger::Ledger;
 use crate::identity::mac::RestoreKey;
 use crate::message::StationName;
-use args::Request;
-pub use args::{RestoreArgs, Target};
-use checkpoint::{Checkpoint, TargetSpec};
+use checkpoint::{Checkpoint, RangeSpec, TargetSpec};
 use counting::CountingStore;
 use merge::Merge;
 use pace::Pacer;
-use progress::{Mode, Progress};
+pub use progress::{NoProgress, Progress};
+pub use request::{NatsTarget, Range, Request, RequestError, Target, TimeBound};
 use sink::{Delivered, Sink};
 use sink_nats::NatsSink;
 use sink_ndjson::NdjsonSink;
@@ -60,9 +62,9 @@ const CHECKPOINT_EVERY_MESSAGES: u64 = 10_000;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RestoreError {
-    /// A command-line value is wrong.
-    #[error("{0}")]
-    Args(String),
+    /// The request is not one that can run.
+    #[error(transparent)]
+    Request(#[from] RequestError),
     /// Listing or reading the archive failed.
     #[error(transparent)]
     Store(Box<StoreError>),
@@ -354,17 +356,6 @@ impl RestoreSummary {
     }
 }
 
-/// Runs `strata restore` with command-line arguments against `archive`,
-/// showing progress and the summary as the flags say.
-///
-/// # Errors
-/// [`RestoreError`] saying what failed and what to do; with `--checkpoint`,
-/// the checkpoint then holds everything confirmed before the failure.
-pub async fn run(args: RestoreArgs, archive: Archive) -> Result<RestoreSummary, RestoreError> {
-    let request = args.into_request(chrono::Utc::now())?;
-    restore(request, archive).await
-}
-
 /// Writes the checkpoint as delivery goes on.
 struct Checkpointer {
     path: PathBuf,
@@ -409,18 +400,19 @@ fn open_checkpoint(
     let Some(path) = &req.checkpoint else {
         return Ok((None, None));
     };
+    let range = RangeSpec::of(&req.range);
     let (cp, resumed) = match Checkpoint::load(path)? {
         Some(mut cp) => {
-            cp.check_matches(path, &req.station, &req.range, target_spec)?;
+            cp.check_matches(path, &req.station, &range, target_spec)?;
             (sel.from_ts, sel.to_ts) = cp.resolved_times(path)?;
             *sel = select::resume_after(*sel, cp.last_seq);
-            cp.range.to_seq = req.range.to_seq;
+            cp.range.to_seq = range.to_seq;
             (cp.clone(), Some(cp))
         }
         None => (
             Checkpoint::start(
                 &req.station,
-                &req.range,
+                &range,
                 sel.from_ts,
                 sel.to_ts,
                 target_spec.clone(),
@@ -443,7 +435,6 @@ fn open_checkpoint(
 async fn open_sink(
     target: &Target,
     key: Option<RestoreKey>,
-    overwrite: bool,
     resumed: Option<&Checkpoint>,
     checkpointer: Option<&mut Checkpointer>,
 ) -> Result<Box<dyn Sink>, RestoreError> {
@@ -461,10 +452,10 @@ async fn open_sink(
             }
             Box::new(s)
         }
-        Target::File(path) => Box::new(NdjsonSink::file(
+        Target::File { path, overwrite } => Box::new(NdjsonSink::file(
             path,
             resumed.and_then(|cp| cp.output_bytes),
-            overwrite,
+            *overwrite,
         )?),
         Target::Stdout => Box::new(NdjsonSink::stdout()),
     })
@@ -475,7 +466,7 @@ async fn pump<F: FnMut(usize) -> read::Chunks>(
     merge: &mut Merge<F>,
     sink: &mut dyn Sink,
     pacer: &mut Pacer,
-    progress: &Progress,
+    progress: &dyn Progress,
     checkpointer: &mut Option<Checkpointer>,
     first_seq: &mut Option<u64>,
 ) -> Result<Delivered, RestoreError> {
@@ -483,7 +474,7 @@ async fn pump<F: FnMut(usize) -> read::Chunks>(
         first_seq.get_or_insert(m.seq);
         pacer.wait().await;
         sink.deliver(m).await?;
-        progress.inc(1);
+        progress.delivered(1);
         if let Some(c) = checkpointer {
             if c.due() {
                 let d = sink.sync().await?;
@@ -498,14 +489,22 @@ async fn pump<F: FnMut(usize) -> read::Chunks>(
     Ok(d)
 }
 
-/// Runs a validated restore (see [`run`]).
+/// Restores what `req` asks from `archive`, telling `progress` how it goes,
+/// and returns what it did. Relative times resolve against the clock now (or,
+/// when resuming, against the instants the checkpoint recorded).
 ///
 /// # Errors
-/// As [`run`].
-pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, RestoreError> {
+/// [`RestoreError`] saying what failed and what to do ([`RestoreError::Request`]
+/// before any work when `req` does not [validate](Request::validate)); with a
+/// checkpoint, the checkpoint then holds everything confirmed before the failure.
+pub async fn run(
+    req: Request,
+    archive: Archive,
+    progress: &dyn Progress,
+) -> Result<RestoreSummary, RestoreError> {
     let started = Instant::now();
+    let mut sel = req.validate(chrono::Utc::now())?;
     let target_spec = TargetSpec::of(&req.target);
-    let mut sel = req.selection;
     let (mut checkpointer, resumed) = open_checkpoint(&req, &target_spec, &mut sel)?;
     let resumed_after = resumed.as_ref().and_then(|cp| cp.last_seq);
     let ledger = Ledger::new(archive.clone());
@@ -523,14 +522,7 @@ pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, R
         },
         _ => None,
     };
-    let mut sink = open_sink(
-        &req.target,
-        key,
-        req.overwrite,
-        resumed.as_ref(),
-        checkpointer.as_mut(),
-    )
-    .await?;
+    let mut sink = open_sink(&req.target, key, resumed.as_ref(), checkpointer.as_mut()).await?;
     if let Some(c) = &mut checkpointer {
         // Durable before the first publish: the stream positions a resume needs.
         c.cp.write(&c.path)?;
@@ -541,8 +533,7 @@ pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, R
     let plan = scan::plan(&store, &archive.prefix, &req.station, &sel).await?;
     tracing::debug!(?plan.stats, files = plan.files.len(), "restore plan");
 
-    let mode = Mode::detect(req.quiet, matches!(req.target, Target::Stdout));
-    let progress = Progress::start(mode, plan.stats.rows_planned);
+    progress.planned(plan.stats.rows_planned);
     let files = plan.files;
     let first_seqs: Vec<u64> = files.iter().map(|f| f.key.first_seq).collect();
     let reader_store = Arc::clone(&store);
@@ -556,7 +547,7 @@ pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, R
         &mut merge,
         sink.as_mut(),
         &mut pacer,
-        &progress,
+        progress,
         &mut checkpointer,
         &mut first_seq,
     )
@@ -565,7 +556,7 @@ pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, R
     let delivered = match pumped {
         Ok(d) => d,
         Err(e) => {
-            progress.abandon();
+            progress.ended(false);
             if let Some(c) = &mut checkpointer {
                 if let Err(cp_err) = c.record(&sink.confirmed()) {
                     tracing::error!(error = %cp_err, "could not record the checkpoint after the failure");
@@ -616,7 +607,7 @@ pub async fn restore(req: Request, archive: Archive) -> Result<RestoreSummary, R
         known_gaps,
         note,
     };
-    progress.finish(&summary);
+    progress.ended(true);
     Ok(summary)
 }
 

@@ -71,10 +71,10 @@ fn local_archive(dir: &std::path::Path) -> Archive {
 /// A fresh bucket on the S3 test server, archive under the prefix `archive`,
 /// or `None` (with a note) when no server is configured and none is required.
 fn s3_archive(test: &str) -> Option<Archive> {
-    let endpoint = support::s3_endpoint()?;
-    let bucket = support::unique_bucket(&format!("compactor-{test}"));
-    support::create_bucket(&endpoint, &bucket);
-    let cfg = support::s3_storage(&endpoint, &bucket, "archive");
+    let endpoint = support::or_skip(support::s3::endpoint())?;
+    let bucket = support::s3::unique_bucket(&format!("compactor-{test}"));
+    support::s3::create_bucket(&endpoint, &bucket);
+    let cfg = support::s3::storage(&endpoint, &bucket, "archive");
     Some(Archive::open(&cfg).expect("open the S3 archive"))
 }
 
@@ -85,20 +85,16 @@ fn prefix_or_root(prefix: &Path) -> Option<&Path> {
 
 /// Multipart uploads the S3 server still holds (neither completed nor aborted).
 async fn s3_incomplete_uploads(archive: &Archive) -> usize {
-    let endpoint = std::env::var("STRATA_TEST_S3_ENDPOINT").expect("S3 endpoint");
+    let endpoint = support::s3::endpoint().expect("S3 endpoint");
     let bucket = archive
         .url
         .trim_start_matches("s3://")
         .split('/')
         .next()
         .expect("bucket in url");
-    let body = reqwest::get(format!("{endpoint}/{bucket}?uploads"))
+    support::s3::incomplete_uploads(&endpoint, bucket)
         .await
         .expect("list multipart uploads")
-        .text()
-        .await
-        .expect("body");
-    body.matches("<Upload>").count()
 }
 
 fn wrap(archive: &Archive) -> (Archive, FaultStore) {

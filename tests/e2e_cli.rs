@@ -6,15 +6,15 @@
 //! kept to the microsecond through the archive and back.
 
 #[macro_use]
-mod e2e_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e_support::*;
 use serde_json::Value;
+use support::{conf::*, python::*, strata::*, *};
 
 /// Lines with nanosecond timestamps (one line repeats seq 2).
 const LINES: &str = concat!(
@@ -343,13 +343,4 @@ fn the_systemd_unit_is_valid_and_runs_strata_with_real_flags() {
         .filter(|l| l.contains("strata.service"))
         .collect();
     assert!(complaints.is_empty(), "systemd-analyze verify:\n{out}");
-}
-
-/// `name` on `PATH`.
-fn which(name: &str) -> Result<std::path::PathBuf, String> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| format!("{name} is not on PATH"))
 }

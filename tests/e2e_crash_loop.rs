@@ -10,7 +10,7 @@
 //! drawn from a seed, printed at the start; `STRATA_CRASH_SEED=<seed>` replays it.
 
 #[macro_use]
-mod e2e_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use e2e_support::*;
+use support::{conf::*, figures::*, msg::*, nats::*, python::*, strata::*, *};
 
 /// Restarts of `strata run`; every one ends in a kill -9 or an abort.
 const CYCLES: usize = 30;
@@ -218,7 +218,7 @@ fn lost_and_duplicated(rows: &[Row], expected: &BTreeMap<String, Vec<i64>>) -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_kill_9_at_random_moments_and_failpoints_loses_and_doubles_nothing() {
     need!(python());
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let test = "crash_loop_kill_9_at_random_moments_and_failpoints_loses_and_doubles_nothing";
     let seed = test_seed(SEED_ENV, test);

@@ -7,13 +7,13 @@
 //! episode, not once per retry.
 
 #[macro_use]
-mod e2e_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use e2e_support::*;
 use serde_json::Value;
+use support::{conf::*, python::*, strata::*, *};
 
 const TOKEN: &str = "health-token";
 const UNHEALTHY: &str = "strata is unhealthy";
@@ -172,10 +172,10 @@ async fn a_poisoned_wal_turns_healthz_503_until_a_restart_recovers_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_without_the_bucket_is_unhealthy_at_once_and_says_what_to_fix() {
-    let endpoint = need!(s3_endpoint());
+    let endpoint = need!(s3::endpoint());
     need!(python());
     let dir = tempdir();
-    let bucket = unique_bucket(); // not created yet
+    let bucket = s3::unique_bucket("strata-e2e"); // not created yet
     let mut conf = Conf::local(dir.path());
     conf.storage = Storage::S3 {
         endpoint: endpoint.clone(),
@@ -219,7 +219,7 @@ async fn a_store_without_the_bucket_is_unhealthy_at_once_and_says_what_to_fix() 
     assert_eq!(count(&log, UNHEALTHY), 1, "{log}");
 
     // Fixed: the bucket exists now. A flush retries at once and health comes back.
-    s3_create_bucket(&endpoint, &bucket);
+    s3::create_bucket(&endpoint, &bucket);
     let (status, body) = flush(&run).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(healthz(&run).await, (200, "ok".to_string()));

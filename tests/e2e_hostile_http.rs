@@ -12,12 +12,12 @@
 //! this test is about the running binary under a barrage.
 
 #[macro_use]
-mod e2e_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use e2e_support::*;
+use support::{conf::*, figures::*, python::*, strata::*, *};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

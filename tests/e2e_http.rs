@@ -4,14 +4,14 @@
 //! exits on SIGTERM/SIGINT that lose nothing acknowledged.
 
 #[macro_use]
-mod e2e_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use e2e_support::*;
 use serde_json::Value;
+use support::{conf::*, python::*, strata::*, *};
 
 const TOKEN: &str = "e2e-http-token-7d1f";
 

@@ -8,14 +8,14 @@
 //! read them are a loud, recorded gap, warned about by the expel-risk gauge.
 
 #[macro_use]
-mod e2e_support;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use e2e_support::*;
+use support::{conf::*, msg::*, nats::*, python::*, strata::*, *};
 
 const CONSUMER: &str = ARCHIVER_CONSUMER;
 const CATCH_UP: Duration = Duration::from_secs(120);
@@ -112,7 +112,7 @@ fn metric(text: &str, name: &str, station: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recreated_stream_keeps_every_message_of_both_incarnations() {
     need!(python());
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let Archiving {
         dir,
@@ -226,7 +226,7 @@ async fn a_recreated_stream_keeps_every_message_of_both_incarnations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disaster_recovery_archives_each_message_once() {
     need!(python());
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let Archiving {
         dir: _dir,
@@ -286,7 +286,7 @@ async fn disaster_recovery_archives_each_message_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_provenance_headers_take_nothing_away() {
     need!(python());
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let Archiving {
         dir: _dir,
@@ -357,7 +357,7 @@ async fn forged_provenance_headers_take_nothing_away() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_that_shared_a_msg_id_both_come_back() {
     need!(python());
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let dir = tempdir();
     let station = unique("e2e_sharedid");
@@ -396,7 +396,7 @@ async fn messages_that_shared_a_msg_id_both_come_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_ingest_cannot_take_seqs_of_a_nats_station() {
     need!(python());
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let Archiving {
         dir: _dir,
@@ -461,7 +461,7 @@ async fn http_ingest_cannot_take_seqs_of_a_nats_station() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_expelled_while_strata_was_down_are_a_recorded_gap() {
     need!(python());
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let Archiving {
         dir,
@@ -536,7 +536,7 @@ async fn messages_expelled_while_strata_was_down_are_a_recorded_gap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_expel_risk_gauge_warns_before_a_loss() {
     need!(python());
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let dir = tempdir();
     let stream = unique("e2e_risk");
@@ -605,7 +605,7 @@ async fn the_expel_risk_gauge_warns_before_a_loss() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_with_the_archive_unreachable_goes_on_archiving_into_the_wal() {
     need!(python());
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let Archiving {
         dir,
@@ -647,7 +647,7 @@ async fn a_restart_with_the_archive_unreachable_goes_on_archiving_into_the_wal()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disaster_recovery_on_a_new_machine_archives_each_message_once() {
     need!(python());
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let Archiving {
         dir,

@@ -3,12 +3,12 @@
 //! archive back row for row; bad lines, `ls`, `storage check`.
 
 #[macro_use]
-mod e2e_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use e2e_support::*;
+use support::{conf::*, msg::*, python::*, strata::*, *};
 
 const STATION: &str = "orders";
 
@@ -142,10 +142,10 @@ fn ingest_wal_inspect_flush_local_folder_then_query() {
 #[test]
 fn ingest_from_stdin_flush_to_s3_then_query() {
     need!(python());
-    let endpoint = need!(s3_endpoint());
+    let endpoint = need!(s3::endpoint());
     let dir = tempdir();
-    let bucket = unique_bucket();
-    s3_create_bucket(&endpoint, &bucket);
+    let bucket = s3::unique_bucket("strata-e2e");
+    s3::create_bucket(&endpoint, &bucket);
     let prefix = "archive/e2e";
     let mut conf = Conf::local(dir.path());
     conf.storage = Storage::S3 {
@@ -172,7 +172,7 @@ fn ingest_from_stdin_flush_to_s3_then_query() {
     strata(args!["flush", "--config", config]).ok();
 
     let mirror = dir.path().join("mirror");
-    let keys = s3_download(&endpoint, &bucket, prefix, &mirror);
+    let keys = s3::download(&endpoint, &bucket, prefix, &mirror);
     for k in &keys {
         assert!(
             k.starts_with(&format!("{prefix}/station={STATION}/date="))

@@ -5,12 +5,12 @@
 //! NATS server in the middle of publishing.
 
 #[macro_use]
-mod e2e_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use e2e_support::*;
+use support::{msg::*, nats::*, python::*, strata::*, *};
 
 const CONSUMER: &str = ARCHIVER_CONSUMER;
 const TOTAL: u64 = 50_000;
@@ -76,7 +76,7 @@ async fn assert_stream_expelled(js: &async_nats::jetstream::Context, stream: &st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archives_all_50000_messages_of_a_stream_that_keeps_10000() {
     need!(python());
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let dir = tempdir();
     let stream = unique("e2e_nats");
@@ -102,7 +102,7 @@ async fn archives_all_50000_messages_of_a_stream_that_keeps_10000() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_strata_run_mid_publish_loses_and_doubles_nothing() {
     need!(python());
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let dir = tempdir();
     let stream = unique("e2e_kill");

@@ -6,14 +6,14 @@
 //! checkpoint after a kill with no gap, and round-trip through NDJSON.
 
 #[macro_use]
-mod e2e_support;
+mod support;
 
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_support::*;
+use support::{conf::*, msg::*, nats::*, python::*, strata::*, *};
 
 const CONSUMER: &str = ARCHIVER_CONSUMER;
 const CATCH_UP: Duration = Duration::from_secs(180);
@@ -157,7 +157,7 @@ fn assert_restored(got: &[StreamMsg], expected: &[Expected]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_into_nats_is_faithful_idempotent_and_archived_once() {
     need!(python());
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let dir = tempdir();
     let stream = unique("e2e_restore");
@@ -241,7 +241,7 @@ async fn restore_into_nats_is_faithful_idempotent_and_archived_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_restore_resumes_from_its_checkpoint_without_gap_or_duplicate() {
     need!(python());
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let dir = tempdir();
     let station = unique("e2e_ckpt");

@@ -8,13 +8,13 @@
 //! percent-encoded): none may appear.
 
 #[macro_use]
-mod e2e_support;
+mod support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e_support::*;
+use support::{conf::*, figures::*, msg::*, nats::*, python::*, strata::*, *};
 
 const S3_KEY_ID: &str = "AKIASTRATALEAKCHECK7";
 const S3_SECRET: &str = "s3Secret/Key+DoNotLeak0123456789abcdefXYZ";
@@ -46,7 +46,7 @@ struct PasswordNats {
 
 impl PasswordNats {
     fn start(dir: &Path) -> Result<Self, String> {
-        let bin = nats_server_bin()?;
+        let bin = nats::server_bin()?;
         let port = free_port();
         let child = Command::new(bin)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
@@ -110,7 +110,7 @@ async fn get(client: &reqwest::Client, url: String, token: Option<&str>) -> (u16
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_shows_in_logs_errors_metrics_or_health_of_a_failing_run() {
-    let endpoint = need!(s3_endpoint());
+    let endpoint = need!(s3::endpoint());
     need!(python());
     let _serial = serial_async().await;
     let dir = tempdir();
@@ -126,7 +126,7 @@ async fn no_secret_shows_in_logs_errors_metrics_or_health_of_a_failing_run() {
     let js = async_nats::jetstream::new(admin);
     create_stream(&js, stream, None).await;
 
-    let bucket = unique_bucket(); // not created yet: the store refuses
+    let bucket = s3::unique_bucket("strata-e2e"); // not created yet: the store refuses
     let mut conf = Conf::local(dir.path());
     conf.storage = Storage::S3 {
         endpoint: endpoint.clone(),
@@ -276,7 +276,7 @@ async fn no_secret_shows_in_logs_errors_metrics_or_health_of_a_failing_run() {
     // Fixed: the bucket exists; everything is uploaded; health comes back.
     let e = endpoint.clone();
     let b = bucket.clone();
-    blocking(move || s3_create_bucket(&e, &b)).await;
+    blocking(move || s3::create_bucket(&e, &b)).await;
     let resp = client
         .post(format!("{base}/v1/flush"))
         .bearer_auth(HTTP_TOKEN)

@@ -5,15 +5,15 @@
 //! in `deploy/` name only metrics `/metrics` exports.
 
 #[macro_use]
-mod e2e_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use e2e_support::*;
 use serde_json::Value;
+use support::{conf::*, msg::*, nats::*, python::*, strata::*, *};
 
 const CATCH_UP: Duration = Duration::from_secs(120);
 const TOKEN: &str = "status-e2e-token";
@@ -61,7 +61,7 @@ async fn archiver_with_messages(dir: &Path, url: &str, n: u64) -> (StrataRun, Ht
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_reports_each_station_with_its_wal_uploads_and_identity() {
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let _serial = serial_async().await;
     let dir = tempdir();
     let (mut run, http, stream) = archiver_with_messages(dir.path(), &url, 40).await;
@@ -231,7 +231,7 @@ fn cell(dom: &str, station: &str, field: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_in_chromium_shows_what_v1_status_reports() {
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let chromium = need!(chromium());
     let _serial = serial_async().await;
     let dir = tempdir();
@@ -316,7 +316,7 @@ fn repo_file(path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_and_rules_name_only_exported_metrics() {
-    let url = need!(nats_url());
+    let url = need!(nats::url());
     let py = need!(python());
     let _serial = serial_async().await;
 
@@ -435,17 +435,4 @@ fn promtool() -> Result<PathBuf, String> {
     which("promtool").map_err(|_| {
         "no promtool (scripts/test.sh extracts it from Debian's prometheus package)".to_string()
     })
-}
-
-fn which(name: &str) -> Result<PathBuf, String> {
-    let out = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .output()
-        .map_err(|e| e.to_string())?;
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if out.status.success() && !path.is_empty() {
-        Ok(PathBuf::from(path))
-    } else {
-        Err(format!("no {name}"))
-    }
 }

@@ -15,14 +15,14 @@
 //! printed; `STRATA_STORE_SEED=<seed>` replays it.
 
 #[macro_use]
-mod e2e_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e_support::*;
+use support::{conf::*, figures::*, msg::*, python::*, strata::*, *};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
@@ -225,9 +225,9 @@ async fn the_store_going_away_mid_upload_loses_doubles_and_orphans_nothing() {
     let dir = tempdir();
     let moto = need!(Moto::start(dir.path()));
     let proxy = Proxy::start(moto.port).await;
-    let bucket = unique_bucket();
+    let bucket = s3::unique_bucket("strata-e2e");
     let (e, b) = (moto.endpoint(), bucket.clone());
-    blocking(move || s3_create_bucket(&e, &b)).await;
+    blocking(move || s3::create_bucket(&e, &b)).await;
 
     let mut conf = Conf::local(dir.path());
     conf.storage = Storage::S3 {
@@ -358,7 +358,7 @@ async fn the_store_going_away_mid_upload_loses_doubles_and_orphans_nothing() {
         .count();
     let local = dir.path().join("downloaded");
     let (e, b, l) = (moto.endpoint(), bucket.clone(), local.clone());
-    blocking(move || s3_download(&e, &b, "archive", &l)).await;
+    blocking(move || s3::download(&e, &b, "archive", &l)).await;
     let read = blocking(move || read_archive_checked(&local)).await;
     let rows = read.station("outage");
     let mut seen = BTreeMap::new();

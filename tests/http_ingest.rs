@@ -1,8 +1,6 @@
 //! HTTP ingest end to end: the router on a loopback port, a real WAL in a
 //! temporary directory, reqwest as the client.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;

@@ -21,10 +21,6 @@ use tokio::sync::watch;
 const TOTAL: u64 = 20_000;
 const KEEP: i64 = 10_000;
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
-}
-
 /// The archive's identity ledger, in memory.
 fn ledger() -> Ledger {
     Ledger::new(strata::store::Archive::from_store(
@@ -103,11 +99,9 @@ async fn wait_until(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn archives_twice_what_the_stream_keeps_exactly_once_and_in_order() {
-    let Some(url) = support::nats_url() else {
-        return;
-    };
+    let url = need!(support::nats::url());
     let js = jetstream::new(async_nats::connect(&url).await.unwrap());
-    let name = unique("src");
+    let name = support::unique("src");
     js.create_stream(stream::Config {
         name: name.clone(),
         subjects: vec![format!("{name}.>")],
@@ -258,11 +252,9 @@ async fn archives_twice_what_the_stream_keeps_exactly_once_and_in_order() {
 
 #[tokio::test]
 async fn a_second_run_resumes_where_the_first_stopped() {
-    let Some(url) = support::nats_url() else {
-        return;
-    };
+    let url = need!(support::nats::url());
     let js = jetstream::new(async_nats::connect(&url).await.unwrap());
-    let name = unique("resume");
+    let name = support::unique("resume");
     js.create_stream(stream::Config {
         name: name.clone(),
         subjects: vec![format!("{name}.>")],
@@ -312,7 +304,7 @@ async fn a_second_run_resumes_where_the_first_stopped() {
 async fn start_fails_clearly_without_a_server() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(WalOptions::new(dir.path())).unwrap();
-    let url = format!("nats://127.0.0.1:{}", support::closed_port());
+    let url = format!("nats://127.0.0.1:{}", support::free_port());
     let (_tx, rx) = watch::channel(false);
     let err = NatsSource::start(
         &config(&url, "orders"),

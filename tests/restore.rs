@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use clap::Parser;
 use futures::StreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -21,21 +20,33 @@ use object_store::ObjectStore;
 
 use strata::columnar::{encode_file, ParquetOptions};
 use strata::layout::{DataKey, Hour};
-use strata::message::{Header, Message, StationName, Timestamp};
+use strata::message::{Header, Message, Seq, StationName, Timestamp};
 use strata::ndjson;
-use strata::restore::{self, RestoreArgs, RestoreError, RestoreSummary};
+use strata::restore::{
+    self, NoProgress, Range, Request, RestoreError, RestoreSummary, Target, TimeBound,
+};
 use strata::store::Archive;
 
-#[derive(Parser, Debug)]
-struct Cli {
-    #[command(flatten)]
-    args: RestoreArgs,
+/// A seq bound.
+fn seq(n: u64) -> Option<Seq> {
+    Some(Seq::new(n).expect("a seq in range"))
 }
 
-fn args(list: &[&str]) -> RestoreArgs {
-    let mut v = vec!["restore", "--quiet"];
-    v.extend_from_slice(list);
-    Cli::try_parse_from(v).expect("valid test arguments").args
+/// A time bound as `--from`/`--to` would give it.
+fn at(text: &str) -> Option<TimeBound> {
+    Some(TimeBound::parse(text).expect("a time bound"))
+}
+
+/// Lets an NDJSON restore replace its output file (`--force`).
+fn force(r: &mut Request) {
+    if let Target::File { overwrite, .. } = &mut r.target {
+        *overwrite = true;
+    }
+}
+
+/// Runs `req` against `a`'s archive, showing nothing.
+async fn run(a: &TestArchive, req: Request) -> Result<RestoreSummary, RestoreError> {
+    restore::run(req, a.archive.clone(), &NoProgress).await
 }
 
 const STATION: &str = "orders";
@@ -110,7 +121,7 @@ enum Backend {
 /// The backends available: the local folder always, S3 when its test server is.
 fn backends() -> Vec<Backend> {
     let mut v = vec![Backend::Local];
-    if support::s3_endpoint().is_some() {
+    if support::or_skip(support::s3::endpoint()).is_some() {
         v.push(Backend::S3);
     }
     v
@@ -137,10 +148,10 @@ async fn write_archive_on(backend: Backend, msgs: &[Message]) -> TestArchive {
             )
         }
         Backend::S3 => {
-            let endpoint = support::s3_endpoint().expect("S3 backend without an endpoint");
-            let bucket = support::unique_bucket("restore");
-            support::create_bucket(&endpoint, &bucket);
-            Archive::open(&support::s3_storage(&endpoint, &bucket, "archive")).unwrap()
+            let endpoint = support::s3::endpoint().expect("S3 backend without an endpoint");
+            let bucket = support::s3::unique_bucket("restore");
+            support::s3::create_bucket(&endpoint, &bucket);
+            Archive::open(&support::s3::storage(&endpoint, &bucket, "archive")).unwrap()
         }
     };
     let opts = ParquetOptions {
@@ -193,16 +204,16 @@ fn read_lines(path: &FsPath) -> Vec<String> {
         .collect()
 }
 
-/// Restores to an NDJSON file; returns the summary and the lines.
+/// Restores the standard station to an NDJSON file, with `edit` applied to
+/// the request; returns the summary and the lines.
 async fn to_ndjson(
     a: &TestArchive,
     out: &FsPath,
-    extra: &[&str],
+    edit: impl FnOnce(&mut Request),
 ) -> Result<(RestoreSummary, Vec<String>), RestoreError> {
-    let out_s = out.to_str().unwrap();
-    let mut list = vec!["--station", STATION, "--output", out_s];
-    list.extend_from_slice(extra);
-    let summary = restore::run(args(&list), a.archive.clone()).await?;
+    let mut req = Request::new(station(), Target::file(out));
+    edit(&mut req);
+    let summary = run(a, req).await?;
     Ok((summary, read_lines(out)))
 }
 
@@ -217,7 +228,7 @@ async fn full_restore_writes_every_message_once_in_seq_order() {
         let a = write_archive_on(backend, &msgs).await;
         assert!(a.files > 8, "the archive should have many files");
         let out = a.root.join("all.ndjson");
-        let (summary, lines) = to_ndjson(&a, &out, &[]).await.unwrap();
+        let (summary, lines) = to_ndjson(&a, &out, |_| ()).await.unwrap();
         assert_eq!(
             lines,
             lines_of(&msgs.iter().collect::<Vec<_>>()),
@@ -239,43 +250,50 @@ async fn time_seq_and_combined_ranges_select_exactly() {
     let from = ts("2026-11-24T10:10:00Z");
     let to = ts("2026-11-24T10:40:00.5Z");
     type Want = Box<dyn Fn(&Message) -> bool>;
-    let cases: Vec<(Vec<&str>, Want)> = vec![
+    let cases: Vec<(Range, Want)> = vec![
         (
-            vec![
-                "--from",
-                "2026-11-24T10:10:00Z",
-                "--to",
-                "2026-11-24T10:40:00.5Z",
-            ],
+            Range {
+                from: at("2026-11-24T10:10:00Z"),
+                to: at("2026-11-24T10:40:00.5Z"),
+                ..Range::default()
+            },
             Box::new(move |m: &Message| m.timestamp >= from && m.timestamp <= to),
         ),
         (
-            vec!["--from-seq", "140", "--to-seq", "170"],
+            Range {
+                from_seq: seq(140),
+                to_seq: seq(170),
+                ..Range::default()
+            },
             Box::new(|m: &Message| (140..=170).contains(&m.seq)),
         ),
         (
-            vec![
-                "--from",
-                "2026-11-24T10:10:00Z",
-                "--to",
-                "2026-11-24T10:40:00.5Z",
-                "--from-seq",
-                "200",
-            ],
+            Range {
+                from: at("2026-11-24T10:10:00Z"),
+                to: at("2026-11-24T10:40:00.5Z"),
+                from_seq: seq(200),
+                ..Range::default()
+            },
             Box::new(move |m: &Message| m.timestamp >= from && m.timestamp <= to && m.seq >= 200),
         ),
         (
             // Only messages whose timestamps moved to a later hour live here.
-            vec!["--from", "2026-11-24T11:00:00Z", "--to-seq", "300"],
+            Range {
+                from: at("2026-11-24T11:00:00Z"),
+                to_seq: seq(300),
+                ..Range::default()
+            },
             Box::new(|m: &Message| m.timestamp >= ts("2026-11-24T11:00:00Z") && m.seq <= 300),
         ),
     ];
-    for (i, (flags, want)) in cases.into_iter().enumerate() {
+    for (i, (range, want)) in cases.into_iter().enumerate() {
         let out = a.root.join(format!("case-{i}.ndjson"));
-        let (summary, lines) = to_ndjson(&a, &out, &flags).await.unwrap();
+        let (summary, lines) = to_ndjson(&a, &out, |r| r.range = range.clone())
+            .await
+            .unwrap();
         let expected: Vec<&Message> = msgs.iter().filter(|m| want(m)).collect();
         assert!(!expected.is_empty(), "case {i} selects nothing");
-        assert_eq!(lines, lines_of(&expected), "case {i}: {flags:?}");
+        assert_eq!(lines, lines_of(&expected), "case {i}: {range:?}");
         assert_eq!(summary.messages, expected.len() as u64, "case {i}");
     }
 }
@@ -284,15 +302,28 @@ async fn time_seq_and_combined_ranges_select_exactly() {
 async fn an_empty_range_says_so_and_succeeds() {
     let msgs = all_messages("orders");
     let a = write_archive(&msgs).await;
-    for flags in [
-        vec!["--from-seq", "5000"],
-        vec!["--from", "2027-01-01T00:00:00Z"],
-        vec!["--to", "2026-11-24T09:00:10Z"],
+    for range in [
+        Range {
+            from_seq: seq(5000),
+            ..Range::default()
+        },
+        Range {
+            from: at("2027-01-01T00:00:00Z"),
+            ..Range::default()
+        },
+        Range {
+            to: at("2026-11-24T09:00:10Z"),
+            ..Range::default()
+        },
     ] {
         let out = a.root.join("empty.ndjson");
-        let flags = [&flags[..], &["--force"]].concat();
-        let (summary, lines) = to_ndjson(&a, &out, &flags).await.unwrap();
-        assert!(lines.is_empty(), "{flags:?}");
+        let (summary, lines) = to_ndjson(&a, &out, |r| {
+            r.range = range.clone();
+            force(r);
+        })
+        .await
+        .unwrap();
+        assert!(lines.is_empty(), "{range:?}");
         assert_eq!(summary.messages, 0);
         let note = summary.note.clone().unwrap_or_default();
         assert!(note.contains("nothing to restore"), "{note}");
@@ -300,12 +331,10 @@ async fn an_empty_range_says_so_and_succeeds() {
     }
     // A station with no archive at all is just as empty.
     let out = a.root.join("none.ndjson");
-    let s = restore::run(
-        args(&["--station", "billing", "--output", out.to_str().unwrap()]),
-        a.archive.clone(),
-    )
-    .await
-    .unwrap();
+    let billing = StationName::new("billing").unwrap();
+    let s = run(&a, Request::new(billing, Target::file(&out)))
+        .await
+        .unwrap();
     assert_eq!((s.messages, s.objects_read), (0, 0));
 }
 
@@ -319,14 +348,13 @@ async fn narrow_ranges_read_fewer_objects_and_row_groups() {
 
 async fn narrow_ranges_on(backend: Backend, msgs: &[Message]) {
     let a = write_archive_on(backend, msgs).await;
-    let (full, _) = to_ndjson(&a, &a.root.join("full.ndjson"), &[])
+    let (full, _) = to_ndjson(&a, &a.root.join("full.ndjson"), |_| ())
         .await
         .unwrap();
-    let (narrow, lines) = to_ndjson(
-        &a,
-        &a.root.join("narrow.ndjson"),
-        &["--from-seq", "160", "--to-seq", "165"],
-    )
+    let (narrow, lines) = to_ndjson(&a, &a.root.join("narrow.ndjson"), |r| {
+        r.range.from_seq = seq(160);
+        r.range.to_seq = seq(165);
+    })
     .await
     .unwrap();
     assert_eq!(lines.len(), 6);
@@ -342,11 +370,9 @@ async fn narrow_ranges_on(backend: Backend, msgs: &[Message]) {
     assert!(narrow.row_groups_read < narrow.row_groups_total);
 
     // A time range lists only the hours it meets: the 09:xx hour files stay unread.
-    let (timed, _) = to_ndjson(
-        &a,
-        &a.root.join("timed.ndjson"),
-        &["--from", "2026-11-24T11:00:00Z"],
-    )
+    let (timed, _) = to_ndjson(&a, &a.root.join("timed.ndjson"), |r| {
+        r.range.from = at("2026-11-24T11:00:00Z");
+    })
     .await
     .unwrap();
     assert!(timed.files_listed < full.files_listed);
@@ -362,10 +388,12 @@ async fn ndjson_checkpoint_resumes_without_gap_or_duplicate() {
     let a = write_archive(&msgs).await;
     let out = a.root.join("resumed.ndjson");
     let cp = a.root.join("cp.json");
-    let cp_s = cp.to_str().unwrap();
-    let (first, _) = to_ndjson(&a, &out, &["--checkpoint", cp_s, "--to-seq", "300"])
-        .await
-        .unwrap();
+    let (first, _) = to_ndjson(&a, &out, |r| {
+        r.checkpoint = Some(cp.clone());
+        r.range.to_seq = seq(300);
+    })
+    .await
+    .unwrap();
     assert_eq!(first.last_seq, Some(300));
     // Lines written after the last checkpoint of a killed run: cut on resume.
     {
@@ -373,13 +401,17 @@ async fn ndjson_checkpoint_resumes_without_gap_or_duplicate() {
         let mut f = std::fs::OpenOptions::new().append(true).open(&out).unwrap();
         f.write_all(b"{\"seq\":301, torn").unwrap();
     }
-    let (second, lines) = to_ndjson(&a, &out, &["--checkpoint", cp_s]).await.unwrap();
+    let (second, lines) = to_ndjson(&a, &out, |r| r.checkpoint = Some(cp.clone()))
+        .await
+        .unwrap();
     assert_eq!(second.resumed_after, Some(300));
     assert_eq!(second.first_seq, Some(301));
     assert_eq!(second.messages, N - 300);
     assert_eq!(lines, lines_of(&msgs.iter().collect::<Vec<_>>()));
     // Done: a third run has nothing left.
-    let (third, lines) = to_ndjson(&a, &out, &["--checkpoint", cp_s]).await.unwrap();
+    let (third, lines) = to_ndjson(&a, &out, |r| r.checkpoint = Some(cp.clone()))
+        .await
+        .unwrap();
     assert_eq!(third.messages, 0);
     assert!(third.note.unwrap().contains("after seq 600"));
     assert_eq!(lines.len() as u64, N);
@@ -391,23 +423,28 @@ async fn a_checkpoint_of_another_restore_is_refused() {
     let a = write_archive(&msgs).await;
     let out = a.root.join("x.ndjson");
     let cp = a.root.join("cp.json");
-    let cp_s = cp.to_str().unwrap();
-    to_ndjson(
-        &a,
-        &out,
-        &["--checkpoint", cp_s, "--from-seq", "10", "--to-seq", "20"],
-    )
+    to_ndjson(&a, &out, |r| {
+        r.checkpoint = Some(cp.clone());
+        r.range.from_seq = seq(10);
+        r.range.to_seq = seq(20);
+    })
     .await
     .unwrap();
-    let e = to_ndjson(&a, &out, &["--checkpoint", cp_s, "--from-seq", "5"])
-        .await
-        .unwrap_err();
+    let e = to_ndjson(&a, &out, |r| {
+        r.checkpoint = Some(cp.clone());
+        r.range.from_seq = seq(5);
+    })
+    .await
+    .unwrap_err();
     assert!(matches!(e, RestoreError::CheckpointMismatch { .. }), "{e}");
     assert!(e.to_string().contains("--from-seq 10 (this run: 5)"), "{e}");
     let other = a.root.join("y.ndjson");
-    let e = to_ndjson(&a, &other, &["--checkpoint", cp_s, "--from-seq", "10"])
-        .await
-        .unwrap_err();
+    let e = to_ndjson(&a, &other, |r| {
+        r.checkpoint = Some(cp.clone());
+        r.range.from_seq = seq(10);
+    })
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("target"), "{e}");
 }
 
@@ -416,14 +453,12 @@ async fn a_checkpoint_of_another_restore_is_refused() {
 mod nats {
     use super::*;
     use async_nats::jetstream::{self, consumer::pull::OrderedConfig, stream};
+    use strata::nats::NatsUrl;
+    use strata::restore::NatsTarget;
 
     /// The test server's URL, or `None` (with a note) when tests should skip.
     fn server() -> Option<String> {
-        support::nats_url()
-    }
-
-    fn unique(tag: &str) -> String {
-        format!("{tag}{}", uuid::Uuid::new_v4().simple())
+        support::or_skip(support::nats::url())
     }
 
     async fn context(url: &str) -> jetstream::Context {
@@ -527,27 +562,31 @@ mod nats {
         }
     }
 
+    /// Restores the standard station into JetStream at `url`, with `edit`
+    /// applied to the request and to its NATS target.
     async fn restore_nats(
         a: &TestArchive,
         url: &str,
-        extra: &[&str],
+        edit: impl FnOnce(&mut Request, &mut NatsTarget),
     ) -> Result<RestoreSummary, RestoreError> {
-        let mut list = vec!["--station", STATION, "--nats", url];
-        list.extend_from_slice(extra);
-        restore::run(args(&list), a.archive.clone()).await
+        let mut target = NatsTarget::new(NatsUrl::new(url));
+        let mut req = Request::new(station(), Target::Stdout);
+        edit(&mut req, &mut target);
+        req.target = Target::Nats(target);
+        run(a, req).await
     }
 
     #[tokio::test]
     async fn restores_into_a_stream_with_full_fidelity_and_reruns_add_nothing() {
         let Some(url) = server() else { return };
         let js = context(&url).await;
-        let prefix = unique("rt");
+        let prefix = support::unique("rt");
         let name = prefix.to_uppercase();
         make_stream(&js, &name, &format!("{prefix}.>"), Duration::from_secs(120)).await;
         let msgs = all_messages(&prefix);
         let a = write_archive(&msgs).await;
 
-        let s = restore_nats(&a, &url, &["--max-inflight", "64"])
+        let s = restore_nats(&a, &url, |_, t| t.max_inflight = 64)
             .await
             .unwrap();
         assert_eq!(s.messages, N);
@@ -558,7 +597,7 @@ mod nats {
         );
 
         // Inside the duplicate window a rerun stores nothing new.
-        let again = restore_nats(&a, &url, &["--max-inflight", "1"])
+        let again = restore_nats(&a, &url, |_, t| t.max_inflight = 1)
             .await
             .unwrap();
         assert_eq!(again.already_present, N);
@@ -571,26 +610,18 @@ mod nats {
     async fn subject_override_and_ranges() {
         let Some(url) = server() else { return };
         let js = context(&url).await;
-        let prefix = unique("ro");
+        let prefix = support::unique("ro");
         let name = prefix.to_uppercase();
         let target = format!("{prefix}.restored");
         make_stream(&js, &name, &target, Duration::from_secs(120)).await;
         let msgs = all_messages("elsewhere");
         let a = write_archive(&msgs).await;
-        let s = restore_nats(
-            &a,
-            &url,
-            &[
-                "--subject",
-                &target,
-                "--from-seq",
-                "100",
-                "--to-seq",
-                "199",
-                "--rate",
-                "5000",
-            ],
-        )
+        let s = restore_nats(&a, &url, |r, t| {
+            t.subject = Some(target.clone());
+            r.range.from_seq = seq(100);
+            r.range.to_seq = seq(199);
+            r.rate = Some(5000.0);
+        })
         .await
         .unwrap();
         assert_eq!(s.messages, 100);
@@ -608,13 +639,13 @@ mod nats {
     #[tokio::test]
     async fn refuses_a_subject_no_stream_captures() {
         let Some(url) = server() else { return };
-        let prefix = unique("nostream");
+        let prefix = support::unique("nostream");
         let msgs = all_messages(&prefix);
         let a = write_archive(&msgs).await;
-        let e = restore_nats(&a, &url, &[]).await.unwrap_err();
+        let e = restore_nats(&a, &url, |_, _| ()).await.unwrap_err();
         assert!(matches!(e, RestoreError::NoStream { .. }), "{e}");
         assert!(e.to_string().contains(&format!("{prefix}.")), "{e}");
-        let e = restore_nats(&a, &url, &["--subject", &format!("{prefix}.x")])
+        let e = restore_nats(&a, &url, |_, t| t.subject = Some(format!("{prefix}.x")))
             .await
             .unwrap_err();
         assert!(e.to_string().contains(&format!("{prefix}.x")), "{e}");
@@ -626,7 +657,7 @@ mod nats {
         let mut m = message(1, "x");
         m.subject = None;
         let a = write_archive(&[m]).await;
-        let e = restore_nats(&a, &url, &[]).await.unwrap_err();
+        let e = restore_nats(&a, &url, |_, _| ()).await.unwrap_err();
         assert!(matches!(e, RestoreError::NoSubject { seq: 1 }), "{e}");
     }
 
@@ -634,7 +665,7 @@ mod nats {
     async fn checkpoint_resume_adds_no_gap_and_no_duplicate_past_the_window() {
         let Some(url) = server() else { return };
         let js = context(&url).await;
-        let prefix = unique("rc");
+        let prefix = support::unique("rc");
         let name = prefix.to_uppercase();
         make_stream(
             &js,
@@ -646,14 +677,16 @@ mod nats {
         let msgs = all_messages(&prefix);
         let a = write_archive(&msgs).await;
         let cp = a.root.join("cp.json");
-        let cp_s = cp.to_str().unwrap();
 
-        let first = restore_nats(&a, &url, &["--checkpoint", cp_s, "--to-seq", "300"])
-            .await
-            .unwrap();
+        let first = restore_nats(&a, &url, |r, _| {
+            r.checkpoint = Some(cp.clone());
+            r.range.to_seq = seq(300);
+        })
+        .await
+        .unwrap();
         assert_eq!(first.last_seq, Some(300));
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let second = restore_nats(&a, &url, &["--checkpoint", cp_s])
+        let second = restore_nats(&a, &url, |r, _| r.checkpoint = Some(cp.clone()))
             .await
             .unwrap();
         assert_eq!(second.resumed_after, Some(300));
@@ -669,7 +702,7 @@ mod nats {
     async fn a_kill_after_acks_but_before_the_checkpoint_adds_no_duplicate() {
         let Some(url) = server() else { return };
         let js = context(&url).await;
-        let prefix = unique("rk");
+        let prefix = support::unique("rk");
         let name = prefix.to_uppercase();
         make_stream(
             &js,
@@ -681,20 +714,25 @@ mod nats {
         let msgs = all_messages(&prefix);
         let a = write_archive(&msgs).await;
         let cp = a.root.join("cp.json");
-        let cp_s = cp.to_str().unwrap();
 
-        restore_nats(&a, &url, &["--checkpoint", cp_s, "--to-seq", "200"])
-            .await
-            .unwrap();
+        restore_nats(&a, &url, |r, _| {
+            r.checkpoint = Some(cp.clone());
+            r.range.to_seq = seq(200);
+        })
+        .await
+        .unwrap();
         let lagging = std::fs::read(&cp).unwrap();
-        restore_nats(&a, &url, &["--checkpoint", cp_s, "--to-seq", "400"])
-            .await
-            .unwrap();
+        restore_nats(&a, &url, |r, _| {
+            r.checkpoint = Some(cp.clone());
+            r.range.to_seq = seq(400);
+        })
+        .await
+        .unwrap();
         // As if killed after 201..=400 were acked but before any checkpoint
         // recorded them, and resumed after the duplicate window.
         std::fs::write(&cp, lagging).unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let resumed = restore_nats(&a, &url, &["--checkpoint", cp_s])
+        let resumed = restore_nats(&a, &url, |r, _| r.checkpoint = Some(cp.clone()))
             .await
             .unwrap();
         assert_eq!(resumed.resumed_after, Some(200));
@@ -750,15 +788,14 @@ async fn the_page_index_narrows_reads_inside_a_row_group() {
         archive,
         files: 1,
     };
-    let (full, lines) = to_ndjson(&a, &a.root.join("full.ndjson"), &[])
+    let (full, lines) = to_ndjson(&a, &a.root.join("full.ndjson"), |_| ())
         .await
         .unwrap();
     assert_eq!(lines.len() as u64, n);
-    let (narrow, lines) = to_ndjson(
-        &a,
-        &a.root.join("narrow.ndjson"),
-        &["--from-seq", "30000", "--to-seq", "30010"],
-    )
+    let (narrow, lines) = to_ndjson(&a, &a.root.join("narrow.ndjson"), |r| {
+        r.range.from_seq = seq(30000);
+        r.range.to_seq = seq(30010);
+    })
     .await
     .unwrap();
     let want: Vec<&Message> = msgs[29_999..30_010].iter().collect();
@@ -788,7 +825,7 @@ async fn foreign_objects_are_skipped_and_misplaced_files_refused() {
         .await
         .unwrap();
     let out = a.root.join("all.ndjson");
-    let (summary, lines) = to_ndjson(&a, &out, &[]).await.unwrap();
+    let (summary, lines) = to_ndjson(&a, &out, |_| ()).await.unwrap();
     assert_eq!(summary.messages, N);
     assert_eq!(lines.len() as u64, N);
 
@@ -809,7 +846,7 @@ async fn foreign_objects_are_skipped_and_misplaced_files_refused() {
     }
     .path(&a.archive.prefix);
     a.archive.store.put(&misplaced, bytes.into()).await.unwrap();
-    let e = match to_ndjson(&a, &out, &["--force"]).await {
+    let e = match to_ndjson(&a, &out, force).await {
         Ok((s, _)) => panic!("a misplaced file was read: {s:?}"),
         Err(e) => e,
     };

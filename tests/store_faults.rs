@@ -108,15 +108,11 @@ async fn archived(archive: &Archive) -> (Vec<Message>, BTreeMap<u64, u64>) {
 
 /// Incomplete multipart uploads the S3 server holds for the archive's bucket.
 async fn server_incomplete_uploads(archive: &Archive) -> Option<usize> {
-    let endpoint = support::s3_endpoint()?;
+    let endpoint = support::s3::endpoint().ok()?;
     let bucket = archive.url.strip_prefix("s3://")?.split('/').next()?;
-    let body = reqwest::get(format!("{endpoint}/{bucket}?uploads"))
+    support::s3::incomplete_uploads(&endpoint, bucket)
         .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    Some(body.matches("<Upload>").count())
+        .ok()
 }
 
 fn local(dir: &std::path::Path) -> Archive {
@@ -128,10 +124,10 @@ fn local(dir: &std::path::Path) -> Archive {
 }
 
 fn s3(test: &str) -> Option<Archive> {
-    let endpoint = support::s3_endpoint()?;
-    let bucket = support::unique_bucket(&format!("faults-{test}"));
-    support::create_bucket(&endpoint, &bucket);
-    Some(Archive::open(&support::s3_storage(&endpoint, &bucket, "archive")).expect("S3 archive"))
+    let endpoint = support::s3::endpoint().ok()?;
+    let bucket = support::s3::unique_bucket(&format!("faults-{test}"));
+    support::s3::create_bucket(&endpoint, &bucket);
+    Some(Archive::open(&support::s3::storage(&endpoint, &bucket, "archive")).expect("S3 archive"))
 }
 
 /// The archives to run a case on: a local folder and, when there is one, S3.
@@ -250,7 +246,7 @@ async fn a_lost_response_to_a_write_that_succeeded_loses_and_doubles_nothing() {
             orphans_after_lost_start = server_incomplete_uploads(&archive).await.unwrap_or(0);
         }
     }
-    support_figures(
+    support::figures::record_figures(
         "store_lost_responses",
         serde_json::json!({
             "faults_injected": injected,
@@ -302,7 +298,7 @@ async fn a_slow_store_delays_but_loses_nothing() {
         );
         writes += faults.calls(Op::Put);
     }
-    support_figures(
+    support::figures::record_figures(
         "store_slow",
         serde_json::json!({
             "faults_injected": {"slow write (400 ms)": writes},
@@ -311,24 +307,4 @@ async fn a_slow_store_delays_but_loses_nothing() {
             "duplicated": 0,
         }),
     );
-}
-
-/// Writes figures like `e2e_support::record_figures` (this binary does not
-/// include the e2e helpers).
-fn support_figures(test: &str, figures: serde_json::Value) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let dir = target.join("reliability");
-    std::fs::create_dir_all(&dir).expect("create target/reliability");
-    let mut line = serde_json::Map::new();
-    line.insert("test".into(), test.into());
-    if let serde_json::Value::Object(map) = figures {
-        line.extend(map);
-    }
-    std::fs::write(
-        dir.join(format!("{test}.json")),
-        format!("{}\n", serde_json::Value::Object(line)),
-    )
-    .expect("write figures");
 }

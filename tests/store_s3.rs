@@ -149,39 +149,33 @@ async fn file_archive_suite() {
 
 #[tokio::test]
 async fn s3_archive_suite_with_prefix() {
-    let Some(endpoint) = support::s3_endpoint() else {
-        return;
-    };
-    let bucket = support::unique_bucket("strata-suite");
-    support::create_bucket(&endpoint, &bucket);
-    let archive = Archive::open(&support::s3_storage(&endpoint, &bucket, "tier2/prod")).unwrap();
+    let endpoint = need!(support::s3::endpoint());
+    let bucket = support::s3::unique_bucket("strata-suite");
+    support::s3::create_bucket(&endpoint, &bucket);
+    let archive = Archive::open(&support::s3::storage(&endpoint, &bucket, "tier2/prod")).unwrap();
     assert_eq!(archive.prefix.as_ref(), "tier2/prod");
     suite(&archive).await;
 }
 
 #[tokio::test]
 async fn s3_archive_suite_at_bucket_root() {
-    let Some(endpoint) = support::s3_endpoint() else {
-        return;
-    };
-    let bucket = support::unique_bucket("strata-root");
-    support::create_bucket(&endpoint, &bucket);
-    let archive = Archive::open(&support::s3_storage(&endpoint, &bucket, "")).unwrap();
+    let endpoint = need!(support::s3::endpoint());
+    let bucket = support::s3::unique_bucket("strata-root");
+    support::s3::create_bucket(&endpoint, &bucket);
+    let archive = Archive::open(&support::s3::storage(&endpoint, &bucket, "")).unwrap();
     suite(&archive).await;
 }
 
 #[tokio::test]
 async fn s3_keys_land_under_the_prefix() {
-    let Some(endpoint) = support::s3_endpoint() else {
-        return;
-    };
-    let bucket = support::unique_bucket("strata-prefix");
-    support::create_bucket(&endpoint, &bucket);
-    let archive = Archive::open(&support::s3_storage(&endpoint, &bucket, "p/q")).unwrap();
+    let endpoint = need!(support::s3::endpoint());
+    let bucket = support::s3::unique_bucket("strata-prefix");
+    support::s3::create_bucket(&endpoint, &bucket);
+    let archive = Archive::open(&support::s3::storage(&endpoint, &bucket, "p/q")).unwrap();
     let key = archive.path(&Path::from("station=s/x.parquet"));
     archive.store.put(&key, b"x".to_vec().into()).await.unwrap();
     // Seen from the bucket root, the object is under p/q/.
-    let root = Archive::open(&support::s3_storage(&endpoint, &bucket, "")).unwrap();
+    let root = Archive::open(&support::s3::storage(&endpoint, &bucket, "")).unwrap();
     assert_eq!(
         list(&root, &Path::default()).await,
         vec![("p/q/station=s/x.parquet".to_string(), 1)]
@@ -190,11 +184,9 @@ async fn s3_keys_land_under_the_prefix() {
 
 #[tokio::test]
 async fn wrong_bucket_names_the_bucket() {
-    let Some(endpoint) = support::s3_endpoint() else {
-        return;
-    };
-    let bucket = support::unique_bucket("strata-missing");
-    let archive = Archive::open(&support::s3_storage(&endpoint, &bucket, "p")).unwrap();
+    let endpoint = need!(support::s3::endpoint());
+    let bucket = support::s3::unique_bucket("strata-missing");
+    let archive = Archive::open(&support::s3::storage(&endpoint, &bucket, "p")).unwrap();
 
     let path = archive.path(&Path::from("x"));
     let err = archive
@@ -223,8 +215,8 @@ async fn wrong_bucket_names_the_bucket() {
 #[tokio::test]
 async fn closed_endpoint_fails_fast_and_names_the_endpoint() {
     // No server needed: nothing listens on this port.
-    let endpoint = format!("http://127.0.0.1:{}", support::closed_port());
-    let mut cfg = support::s3_storage(&endpoint, "bucket", "p");
+    let endpoint = format!("http://127.0.0.1:{}", support::free_port());
+    let mut cfg = support::s3::storage(&endpoint, "bucket", "p");
     cfg.max_retries = 1;
     cfg.retry_timeout = Duration::from_secs(2);
     cfg.connect_timeout = Duration::from_secs(1);
@@ -239,8 +231,11 @@ async fn closed_endpoint_fails_fast_and_names_the_endpoint() {
     let text = report.to_string();
     assert!(text.contains(&endpoint), "{text}");
     assert!(text.contains("[storage] endpoint"), "{text}");
-    assert!(!text.contains(support::TEST_SECRET_ACCESS_KEY), "{text}");
-    assert!(!text.contains(support::TEST_ACCESS_KEY_ID), "{text}");
+    assert!(
+        !text.contains(support::s3::TEST_SECRET_ACCESS_KEY),
+        "{text}"
+    );
+    assert!(!text.contains(support::s3::TEST_ACCESS_KEY_ID), "{text}");
 
     let path = Path::from("x");
     let err = archive
@@ -258,22 +253,18 @@ async fn closed_endpoint_fails_fast_and_names_the_endpoint() {
 /// upload produces.
 #[tokio::test]
 async fn boto3_sees_a_real_multipart_upload() {
-    let Some(endpoint) = support::s3_endpoint() else {
-        return;
-    };
-    if support::python().is_none() {
-        return;
-    }
-    let bucket = support::unique_bucket("strata-boto3");
-    support::create_bucket(&endpoint, &bucket);
-    let archive = Archive::open(&support::s3_storage(&endpoint, &bucket, "pfx")).unwrap();
+    let endpoint = need!(support::s3::endpoint());
+    need!(support::python::python());
+    let bucket = support::s3::unique_bucket("strata-boto3");
+    support::s3::create_bucket(&endpoint, &bucket);
+    let archive = Archive::open(&support::s3::storage(&endpoint, &bucket, "pfx")).unwrap();
     let key = archive.path(&Path::from("station=s/date=2024-01-01/hour=00/big.parquet"));
     let upload = archive.store.put_multipart(&key).await.unwrap();
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
     writer.put(pattern(MULTIPART_BYTES, 9));
     writer.finish().await.unwrap();
 
-    let out = support::run_python(
+    let out = support::python::run_python(
         r#"
 import sys, boto3
 endpoint, bucket, key_id, secret = sys.argv[1:5]
@@ -285,8 +276,8 @@ for obj in s3.list_objects_v2(Bucket=bucket)["Contents"]:
         &[
             &endpoint,
             &bucket,
-            support::TEST_ACCESS_KEY_ID,
-            support::TEST_SECRET_ACCESS_KEY,
+            support::s3::TEST_ACCESS_KEY_ID,
+            support::s3::TEST_SECRET_ACCESS_KEY,
         ],
     );
     let fields: Vec<&str> = out.split_whitespace().collect();

@@ -7,6 +7,7 @@ mod ingest;
 mod inspect;
 mod ls;
 mod overrides;
+mod restore;
 mod run;
 mod storage;
 
@@ -49,22 +50,13 @@ enum Command {
     /// List the archive's partitions and files.
     Ls(ls::LsArgs),
     /// Replay archived messages into a NATS station or to NDJSON.
-    Restore(RestoreCmd),
+    Restore(restore::RestoreCmd),
     /// Inspect the write-ahead log.
     #[command(subcommand)]
     Wal(WalCommand),
     /// Check the object storage configuration.
     #[command(subcommand)]
     Storage(StorageCommand),
-}
-
-/// `strata restore`: the archive flag, then the restore's own arguments.
-#[derive(Debug, clap::Args)]
-struct RestoreCmd {
-    #[command(flatten)]
-    archive: ArchiveArg,
-    #[command(flatten)]
-    args: Box<strata::restore::RestoreArgs>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,12 +107,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Ingest(args) => ingest::ingest(config, args).await,
         Command::Flush(args) => flush::flush(config, args).await,
         Command::Ls(args) => ls::ls(config, args).await,
-        Command::Restore(RestoreCmd { archive, args }) => {
-            archive.apply(&mut config);
-            let archive = strata::store::Archive::open(&config.storage)?;
-            strata::restore::run(*args, archive).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Restore(cmd) => restore::restore(config, cmd).await,
         Command::Wal(WalCommand::Inspect(wal_dir)) => {
             wal_dir.apply(&mut config);
             inspect::inspect(config.wal.dir)

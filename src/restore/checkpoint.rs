@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::message::{StationName, Timestamp};
 
-use super::args::{RangeSpec, Target};
+use super::request::{Range, Target};
 use super::RestoreError;
 
 /// The checkpoint format version this code writes and reads.
@@ -67,8 +67,34 @@ impl TargetSpec {
             Target::Nats(n) => Self::Nats {
                 subject: n.subject.clone(),
             },
-            Target::File(p) => Self::File { path: p.clone() },
+            Target::File { path, .. } => Self::File { path: path.clone() },
             Target::Stdout => Self::Stdout,
+        }
+    }
+}
+
+/// The range as typed, kept verbatim in a checkpoint so that a resumed run can
+/// be checked against the run that wrote it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RangeSpec {
+    /// `--from` as given.
+    pub from: Option<String>,
+    /// `--to` as given.
+    pub to: Option<String>,
+    /// `--from-seq`.
+    pub from_seq: Option<u64>,
+    /// `--to-seq`.
+    pub to_seq: Option<u64>,
+}
+
+impl RangeSpec {
+    /// The spec of a request's range: time bounds in the words they were given.
+    pub fn of(range: &Range) -> Self {
+        Self {
+            from: range.from.as_ref().map(|b| b.as_str().to_string()),
+            to: range.to.as_ref().map(|b| b.as_str().to_string()),
+            from_seq: range.from_seq.map(u64::from),
+            to_seq: range.to_seq.map(u64::from),
         }
     }
 }

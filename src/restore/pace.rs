@@ -2,7 +2,7 @@
 //! `n / rate` seconds after the first. Deadlines are absolute, so timer
 //! granularity makes sending bursty at high rates but never slower on average.
 //!
-//! `--rate` is checked against [`MIN_RATE`] where it is parsed; below it the
+//! `--rate` is checked against [`MIN_RATE`] by `Request::validate`; below it the
 //! gap between two messages would be longer than a day's work is worth and, for
 //! tiny values, longer than a [`Duration`] can hold.
 

@@ -46,7 +46,7 @@ use crate::nats::{
     STRATA_ORIGINAL_MSG_ID, STRATA_SEQ, STRATA_STATION, STRATA_TIMESTAMP,
 };
 
-use super::args::NatsTarget;
+use super::request::NatsTarget;
 use super::sink::{Delivered, Sink};
 use super::RestoreError;
 

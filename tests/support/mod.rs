@@ -1,4 +1,16 @@
-//! Helpers shared by Strata's integration tests (`mod support;` in a test file).
+//! Helpers shared by Strata's integration tests: every test file that needs
+//! them says `mod support;`, and takes what it uses from a section:
+//!
+//! | module | what |
+//! | --- | --- |
+//! | this one | skipping without a server, temporary directories, unique names, ports, waiting |
+//! | [`strata`] | running the built `strata` binary: one-shot commands, `strata run` and its HTTP API |
+//! | [`conf`] | the `strata.toml` a test writes |
+//! | [`nats`] | the NATS JetStream server: a server of a test's own, streams, publishing, reading back |
+//! | [`s3`] | the S3-compatible server: buckets (created with boto3), `[storage]` for a bucket |
+//! | [`python`] | DuckDB and pyarrow reading the archive back (`tests/py/`) |
+//! | [`msg`] | the messages tests publish and the NDJSON lines they expect |
+//! | [`figures`] | seeded tests and the reliability figures they record |
 //!
 //! `scripts/test.sh` starts an S3-compatible server (moto) and `nats-server -js`
 //! on loopback and exports where they are:
@@ -14,45 +26,66 @@
 //! returns early:
 //!
 //! ```ignore
-//! let Some(endpoint) = support::s3_endpoint() else { return };
+//! let endpoint = need!(support::s3::endpoint());
 //! ```
+// Each test binary compiles this whole tree but uses only a part of it, so
+// the rest would be reported as dead code in every binary (the usual
+// `tests/common` situation); allowed here once, for the tree.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
+pub mod conf;
+pub mod figures;
+pub mod msg;
+pub mod nats;
+pub mod python;
+pub mod s3;
+pub mod strata;
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use strata::config::{Secret, StorageConfig};
-
-/// Access key id the tests give the S3 test server (moto accepts any).
-pub const TEST_ACCESS_KEY_ID: &str = "strata-test-key";
-/// Secret access key the tests give the S3 test server.
-pub const TEST_SECRET_ACCESS_KEY: &str = "strata-test-secret";
-/// Region the tests use.
-pub const TEST_REGION: &str = "us-east-1";
-
-/// Whether a missing server is a failure rather than a skip.
+/// Whether a missing server is a failure rather than a skip
+/// (`STRATA_TEST_REQUIRE_SERVERS=1`, as `scripts/test.sh` sets).
 pub fn require_servers() -> bool {
     std::env::var("STRATA_TEST_REQUIRE_SERVERS").is_ok_and(|v| v == "1")
 }
 
-/// The value of `var`, or `None` after a note (or a panic when servers are required).
-fn server_var(var: &str, what: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
-        _ if require_servers() => panic!(
-            "{var} is not set but STRATA_TEST_REQUIRE_SERVERS=1: {what} is required \
-             (scripts/test.sh starts it and sets {var})"
-        ),
-        _ => {
+/// The value of environment variable `name`, or why a test cannot run
+/// without it (`what` the variable points to).
+pub fn env_var(name: &str, what: &str) -> Result<String, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
+        _ => Err(format!(
+            "{name} is not set ({what}); scripts/test.sh starts the test servers and sets it"
+        )),
+    }
+}
+
+/// `name` on `PATH`.
+pub fn which(name: &str) -> Result<PathBuf, String> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{name} is not on PATH"))
+}
+
+/// `Some(value)`; or, when `r` says what is missing, `None` after a note that
+/// the test is skipped, or a panic under `STRATA_TEST_REQUIRE_SERVERS=1`.
+pub fn or_skip<T>(r: Result<T, String>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(why) if require_servers() => panic!("STRATA_TEST_REQUIRE_SERVERS=1 but {why}"),
+        Err(why) => {
             // Straight to stderr: the test harness captures eprintln! of passing tests.
             let thread = std::thread::current();
             let _ = writeln!(
                 std::io::stderr(),
-                "note: skipping {}: {var} is not set ({what}); scripts/test.sh starts the \
-                 test servers",
+                "note: skipping {}: {why}",
                 thread.name().unwrap_or("this test")
             );
             None
@@ -60,112 +93,101 @@ fn server_var(var: &str, what: &str) -> Option<String> {
     }
 }
 
-/// The S3-compatible test server, e.g. `http://127.0.0.1:PORT`.
-pub fn s3_endpoint() -> Option<String> {
-    server_var("STRATA_TEST_S3_ENDPOINT", "an S3-compatible server, moto")
-}
-
-/// The NATS JetStream test server, e.g. `nats://127.0.0.1:PORT`.
-pub fn nats_url() -> Option<String> {
-    server_var("STRATA_TEST_NATS_URL", "nats-server -js")
-}
-
-/// A Python interpreter with `duckdb`, `pyarrow` and `boto3`.
-pub fn python() -> Option<PathBuf> {
-    server_var(
-        "STRATA_TEST_PYTHON",
-        "a Python with duckdb, pyarrow and boto3",
-    )
-    .map(PathBuf::from)
-}
-
-/// The `strata` binary built for this test run.
-pub fn strata_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_strata"))
-}
-
-/// Runs `python -c script args…` and returns its stdout; panics with its
-/// stderr when it fails. Call [`python`] first to skip when there is none.
-pub fn run_python(script: &str, args: &[&str]) -> String {
-    let python =
-        python().expect("run_python needs STRATA_TEST_PYTHON: check support::python() first");
-    let out = Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        panic!(
-            "python script failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    stdout
-}
-
-/// A bucket name no other test uses: `<prefix>-<12 hex digits>`, lower case.
-pub fn unique_bucket(prefix: &str) -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("{}-{}", prefix.to_ascii_lowercase(), &id[..12])
-}
-
-/// Creates `name` on the S3 test server at `endpoint` (path style). The test
-/// server accepts unsigned requests, so this is one plain HTTP PUT over
-/// std's TCP (usable from sync and async tests alike).
-pub fn create_bucket(endpoint: &str, name: &str) {
-    let host = endpoint
-        .strip_prefix("http://")
-        .unwrap_or_else(|| panic!("create_bucket needs an http:// endpoint, got {endpoint}"))
-        .trim_end_matches('/');
-    let mut stream =
-        TcpStream::connect(host).unwrap_or_else(|e| panic!("cannot connect to {endpoint}: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("set a read timeout");
-    write!(
-        stream,
-        "PUT /{name} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap_or_else(|e| panic!("cannot send to {endpoint}: {e}"));
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .unwrap_or_else(|e| panic!("no answer from {endpoint}: {e}"));
-    let status = response.lines().next().unwrap_or_default();
-    assert!(
-        status.contains(" 200"),
-        "creating bucket {name} on {endpoint} failed: {response}"
-    );
-}
-
-/// `[storage]` for `s3://bucket/prefix` on the S3 test server: path style,
-/// test credentials, and few retries so failures show quickly.
-pub fn s3_storage(endpoint: &str, bucket: &str, prefix: &str) -> StorageConfig {
-    let url = if prefix.is_empty() {
-        format!("s3://{bucket}")
-    } else {
-        format!("s3://{bucket}/{prefix}")
+/// The value of a `Result` from this module's environment accessors, or a
+/// return from the test after a note ([`or_skip`]): `need!(s3::endpoint())`.
+#[macro_export]
+macro_rules! need {
+    ($e:expr) => {
+        match $crate::support::or_skip($e) {
+            Some(v) => v,
+            None => return,
+        }
     };
-    StorageConfig {
-        url,
-        region: TEST_REGION.to_string(),
-        endpoint: endpoint.to_string(),
-        path_style: true,
-        access_key_id: Secret::new(TEST_ACCESS_KEY_ID),
-        secret_access_key: Secret::new(TEST_SECRET_ACCESS_KEY),
-        max_retries: 2,
-        retry_timeout: Duration::from_secs(10),
-        ..StorageConfig::default()
+}
+
+/// Command-line arguments from anything path- or string-like:
+/// `args!["ingest", "--config", &config]`.
+#[macro_export]
+macro_rules! args {
+    ($($x:expr),* $(,)?) => {
+        vec![$(std::ffi::OsString::from(AsRef::<std::ffi::OsStr>::as_ref(&$x))),*]
+    };
+}
+
+/// A file of `fixtures/e2e/`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/e2e")
+        .join(name)
+}
+
+/// A fresh temporary directory for one test.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("strata-e2e-")
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+/// `base_<8 hex>`: a name no earlier run used (streams on a long-lived server).
+pub fn unique(base: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{base}_{}", &id[..8])
+}
+
+/// A loopback port that was free a moment ago (bound, then released): for a
+/// server of the test to listen on, or for a connection that must be refused.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// Serialises the heavy tests of one test binary (2 cores in CI).
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// [`serial`] for async tests (a guard that may be held across `.await`).
+pub async fn serial_async() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// Polls `check` every 50 ms until it holds, or panics after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// A loopback port nothing listens on (bound, then released).
-pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    let port = listener.local_addr().expect("local address").port();
-    drop(listener);
-    port
+/// Runs a blocking closure (a `strata` command, a python check) off the async runtime.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Sends a signal to a process this test started.
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg("-s")
+        .arg(sig)
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -s {sig} {pid} failed");
+}
+
+/// Microseconds since the epoch, now.
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
 }
