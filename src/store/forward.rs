@@ -11,7 +11,7 @@
 /// `forward` call the same method of the field `inner` (a store), the methods
 /// written out are the wrapper's own.
 ///
-/// ```ignore
+/// ```text
 /// strata::forward_object_store! {
 ///     impl ObjectStore for Counting => inner {
 ///         forward: [put_opts, put_multipart_opts, delete, list_with_delimiter, copy, copy_if_not_exists];
