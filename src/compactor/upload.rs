@@ -67,6 +67,7 @@ const ABORT_RETRY_FOR: Duration = Duration::from_secs(300);
 const ABORT_MAX_PAUSE: Duration = Duration::from_secs(5);
 
 impl Multipart {
+    /// Aborts the upload of `path` (the full key, for the log).
     async fn abort(mut self, path: &Path) {
         // Parts still in flight are cancelled before the abort, so none can be
         // stored after the store forgot the upload.
@@ -187,7 +188,7 @@ impl ObjectUpload {
     /// Gives up: aborts the multipart upload if one was started.
     pub async fn abort(mut self) {
         if let Some(mp) = self.multipart.take() {
-            mp.abort(&self.path).await;
+            mp.abort(&self.archive.key(&self.path)).await;
         }
     }
 
@@ -207,7 +208,7 @@ impl ObjectUpload {
             self.failed = true;
             self.pending = PutPayloadMut::new();
             if let Some(mp) = self.multipart.take() {
-                mp.abort(&self.path).await;
+                mp.abort(&self.archive.key(&self.path)).await;
             }
         }
         result
@@ -268,7 +269,7 @@ impl ObjectUpload {
 impl Drop for ObjectUpload {
     fn drop(&mut self) {
         if let Some(mp) = self.multipart.take() {
-            let path = self.path.clone();
+            let path = self.archive.key(&self.path);
             match tokio::runtime::Handle::try_current() {
                 Ok(handle) => {
                     handle.spawn(async move { mp.abort(&path).await });
