@@ -200,9 +200,6 @@ async fn put(
         last_seq: summary.last_seq,
     };
     let n = bytes.len() as u64;
-    archive
-        .store
-        .put(&key.path(&archive.prefix), bytes.into())
-        .await?;
+    archive.put(&key.path(), bytes.into()).await?;
     Ok(n)
 }

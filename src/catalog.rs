@@ -19,8 +19,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore};
+use object_store::ObjectMeta;
 use parquet::arrow::async_reader::{AsyncFileReader, ParquetObjectReader};
 use serde::{Serialize, Serializer};
 
@@ -29,7 +28,7 @@ use crate::identity::ledger::{Ledger, LedgerError};
 use crate::identity::{GapRecord, IncarnationRecord};
 use crate::layout::{self, CommitRecord, CommittedFile, DataKey, Hour};
 use crate::message::StationName;
-use crate::store::{op_error, Archive, StoreError};
+use crate::store::{Archive, StoreError};
 
 /// Store requests in flight while listing (commit records, footers).
 const CONCURRENCY: usize = 16;
@@ -186,30 +185,29 @@ pub async fn list(
     archive: &Archive,
     station: Option<&StationName>,
 ) -> Result<Listing, CatalogError> {
-    let prefix = &archive.prefix;
-    let store = &archive.store;
-    let data_prefix = match station {
-        Some(s) => layout::station_prefix(prefix, s),
-        None => prefix.clone(),
-    };
-    let objects = list_objects(store, &data_prefix).await?;
+    let data_prefix = station.map(layout::station_prefix);
+    let objects = archive
+        .list_all(data_prefix.as_ref())
+        .await
+        .map_err(Box::new)?;
     let data: Vec<(DataKey, ObjectMeta)> = objects
         .into_iter()
-        .filter_map(|meta| DataKey::parse(prefix, &meta.location).map(|k| (k, meta)))
+        .filter_map(|meta| DataKey::parse(&meta.location).map(|k| (k, meta)))
         .collect();
-    let committed = committed_files(store, prefix).await?;
+    let committed = committed_files(archive).await?;
 
     let files: Vec<(DataKey, ArchivedFile)> = futures::stream::iter(data)
         .map(|(key, meta)| {
-            let store = Arc::clone(store);
-            let from_commit = committed.get(meta.location.as_ref()).map(|f| f.rows);
+            // Commit records and the listing show the full key, prefix included.
+            let full = archive.key(&meta.location).to_string();
+            let from_commit = committed.get(&full).map(|f| f.rows);
             async move {
                 let (rows, rows_from) = match from_commit {
                     Some(rows) => (rows, RowSource::CommitRecord),
-                    None => (footer_rows(store, &meta).await?, RowSource::Footer),
+                    None => (footer_rows(archive, &meta).await?, RowSource::Footer),
                 };
                 let file = ArchivedFile {
-                    key: meta.location.to_string(),
+                    key: full,
                     first_seq: key.first_seq,
                     last_seq: key.last_seq,
                     rows,
@@ -246,7 +244,7 @@ pub async fn list(
     }
     stations.sort_by(|a, b| a.station.cmp(&b.station));
     Ok(Listing {
-        url: archive.url.clone(),
+        url: archive.url().to_string(),
         stations,
     })
 }
@@ -256,12 +254,10 @@ async fn ledger_stations(
     archive: &Archive,
     only: Option<&StationName>,
 ) -> Result<Vec<StationName>, CatalogError> {
-    let root = archive.prefix.child("_strata").child("stations");
     let found = archive
-        .store
-        .list_with_delimiter(Some(&root))
+        .list_with_delimiter(&layout::ledgers_prefix())
         .await
-        .map_err(|e| CatalogError::Store(Box::new(op_error("list", &root, e))))?;
+        .map_err(Box::new)?;
     Ok(found
         .common_prefixes
         .iter()
@@ -270,44 +266,29 @@ async fn ledger_stations(
         .collect())
 }
 
-/// Every object under `prefix` (the whole store when it is empty).
-async fn list_objects(
-    store: &Arc<dyn ObjectStore>,
-    prefix: &Path,
-) -> Result<Vec<ObjectMeta>, CatalogError> {
-    let p = (!prefix.as_ref().is_empty()).then_some(prefix);
-    store
-        .list(p)
-        .try_collect()
-        .await
-        .map_err(|e| Box::new(op_error("list", prefix, e)).into())
-}
-
-/// Files listed in commit records, by key.
+/// Files listed in commit records, by full key.
 async fn committed_files(
-    store: &Arc<dyn ObjectStore>,
-    prefix: &Path,
+    archive: &Archive,
 ) -> Result<HashMap<String, CommittedFile>, CatalogError> {
-    let records = list_objects(store, &layout::commits_prefix(prefix)).await?;
+    let records = archive
+        .list_all(Some(&layout::commits_prefix()))
+        .await
+        .map_err(Box::new)?;
     let records: Vec<Option<CommitRecord>> = futures::stream::iter(records)
         .filter(|m| {
-            let ours = layout::parse_commit_record_path(prefix, &m.location).is_some();
+            let ours = layout::parse_commit_record_path(&m.location).is_some();
             futures::future::ready(ours)
         })
-        .map(|meta| {
-            let store = Arc::clone(store);
-            async move {
-                let read = async { store.get(&meta.location).await?.bytes().await }.await;
-                let bytes = read.map_err(|e| Box::new(op_error("get", &meta.location, e)))?;
-                Ok::<_, CatalogError>(match CommitRecord::from_json(&bytes) {
-                    Ok(r) => Some(r),
-                    Err(e) => {
-                        tracing::warn!(key = %meta.location, error = %e,
-                            "unreadable commit record ignored; its files' rows come from their footers");
-                        None
-                    }
-                })
-            }
+        .map(|meta| async move {
+            let bytes = archive.get(&meta.location).await.map_err(Box::new)?;
+            Ok::<_, CatalogError>(match CommitRecord::from_json(&bytes) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!(key = %archive.key(&meta.location), error = %e,
+                        "unreadable commit record ignored; its files' rows come from their footers");
+                    None
+                }
+            })
         })
         .buffer_unordered(CONCURRENCY)
         .try_collect()
@@ -321,14 +302,14 @@ async fn committed_files(
 }
 
 /// Row count from a data file's footer.
-async fn footer_rows(store: Arc<dyn ObjectStore>, meta: &ObjectMeta) -> Result<u64, CatalogError> {
-    let mut reader =
-        ParquetObjectReader::new(store, meta.location.clone()).with_file_size(meta.size);
+async fn footer_rows(archive: &Archive, meta: &ObjectMeta) -> Result<u64, CatalogError> {
+    let mut reader = ParquetObjectReader::new(Arc::clone(archive.store()), meta.location.clone())
+        .with_file_size(meta.size);
     let footer = reader
         .get_metadata(None)
         .await
         .map_err(|source| CatalogError::Footer {
-            key: meta.location.to_string(),
+            key: archive.key(&meta.location).to_string(),
             source,
         })?;
     Ok(u64::try_from(footer.file_metadata().num_rows()).unwrap_or(0))

@@ -15,6 +15,9 @@
 //!   pure function of what it holds: re-uploading after a crash overwrites the same object.
 //!
 //! [`DataKey::parse`] accepts exactly the paths [`DataKey::path`] produces and nothing else.
+//!
+//! The paths built here are relative to the archive root: `store::Archive` puts
+//! them under `<prefix>` (an object_store `PrefixStore`), so no prefix travels here.
 
 use std::fmt;
 
@@ -192,9 +195,9 @@ pub struct DataKey {
 }
 
 impl DataKey {
-    /// Full object path under `prefix`.
-    pub fn path(&self, prefix: &Path) -> Path {
-        hour_prefix(prefix, &self.station, self.hour).child(self.file_name())
+    /// The object path, relative to the archive root.
+    pub fn path(&self) -> Path {
+        hour_prefix(&self.station, self.hour).child(self.file_name())
     }
 
     /// `<first_seq>-<last_seq>.parquet`, zero-padded.
@@ -208,10 +211,10 @@ impl DataKey {
     }
 
     /// Parses a path produced by [`DataKey::path`]; `None` for anything else
-    /// (other prefixes, bad station names, dates or hours, unpadded numbers,
+    /// (bad station names, dates or hours, unpadded numbers,
     /// `first_seq > last_seq`, extra or missing segments).
-    pub fn parse(prefix: &Path, path: &Path) -> Option<DataKey> {
-        let mut parts = path.prefix_match(prefix)?;
+    pub fn parse(path: &Path) -> Option<DataKey> {
+        let mut parts = path.parts();
         let station = parts.next()?;
         let date = parts.next()?;
         let hour = parts.next()?;
@@ -242,13 +245,13 @@ impl DataKey {
             last_seq,
         };
         // Belt and braces: the only accepted spelling is the one `path` writes.
-        (key.path(prefix) == *path).then_some(key)
+        (key.path() == *path).then_some(key)
     }
 
     /// Parses a path given as a string (e.g. from a listing or the command line).
-    pub fn from_path_str(prefix: &Path, path: &str) -> Option<DataKey> {
+    pub fn from_path_str(path: &str) -> Option<DataKey> {
         let path = Path::parse(path).ok()?;
-        Self::parse(prefix, &path)
+        Self::parse(&path)
     }
 
     /// Whether the file may hold a message with a seq in `from..=to`.
@@ -257,37 +260,37 @@ impl DataKey {
     }
 }
 
-/// `<prefix>/station=<station>/`
-pub fn station_prefix(prefix: &Path, station: &StationName) -> Path {
-    prefix.child(format!("station={station}"))
+/// `station=<station>/`
+pub fn station_prefix(station: &StationName) -> Path {
+    Path::from_iter([format!("station={station}")])
 }
 
-/// `<prefix>/station=<station>/date=<YYYY-MM-DD>/`
-pub fn date_prefix(prefix: &Path, station: &StationName, date: NaiveDate) -> Path {
-    station_prefix(prefix, station).child(format!("date={}", format_date(date)))
+/// `station=<station>/date=<YYYY-MM-DD>/`
+pub fn date_prefix(station: &StationName, date: NaiveDate) -> Path {
+    station_prefix(station).child(format!("date={}", format_date(date)))
 }
 
-/// `<prefix>/station=<station>/date=<date>/hour=<HH>/`
-pub fn hour_prefix(prefix: &Path, station: &StationName, hour: Hour) -> Path {
-    date_prefix(prefix, station, hour.date).child(format!("hour={:02}", hour.hour))
+/// `station=<station>/date=<date>/hour=<HH>/`
+pub fn hour_prefix(station: &StationName, hour: Hour) -> Path {
+    date_prefix(station, hour.date).child(format!("hour={:02}", hour.hour))
 }
 
-/// `<prefix>/_strata/commits/`
-pub fn commits_prefix(prefix: &Path) -> Path {
-    prefix.child("_strata").child("commits")
+/// `_strata/commits/`
+pub fn commits_prefix() -> Path {
+    Path::from_iter(["_strata", "commits"])
 }
 
-/// `<prefix>/_strata/commits/<wal_id>-<segment 20 digits>.json`
+/// `_strata/commits/<wal_id>-<segment 20 digits>.json`
 ///
 /// `wal_id` should be made of `A-Z a-z 0-9 _ -` (a UUID is); other characters are
 /// percent-encoded by [`Path`] and such a path is not accepted by [`parse_commit_record_path`].
-pub fn commit_record_path(prefix: &Path, wal_id: &str, segment: u64) -> Path {
-    commits_prefix(prefix).child(format!("{wal_id}-{segment:0w$}.json", w = SEQ_DIGITS))
+pub fn commit_record_path(wal_id: &str, segment: u64) -> Path {
+    commits_prefix().child(format!("{wal_id}-{segment:0w$}.json", w = SEQ_DIGITS))
 }
 
 /// Parses a path produced by [`commit_record_path`] into `(wal_id, segment)`.
-pub fn parse_commit_record_path(prefix: &Path, path: &Path) -> Option<(String, u64)> {
-    let mut parts = path.prefix_match(&commits_prefix(prefix))?;
+pub fn parse_commit_record_path(path: &Path) -> Option<(String, u64)> {
+    let mut parts = path.prefix_match(&commits_prefix())?;
     let file = parts.next()?;
     if parts.next().is_some() {
         return None;
@@ -304,31 +307,33 @@ pub fn parse_commit_record_path(prefix: &Path, path: &Path) -> Option<(String, u
     Some((wal_id.to_string(), parse_padded(segment)?))
 }
 
-/// `<prefix>/_strata/restore.key`: the archive's restore key (see
+/// `_strata/restore.key`: the archive's restore key (see
 /// `identity::mac`), created on first use.
-pub fn restore_key_path(prefix: &Path) -> Path {
-    prefix.child("_strata").child("restore.key")
+pub fn restore_key_path() -> Path {
+    Path::from_iter(["_strata", "restore.key"])
 }
 
-/// `<prefix>/_strata/stations/<station>/`: the station's identity ledger.
-pub fn ledger_prefix(prefix: &Path, station: &StationName) -> Path {
-    prefix
-        .child("_strata")
-        .child("stations")
-        .child(station.as_str())
+/// `_strata/stations/`: every station's identity ledger.
+pub fn ledgers_prefix() -> Path {
+    Path::from_iter(["_strata", "stations"])
 }
 
-/// `<prefix>/_strata/stations/<station>/incarnations/<index 10 digits>.json`
-pub fn incarnation_path(prefix: &Path, station: &StationName, index: u32) -> Path {
-    ledger_prefix(prefix, station)
+/// `_strata/stations/<station>/`: the station's identity ledger.
+pub fn ledger_prefix(station: &StationName) -> Path {
+    ledgers_prefix().child(station.as_str())
+}
+
+/// `_strata/stations/<station>/incarnations/<index 10 digits>.json`
+pub fn incarnation_path(station: &StationName, index: u32) -> Path {
+    ledger_prefix(station)
         .child("incarnations")
         .child(format!("{index:010}.json"))
 }
 
-/// `<prefix>/_strata/stations/<station>/gaps/<first_seq>-<last_seq>.json`,
+/// `_strata/stations/<station>/gaps/<first_seq>-<last_seq>.json`,
 /// seqs zero-padded to 20 digits.
-pub fn gap_path(prefix: &Path, station: &StationName, first_seq: u64, last_seq: u64) -> Path {
-    ledger_prefix(prefix, station).child("gaps").child(format!(
+pub fn gap_path(station: &StationName, first_seq: u64, last_seq: u64) -> Path {
+    ledger_prefix(station).child("gaps").child(format!(
         "{first_seq:0w$}-{last_seq:0w$}.json",
         w = SEQ_DIGITS
     ))
@@ -348,7 +353,8 @@ pub enum CommitRecordError {
 /// One file listed in a commit record.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommittedFile {
-    /// The object path of the file (as [`DataKey::path`] returns it).
+    /// The object's full key in the store: the archive's prefix, then
+    /// [`DataKey::path`] (as `store::Archive::key` gives it).
     pub key: String,
     /// The station of the file.
     pub station: String,
@@ -369,16 +375,17 @@ pub struct CommittedFile {
 }
 
 impl CommittedFile {
-    /// Describes the uploaded file `key` (under `prefix`) from its encoding summary.
+    /// Describes the uploaded file `key`, stored as `object` (its full key,
+    /// prefix included), from its encoding summary.
     pub fn new(
-        prefix: &Path,
+        object: &Path,
         key: &DataKey,
         summary: &FileSummary,
         bytes: u64,
         sha256: String,
     ) -> Self {
         Self {
-            key: key.path(prefix).to_string(),
+            key: object.to_string(),
             station: key.station.to_string(),
             rows: summary.rows,
             first_seq: summary.first_seq,
@@ -496,119 +503,100 @@ mod tests {
 
     #[test]
     fn data_path_layout() {
-        let p = key().path(&Path::from("archive/v1"));
+        let p = key().path();
         assert_eq!(
             p.as_ref(),
-            "archive/v1/station=orders/date=2026-11-24/hour=07/\
-             00000000000000000001-00000000000000000042.parquet"
-        );
-        let root = key().path(&Path::default());
-        assert_eq!(
-            root.as_ref(),
             "station=orders/date=2026-11-24/hour=07/\
              00000000000000000001-00000000000000000042.parquet"
         );
-        assert_eq!(DataKey::parse(&Path::default(), &root), Some(key()));
-        assert_eq!(
-            DataKey::from_path_str(&Path::from("archive/v1"), p.as_ref()),
-            Some(key())
-        );
+        assert_eq!(DataKey::parse(&p), Some(key()));
+        assert_eq!(DataKey::from_path_str(p.as_ref()), Some(key()));
     }
 
     #[test]
     fn prefixes() {
-        let prefix = Path::from("a");
         let s = station("orders");
-        assert_eq!(station_prefix(&prefix, &s).as_ref(), "a/station=orders");
+        assert_eq!(station_prefix(&s).as_ref(), "station=orders");
         assert_eq!(
-            hour_prefix(&prefix, &s, hour(2026, 1, 2, 3)).as_ref(),
-            "a/station=orders/date=2026-01-02/hour=03"
+            hour_prefix(&s, hour(2026, 1, 2, 3)).as_ref(),
+            "station=orders/date=2026-01-02/hour=03"
         );
-        assert!(key()
-            .path(&prefix)
-            .prefix_matches(&station_prefix(&prefix, &s)));
-        assert!(key()
-            .path(&prefix)
-            .prefix_matches(&hour_prefix(&prefix, &s, key().hour)));
+        assert!(key().path().prefix_matches(&station_prefix(&s)));
+        assert!(key().path().prefix_matches(&hour_prefix(&s, key().hour)));
         // Station "orders" must not match the prefix of station "orders2".
-        assert!(!station_prefix(&prefix, &station("orders2"))
-            .prefix_matches(&station_prefix(&prefix, &s)));
+        assert!(!station_prefix(&station("orders2")).prefix_matches(&station_prefix(&s)));
         assert_eq!(
-            commit_record_path(&prefix, "wal-1", 7).as_ref(),
-            "a/_strata/commits/wal-1-00000000000000000007.json"
+            commit_record_path("wal-1", 7).as_ref(),
+            "_strata/commits/wal-1-00000000000000000007.json"
         );
+        assert_eq!(restore_key_path().as_ref(), "_strata/restore.key");
         assert_eq!(
-            commit_record_path(&Path::default(), "w", 0).as_ref(),
-            "_strata/commits/w-00000000000000000000.json"
+            incarnation_path(&s, 3).as_ref(),
+            "_strata/stations/orders/incarnations/0000000003.json"
         );
+        assert!(gap_path(&s, 1, 2).prefix_matches(&ledgers_prefix()));
     }
 
     #[test]
     fn parse_rejects_everything_path_does_not_produce() {
-        let prefix = Path::from("p");
-        let good = "p/station=orders/date=2026-11-24/hour=07/\
+        let good = "station=orders/date=2026-11-24/hour=07/\
                     00000000000000000001-00000000000000000042.parquet";
-        assert!(DataKey::from_path_str(&prefix, good).is_some());
+        assert!(DataKey::from_path_str(good).is_some());
         let bad = [
-            // other prefix, or none
-            "q/station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
-            "station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
-            "pp/station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            // under a prefix: keys are relative to the archive root
+            "p/station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
             // station names StationName refuses
-            "p/station=/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
-            "p/station=.hidden/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
-            "p/station=a=b/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
-            "p/station=a b/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
-            "p/station=a%2Fb/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
-            "p/stations=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "station=/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "station=.hidden/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "station=a=b/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "station=a b/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "station=a%2Fb/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "stations=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
             // dates
-            "p/station=orders/date=2026-1-24/hour=07/00000000000000000001-00000000000000000042.parquet",
-            "p/station=orders/date=2026-02-30/hour=07/00000000000000000001-00000000000000000042.parquet",
-            "p/station=orders/date=+026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
-            "p/station=orders/date=20261124/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "station=orders/date=2026-1-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "station=orders/date=2026-02-30/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "station=orders/date=+026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "station=orders/date=20261124/hour=07/00000000000000000001-00000000000000000042.parquet",
             // hours
-            "p/station=orders/date=2026-11-24/hour=7/00000000000000000001-00000000000000000042.parquet",
-            "p/station=orders/date=2026-11-24/hour=24/00000000000000000001-00000000000000000042.parquet",
-            "p/station=orders/date=2026-11-24/hour=+7/00000000000000000001-00000000000000000042.parquet",
+            "station=orders/date=2026-11-24/hour=7/00000000000000000001-00000000000000000042.parquet",
+            "station=orders/date=2026-11-24/hour=24/00000000000000000001-00000000000000000042.parquet",
+            "station=orders/date=2026-11-24/hour=+7/00000000000000000001-00000000000000000042.parquet",
             // numbers
-            "p/station=orders/date=2026-11-24/hour=07/1-42.parquet",
-            "p/station=orders/date=2026-11-24/hour=07/000000000000000000001-00000000000000000042.parquet",
-            "p/station=orders/date=2026-11-24/hour=07/+0000000000000000001-00000000000000000042.parquet",
-            "p/station=orders/date=2026-11-24/hour=07/00000000000000000043-00000000000000000042.parquet",
-            "p/station=orders/date=2026-11-24/hour=07/99999999999999999999-99999999999999999999.parquet",
+            "station=orders/date=2026-11-24/hour=07/1-42.parquet",
+            "station=orders/date=2026-11-24/hour=07/000000000000000000001-00000000000000000042.parquet",
+            "station=orders/date=2026-11-24/hour=07/+0000000000000000001-00000000000000000042.parquet",
+            "station=orders/date=2026-11-24/hour=07/00000000000000000043-00000000000000000042.parquet",
+            "station=orders/date=2026-11-24/hour=07/99999999999999999999-99999999999999999999.parquet",
             // file name shape
-            "p/station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.json",
-            "p/station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042parquet",
-            "p/station=orders/date=2026-11-24/hour=07/00000000000000000001_00000000000000000042.parquet",
-            "p/station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet.tmp",
+            "station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.json",
+            "station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042parquet",
+            "station=orders/date=2026-11-24/hour=07/00000000000000000001_00000000000000000042.parquet",
+            "station=orders/date=2026-11-24/hour=07/00000000000000000001-00000000000000000042.parquet.tmp",
             // segment count
-            "p/station=orders/date=2026-11-24/hour=07",
-            "p/station=orders/date=2026-11-24/hour=07/x/00000000000000000001-00000000000000000042.parquet",
-            "p/station=orders/hour=07/00000000000000000001-00000000000000000042.parquet",
-            "p/_strata/commits/w-00000000000000000001.json",
+            "station=orders/date=2026-11-24/hour=07",
+            "station=orders/date=2026-11-24/hour=07/x/00000000000000000001-00000000000000000042.parquet",
+            "station=orders/hour=07/00000000000000000001-00000000000000000042.parquet",
+            "_strata/commits/w-00000000000000000001.json",
         ];
         for b in bad {
-            assert_eq!(DataKey::from_path_str(&prefix, b), None, "{b}");
+            assert_eq!(DataKey::from_path_str(b), None, "{b}");
         }
     }
 
     #[test]
     fn commit_record_paths_round_trip() {
-        let prefix = Path::from("x/y");
         let id = "6f1c2b1e-8d44-4d8e-9a7b-3f0f6c1d2e3a";
-        let p = commit_record_path(&prefix, id, 12);
+        let p = commit_record_path(id, 12);
+        assert_eq!(parse_commit_record_path(&p), Some((id.to_string(), 12)));
         assert_eq!(
-            parse_commit_record_path(&prefix, &p),
-            Some((id.to_string(), 12))
-        );
-        assert_eq!(
-            parse_commit_record_path(&prefix, &Path::from("x/y/_strata/commits/w-12.json")),
+            parse_commit_record_path(&Path::from("_strata/commits/w-12.json")),
             None
         );
         assert_eq!(
-            parse_commit_record_path(&prefix, &key().path(&prefix)),
+            parse_commit_record_path(&Path::from("x/_strata/commits/w-00000000000000000012.json")),
             None
         );
+        assert_eq!(parse_commit_record_path(&key().path()), None);
     }
 
     #[test]
@@ -620,13 +608,13 @@ mod tests {
             min_timestamp: Timestamp(0),
             max_timestamp: Timestamp(1),
         };
-        let prefix = Path::from("a");
+        let object = Path::from(format!("a/{}", key().path()));
         let rec = CommitRecord {
             version: COMMIT_RECORD_VERSION,
             wal_id: "w".into(),
             segment: 3,
             files: vec![CommittedFile::new(
-                &prefix,
+                &object,
                 &key(),
                 &summary,
                 1234,
@@ -635,7 +623,11 @@ mod tests {
             committed_at: Timestamp(5).to_rfc3339(),
             strata_version: env!("CARGO_PKG_VERSION").into(),
         };
-        assert_eq!(rec.files[0].key, key().path(&prefix).to_string());
+        assert_eq!(
+            rec.files[0].key,
+            format!("a/{}", key().path()),
+            "the full key, prefix included"
+        );
         assert_eq!(rec.files[0].min_timestamp, "1970-01-01T00:00:00.000000Z");
         let back = CommitRecord::from_json(&rec.to_json()).unwrap();
         assert_eq!(back, rec);
@@ -660,14 +652,6 @@ mod tests {
         any::<i64>().prop_map(|t| Hour::of(Timestamp(t)))
     }
 
-    fn any_prefix() -> impl Strategy<Value = Path> {
-        prop::collection::vec("[a-z0-9=._-]{1,8}", 0..3).prop_map(|parts| {
-            parts
-                .iter()
-                .fold(Path::default(), |p, part| p.child(part.as_str()))
-        })
-    }
-
     proptest! {
         #[test]
         fn path_parse_round_trip(
@@ -675,32 +659,26 @@ mod tests {
             hour in any_hour(),
             a in any::<u64>(),
             b in any::<u64>(),
-            prefix in any_prefix(),
         ) {
             let key = DataKey { station, hour, first_seq: a.min(b), last_seq: a.max(b) };
-            let path = key.path(&prefix);
-            prop_assert_eq!(DataKey::parse(&prefix, &path), Some(key.clone()));
-            prop_assert_eq!(DataKey::from_path_str(&prefix, path.as_ref()), Some(key));
+            let path = key.path();
+            prop_assert_eq!(DataKey::parse(&path), Some(key.clone()));
+            prop_assert_eq!(DataKey::from_path_str(path.as_ref()), Some(key));
         }
 
         #[test]
         fn station_name_stays_one_segment(
             name in prop_oneof!["\\PC{1,40}", "[A-Za-z0-9_.=/ -]{1,20}"],
-            prefix in any_prefix(),
         ) {
             // Whatever the text, either StationName refuses it or the path has exactly
-            // the expected segments, the first of which is `station=<name>` under prefix.
+            // the expected segments, the first of which is `station=<name>`.
             if let Ok(station) = StationName::new(name.clone()) {
                 let key = DataKey { station, hour: Hour::MIN, first_seq: 0, last_seq: 0 };
-                let path = key.path(&prefix);
-                let rest: Vec<String> = path
-                    .prefix_match(&prefix)
-                    .expect("under prefix")
-                    .map(|p| p.as_ref().to_string())
-                    .collect();
+                let path = key.path();
+                let rest: Vec<String> = path.parts().map(|p| p.as_ref().to_string()).collect();
                 prop_assert_eq!(rest.len(), 4);
                 prop_assert_eq!(&rest[0], &format!("station={name}"));
-                prop_assert!(path.prefix_matches(&station_prefix(&prefix, &key.station)));
+                prop_assert!(path.prefix_matches(&station_prefix(&key.station)));
             }
         }
 
@@ -716,9 +694,9 @@ mod tests {
         }
 
         #[test]
-        fn commit_path_round_trip(id in "[A-Za-z0-9_-]{1,40}", seg in any::<u64>(), prefix in any_prefix()) {
-            let p = commit_record_path(&prefix, &id, seg);
-            prop_assert_eq!(parse_commit_record_path(&prefix, &p), Some((id, seg)));
+        fn commit_path_round_trip(id in "[A-Za-z0-9_-]{1,40}", seg in any::<u64>()) {
+            let p = commit_record_path(&id, seg);
+            prop_assert_eq!(parse_commit_record_path(&p), Some((id, seg)));
         }
     }
 }

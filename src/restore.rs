@@ -33,7 +33,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use object_store::ObjectStore;
 use serde::Serialize;
 
 use crate::columnar::{ColumnarError, Selection};
@@ -528,17 +527,16 @@ pub async fn run(
         c.cp.write(&c.path)?;
     }
 
-    let counting = CountingStore::new(Arc::clone(&archive.store));
-    let store: Arc<dyn ObjectStore> = Arc::new(counting.clone());
-    let plan = scan::plan(&store, &archive.prefix, &req.station, &sel).await?;
+    let counting = CountingStore::new(Arc::clone(archive.store()));
+    let counted = archive.with_store(Arc::new(counting.clone()));
+    let plan = scan::plan(&counted, &req.station, &sel).await?;
     tracing::debug!(?plan.stats, files = plan.files.len(), "restore plan");
 
     progress.planned(plan.stats.rows_planned);
     let files = plan.files;
     let first_seqs: Vec<u64> = files.iter().map(|f| f.key.first_seq).collect();
-    let reader_store = Arc::clone(&store);
     let mut merge = Merge::new(first_seqs, move |i| {
-        read::spawn_file_reader(Arc::clone(&reader_store), files[i].clone(), sel)
+        read::spawn_file_reader(counted.clone(), files[i].clone(), sel)
     });
     let mut pacer = Pacer::new(req.rate);
 

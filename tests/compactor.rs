@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::ObjectStore;
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
@@ -78,16 +76,11 @@ fn s3_archive(test: &str) -> Option<Archive> {
     Some(Archive::open(&cfg).expect("open the S3 archive"))
 }
 
-/// `Some(prefix)`, or `None` (the whole store) for the empty prefix.
-fn prefix_or_root(prefix: &Path) -> Option<&Path> {
-    (!prefix.as_ref().is_empty()).then_some(prefix)
-}
-
 /// Multipart uploads the S3 server still holds (neither completed nor aborted).
 async fn s3_incomplete_uploads(archive: &Archive) -> usize {
     let endpoint = support::s3::endpoint().expect("S3 endpoint");
     let bucket = archive
-        .url
+        .url()
         .trim_start_matches("s3://")
         .split('/')
         .next()
@@ -98,13 +91,8 @@ async fn s3_incomplete_uploads(archive: &Archive) -> usize {
 }
 
 fn wrap(archive: &Archive) -> (Archive, FaultStore) {
-    let faults = FaultStore::new(Arc::clone(&archive.store));
-    let wrapped = Archive::from_store(
-        Arc::new(faults.clone()),
-        archive.prefix.clone(),
-        archive.url.clone(),
-    );
-    (wrapped, faults)
+    let faults = FaultStore::new(Arc::clone(archive.store()));
+    (archive.with_store(Arc::new(faults.clone())), faults)
 }
 
 /// A message with a deterministic shape that exercises every column.
@@ -155,15 +143,10 @@ async fn append(wal: &Wal, msgs: &[Message]) {
 /// Every data file of the archive: its key and its messages, checking that
 /// each file holds what its key says.
 async fn archive_files(archive: &Archive) -> Vec<(DataKey, Vec<Message>)> {
-    let objects: Vec<_> = archive
-        .store
-        .list(prefix_or_root(&archive.prefix))
-        .try_collect()
-        .await
-        .expect("list archive");
+    let objects = archive.list_all(None).await.expect("list archive");
     let mut files = Vec::new();
     for meta in objects {
-        let Some(key) = DataKey::parse(&archive.prefix, &meta.location) else {
+        let Some(key) = DataKey::parse(&meta.location) else {
             assert!(
                 meta.location.as_ref().contains("_strata/commits/"),
                 "unexpected object {}",
@@ -171,15 +154,8 @@ async fn archive_files(archive: &Archive) -> Vec<(DataKey, Vec<Message>)> {
             );
             continue;
         };
-        assert_eq!(key.path(&archive.prefix), meta.location, "keys round-trip");
-        let bytes = archive
-            .store
-            .get(&meta.location)
-            .await
-            .expect("get")
-            .bytes()
-            .await
-            .expect("bytes");
+        assert_eq!(key.path(), meta.location, "keys round-trip");
+        let bytes = archive.get(&meta.location).await.expect("get");
         let msgs = columnar::decode_file(&key.station, bytes, &Selection::default())
             .expect("decode data file");
         assert!(!msgs.is_empty(), "{} is empty", meta.location);
@@ -220,23 +196,11 @@ async fn assert_archive_holds_exactly(archive: &Archive, expected: &[Message]) {
 
 /// Commit records of the archive by segment.
 async fn commit_records(archive: &Archive) -> BTreeMap<u64, CommitRecord> {
-    let objects: Vec<_> = archive
-        .store
-        .list(prefix_or_root(&archive.prefix))
-        .try_collect()
-        .await
-        .expect("list");
+    let objects = archive.list_all(None).await.expect("list");
     let mut out = BTreeMap::new();
     for meta in objects {
         if meta.location.as_ref().contains("_strata/commits/") {
-            let bytes = archive
-                .store
-                .get(&meta.location)
-                .await
-                .expect("get")
-                .bytes()
-                .await
-                .expect("bytes");
+            let bytes = archive.get(&meta.location).await.expect("get");
             let r: CommitRecord = serde_json::from_slice(&bytes).expect("commit record JSON");
             out.insert(r.segment, r);
         }
@@ -302,7 +266,9 @@ async fn flush_archives_every_message(archive: Archive) {
     for (segment, record) in &records {
         assert_eq!(record.wal_id, wal.wal_id());
         assert_eq!(
-            layout::commit_record_path(&archive.prefix, wal.wal_id(), *segment).to_string(),
+            archive
+                .key(&layout::commit_record_path(wal.wal_id(), *segment))
+                .to_string(),
             report
                 .segments
                 .iter()
@@ -311,14 +277,11 @@ async fn flush_archives_every_message(archive: Archive) {
                 .commit_record
         );
         for f in &record.files {
-            let bytes = archive
-                .store
-                .get(&Path::from(f.key.as_str()))
-                .await
-                .expect("committed file exists")
-                .bytes()
-                .await
-                .expect("bytes");
+            // Commit records hold the full key, prefix included.
+            let rel = archive
+                .relative(&Path::from(f.key.as_str()))
+                .unwrap_or_else(|| panic!("{} is under the archive's prefix", f.key));
+            let bytes = archive.get(&rel).await.expect("committed file exists");
             assert_eq!(f.bytes, bytes.len() as u64);
             assert_eq!(f.sha256, hex::encode(Sha256::digest(&bytes)));
             committed_keys.push(f.key.clone());
@@ -327,7 +290,7 @@ async fn flush_archives_every_message(archive: Archive) {
     let mut listed: Vec<String> = archive_files(&archive)
         .await
         .iter()
-        .map(|(k, _)| k.path(&archive.prefix).to_string())
+        .map(|(k, _)| archive.key(&k.path()).to_string())
         .collect();
     listed.sort();
     committed_keys.sort();
@@ -445,7 +408,7 @@ async fn failed_multipart_is_aborted(archive: Archive, op: Op, nth: usize) {
         commit_records(&archive).await.is_empty(),
         "no commit record"
     );
-    if archive.url.starts_with("s3://") {
+    if archive.url().starts_with("s3://") {
         assert_eq!(
             s3_incomplete_uploads(&archive).await,
             0,
@@ -972,12 +935,8 @@ async fn the_catalog_reads_footers_without_commit_records_and_reports_gaps() {
     compactor.flush().await.expect("flush");
 
     for record in commit_records(&archive).await.values() {
-        let path = layout::commit_record_path(&archive.prefix, &record.wal_id, record.segment);
-        archive
-            .store
-            .delete(&path)
-            .await
-            .expect("delete commit record");
+        let path = layout::commit_record_path(&record.wal_id, record.segment);
+        archive.delete(&path).await.expect("delete commit record");
     }
     let middle = DataKey {
         station: station("orders"),
@@ -985,11 +944,7 @@ async fn the_catalog_reads_footers_without_commit_records_and_reports_gaps() {
         first_seq: 11,
         last_seq: 20,
     };
-    archive
-        .store
-        .delete(&middle.path(&archive.prefix))
-        .await
-        .expect("delete a file");
+    archive.delete(&middle.path()).await.expect("delete a file");
 
     let listing = catalog::list(&archive, None).await.expect("catalog");
     let s = &listing.stations[0];

@@ -178,11 +178,7 @@ async fn write_archive_on(backend: Backend, msgs: &[Message]) -> TestArchive {
             first_seq: summary.first_seq,
             last_seq: summary.last_seq,
         };
-        archive
-            .store
-            .put(&key.path(&archive.prefix), bytes.into())
-            .await
-            .unwrap();
+        archive.put(&key.path(), bytes.into()).await.unwrap();
     }
     TestArchive {
         _dir: dir,
@@ -777,11 +773,7 @@ async fn the_page_index_narrows_reads_inside_a_row_group() {
         first_seq: summary.first_seq,
         last_seq: summary.last_seq,
     };
-    archive
-        .store
-        .put(&key.path(&archive.prefix), bytes.into())
-        .await
-        .unwrap();
+    archive.put(&key.path(), bytes.into()).await.unwrap();
     let a = TestArchive {
         root: dir.path().to_path_buf(),
         _dir: dir,
@@ -815,12 +807,8 @@ async fn the_page_index_narrows_reads_inside_a_row_group() {
 async fn foreign_objects_are_skipped_and_misplaced_files_refused() {
     let msgs = all_messages("orders");
     let a = write_archive(&msgs).await;
-    let hour_dir = format!(
-        "{}/station={STATION}/date=2026-11-24/hour=10",
-        a.archive.prefix
-    );
+    let hour_dir = format!("station={STATION}/date=2026-11-24/hour=10");
     a.archive
-        .store
         .put(&Path::from(format!("{hour_dir}/notes.txt")), "hello".into())
         .await
         .unwrap();
@@ -844,8 +832,8 @@ async fn foreign_objects_are_skipped_and_misplaced_files_refused() {
         first_seq: 5000,
         last_seq: 5000,
     }
-    .path(&a.archive.prefix);
-    a.archive.store.put(&misplaced, bytes.into()).await.unwrap();
+    .path();
+    a.archive.put(&misplaced, bytes.into()).await.unwrap();
     let e = match to_ndjson(&a, &out, force).await {
         Ok((s, _)) => panic!("a misplaced file was read: {s:?}"),
         Err(e) => e,

@@ -15,8 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::TryStreamExt;
-use object_store::ObjectStore;
 use tempfile::TempDir;
 
 use fault_store::{FaultStore, Op};
@@ -74,26 +72,13 @@ fn messages(n: u64, size: usize) -> Vec<Message> {
 
 /// Every message of every data file, with how often each `(station, seq)` occurs.
 async fn archived(archive: &Archive) -> (Vec<Message>, BTreeMap<u64, u64>) {
-    let prefix = (!archive.prefix.as_ref().is_empty()).then_some(&archive.prefix);
-    let objects: Vec<_> = archive
-        .store
-        .list(prefix)
-        .try_collect()
-        .await
-        .expect("list");
+    let objects = archive.list_all(None).await.expect("list");
     let mut all = Vec::new();
     for meta in objects {
-        let Some(key) = DataKey::parse(&archive.prefix, &meta.location) else {
+        let Some(key) = DataKey::parse(&meta.location) else {
             continue;
         };
-        let bytes = archive
-            .store
-            .get(&meta.location)
-            .await
-            .expect("get")
-            .bytes()
-            .await
-            .expect("bytes");
+        let bytes = archive.get(&meta.location).await.expect("get");
         all.extend(
             columnar::decode_file(&key.station, bytes, &Selection::default()).expect("decode"),
         );
@@ -109,7 +94,7 @@ async fn archived(archive: &Archive) -> (Vec<Message>, BTreeMap<u64, u64>) {
 /// Incomplete multipart uploads the S3 server holds for the archive's bucket.
 async fn server_incomplete_uploads(archive: &Archive) -> Option<usize> {
     let endpoint = support::s3::endpoint().ok()?;
-    let bucket = archive.url.strip_prefix("s3://")?.split('/').next()?;
+    let bucket = archive.url().strip_prefix("s3://")?.split('/').next()?;
     support::s3::incomplete_uploads(&endpoint, bucket)
         .await
         .ok()
@@ -147,12 +132,8 @@ fn archives(test: &str, dir: &TempDir) -> Vec<Archive> {
 /// and checks that the next pass archives every message exactly once.
 /// Returns the faults injected and the incomplete uploads left on the server.
 async fn lost_response_case(archive: Archive, msgs: &[Message], op: Op, nth: usize) -> usize {
-    let faults = FaultStore::new(Arc::clone(&archive.store));
-    let wrapped = Archive::from_store(
-        Arc::new(faults.clone()),
-        archive.prefix.clone(),
-        archive.url.clone(),
-    );
+    let faults = FaultStore::new(Arc::clone(archive.store()));
+    let wrapped = archive.with_store(Arc::new(faults.clone()));
     let wal_dir = TempDir::new().expect("tempdir");
     let wal = open_wal(wal_dir.path());
     for chunk in msgs.chunks(50) {
@@ -209,14 +190,7 @@ async fn a_lost_response_to_a_write_that_succeeded_loses_and_doubles_nothing() {
     let mut orphans_after_lost_start = 0;
     for (i, archive) in archives("lost", &dir).into_iter().enumerate() {
         let kind = if i == 0 { "local" } else { "s3" };
-        let sub = |name: &str| {
-            let prefix = if archive.prefix.as_ref().is_empty() {
-                object_store::path::Path::from(name)
-            } else {
-                object_store::path::Path::from(format!("{}/{name}", archive.prefix))
-            };
-            Archive::from_store(Arc::clone(&archive.store), prefix, archive.url.clone())
-        };
+        let sub = |name: &str| archive.within(&object_store::path::Path::from(name));
         for (name, msgs, op, nth) in [
             ("data file put", &small, Op::Put, 1),
             ("commit record put", &small, Op::Put, 2),
@@ -265,13 +239,9 @@ async fn a_slow_store_delays_but_loses_nothing() {
     let msgs = messages(300, 200);
     let mut writes = 0;
     for archive in archives("slow", &dir) {
-        let faults = FaultStore::new(Arc::clone(&archive.store));
+        let faults = FaultStore::new(Arc::clone(archive.store()));
         faults.set_delay(Duration::from_millis(400));
-        let wrapped = Archive::from_store(
-            Arc::new(faults.clone()),
-            archive.prefix.clone(),
-            archive.url.clone(),
-        );
+        let wrapped = archive.with_store(Arc::new(faults.clone()));
         let wal_dir = TempDir::new().expect("tempdir");
         let wal = open_wal(wal_dir.path());
         for chunk in msgs.chunks(100) {

@@ -8,11 +8,10 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use object_store::{PutPayload, WriteMultipart};
 use strata::config::StorageConfig;
-use strata::store::{check, op_error, Archive, Cause};
+use strata::store::{check, Archive, Cause};
 
 /// Bigger than the 16 MiB multipart threshold, not a multiple of the part size.
 const MULTIPART_BYTES: usize = 17 * 1024 * 1024 + 12_345;
@@ -34,32 +33,31 @@ fn pattern(len: usize, seed: u32) -> Bytes {
 
 async fn list(archive: &Archive, under: &Path) -> Vec<(String, u64)> {
     let mut found: Vec<(String, u64)> = archive
-        .store
-        .list(Some(under))
-        .map_ok(|m| (m.location.to_string(), m.size))
-        .try_collect()
+        .list_all(Some(under))
         .await
-        .unwrap_or_else(|e| panic!("{}", op_error("list", under, e)));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|m| (m.location.to_string(), m.size))
+        .collect();
     found.sort();
     found
 }
 
-/// The behaviour every archive store must have.
+/// The behaviour every archive store must have (keys relative to the archive
+/// root: the prefix, when there is one, is the store's business).
 async fn suite(archive: &Archive) {
-    let root = archive.path(&Path::from("suite"));
+    let root = Path::from("suite");
     let a = root.child("station=orders").child("a.parquet");
     let b = root.child("station=orders").child("b.parquet");
 
     // put / get
     for (path, seed) in [(&a, 1), (&b, 2)] {
         archive
-            .store
             .put(path, PutPayload::from_bytes(pattern(1000, seed)))
             .await
-            .unwrap_or_else(|e| panic!("{}", op_error("put", path, e)));
+            .unwrap_or_else(|e| panic!("{e}"));
     }
-    let got = archive.store.get(&a).await.unwrap().bytes().await.unwrap();
-    assert_eq!(got, pattern(1000, 1));
+    assert_eq!(archive.get(&a).await.unwrap(), pattern(1000, 1));
 
     // list
     assert_eq!(
@@ -69,27 +67,43 @@ async fn suite(archive: &Archive) {
 
     // overwrite with the same key replaces (deterministic keys rely on it)
     archive
-        .store
         .put(&a, PutPayload::from_bytes(pattern(10, 3)))
         .await
         .unwrap();
-    let got = archive.store.get(&a).await.unwrap().bytes().await.unwrap();
-    assert_eq!(got, pattern(10, 3));
+    assert_eq!(archive.get(&a).await.unwrap(), pattern(10, 3));
 
-    // delete; a missing object is a permanent NotFound
-    archive.store.delete(&a).await.unwrap();
-    let err = archive.store.get(&a).await.unwrap_err();
-    let err = op_error("get", &a, err);
+    // put_if_absent stores once (the ledger's records rely on it)
+    let once = root.child("once.json");
+    assert!(archive
+        .put_if_absent(&once, b"1".to_vec().into())
+        .await
+        .unwrap());
+    assert!(!archive
+        .put_if_absent(&once, b"2".to_vec().into())
+        .await
+        .unwrap());
+    assert_eq!(archive.get(&once).await.unwrap().as_ref(), b"1");
+    archive.delete(&once).await.unwrap();
+
+    // delete; a missing object is a permanent NotFound that names the full key
+    archive.delete(&a).await.unwrap();
+    let err = archive.get(&a).await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
     assert!(err.is_permanent());
+    assert!(
+        err.to_string()
+            .starts_with(&format!("get {} failed", archive.key(&a))),
+        "{err}"
+    );
+    assert_eq!(archive.get_if_exists(&a).await.unwrap(), None);
     assert_eq!(list(archive, &root).await, vec![(b.to_string(), 1000)]);
-    archive.store.delete(&b).await.unwrap();
+    archive.delete(&b).await.unwrap();
     assert!(list(archive, &root).await.is_empty());
 
     // multipart upload above the threshold
     let big = root.child("big.parquet");
     let data = pattern(MULTIPART_BYTES, 4);
-    let upload = archive.store.put_multipart(&big).await.unwrap();
+    let upload = archive.put_multipart(&big).await.unwrap();
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
     for chunk in data.chunks(1024 * 1024 + 7) {
         writer.write(chunk);
@@ -97,43 +111,33 @@ async fn suite(archive: &Archive) {
     writer
         .finish()
         .await
-        .unwrap_or_else(|e| panic!("{}", op_error("multipart put", &big, e)));
-    let meta = archive.store.head(&big).await.unwrap();
+        .unwrap_or_else(|e| panic!("{}", archive.error("multipart put", &big, e)));
+    let meta = archive.head(&big).await.unwrap();
     assert_eq!(meta.size, MULTIPART_BYTES as u64);
-    let got = archive
-        .store
-        .get(&big)
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    assert_eq!(
+        meta.location, big,
+        "listed and described relative to the root"
+    );
+    let got = archive.get(&big).await.unwrap();
     assert!(got == data, "multipart content differs");
-    archive.store.delete(&big).await.unwrap();
+    archive.delete(&big).await.unwrap();
 
     // an aborted multipart upload leaves nothing behind
     let aborted = root.child("aborted.parquet");
-    let mut upload = archive.store.put_multipart(&aborted).await.unwrap();
+    let mut upload = archive.put_multipart(&aborted).await.unwrap();
     upload
         .put_part(PutPayload::from_bytes(pattern(PART_BYTES, 5)))
         .await
         .unwrap();
     upload.abort().await.unwrap();
     assert!(list(archive, &root).await.is_empty());
-    assert!(op_error(
-        "get",
-        &aborted,
-        archive.store.get(&aborted).await.unwrap_err()
-    )
-    .is_not_found());
+    assert!(archive.get(&aborted).await.unwrap_err().is_not_found());
 
     // the storage check passes and cleans up after itself
     let report = check(archive).await;
     assert!(report.ok(), "{report}");
     assert_eq!(report.to_string().lines().count(), 4, "{report}");
-    assert!(list(archive, &archive.path(&Path::from("_strata")))
-        .await
-        .is_empty());
+    assert!(list(archive, &Path::from("_strata")).await.is_empty());
 }
 
 #[tokio::test]
@@ -153,8 +157,18 @@ async fn s3_archive_suite_with_prefix() {
     let bucket = support::s3::unique_bucket("strata-suite");
     support::s3::create_bucket(&endpoint, &bucket);
     let archive = Archive::open(&support::s3::storage(&endpoint, &bucket, "tier2/prod")).unwrap();
-    assert_eq!(archive.prefix.as_ref(), "tier2/prod");
+    assert_eq!(archive.key(&Path::from("x")).as_ref(), "tier2/prod/x");
     suite(&archive).await;
+    // The check report shows full keys, as they are in the bucket.
+    let report = check(&archive).await;
+    assert!(
+        report.probe.starts_with("tier2/prod/_strata/probe-"),
+        "{report:?}"
+    );
+    assert!(
+        report.to_string().contains("to tier2/prod/_strata/probe-"),
+        "{report}"
+    );
 }
 
 #[tokio::test]
@@ -172,8 +186,8 @@ async fn s3_keys_land_under_the_prefix() {
     let bucket = support::s3::unique_bucket("strata-prefix");
     support::s3::create_bucket(&endpoint, &bucket);
     let archive = Archive::open(&support::s3::storage(&endpoint, &bucket, "p/q")).unwrap();
-    let key = archive.path(&Path::from("station=s/x.parquet"));
-    archive.store.put(&key, b"x".to_vec().into()).await.unwrap();
+    let key = Path::from("station=s/x.parquet");
+    archive.put(&key, b"x".to_vec().into()).await.unwrap();
     // Seen from the bucket root, the object is under p/q/.
     let root = Archive::open(&support::s3::storage(&endpoint, &bucket, "")).unwrap();
     assert_eq!(
@@ -188,13 +202,16 @@ async fn wrong_bucket_names_the_bucket() {
     let bucket = support::s3::unique_bucket("strata-missing");
     let archive = Archive::open(&support::s3::storage(&endpoint, &bucket, "p")).unwrap();
 
-    let path = archive.path(&Path::from("x"));
-    let err = archive
-        .store
-        .put(&path, b"x".to_vec().into())
-        .await
-        .unwrap_err();
-    let err = op_error("put", &path, err);
+    let path = Path::from("x");
+    let err = archive.put(&path, b"x".to_vec().into()).await.unwrap_err();
+    assert_eq!(err.cause(), Some(Cause::NoSuchBucket), "{err}");
+    assert!(err.to_string().starts_with("put p/x failed"), "{err}");
+    // A listing's error is `Generic` in object_store: the same diagnosis.
+    let err = archive.list_all(None).await.unwrap_err();
+    assert_eq!(err.cause(), Some(Cause::NoSuchBucket), "{err}");
+    assert!(err.to_string().contains(&bucket), "{err}");
+    // A missing bucket is not a missing object.
+    let err = archive.get_if_exists(&path).await.unwrap_err();
     assert_eq!(err.cause(), Some(Cause::NoSuchBucket), "{err}");
     assert!(err.is_permanent());
     let text = err.to_string();
@@ -238,12 +255,9 @@ async fn closed_endpoint_fails_fast_and_names_the_endpoint() {
     assert!(!text.contains(support::s3::TEST_ACCESS_KEY_ID), "{text}");
 
     let path = Path::from("x");
-    let err = archive
-        .store
-        .put(&path, b"x".to_vec().into())
-        .await
-        .unwrap_err();
-    let err = op_error("put", &path, err);
+    let err = archive.put(&path, b"x".to_vec().into()).await.unwrap_err();
+    assert_eq!(err.cause(), Some(Cause::Unreachable), "{err}");
+    let err = archive.list_all(None).await.unwrap_err();
     assert_eq!(err.cause(), Some(Cause::Unreachable), "{err}");
     assert!(!err.is_permanent(), "a service that is down may come back");
 }
@@ -258,8 +272,8 @@ async fn boto3_sees_a_real_multipart_upload() {
     let bucket = support::s3::unique_bucket("strata-boto3");
     support::s3::create_bucket(&endpoint, &bucket);
     let archive = Archive::open(&support::s3::storage(&endpoint, &bucket, "pfx")).unwrap();
-    let key = archive.path(&Path::from("station=s/date=2024-01-01/hour=00/big.parquet"));
-    let upload = archive.store.put_multipart(&key).await.unwrap();
+    let key = Path::from("station=s/date=2024-01-01/hour=00/big.parquet");
+    let upload = archive.put_multipart(&key).await.unwrap();
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
     writer.put(pattern(MULTIPART_BYTES, 9));
     writer.finish().await.unwrap();

@@ -116,7 +116,7 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
 
     tracing::info!(
         wal = %config.wal.dir.display(),
-        archive = %archive.url,
+        archive = %archive.url(),
         http = %config.http.listen,
         nats = %if config.nats.url.is_empty() { "off".to_string() } else { config.nats.url.to_string() },
         "strata is running"

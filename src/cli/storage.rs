@@ -9,7 +9,7 @@ use super::CliError;
 
 pub(crate) async fn check(config: Config) -> Result<ExitCode, CliError> {
     let archive = Archive::open(&config.storage)?;
-    println!("checking {}", archive.url);
+    println!("checking {}", archive.url());
     let report = strata::store::check(&archive).await;
     println!("{report}");
     Ok(if report.ok() {

@@ -34,7 +34,7 @@ use crate::config::CompactionConfig;
 use crate::health::PERMANENT_RETRY;
 use crate::layout::{self, CommitRecord, CommittedFile, COMMIT_RECORD_VERSION};
 use crate::message::{StationName, Timestamp};
-use crate::store::{op_error, Archive, StoreError};
+use crate::store::{Archive, StoreError};
 use crate::wal::{SealedSegment, SegmentId, Wal, WalError};
 
 use self::upload::UploadOptions;
@@ -567,9 +567,8 @@ impl Compactor {
     async fn compact_segment(&self, seg: &SealedSegment) -> Result<Outcome, CompactionError> {
         let started = Instant::now();
         let segment = seg.id.0;
-        let store = &self.archive.store;
-        let prefix = &self.archive.prefix;
-        let commit_path = layout::commit_record_path(prefix, self.wal.wal_id(), segment);
+        let archive = &self.archive;
+        let commit_path = layout::commit_record_path(self.wal.wal_id(), segment);
         let internal = |reason: String| CompactionError::Internal { segment, reason };
 
         // A commit record means an earlier run got as far as committing and
@@ -590,7 +589,7 @@ impl Compactor {
                         bytes: f.bytes,
                     })
                     .collect(),
-                commit_record: commit_path.to_string(),
+                commit_record: archive.key(&commit_path).to_string(),
                 already_committed: true,
             }));
         }
@@ -598,8 +597,7 @@ impl Compactor {
         let done = worker::compact_files(
             self.wal.clone(),
             seg.id,
-            store,
-            prefix,
+            archive,
             &self.parquet,
             self.upload,
         )
@@ -613,10 +611,10 @@ impl Compactor {
             Err(WriteError::Encode(source)) => {
                 return Err(CompactionError::Encode { segment, source })
             }
-            Err(WriteError::Upload(u)) => {
+            Err(WriteError::Upload(e)) => {
                 return Err(CompactionError::Store {
                     segment,
-                    source: Box::new(op_error(u.op, &u.path, u.source)),
+                    source: Box::new(e),
                 })
             }
             Err(WriteError::Internal(reason)) => return Err(internal(reason)),
@@ -631,16 +629,16 @@ impl Compactor {
         let written = done.files;
         self.failpoint(FailPoint::AfterUpload, segment)?;
 
-        let record = commit_record(prefix, self.wal.wal_id(), segment, &written);
+        let record = commit_record(archive, self.wal.wal_id(), segment, &written);
         let json = record.to_json();
         // The commit record is the proof that every file of the segment is
         // stored; only after it is durable may the segment go.
-        store
+        archive
             .put(&commit_path, PutPayload::from(json))
             .await
             .map_err(|e| CompactionError::Store {
                 segment,
-                source: Box::new(op_error("put", &commit_path, e)),
+                source: Box::new(e),
             })?;
         self.failpoint(FailPoint::AfterCommit, segment)?;
 
@@ -662,12 +660,12 @@ impl Compactor {
             files: written
                 .iter()
                 .map(|f| FileReport {
-                    key: f.key.path(prefix).to_string(),
+                    key: archive.key(&f.key.path()).to_string(),
                     rows: f.summary.rows,
                     bytes: f.bytes,
                 })
                 .collect(),
-            commit_record: commit_path.to_string(),
+            commit_record: archive.key(&commit_path).to_string(),
             already_committed: false,
         }))
     }
@@ -680,41 +678,45 @@ impl Compactor {
         path: &Path,
         segment: u64,
     ) -> Result<Option<CommitRecord>, CompactionError> {
-        let store = &self.archive.store;
-        let store_err = |op, p: &Path, e| CompactionError::Store {
+        let archive = &self.archive;
+        let store_err = |e| CompactionError::Store {
             segment,
-            source: Box::new(op_error(op, p, e)),
+            source: Box::new(e),
         };
-        let bytes = match store.get(path).await {
-            Ok(got) => got.bytes().await.map_err(|e| store_err("get", path, e))?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(store_err("get", path, e)),
+        let Some(bytes) = archive.get_if_exists(path).await.map_err(store_err)? else {
+            return Ok(None);
         };
+        let shown = archive.key(path);
         let record = match CommitRecord::from_json(&bytes) {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(path = %path, error = %e, "unreadable commit record: compacting the segment again, which rewrites it");
+                tracing::warn!(path = %shown, error = %e, "unreadable commit record: compacting the segment again, which rewrites it");
                 return Ok(None);
             }
         };
         if record.segment != segment || record.wal_id != self.wal.wal_id() {
-            tracing::warn!(path = %path, "commit record names another segment: compacting again");
+            tracing::warn!(path = %shown, "commit record names another segment: compacting again");
             return Ok(None);
         }
         for file in &record.files {
-            let key = Path::from(file.key.as_str());
-            match store.head(&key).await {
+            // Recorded with the prefix (the full key); the archive names it without.
+            let full = Path::from(file.key.as_str());
+            let Some(key) = archive.relative(&full) else {
+                tracing::warn!(key = %full, "committed file is outside the archive's prefix: compacting the segment again");
+                return Ok(None);
+            };
+            match archive.head(&key).await {
                 Ok(meta) if meta.size == file.bytes => {}
                 Ok(meta) => {
-                    tracing::warn!(key = %key, recorded = file.bytes, stored = meta.size,
+                    tracing::warn!(key = %full, recorded = file.bytes, stored = meta.size,
                         "committed file changed size: compacting the segment again");
                     return Ok(None);
                 }
-                Err(object_store::Error::NotFound { .. }) => {
-                    tracing::warn!(key = %key, "committed file is missing: compacting the segment again");
+                Err(e) if e.is_not_found() => {
+                    tracing::warn!(key = %full, "committed file is missing: compacting the segment again");
                     return Ok(None);
                 }
-                Err(e) => return Err(store_err("head", &key, e)),
+                Err(e) => return Err(store_err(e)),
             }
         }
         Ok(Some(record))
@@ -741,15 +743,23 @@ enum Outcome {
     Corrupt(String),
 }
 
-/// The commit record of a segment whose files are all stored.
-fn commit_record(prefix: &Path, wal_id: &str, segment: u64, files: &[WrittenFile]) -> CommitRecord {
+/// The commit record of a segment whose files are all stored in `archive`.
+fn commit_record(
+    archive: &Archive,
+    wal_id: &str,
+    segment: u64,
+    files: &[WrittenFile],
+) -> CommitRecord {
     CommitRecord {
         version: COMMIT_RECORD_VERSION,
         wal_id: wal_id.to_string(),
         segment,
         files: files
             .iter()
-            .map(|f| CommittedFile::new(prefix, &f.key, &f.summary, f.bytes, hex::encode(f.sha256)))
+            .map(|f| {
+                let object = archive.key(&f.key.path());
+                CommittedFile::new(&object, &f.key, &f.summary, f.bytes, hex::encode(f.sha256))
+            })
             .collect(),
         committed_at: Timestamp::now().to_rfc3339(),
         strata_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -776,9 +786,14 @@ mod tests {
 
     #[test]
     fn only_store_errors_retrying_cannot_fix_are_permanent() {
+        let archive = Archive::from_store(
+            Arc::new(object_store::memory::InMemory::new()),
+            Path::default(),
+            "memory://",
+        );
         let store = |e: object_store::Error| CompactionError::Store {
             segment: 1,
-            source: Box::new(op_error("put", &Path::from("a"), e)),
+            source: Box::new(archive.error("put", &Path::from("a"), e)),
         };
         let denied = store(object_store::Error::PermissionDenied {
             path: "a".into(),

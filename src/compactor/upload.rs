@@ -7,15 +7,22 @@
 //! memory stays bounded whatever the object's size. A multipart upload that fails
 //! (a part, the completion, or the producer giving up) is aborted, never left
 //! behind to be billed. The SHA-256 of the bytes is computed on the way.
+//!
+//! object_store's `BufWriter` and `WriteMultipart` do most of this, but not
+//! all: `BufWriter` starts the multipart upload at its part size (Strata's
+//! `multipart_threshold` and `part_size` are two settings), and both abort at
+//! most once and keep the upload to themselves, so a failed abort could not be
+//! retried in the background (see [`ABORT_RETRY_FOR`]).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::path::Path;
-use object_store::{MultipartUpload, ObjectStore, PutPayload, PutPayloadMut};
+use object_store::{MultipartUpload, PutPayload, PutPayloadMut};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
+
+use crate::store::{Archive, StoreError};
 
 /// The smallest part S3-compatible stores accept (all but the last part).
 pub const MIN_PART_SIZE: usize = 5 << 20;
@@ -31,23 +38,10 @@ pub struct UploadOptions {
     pub max_concurrency: usize,
 }
 
-/// A failed store operation of an upload; any multipart upload was aborted.
-#[derive(Debug, thiserror::Error)]
-#[error("{op} {path} failed: {source}")]
-pub struct UploadError {
-    /// The operation: `put`, `put_multipart`, `put_part`, `complete_multipart`.
-    pub op: &'static str,
-    /// The object.
-    pub path: Path,
-    /// What the store said.
-    #[source]
-    pub source: object_store::Error,
-}
-
 /// What an upload stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uploaded {
-    /// The object's path.
+    /// The object's path (relative to the archive root).
     pub path: Path,
     /// Its size in bytes.
     pub bytes: u64,
@@ -73,6 +67,7 @@ const ABORT_RETRY_FOR: Duration = Duration::from_secs(300);
 const ABORT_MAX_PAUSE: Duration = Duration::from_secs(5);
 
 impl Multipart {
+    /// Aborts the upload of `path` (the full key, for the log).
     async fn abort(mut self, path: &Path) {
         // Parts still in flight are cancelled before the abort, so none can be
         // stored after the store forgot the upload.
@@ -111,12 +106,13 @@ impl Multipart {
 
 /// One object being uploaded; see the module doc.
 ///
-/// On any error the multipart upload (if one was started) is aborted before the
-/// error is returned, and further calls fail. Dropping an unfinished upload
-/// aborts it in the background.
+/// On any error (a [`StoreError`] whose op is `put`, `put_multipart`,
+/// `put_part` or `complete_multipart`) the multipart upload, if one was
+/// started, is aborted before the error is returned, and further calls fail.
+/// Dropping an unfinished upload aborts it in the background.
 #[derive(Debug)]
 pub struct ObjectUpload {
-    store: Arc<dyn ObjectStore>,
+    archive: Archive,
     path: Path,
     opts: UploadOptions,
     /// Bytes not yet sent (all of them until the threshold is passed).
@@ -128,10 +124,11 @@ pub struct ObjectUpload {
 }
 
 impl ObjectUpload {
-    /// Starts an upload of `path`; nothing is sent before the threshold is passed.
-    pub fn new(store: Arc<dyn ObjectStore>, path: Path, opts: UploadOptions) -> Self {
+    /// Starts an upload of `path` (relative to the archive root); nothing is
+    /// sent before the threshold is passed.
+    pub fn new(archive: Archive, path: Path, opts: UploadOptions) -> Self {
         Self {
-            store,
+            archive,
             path,
             opts: UploadOptions {
                 part_size: opts.part_size.max(1),
@@ -156,7 +153,7 @@ impl ObjectUpload {
     ///
     /// # Errors
     /// The failed store operation; the multipart upload has been aborted.
-    pub async fn write(&mut self, bytes: Bytes) -> Result<(), UploadError> {
+    pub async fn write(&mut self, bytes: Bytes) -> Result<(), StoreError> {
         self.check_usable()?;
         self.hasher.update(&bytes);
         self.total += bytes.len() as u64;
@@ -169,7 +166,7 @@ impl ObjectUpload {
     ///
     /// # Errors
     /// The failed store operation; the multipart upload has been aborted.
-    pub async fn finish(mut self) -> Result<Uploaded, UploadError> {
+    pub async fn finish(mut self) -> Result<Uploaded, StoreError> {
         self.check_usable()?;
         let result = self.finish_inner().await;
         let multipart = self.multipart.is_some();
@@ -191,53 +188,38 @@ impl ObjectUpload {
     /// Gives up: aborts the multipart upload if one was started.
     pub async fn abort(mut self) {
         if let Some(mp) = self.multipart.take() {
-            mp.abort(&self.path).await;
+            mp.abort(&self.archive.key(&self.path)).await;
         }
     }
 
-    fn check_usable(&self) -> Result<(), UploadError> {
+    fn check_usable(&self) -> Result<(), StoreError> {
         if self.failed {
-            return Err(UploadError {
-                op: "write",
-                path: self.path.clone(),
-                source: object_store::Error::Generic {
-                    store: "strata",
-                    source: "the upload already failed and was aborted; start a new one".into(),
-                },
-            });
+            let source = object_store::Error::Generic {
+                store: "strata",
+                source: "the upload already failed and was aborted; start a new one".into(),
+            };
+            return Err(self.archive.error("write", &self.path, source));
         }
         Ok(())
     }
 
-    async fn fail_on_error(&mut self, result: Result<(), UploadError>) -> Result<(), UploadError> {
+    async fn fail_on_error(&mut self, result: Result<(), StoreError>) -> Result<(), StoreError> {
         if result.is_err() {
             self.failed = true;
             self.pending = PutPayloadMut::new();
             if let Some(mp) = self.multipart.take() {
-                mp.abort(&self.path).await;
+                mp.abort(&self.archive.key(&self.path)).await;
             }
         }
         result
     }
 
-    fn err(&self, op: &'static str, source: object_store::Error) -> UploadError {
-        UploadError {
-            op,
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    async fn send_full_parts(&mut self) -> Result<(), UploadError> {
+    async fn send_full_parts(&mut self) -> Result<(), StoreError> {
         if self.multipart.is_none() {
             if self.pending.content_length() <= self.opts.multipart_threshold {
                 return Ok(());
             }
-            let upload = self
-                .store
-                .put_multipart(&self.path)
-                .await
-                .map_err(|e| self.err("put_multipart", e))?;
+            let upload = self.archive.put_multipart(&self.path).await?;
             self.multipart = Some(Multipart {
                 upload,
                 parts: JoinSet::new(),
@@ -250,42 +232,35 @@ impl ObjectUpload {
         Ok(())
     }
 
-    async fn send_part(&mut self, part: PutPayload) -> Result<(), UploadError> {
+    async fn send_part(&mut self, part: PutPayload) -> Result<(), StoreError> {
         let max = self.opts.max_concurrency;
-        let path = self.path.clone();
         let Some(mp) = self.multipart.as_mut() else {
             return Ok(());
         };
         while mp.parts.len() >= max {
-            join_one(&mut mp.parts, &path).await?;
+            join_one(&mut mp.parts, &self.archive, &self.path).await?;
         }
         let fut = mp.upload.put_part(part);
         mp.parts.spawn(fut);
         Ok(())
     }
 
-    async fn finish_inner(&mut self) -> Result<(), UploadError> {
+    async fn finish_inner(&mut self) -> Result<(), StoreError> {
         let rest = std::mem::take(&mut self.pending).freeze();
         if self.multipart.is_none() {
-            self.store
-                .put(&self.path, rest)
-                .await
-                .map_err(|e| self.err("put", e))?;
-            return Ok(());
+            return self.archive.put(&self.path, rest).await;
         }
         if rest.content_length() > 0 {
             self.send_part(rest).await?;
         }
-        let path = self.path.clone();
         if let Some(mp) = self.multipart.as_mut() {
             while !mp.parts.is_empty() {
-                join_one(&mut mp.parts, &path).await?;
+                join_one(&mut mp.parts, &self.archive, &self.path).await?;
             }
-            mp.upload.complete().await.map_err(|e| UploadError {
-                op: "complete_multipart",
-                path,
-                source: e,
-            })?;
+            mp.upload
+                .complete()
+                .await
+                .map_err(|e| self.archive.error("complete_multipart", &self.path, e))?;
         }
         Ok(())
     }
@@ -294,7 +269,7 @@ impl ObjectUpload {
 impl Drop for ObjectUpload {
     fn drop(&mut self) {
         if let Some(mp) = self.multipart.take() {
-            let path = self.path.clone();
+            let path = self.archive.key(&self.path);
             match tokio::runtime::Handle::try_current() {
                 Ok(handle) => {
                     handle.spawn(async move { mp.abort(&path).await });
@@ -309,13 +284,10 @@ impl Drop for ObjectUpload {
 /// Waits for one part in flight.
 async fn join_one(
     parts: &mut JoinSet<object_store::Result<()>>,
+    archive: &Archive,
     path: &Path,
-) -> Result<(), UploadError> {
-    let err = |source| UploadError {
-        op: "put_part",
-        path: path.clone(),
-        source,
-    };
+) -> Result<(), StoreError> {
+    let err = |source| archive.error("put_part", path, source);
     match parts.join_next().await {
         None | Some(Ok(Ok(()))) => Ok(()),
         Some(Ok(Err(e))) => Err(err(e)),
@@ -346,7 +318,10 @@ fn split_part(pending: &mut PutPayloadMut, size: usize) -> PutPayload {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use object_store::memory::InMemory;
+    use object_store::ObjectStore;
 
     use super::*;
 
@@ -362,13 +337,17 @@ mod tests {
         (0..len).map(|i| (i * 31 % 251) as u8).collect()
     }
 
+    fn archive(store: &Arc<InMemory>) -> Archive {
+        Archive::from_store(store.clone(), Path::default(), "memory://")
+    }
+
     async fn upload(
-        store: Arc<dyn ObjectStore>,
+        store: &Arc<InMemory>,
         bytes: &[u8],
         chunk: usize,
         o: UploadOptions,
     ) -> Uploaded {
-        let mut up = ObjectUpload::new(store, Path::from("a/b.parquet"), o);
+        let mut up = ObjectUpload::new(archive(store), Path::from("a/b.parquet"), o);
         for c in bytes.chunks(chunk) {
             up.write(Bytes::copy_from_slice(c)).await.expect("write");
         }
@@ -377,9 +356,9 @@ mod tests {
 
     #[tokio::test]
     async fn small_objects_go_up_in_one_put() {
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let store = Arc::new(InMemory::new());
         let bytes = data(1000);
-        let done = upload(Arc::clone(&store), &bytes, 7, opts(1000, 100)).await;
+        let done = upload(&store, &bytes, 7, opts(1000, 100)).await;
         assert!(!done.multipart);
         assert_eq!(done.bytes, 1000);
         let expect: [u8; 32] = Sha256::digest(&bytes).into();
@@ -390,9 +369,9 @@ mod tests {
 
     #[tokio::test]
     async fn large_objects_go_up_as_multipart_in_order() {
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let store = Arc::new(InMemory::new());
         let bytes = data(10_007);
-        let done = upload(Arc::clone(&store), &bytes, 333, opts(1000, 1024)).await;
+        let done = upload(&store, &bytes, 333, opts(1000, 1024)).await;
         assert!(done.multipart);
         assert_eq!(done.bytes, 10_007);
         let got = store.get(&Path::from("a/b.parquet")).await.expect("get");
@@ -401,8 +380,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_object_is_one_put() {
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let up = ObjectUpload::new(Arc::clone(&store), Path::from("e"), opts(10, 10));
+        let store = Arc::new(InMemory::new());
+        let up = ObjectUpload::new(archive(&store), Path::from("e"), opts(10, 10));
         let done = up.finish().await.expect("finish");
         assert_eq!(done.bytes, 0);
         assert!(!done.multipart);

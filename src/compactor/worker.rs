@@ -5,18 +5,15 @@
 //! encoder waits while the store is slow, and at most a few row groups plus the
 //! upload's buffer are held besides the segment's messages.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
-use object_store::path::Path;
-use object_store::ObjectStore;
 use tokio::sync::mpsc;
 
 use super::plan::{plan_segment, FilePlan, SegmentPlan};
-use super::upload::{ObjectUpload, UploadError, UploadOptions};
+use super::upload::{ObjectUpload, UploadOptions};
 use crate::columnar::{ColumnarError, FileEncoder, FileSummary, ParquetOptions};
 use crate::layout::DataKey;
 use crate::message::Message;
+use crate::store::{Archive, StoreError};
 use crate::wal::{SegmentId, Wal, WalError};
 
 /// Rows handed to the encoder per call: small enough that one Arrow batch
@@ -52,7 +49,7 @@ pub(crate) struct SegmentFiles {
 pub(crate) enum WriteError {
     Read(WalError),
     Encode(ColumnarError),
-    Upload(UploadError),
+    Upload(StoreError),
     /// The encoder produced something that contradicts the plan, or panicked.
     Internal(String),
 }
@@ -78,7 +75,7 @@ enum ThreadError {
 }
 
 /// Reads segment `id`, plans it, and encodes and uploads every planned file
-/// under `prefix`, in plan order.
+/// to `archive`, in plan order.
 ///
 /// Reading, planning and encoding run on one thread of their own: the
 /// segment's large buffers are then allocated and freed by a single thread,
@@ -87,8 +84,7 @@ enum ThreadError {
 pub(crate) async fn compact_files(
     wal: Wal,
     id: SegmentId,
-    store: &Arc<dyn ObjectStore>,
-    prefix: &Path,
+    archive: &Archive,
     parquet: &ParquetOptions,
     upload: UploadOptions,
 ) -> Result<SegmentFiles, WriteError> {
@@ -100,7 +96,7 @@ pub(crate) async fn compact_files(
             .spawn(move || segment_thread(&wal, id, &parquet, &tx))
             .map_err(|e| WriteError::Internal(format!("cannot start a compaction thread: {e}")))?
     };
-    let uploaded = upload_pieces(&mut rx, store, prefix, upload).await;
+    let uploaded = upload_pieces(&mut rx, archive, upload).await;
     // Closing the channel makes a still-running thread stop at its next send;
     // waiting for it keeps two segments from being in memory at once.
     drop(rx);
@@ -132,8 +128,7 @@ pub(crate) async fn compact_files(
 /// thread stopped before every planned file was complete (its result says why).
 async fn upload_pieces(
     rx: &mut mpsc::Receiver<Piece>,
-    store: &Arc<dyn ObjectStore>,
-    prefix: &Path,
+    archive: &Archive,
     upload: UploadOptions,
 ) -> Result<Option<SegmentFiles>, WriteError> {
     let Some(Piece::Plan {
@@ -153,9 +148,8 @@ async fn upload_pieces(
                     "the encoder produced more files than planned".into(),
                 ));
             };
-            let up = current.get_or_insert_with(|| {
-                ObjectUpload::new(Arc::clone(store), file.key.path(prefix), upload)
-            });
+            let up = current
+                .get_or_insert_with(|| ObjectUpload::new(archive.clone(), file.key.path(), upload));
             match piece {
                 Piece::Plan { .. } => {
                     return Err(WriteError::Internal("the segment was planned twice".into()))

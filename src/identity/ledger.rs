@@ -5,15 +5,14 @@
 //! under keys derived from what they record, so writing one again after a
 //! crash is harmless.
 
-use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectMeta, PutPayload};
 
 use super::mac::{KeyError, RestoreKey};
 use super::{GapRecord, IncarnationRecord};
 use crate::layout::{self, DataKey, Hour};
 use crate::message::StationName;
-use crate::store::{op_error, Archive, StoreError};
+use crate::store::{Archive, StoreError};
 
 /// Errors reading or writing the ledger.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +65,7 @@ impl Ledger {
     /// # Errors
     /// [`LedgerError`] when the store fails or the stored key is damaged.
     pub async fn restore_key(&self) -> Result<RestoreKey, LedgerError> {
-        let path = layout::restore_key_path(&self.archive.prefix);
+        let path = layout::restore_key_path();
         if let Some(bytes) = self.get(&path).await? {
             return Ok(RestoreKey::from_json(&bytes)?);
         }
@@ -110,13 +109,13 @@ impl Ledger {
     /// # Errors
     /// [`LedgerError`] when the store fails or the index is taken.
     pub async fn record_incarnation(&self, r: &IncarnationRecord) -> Result<(), LedgerError> {
-        let path = layout::incarnation_path(&self.archive.prefix, &r.station, r.incarnation);
+        let path = layout::incarnation_path(&r.station, r.incarnation);
         let json = serde_json::to_vec_pretty(r).expect("records serialise");
         if self.create(&path, json).await? {
             return Ok(());
         }
         let existing: Option<IncarnationRecord> = match self.get(&path).await? {
-            Some(bytes) => Some(parse(&path, &bytes)?),
+            Some(bytes) => Some(self.parse(&path, &bytes)?),
             None => None,
         };
         match existing {
@@ -126,7 +125,7 @@ impl Ledger {
             _ => Err(LedgerError::Conflict {
                 station: r.station.clone(),
                 index: r.incarnation,
-                key: path.to_string(),
+                key: self.archive.key(&path).to_string(),
             }),
         }
     }
@@ -136,7 +135,7 @@ impl Ledger {
     /// # Errors
     /// [`LedgerError::Store`] when the store fails.
     pub async fn record_gap(&self, g: &GapRecord) -> Result<(), LedgerError> {
-        let path = layout::gap_path(&self.archive.prefix, &g.station, g.first_seq, g.last_seq);
+        let path = layout::gap_path(&g.station, g.first_seq, g.last_seq);
         let json = serde_json::to_vec_pretty(g).expect("records serialise");
         self.create(&path, json).await?;
         Ok(())
@@ -151,11 +150,10 @@ impl Ledger {
         &self,
         station: &StationName,
     ) -> Result<Option<u64>, LedgerError> {
-        let prefix = &self.archive.prefix;
-        let metas = self.list(&layout::station_prefix(prefix, station)).await?;
+        let metas = self.list(&layout::station_prefix(station)).await?;
         Ok(metas
             .iter()
-            .filter_map(|m| DataKey::parse(prefix, &m.location))
+            .filter_map(|m| DataKey::parse(&m.location))
             .map(|k| k.last_seq)
             .max())
     }
@@ -170,13 +168,10 @@ impl Ledger {
         station: &StationName,
         hour: Hour,
     ) -> Result<Vec<(u64, u64)>, LedgerError> {
-        let prefix = &self.archive.prefix;
-        let metas = self
-            .list(&layout::hour_prefix(prefix, station, hour))
-            .await?;
+        let metas = self.list(&layout::hour_prefix(station, hour)).await?;
         Ok(metas
             .iter()
-            .filter_map(|m| DataKey::parse(prefix, &m.location))
+            .filter_map(|m| DataKey::parse(&m.location))
             .map(|k| (k.first_seq, k.last_seq))
             .collect())
     }
@@ -186,7 +181,7 @@ impl Ledger {
         station: &StationName,
         kind: &str,
     ) -> Result<Vec<T>, LedgerError> {
-        let dir = layout::ledger_prefix(&self.archive.prefix, station).child(kind);
+        let dir = layout::ledger_prefix(station).child(kind);
         let metas = self.list(&dir).await?;
         let mut out = Vec::with_capacity(metas.len());
         for meta in metas {
@@ -194,65 +189,40 @@ impl Ledger {
                 continue;
             }
             if let Some(bytes) = self.get(&meta.location).await? {
-                out.push(parse(&meta.location, &bytes)?);
+                out.push(self.parse(&meta.location, &bytes)?);
             }
         }
         Ok(out)
     }
 
     async fn list(&self, dir: &Path) -> Result<Vec<ObjectMeta>, LedgerError> {
-        Ok(self
-            .archive
-            .store
-            .list(Some(dir))
-            .try_collect()
-            .await
-            .map_err(|e| Box::new(op_error("list", dir, e)))?)
+        Ok(self.archive.list_all(Some(dir)).await.map_err(Box::new)?)
     }
 
     async fn get(&self, path: &Path) -> Result<Option<bytes::Bytes>, LedgerError> {
-        let store = &self.archive.store;
-        match store.get(path).await {
-            Ok(r) => Ok(Some(
-                r.bytes()
-                    .await
-                    .map_err(|e| Box::new(op_error("get", path, e)))?,
-            )),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(Box::new(op_error("get", path, e)).into()),
-        }
+        Ok(self.archive.get_if_exists(path).await.map_err(Box::new)?)
     }
 
-    /// Creates `path` unless it exists; whether this call created it. Stores
-    /// without conditional writes fall back to "create unless present".
+    /// Creates `path` unless it exists; whether this call created it.
     async fn create(&self, path: &Path, bytes: Vec<u8>) -> Result<bool, LedgerError> {
-        let store = &self.archive.store;
         let payload = PutPayload::from(bytes);
-        let opts = PutOptions::from(PutMode::Create);
-        match store.put_opts(path, payload.clone(), opts).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(object_store::Error::NotImplemented)
-            | Err(object_store::Error::NotSupported { .. }) => {
-                if self.get(path).await?.is_some() {
-                    return Ok(false);
-                }
-                store
-                    .put(path, payload)
-                    .await
-                    .map_err(|e| Box::new(op_error("put", path, e)))?;
-                Ok(true)
-            }
-            Err(e) => Err(Box::new(op_error("put", path, e)).into()),
-        }
+        Ok(self
+            .archive
+            .put_if_absent(path, payload)
+            .await
+            .map_err(Box::new)?)
     }
-}
 
-fn parse<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T, LedgerError> {
-    serde_json::from_slice(bytes).map_err(|e| LedgerError::Record {
-        key: path.to_string(),
-        reason: e.to_string(),
-    })
+    fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<T, LedgerError> {
+        serde_json::from_slice(bytes).map_err(|e| LedgerError::Record {
+            key: self.archive.key(path).to_string(),
+            reason: e.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -303,6 +273,11 @@ mod tests {
         l.record_incarnation(&inc(1, "b", 50)).await.unwrap();
         let e = l.record_incarnation(&inc(1, "c", 60)).await.unwrap_err();
         assert!(matches!(e, LedgerError::Conflict { index: 1, .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("(pre/_strata/stations/orders/incarnations/0000000001.json)"),
+            "the full key: {e}"
+        );
         let got = l.incarnations(&st).await.unwrap();
         assert_eq!(
             got.iter().map(|r| r.incarnation).collect::<Vec<_>>(),

@@ -9,14 +9,10 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use object_store::path::Path;
-use object_store::{
-    GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
-};
+use object_store::{GetOptions, GetResult, ListResult, ObjectMeta, ObjectStore, Result};
 
 /// What a [`CountingStore`] has served so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,80 +87,50 @@ impl fmt::Display for CountingStore {
     }
 }
 
-#[async_trait]
-impl ObjectStore for CountingStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
+crate::forward_object_store! {
+    impl ObjectStore for CountingStore => inner {
+        forward: [put_opts, put_multipart_opts, head, delete, copy, copy_if_not_exists];
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let head = options.head;
-        let r = self.inner.get_opts(location, options).await?;
-        if !head {
-            self.read(location, 1, r.range.end.saturating_sub(r.range.start));
+        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+            let head = options.head;
+            let r = self.inner.get_opts(location, options).await?;
+            if !head {
+                self.read(location, 1, r.range.end.saturating_sub(r.range.start));
+            }
+            Ok(r)
         }
-        Ok(r)
-    }
 
-    async fn get_range(&self, location: &Path, range: Range<u64>) -> Result<Bytes> {
-        let b = self.inner.get_range(location, range).await?;
-        self.read(location, 1, b.len() as u64);
-        Ok(b)
-    }
+        async fn get_range(&self, location: &Path, range: Range<u64>) -> Result<Bytes> {
+            let b = self.inner.get_range(location, range).await?;
+            self.read(location, 1, b.len() as u64);
+            Ok(b)
+        }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        let v = self.inner.get_ranges(location, ranges).await?;
-        let bytes = v.iter().map(|b| b.len() as u64).sum();
-        self.read(location, v.len() as u64, bytes);
-        Ok(v)
-    }
+        async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+            let v = self.inner.get_ranges(location, ranges).await?;
+            let bytes = v.iter().map(|b| b.len() as u64).sum();
+            self.read(location, v.len() as u64, bytes);
+            Ok(v)
+        }
 
-    async fn head(&self, location: &Path) -> Result<ObjectMeta> {
-        self.inner.head(location).await
-    }
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.listed();
+            self.inner.list(prefix)
+        }
 
-    async fn delete(&self, location: &Path) -> Result<()> {
-        self.inner.delete(location).await
-    }
+        fn list_with_offset(
+            &self,
+            prefix: Option<&Path>,
+            offset: &Path,
+        ) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.listed();
+            self.inner.list_with_offset(prefix, offset)
+        }
 
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.listed();
-        self.inner.list(prefix)
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.listed();
-        self.inner.list_with_offset(prefix, offset)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.listed();
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.copy(from, to).await
-    }
-
-    async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.copy_if_not_exists(from, to).await
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+            self.listed();
+            self.inner.list_with_delimiter(prefix).await
+        }
     }
 }
 

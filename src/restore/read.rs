@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use object_store::ObjectStore;
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStreamBuilder};
 use tokio::sync::mpsc;
 
 use crate::columnar::{from_record_batch, Selection};
 use crate::message::Message;
+use crate::store::Archive;
 
 use super::scan::{load_footer, PlannedFile};
 use super::RestoreError;
@@ -28,10 +28,10 @@ pub type Chunks = BoxStream<'static, Result<Vec<Message>, RestoreError>>;
 
 /// Starts reading `file` on its own task and returns its chunks. Dropping the
 /// stream stops the task at its next send.
-pub fn spawn_file_reader(store: Arc<dyn ObjectStore>, file: PlannedFile, sel: Selection) -> Chunks {
+pub fn spawn_file_reader(archive: Archive, file: PlannedFile, sel: Selection) -> Chunks {
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     tokio::spawn(async move {
-        if let Err(e) = read_file(store, file, sel, &tx).await {
+        if let Err(e) = read_file(archive, file, sel, &tx).await {
             // The receiver may be gone (restore stopped); nothing left to tell.
             let _ = tx.send(Err(e)).await;
         }
@@ -40,21 +40,22 @@ pub fn spawn_file_reader(store: Arc<dyn ObjectStore>, file: PlannedFile, sel: Se
 }
 
 async fn read_file(
-    store: Arc<dyn ObjectStore>,
+    archive: Archive,
     file: PlannedFile,
     sel: Selection,
     tx: &mpsc::Sender<Result<Vec<Message>, RestoreError>>,
 ) -> Result<(), RestoreError> {
-    let path = file.path.to_string();
+    let path = archive.key(&file.path).to_string();
     let decode_err = |source| RestoreError::Decode {
         path: path.clone(),
         source: Box::new(source),
     };
     let metadata = match file.metadata {
         Some(m) => m,
-        None => load_footer(&store, &file.path, file.size, &file.key.station).await?,
+        None => load_footer(&archive, &file.path, file.size, &file.key.station).await?,
     };
-    let reader = ParquetObjectReader::new(store, file.path.clone()).with_file_size(file.size);
+    let reader = ParquetObjectReader::new(Arc::clone(archive.store()), file.path.clone())
+        .with_file_size(file.size);
     let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, metadata)
         .with_row_groups(file.row_groups)
         .with_batch_size(BATCH_ROWS);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use futures::{stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore};
+use object_store::ObjectMeta;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, RowSelection};
 use parquet::arrow::async_reader::ParquetObjectReader;
 
@@ -18,7 +18,7 @@ use crate::columnar::{
 };
 use crate::layout::{self, DataKey, Hour};
 use crate::message::StationName;
-use crate::store::op_error;
+use crate::store::Archive;
 
 use super::select;
 use super::RestoreError;
@@ -40,7 +40,7 @@ const METADATA_BUDGET: usize = 64 << 20;
 pub struct PlannedFile {
     /// Its key.
     pub key: DataKey,
-    /// Its path in the store.
+    /// Its path in the archive (relative to the root, as [`DataKey::path`]).
     pub path: Path,
     /// Its size in bytes.
     pub size: u64,
@@ -87,14 +87,13 @@ pub struct Plan {
     pub stats: PlanStats,
 }
 
-/// Plans reading `station`'s messages in `sel` from `store` under `prefix`.
+/// Plans reading `station`'s messages in `sel` from `archive`.
 ///
 /// # Errors
 /// [`RestoreError::Store`] when listing fails, [`RestoreError::Footer`] when a
 /// data file's footer cannot be read.
 pub async fn plan(
-    store: &Arc<dyn ObjectStore>,
-    prefix: &Path,
+    archive: &Archive,
     station: &StationName,
     sel: &Selection,
 ) -> Result<Plan, RestoreError> {
@@ -106,22 +105,16 @@ pub async fn plan(
         // No time bounds: every hour is needed, and one flat listing (a
         // thousand keys per request on S3) costs far fewer requests than one
         // per hour of the station's history.
-        let dir = layout::station_prefix(prefix, station);
-        store
-            .list(Some(&dir))
-            .try_collect()
-            .await
-            .map_err(|e| RestoreError::from(op_error("list", &dir, e)))?
+        archive
+            .list_all(Some(&layout::station_prefix(station)))
+            .await?
     } else {
-        let hours = list_hours(store, prefix, station, sel).await?;
+        let hours = list_hours(archive, station, sel).await?;
         stats.hours_listed = hours.len() as u64;
         let listings: Vec<Vec<ObjectMeta>> = stream::iter(hours)
             .map(|dir| async move {
-                store
-                    .list_with_delimiter(Some(&dir))
-                    .await
-                    .map(|l| l.objects)
-                    .map_err(|e| RestoreError::from(op_error("list", &dir, e)))
+                let listed = archive.list_with_delimiter(&dir).await?;
+                Ok::<_, RestoreError>(listed.objects)
             })
             .buffered(CONCURRENCY)
             .try_collect()
@@ -131,7 +124,7 @@ pub async fn plan(
 
     let mut candidates = Vec::new();
     for meta in objects {
-        match DataKey::parse(prefix, &meta.location) {
+        match DataKey::parse(&meta.location) {
             Some(key) if &key.station == station => {
                 stats.files_listed += 1;
                 if select::key_may_hold(sel, &key) {
@@ -144,7 +137,7 @@ pub async fn plan(
     select::order_keys(&mut candidates, |(k, _)| k);
 
     let opened: Vec<Opened> = stream::iter(candidates)
-        .map(|(key, meta)| open_footer(store, key, meta, sel))
+        .map(|(key, meta)| open_footer(archive, key, meta, sel))
         .buffered(CONCURRENCY)
         .try_collect()
         .await?;
@@ -183,16 +176,13 @@ enum Opened {
 
 /// The hour partition directories of `station` that may hold `sel`.
 async fn list_hours(
-    store: &Arc<dyn ObjectStore>,
-    prefix: &Path,
+    archive: &Archive,
     station: &StationName,
     sel: &Selection,
 ) -> Result<Vec<Path>, RestoreError> {
-    let station_dir = layout::station_prefix(prefix, station);
-    let days = store
-        .list_with_delimiter(Some(&station_dir))
-        .await
-        .map_err(|e| RestoreError::from(op_error("list", &station_dir, e)))?;
+    let days = archive
+        .list_with_delimiter(&layout::station_prefix(station))
+        .await?;
     let mut day_dirs: Vec<(chrono::NaiveDate, Path)> = days
         .common_prefixes
         .into_iter()
@@ -206,10 +196,7 @@ async fn list_hours(
 
     let per_day: Vec<Vec<Path>> = stream::iter(day_dirs)
         .map(|(date, dir)| async move {
-            let hours = store
-                .list_with_delimiter(Some(&dir))
-                .await
-                .map_err(|e| RestoreError::from(op_error("list", &dir, e)))?;
+            let hours = archive.list_with_delimiter(&dir).await?;
             let mut kept: Vec<(u8, Path)> = hours
                 .common_prefixes
                 .into_iter()
@@ -230,12 +217,12 @@ async fn list_hours(
 
 /// Reads one file's footer and keeps it if a row group may hold `sel`.
 async fn open_footer(
-    store: &Arc<dyn ObjectStore>,
+    archive: &Archive,
     key: DataKey,
     meta: ObjectMeta,
     sel: &Selection,
 ) -> Result<Opened, RestoreError> {
-    let metadata = load_footer(store, &meta.location, meta.size, &key.station).await?;
+    let metadata = load_footer(archive, &meta.location, meta.size, &key.station).await?;
     let row_groups = select_row_groups(metadata.metadata(), sel);
     if row_groups.is_empty() {
         return Ok(Opened::Dropped {
@@ -269,24 +256,24 @@ async fn open_footer(
 /// file of `station` in a schema this Strata reads.
 ///
 /// # Errors
-/// [`RestoreError::Footer`] or [`RestoreError::Decode`] naming the object.
+/// [`RestoreError::Footer`] or [`RestoreError::Decode`] naming the object (its full key).
 pub async fn load_footer(
-    store: &Arc<dyn ObjectStore>,
+    archive: &Archive,
     path: &Path,
     size: u64,
     station: &StationName,
 ) -> Result<ArrowReaderMetadata, RestoreError> {
-    let mut reader = ParquetObjectReader::new(Arc::clone(store), path.clone())
+    let mut reader = ParquetObjectReader::new(Arc::clone(archive.store()), path.clone())
         .with_file_size(size)
         .with_footer_size_hint(FOOTER_HINT);
     let metadata = ArrowReaderMetadata::load_async(&mut reader, reader_options())
         .await
         .map_err(|source| RestoreError::Footer {
-            path: path.to_string(),
+            path: archive.key(path).to_string(),
             source: Box::new(source),
         })?;
     let decode_err = |source| RestoreError::Decode {
-        path: path.to_string(),
+        path: archive.key(path).to_string(),
         source: Box::new(source),
     };
     check_schema(metadata.schema()).map_err(decode_err)?;

@@ -6,11 +6,10 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
+use object_store::PutPayload;
 
-use super::{op_error, Archive};
+use super::Archive;
 
 /// The steps, in order.
 pub const STEPS: [&str; 4] = ["put", "get", "list", "delete"];
@@ -69,45 +68,48 @@ impl fmt::Display for CheckReport {
 /// panics and never returns early with an error: every outcome is in the report.
 pub async fn check(archive: &Archive) -> CheckReport {
     let id = uuid::Uuid::new_v4();
-    let dir = archive.path(&Path::from_iter([
-        "_strata".to_string(),
-        format!("probe-{id}"),
-    ]));
+    let dir = Path::from_iter(["_strata".to_string(), format!("probe-{id}")]);
     let probe = dir.child("probe");
     let body = probe_body(&id);
     let mut report = CheckReport {
-        url: archive.url.clone(),
-        probe: probe.to_string(),
+        url: archive.url().to_string(),
+        probe: archive.key(&probe).to_string(),
         steps: Vec::new(),
     };
-    let store = archive.store.as_ref();
 
-    if !step(&mut report, "put", put_probe(store, &probe, &body)).await {
+    if !step(&mut report, "put", put_probe(archive, &probe, &body)).await {
         return report;
     }
-    let read_back = step(&mut report, "get", get_probe(store, &probe, &body)).await
-        && step(&mut report, "list", list_probe(store, &dir, &probe, &body)).await;
+    let read_back = step(&mut report, "get", get_probe(archive, &probe, &body)).await
+        && step(
+            &mut report,
+            "list",
+            list_probe(archive, &dir, &probe, &body),
+        )
+        .await;
     if !read_back {
         // Best effort: do not leave the probe behind; the failure is already reported.
-        let _ = store.delete(&probe).await;
+        let _ = archive.delete(&probe).await;
         return report;
     }
-    step(&mut report, "delete", delete_probe(store, &probe)).await;
+    step(&mut report, "delete", delete_probe(archive, &probe)).await;
     report
 }
 
-async fn put_probe(store: &dyn ObjectStore, probe: &Path, body: &Bytes) -> Result<String, String> {
-    store
+async fn put_probe(archive: &Archive, probe: &Path, body: &Bytes) -> Result<String, String> {
+    archive
         .put(probe, PutPayload::from_bytes(body.clone()))
         .await
-        .map_err(|e| op_error("put", probe, e).to_string())?;
-    Ok(format!("wrote {} bytes to {probe}", body.len()))
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "wrote {} bytes to {}",
+        body.len(),
+        archive.key(probe)
+    ))
 }
 
-async fn get_probe(store: &dyn ObjectStore, probe: &Path, body: &Bytes) -> Result<String, String> {
-    let got = async { store.get(probe).await?.bytes().await }
-        .await
-        .map_err(|e| op_error("get", probe, e).to_string())?;
+async fn get_probe(archive: &Archive, probe: &Path, body: &Bytes) -> Result<String, String> {
+    let got = archive.get(probe).await.map_err(|e| e.to_string())?;
     if got != *body {
         return Err(format!(
             "read {} bytes but wrote {}: the store returned different content",
@@ -119,19 +121,19 @@ async fn get_probe(store: &dyn ObjectStore, probe: &Path, body: &Bytes) -> Resul
 }
 
 async fn list_probe(
-    store: &dyn ObjectStore,
+    archive: &Archive,
     dir: &Path,
     probe: &Path,
     body: &Bytes,
 ) -> Result<String, String> {
-    let listed: Vec<_> = store
-        .list(Some(dir))
-        .try_collect()
+    let listed = archive
+        .list_all(Some(dir))
         .await
-        .map_err(|e| op_error("list", dir, e).to_string())?;
+        .map_err(|e| e.to_string())?;
+    let shown = archive.key(dir);
     match listed.iter().find(|m| &m.location == probe) {
         Some(m) if m.size == body.len() as u64 => {
-            Ok(format!("listed {} object(s) under {dir}", listed.len()))
+            Ok(format!("listed {} object(s) under {shown}", listed.len()))
         }
         Some(m) => Err(format!(
             "the listing shows {} bytes for the probe, {} were written",
@@ -139,21 +141,18 @@ async fn list_probe(
             body.len()
         )),
         None => Err(format!(
-            "the probe is missing from the listing of {dir} ({} object(s) listed)",
+            "the probe is missing from the listing of {shown} ({} object(s) listed)",
             listed.len()
         )),
     }
 }
 
-async fn delete_probe(store: &dyn ObjectStore, probe: &Path) -> Result<String, String> {
-    store
-        .delete(probe)
-        .await
-        .map_err(|e| op_error("delete", probe, e).to_string())?;
-    match store.head(probe).await {
-        Err(object_store::Error::NotFound { .. }) => Ok(format!("deleted {probe}")),
+async fn delete_probe(archive: &Archive, probe: &Path) -> Result<String, String> {
+    archive.delete(probe).await.map_err(|e| e.to_string())?;
+    match archive.head(probe).await {
+        Err(e) if e.is_not_found() => Ok(format!("deleted {}", archive.key(probe))),
         Ok(_) => Err("the probe is still there after delete".to_string()),
-        Err(e) => Err(op_error("head", probe, e).to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -185,7 +184,9 @@ fn probe_body(id: &uuid::Uuid) -> Bytes {
 mod tests {
     use std::sync::Arc;
 
+    use futures::TryStreamExt;
     use object_store::memory::InMemory;
+    use object_store::ObjectStore;
 
     use super::*;
 
@@ -238,54 +239,24 @@ mod tests {
         }
     }
 
-    #[async_trait::async_trait]
-    impl object_store::ObjectStore for ReadOnly {
-        async fn put_opts(
-            &self,
-            location: &Path,
-            _: PutPayload,
-            _: object_store::PutOptions,
-        ) -> object_store::Result<object_store::PutResult> {
-            Err(object_store::Error::PermissionDenied {
-                path: location.to_string(),
-                source: "403 Forbidden".into(),
-            })
-        }
-        async fn put_multipart_opts(
-            &self,
-            location: &Path,
-            opts: object_store::PutMultipartOptions,
-        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
-            self.0.put_multipart_opts(location, opts).await
-        }
-        async fn get_opts(
-            &self,
-            location: &Path,
-            options: object_store::GetOptions,
-        ) -> object_store::Result<object_store::GetResult> {
-            self.0.get_opts(location, options).await
-        }
-        async fn delete(&self, location: &Path) -> object_store::Result<()> {
-            self.0.delete(location).await
-        }
-        fn list(
-            &self,
-            prefix: Option<&Path>,
-        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
-        {
-            self.0.list(prefix)
-        }
-        async fn list_with_delimiter(
-            &self,
-            prefix: Option<&Path>,
-        ) -> object_store::Result<object_store::ListResult> {
-            self.0.list_with_delimiter(prefix).await
-        }
-        async fn copy(&self, from: &Path, to: &Path) -> object_store::Result<()> {
-            self.0.copy(from, to).await
-        }
-        async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> object_store::Result<()> {
-            self.0.copy_if_not_exists(from, to).await
+    crate::forward_object_store! {
+        impl ObjectStore for ReadOnly => 0 {
+            forward: [
+                put_multipart_opts, get_opts, delete, list, list_with_delimiter,
+                copy, copy_if_not_exists,
+            ];
+
+            async fn put_opts(
+                &self,
+                location: &Path,
+                _: PutPayload,
+                _: object_store::PutOptions,
+            ) -> object_store::Result<object_store::PutResult> {
+                Err(object_store::Error::PermissionDenied {
+                    path: location.to_string(),
+                    source: "403 Forbidden".into(),
+                })
+            }
         }
     }
 }

@@ -246,7 +246,7 @@ mod tests {
             assert!(text.contains(place), "{place} missing from: {text}");
         }
         // What a store operation reports: a permanent credentials problem, in those words.
-        let op = crate::store::op_error("put", &object_store::path::Path::from("a/b"), e);
+        let op = crate::store::error::op_error("put", &object_store::path::Path::from("a/b"), e);
         assert_eq!(op.cause(), Some(crate::store::Cause::Credentials));
         assert!(op.is_permanent());
         assert!(

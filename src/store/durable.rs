@@ -11,18 +11,14 @@
 //! With them, "stored" means "on disk", as it does on S3.
 
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
-    GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
+    MultipartUpload, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
 };
 
 /// The store name errors carry, so that they are classified as local file
@@ -129,87 +125,57 @@ impl fmt::Display for DurableFolder {
     }
 }
 
-#[async_trait]
-impl ObjectStore for DurableFolder {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> Result<PutResult> {
-        let done = self.inner.put_opts(location, payload, opts).await?;
-        self.sync(location).await?;
-        Ok(done)
-    }
+crate::forward_object_store! {
+    impl ObjectStore for DurableFolder => inner {
+        forward: [
+            get_opts, get_range, get_ranges, head, delete,
+            list, list_with_offset, list_with_delimiter,
+        ];
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        let file = self.inner.path_to_filesystem(location)?;
-        let upload = self.inner.put_multipart_opts(location, opts).await?;
-        Ok(Box::new(DurableUpload {
-            upload,
-            file,
-            durability: Arc::clone(&self.durability),
-        }))
-    }
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> Result<PutResult> {
+            let done = self.inner.put_opts(location, payload, opts).await?;
+            self.sync(location).await?;
+            Ok(done)
+        }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> Result<Box<dyn MultipartUpload>> {
+            let file = self.inner.path_to_filesystem(location)?;
+            let upload = self.inner.put_multipart_opts(location, opts).await?;
+            Ok(Box::new(DurableUpload {
+                upload,
+                file,
+                durability: Arc::clone(&self.durability),
+            }))
+        }
 
-    async fn get_range(&self, location: &Path, range: Range<u64>) -> Result<Bytes> {
-        self.inner.get_range(location, range).await
-    }
+        async fn copy(&self, from: &Path, to: &Path) -> Result<()> {
+            self.inner.copy(from, to).await?;
+            self.sync(to).await
+        }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
+        async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> Result<()> {
+            self.inner.copy_if_not_exists(from, to).await?;
+            self.sync(to).await
+        }
 
-    async fn head(&self, location: &Path) -> Result<ObjectMeta> {
-        self.inner.head(location).await
-    }
+        async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+            self.inner.rename(from, to).await?;
+            self.sync(to).await
+        }
 
-    async fn delete(&self, location: &Path) -> Result<()> {
-        self.inner.delete(location).await
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.copy(from, to).await?;
-        self.sync(to).await
-    }
-
-    async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.copy_if_not_exists(from, to).await?;
-        self.sync(to).await
-    }
-
-    async fn rename(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.rename(from, to).await?;
-        self.sync(to).await
-    }
-
-    async fn rename_if_not_exists(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.rename_if_not_exists(from, to).await?;
-        self.sync(to).await
+        async fn rename_if_not_exists(&self, from: &Path, to: &Path) -> Result<()> {
+            self.inner.rename_if_not_exists(from, to).await?;
+            self.sync(to).await
+        }
     }
 }
 
@@ -242,8 +208,13 @@ impl MultipartUpload for DurableUpload {
 mod tests {
     use std::sync::Mutex;
 
+    use bytes::Bytes;
+    use object_store::ObjectStore;
+
     use super::*;
-    use crate::store::{op_error, Cause};
+
+    use crate::store::error::op_error;
+    use crate::store::Cause;
 
     /// What was synced, in order; fails syncs of paths containing `fail`.
     #[derive(Debug, Default)]

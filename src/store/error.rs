@@ -1,6 +1,8 @@
 //! Store errors that say what went wrong, whether retrying can help, and what
 //! to check in `[storage]`. Classification is pure: it reads the object_store
-//! error (its variant, its source chain and the S3 error code in its text).
+//! error's variant and the typed errors in its source chain first, and only
+//! where object_store keeps nothing typed, the S3 error code and HTTP status in
+//! its text (see `diagnose`).
 
 use std::error::Error as StdError;
 
@@ -153,9 +155,9 @@ impl Cause {
     }
 }
 
-/// Turns an object-store error into a [`StoreError::Op`] that says whether it is
-/// permanent (403, no such bucket, wrong region) and what to check.
-pub fn op_error(op: &'static str, path: &Path, source: object_store::Error) -> StoreError {
+/// Turns an object-store error of `op` on `path` (the full key) into a
+/// [`StoreError::Op`] that says whether it is permanent and what to check.
+pub(crate) fn op_error(op: &'static str, path: &Path, source: object_store::Error) -> StoreError {
     let (cause, hint, detail) = match super::credentials::find_no_credentials(&source) {
         // Already says what is missing and where Strata looked; no request was sent.
         Some(none) => (
@@ -165,8 +167,7 @@ pub fn op_error(op: &'static str, path: &Path, source: object_store::Error) -> S
         ),
         None => {
             let chain = chain_text(&source);
-            let s3 = S3Body::find(&chain);
-            let (cause, hint) = diagnose(&source, &chain, s3.as_ref());
+            let (cause, hint) = diagnose(&source, &chain);
             (cause, hint, sanitize(&chain))
         }
     };
@@ -255,8 +256,44 @@ fn sanitize(text: &str) -> String {
     out
 }
 
+/// What the source chain holds as typed values.
+#[derive(Debug, Default)]
+struct Typed {
+    /// The first I/O error's kind (connection refused, permission denied, …).
+    io: Option<std::io::ErrorKind>,
+    /// The HTTP client's error said it could not connect (refused, DNS, TLS).
+    connect: bool,
+    /// The HTTP client's error said the request timed out.
+    timeout: bool,
+    /// `scheme://host[:port]` of the request the HTTP client's error names.
+    origin: Option<String>,
+}
+
+impl Typed {
+    fn of(err: &object_store::Error) -> Typed {
+        let mut found = Typed::default();
+        let mut next: Option<&(dyn StdError + 'static)> = Some(err);
+        while let Some(e) = next {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                found.io.get_or_insert(io.kind());
+            }
+            // object_store's S3 client is built on reqwest (the same version as
+            // Strata's, one entry in Cargo.lock), and its error is in the chain.
+            if let Some(r) = e.downcast_ref::<reqwest::Error>() {
+                found.connect |= r.is_connect();
+                found.timeout |= r.is_timeout();
+                if found.origin.is_none() {
+                    found.origin = r.url().map(|u| u.origin().ascii_serialization());
+                }
+            }
+            next = e.source();
+        }
+        found
+    }
+}
+
 /// `scheme://host[:port]` of the first http(s) URL in `text` (the request URL
-/// object_store puts in its messages).
+/// object_store puts in its messages), for errors whose chain names no request.
 fn origin(text: &str) -> Option<&str> {
     let start = text.find("http://").or_else(|| text.find("https://"))?;
     let rest = &text[start..];
@@ -267,51 +304,150 @@ fn origin(text: &str) -> Option<&str> {
     Some(&rest[..end])
 }
 
-/// The HTTP status object_store printed, if any.
+/// The HTTP status of a failed request, read from object_store's message.
+///
+/// Last resort, for `Generic` errors only: object_store maps 401, 403, 404, 409,
+/// 412 and 304 of object requests to typed variants, but a listing's error is
+/// `Generic`, and so are other statuses (301, 429, 5xx). The value that holds
+/// the status (`client::retry::RetryError`, whose `status()` would give it) sits
+/// in a crate-private module in object_store 0.12, so it cannot be downcast to;
+/// its `Display` writes `Server returned non-2xx status code: <status>`.
 fn status(text: &str) -> Option<u16> {
     let i = text.find("status code: ")? + "status code: ".len();
     text[i..].get(..3)?.parse().ok()
 }
 
-fn diagnose(err: &object_store::Error, chain: &str, s3: Option<&S3Body>) -> (Cause, String) {
+const CREDENTIALS: &str = "check [storage] access_key_id and secret_access_key (or \
+                           STRATA_ACCESS_KEY_ID / STRATA_SECRET_ACCESS_KEY)";
+
+/// The hint for a refused request, finer when the S3 error code says why.
+fn credentials(code: &str) -> (Cause, String) {
+    let hint = match code {
+        "InvalidAccessKeyId" => {
+            format!("the storage service does not know this access key id: {CREDENTIALS}")
+        }
+        "SignatureDoesNotMatch" => format!(
+            "the request signature does not match (wrong secret access key?): {CREDENTIALS}"
+        ),
+        "AccessDenied" | "AllAccessDisabled" | "AccountProblem" => {
+            format!("access denied: {CREDENTIALS}, and that this key may read and write the bucket")
+        }
+        _ => format!("the storage service refused the request: {CREDENTIALS}"),
+    };
+    (Cause::Credentials, hint)
+}
+
+fn no_such_bucket(s3: Option<&S3Body>) -> (Cause, String) {
+    let bucket = s3
+        .and_then(|b| b.bucket.as_deref())
+        .map(|b| format!("bucket {b:?}"))
+        .unwrap_or_else(|| "the bucket".to_string());
+    (
+        Cause::NoSuchBucket,
+        format!(
+            "{bucket} does not exist: check the bucket name in [storage] url (and the endpoint)"
+        ),
+    )
+}
+
+/// Classifies `err` (whose chain reads `chain`), typed values first:
+///
+/// 1. object_store's variant: `NotFound`, `AlreadyExists`, `Precondition` /
+///    `NotModified`, `PermissionDenied` / `Unauthenticated`, `NotSupported` /
+///    `NotImplemented`, and `Generic` from `LocalFileSystem`;
+/// 2. for other `Generic` errors, the typed transport errors in the source chain
+///    (reqwest's connect / timeout, the I/O error kind);
+/// 3. only then what object_store keeps as text: the S3 error code of the
+///    response body and the HTTP status ([`status`]).
+///
+/// S3 error codes are read from the body (`<Code>…</Code>`) because object_store
+/// passes the body on as text only. They refine a typed variant (a 404 is a
+/// missing bucket, not a missing object, when the code is `NoSuchBucket`; a 403
+/// says which credential is wrong) and classify `Generic` errors (a listing's
+/// 404 or 403, a 301 or 400 for the wrong region, 503 `SlowDown`).
+fn diagnose(err: &object_store::Error, chain: &str) -> (Cause, String) {
     use object_store::Error as E;
 
-    let code = s3.map_or("", |b| b.code.as_str());
-    let creds = "check [storage] access_key_id and secret_access_key (or \
-                 STRATA_ACCESS_KEY_ID / STRATA_SECRET_ACCESS_KEY)";
+    let s3 = S3Body::find(chain);
+    let code = s3.as_ref().map_or("", |b| b.code.as_str());
+    let typed = Typed::of(err);
+
+    match err {
+        E::NotFound { .. } if code == "NoSuchBucket" => return no_such_bucket(s3.as_ref()),
+        E::NotFound { .. } => return (Cause::NotFound, "the object does not exist".to_string()),
+        E::AlreadyExists { .. } => {
+            return (
+                Cause::AlreadyExists,
+                "the object already exists".to_string(),
+            )
+        }
+        E::Precondition { .. } | E::NotModified { .. } => {
+            return (
+                Cause::Precondition,
+                "the object changed since it was read (precondition failed)".to_string(),
+            )
+        }
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => return credentials(code),
+        E::NotSupported { .. } | E::NotImplemented => {
+            return (
+                Cause::Unsupported,
+                "this store does not support the operation".to_string(),
+            )
+        }
+        E::Generic {
+            store: "LocalFileSystem",
+            ..
+        } => {
+            let permission = typed.io == Some(std::io::ErrorKind::PermissionDenied);
+            let hint = if permission {
+                "permission denied: check that Strata may write the archive folder"
+            } else {
+                "local file error: check the archive folder in [storage] url and free disk space"
+            };
+            return (Cause::LocalIo { permission }, hint.to_string());
+        }
+        _ => {}
+    }
+
+    use std::io::ErrorKind as Io;
+    let refused = matches!(
+        typed.io,
+        Some(Io::ConnectionRefused | Io::ConnectionReset | Io::ConnectionAborted)
+    );
+    if typed.connect || refused {
+        let endpoint = match typed.origin.as_deref().or_else(|| origin(chain)) {
+            Some(o) => format!("cannot reach {o}"),
+            None => "cannot reach the storage service".to_string(),
+        };
+        return (
+            Cause::Unreachable,
+            format!(
+                "{endpoint}: check [storage] endpoint (and region) and that the service is running"
+            ),
+        );
+    }
+    if typed.timeout || typed.io == Some(Io::TimedOut) {
+        return (
+            Cause::Timeout,
+            "the storage service did not answer in time: check the network, the endpoint and \
+             [storage] request_timeout"
+                .to_string(),
+        );
+    }
+
+    let status = status(chain);
     match code {
-        "InvalidAccessKeyId" => {
-            return (
-                Cause::Credentials,
-                format!("the storage service does not know this access key id: {creds}"),
-            )
-        }
-        "SignatureDoesNotMatch" => {
-            return (
-                Cause::Credentials,
-                format!("the request signature does not match (wrong secret access key?): {creds}"),
-            )
-        }
-        "AccessDenied" | "AllAccessDisabled" | "AccountProblem" => {
-            return (
-                Cause::Credentials,
-                format!("access denied: {creds}, and that this key may read and write the bucket"),
-            )
-        }
-        "NoSuchBucket" => {
-            let bucket = s3
-                .and_then(|b| b.bucket.as_deref())
-                .map(|b| format!("bucket {b:?}"))
-                .unwrap_or_else(|| "the bucket".to_string());
-            return (
-                Cause::NoSuchBucket,
-                format!("{bucket} does not exist: check the bucket name in [storage] url (and the endpoint)"),
-            );
-        }
+        "NoSuchBucket" => return no_such_bucket(s3.as_ref()),
+        "InvalidAccessKeyId"
+        | "SignatureDoesNotMatch"
+        | "AccessDenied"
+        | "AllAccessDisabled"
+        | "AccountProblem" => return credentials(code),
         "PermanentRedirect"
         | "AuthorizationHeaderMalformed"
         | "IllegalLocationConstraintException" => {
             let expected = s3
+                .as_ref()
                 .and_then(|b| b.region.as_deref())
                 .map(|r| format!(" (the bucket is in {r:?})"))
                 .unwrap_or_default();
@@ -330,118 +466,17 @@ fn diagnose(err: &object_store::Error, chain: &str, s3: Option<&S3Body>) -> (Cau
         }
         _ => {}
     }
-
-    match err {
-        E::NotFound { .. } => {
-            return (Cause::NotFound, "the object does not exist".to_string());
-        }
-        E::AlreadyExists { .. } => {
-            return (
-                Cause::AlreadyExists,
-                "the object already exists".to_string(),
-            );
-        }
-        E::Precondition { .. } => {
-            return (
-                Cause::Precondition,
-                "the object changed since it was read (precondition failed)".to_string(),
-            );
-        }
-        E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
-            return (
-                Cause::Credentials,
-                format!("the storage service refused the request: {creds}"),
-            );
-        }
-        E::NotSupported { .. } | E::NotImplemented => {
-            return (
-                Cause::Unsupported,
-                "this store does not support the operation".to_string(),
-            );
-        }
-        _ => {}
-    }
-
-    if chain.contains("incorrectly configured region") || status(chain) == Some(301) {
+    // object_store's `BareRedirect` ("… incorrectly configured region") has no
+    // status and no body.
+    if status == Some(301) || chain.contains("incorrectly configured region") {
         return (
             Cause::WrongRegion,
             "the service redirected the request: check [storage] region (and endpoint)".to_string(),
         );
     }
-
-    // Transport errors: the typed kinds in the source chain first, then the text.
-    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
-    let mut io_kind = None;
-    let mut http_kind = None;
-    while let Some(e) = next {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            io_kind.get_or_insert(io.kind());
-        }
-        if let Some(h) = e.downcast_ref::<object_store::client::HttpError>() {
-            http_kind.get_or_insert(h.kind());
-        }
-        next = e.source();
-    }
-    let endpoint = origin(chain)
-        .map(|o| format!("cannot reach {o}"))
-        .unwrap_or_else(|| "cannot reach the storage service".to_string());
-    let unreachable = (
-        Cause::Unreachable,
-        format!(
-            "{endpoint}: check [storage] endpoint (and region) and that the service is running"
-        ),
-    );
-    let is_local = matches!(
-        err,
-        E::Generic {
-            store: "LocalFileSystem",
-            ..
-        }
-    );
-    if is_local {
-        let permission = io_kind == Some(std::io::ErrorKind::PermissionDenied);
-        let hint = if permission {
-            "permission denied: check that Strata may write the archive folder"
-        } else {
-            "local file error: check the archive folder in [storage] url and free disk space"
-        };
-        return (Cause::LocalIo { permission }, hint.to_string());
-    }
-    use object_store::client::HttpErrorKind as K;
-    if matches!(
-        io_kind,
-        Some(std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset)
-    ) || http_kind == Some(K::Connect)
-    {
-        return unreachable;
-    }
-    let lower = chain.to_ascii_lowercase();
-    if [
-        "connection refused",
-        "dns error",
-        "failed to lookup address",
-        "tcp connect error",
-        "error trying to connect",
-        "invalid certificate",
-        "certificate verify",
-    ]
-    .iter()
-    .any(|m| lower.contains(m))
-    {
-        return unreachable;
-    }
-    if http_kind == Some(K::Timeout)
-        || io_kind == Some(std::io::ErrorKind::TimedOut)
-        || lower.contains("timed out")
-    {
-        return (
-            Cause::Timeout,
-            "the storage service did not answer in time: check the network, the endpoint and \
-             [storage] request_timeout"
-                .to_string(),
-        );
-    }
-    match status(chain) {
+    match status {
+        Some(401 | 403) => credentials(code),
+        Some(404) => (Cause::NotFound, "not found".to_string()),
         Some(429) => (
             Cause::Throttled,
             "the storage service asks to slow down; retry later".to_string(),
@@ -450,7 +485,6 @@ fn diagnose(err: &object_store::Error, chain: &str, s3: Option<&S3Body>) -> (Cau
             Cause::ServerError,
             "the storage service failed; retry later".to_string(),
         ),
-        Some(404) => (Cause::NotFound, "not found".to_string()),
         _ => (
             Cause::Other,
             "unexpected storage error: see the details".to_string(),
@@ -460,12 +494,19 @@ fn diagnose(err: &object_store::Error, chain: &str, s3: Option<&S3Body>) -> (Cau
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use object_store::aws::AmazonS3Builder;
+    use object_store::{ClientOptions, ObjectStore, RetryConfig};
+
     use super::*;
 
     fn boxed(s: &str) -> Box<dyn StdError + Send + Sync> {
         s.to_string().into()
     }
 
+    /// A `Generic` error of the S3 client: what a listing's failure, and any
+    /// status object_store does not map to a variant, looks like.
     fn generic(text: &str) -> object_store::Error {
         object_store::Error::Generic {
             store: "S3",
@@ -492,6 +533,68 @@ mod tests {
         </AWSAccessKeyId><StringToSign>AWS4-HMAC-SHA256 xyz</StringToSign></Error>";
 
     #[test]
+    fn typed_variants_decide_before_any_text() {
+        // The text says 503 and SlowDown; the variant says what object_store
+        // made of the status, and wins.
+        let noisy = "status code: 503: <Error><Code>SlowDown</Code></Error>";
+        let cases = [
+            (
+                object_store::Error::NotFound {
+                    path: "a".into(),
+                    source: boxed(noisy),
+                },
+                Cause::NotFound,
+            ),
+            (
+                object_store::Error::AlreadyExists {
+                    path: "a".into(),
+                    source: boxed(noisy),
+                },
+                Cause::AlreadyExists,
+            ),
+            (
+                object_store::Error::Precondition {
+                    path: "a".into(),
+                    source: boxed(noisy),
+                },
+                Cause::Precondition,
+            ),
+            (
+                object_store::Error::NotModified {
+                    path: "a".into(),
+                    source: boxed(noisy),
+                },
+                Cause::Precondition,
+            ),
+            (
+                object_store::Error::Unauthenticated {
+                    path: "a".into(),
+                    source: boxed(noisy),
+                },
+                Cause::Credentials,
+            ),
+            (
+                object_store::Error::PermissionDenied {
+                    path: "a".into(),
+                    source: boxed(noisy),
+                },
+                Cause::Credentials,
+            ),
+            (
+                object_store::Error::NotSupported {
+                    source: boxed(noisy),
+                },
+                Cause::Unsupported,
+            ),
+            (object_store::Error::NotImplemented, Cause::Unsupported),
+        ];
+        for (e, want) in cases {
+            let shown = e.to_string();
+            assert_eq!(classify(e).0, want, "{shown}");
+        }
+    }
+
+    #[test]
     fn credentials() {
         let (cause, hint, detail) = classify(object_store::Error::PermissionDenied {
             path: "a/b".into(),
@@ -500,22 +603,24 @@ mod tests {
         assert_eq!(cause, Cause::Credentials);
         assert!(cause.is_permanent());
         assert!(hint.contains("secret_access_key"), "{hint}");
+        assert!(hint.contains("wrong secret access key"), "{hint}");
         assert!(detail.contains("SignatureDoesNotMatch"), "{detail}");
         assert!(!detail.contains("AKIASECRETID"), "{detail}");
         assert!(!detail.contains("StringToSign"), "{detail}");
 
+        // A listing's 403 is `Generic`: the body code says which credential.
         let (cause, hint, _) = classify(generic(
             "status code: 403 Forbidden: <Error><Code>InvalidAccessKeyId</Code>\
              <Message>nope</Message></Error>",
         ));
         assert_eq!(cause, Cause::Credentials);
-        assert!(hint.contains("access_key_id"), "{hint}");
+        assert!(hint.contains("does not know this access key id"), "{hint}");
 
-        let (cause, _, _) = classify(object_store::Error::Unauthenticated {
-            path: "a".into(),
-            source: boxed("401"),
-        });
+        let (cause, hint, _) = classify(generic(
+            "Server returned non-2xx status code: 403 Forbidden: ",
+        ));
         assert_eq!(cause, Cause::Credentials);
+        assert!(hint.contains("refused the request"), "{hint}");
     }
 
     #[test]
@@ -532,6 +637,13 @@ mod tests {
             hint.contains("\"typo-bkt\"") && hint.contains("[storage] url"),
             "{hint}"
         );
+
+        // A listing of a missing bucket is `Generic`.
+        let (cause, _, _) = classify(generic(
+            "Error performing list request: status code: 404 Not Found: \
+             <Error><Code>NoSuchBucket</Code></Error>",
+        ));
+        assert_eq!(cause, Cause::NoSuchBucket);
 
         let (cause, hint, _) = classify(object_store::Error::NotFound {
             path: "a/b".into(),
@@ -558,32 +670,7 @@ mod tests {
     }
 
     #[test]
-    fn transport_and_server() {
-        let (cause, hint, _) = classify(generic(
-            "Error performing PUT http://127.0.0.1:1/bkt/a in 1ms - HTTP error: error sending \
-             request: client error (Connect): tcp connect error: Connection refused (os error 111)",
-        ));
-        assert_eq!(cause, Cause::Unreachable);
-        assert!(!cause.is_permanent());
-        assert!(
-            hint.contains("http://127.0.0.1:1") && hint.contains("[storage] endpoint"),
-            "{hint}"
-        );
-
-        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let (cause, hint, _) = classify(object_store::Error::Generic {
-            store: "S3",
-            source: Box::new(io),
-        });
-        assert_eq!(cause, Cause::Unreachable);
-        assert!(hint.contains("the storage service"), "{hint}");
-
-        let (cause, _, _) = classify(generic("dns error: failed to lookup address information"));
-        assert_eq!(cause, Cause::Unreachable);
-
-        let (cause, _, _) = classify(generic("operation timed out"));
-        assert_eq!(cause, Cause::Timeout);
-
+    fn statuses_object_store_leaves_generic() {
         let (cause, _, _) = classify(generic(
             "Server returned non-2xx status code: 503 Service Unavailable: ",
         ));
@@ -595,8 +682,101 @@ mod tests {
         ));
         assert_eq!(cause, Cause::Throttled);
 
+        let (cause, _, _) = classify(generic("Server returned non-2xx status code: 429 Too Many"));
+        assert_eq!(cause, Cause::Throttled);
+
         let (cause, _, _) = classify(generic("something else"));
         assert_eq!(cause, Cause::Other);
+    }
+
+    #[test]
+    fn io_kinds_in_the_chain() {
+        for kind in [
+            std::io::ErrorKind::ConnectionRefused,
+            std::io::ErrorKind::ConnectionReset,
+        ] {
+            let (cause, hint, _) = classify(object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(std::io::Error::new(kind, "x")),
+            });
+            assert_eq!(cause, Cause::Unreachable, "{kind:?}");
+            assert!(hint.contains("the storage service"), "{hint}");
+        }
+        let (cause, _, _) = classify(object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(std::io::Error::new(std::io::ErrorKind::TimedOut, "x")),
+        });
+        assert_eq!(cause, Cause::Timeout);
+        // The words alone decide nothing: no typed transport error, no status.
+        let (cause, _, _) = classify(generic("tcp connect error: Connection refused"));
+        assert_eq!(cause, Cause::Other);
+    }
+
+    /// An S3 client against `endpoint`, failing fast.
+    fn s3(endpoint: &str, timeout: Duration) -> object_store::aws::AmazonS3 {
+        AmazonS3Builder::new()
+            .with_bucket_name("bkt")
+            .with_region("us-east-1")
+            .with_endpoint(endpoint)
+            .with_access_key_id("AKIA_UNIT_TEST")
+            .with_secret_access_key("unit-test-secret")
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(true)
+                    .with_timeout(timeout),
+            )
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                retry_timeout: timeout,
+                ..RetryConfig::default()
+            })
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_unreachable_from_the_http_clients_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = s3(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5));
+        let list = store
+            .list_with_delimiter(Some(&Path::from("p")))
+            .await
+            .unwrap_err();
+        let put = store
+            .put(&Path::from("p/x"), b"x".to_vec().into())
+            .await
+            .unwrap_err();
+        for e in [list, put] {
+            assert!(matches!(e, object_store::Error::Generic { .. }), "{e}");
+            let typed = Typed::of(&e);
+            assert!(typed.connect, "{e}");
+            let (cause, hint, detail) = classify(e);
+            assert_eq!(cause, Cause::Unreachable);
+            assert!(
+                hint.contains(&format!("cannot reach http://127.0.0.1:{port}:")),
+                "{hint}"
+            );
+            assert!(!detail.contains("unit-test-secret"), "{detail}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_a_timeout() {
+        // Accepts connections (the kernel does, from the backlog) and never replies.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let store = s3(
+            &format!("http://127.0.0.1:{port}"),
+            Duration::from_millis(300),
+        );
+        let e = store.get(&Path::from("x")).await.unwrap_err();
+        drop(listener);
+        assert!(Typed::of(&e).timeout, "{e}");
+        assert_eq!(classify(e).0, Cause::Timeout);
     }
 
     #[test]

@@ -1,60 +1,39 @@
 //! The object store behind the archive, built from `[storage]`: a local folder
 //! (`file://`) or any S3-compatible service (AWS S3, MinIO, Backblaze B2).
 //!
-//! [`Archive::open`] turns the config into an `Arc<dyn ObjectStore>` plus the key
-//! prefix everything lives under (a `file://` folder through [`DurableFolder`],
-//! so that what is stored is on disk before the WAL lets go of it); [`op_error`] turns object_store errors into
-//! messages that say what to check; [`check`] probes a store step by step.
-//! Credentials go to the S3 client and nowhere else: `Archive`'s `Debug` shows
-//! the url and the store's name only.
+//! [`Archive::open`] turns the config into an [`Archive`]: one
+//! `Arc<dyn ObjectStore>` under the configured prefix (a `file://` folder through
+//! [`DurableFolder`], so that what is stored is on disk before the WAL lets go of
+//! it) with a typed API whose errors ([`StoreError`]) say what to check;
+//! [`check`] probes a store step by step. Credentials go to the S3 client and
+//! nowhere else: `Archive`'s `Debug` shows the url and the store's name only.
 
+mod archive;
 mod check;
 mod credentials;
 mod durable;
 mod error;
+mod forward;
 mod url;
 
-use std::fmt;
 use std::sync::Arc;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
 use crate::config::StorageConfig;
 
+pub use archive::Archive;
 pub use check::{check, CheckReport, CheckStep, STEPS};
 pub use credentials::NoCredentials;
 pub use durable::DurableFolder;
-pub use error::{op_error, Cause, StoreError};
+pub use error::{Cause, StoreError};
 pub use url::StorageUrl;
 
 /// Region used when `[storage] region` and the environment leave it empty.
 pub const DEFAULT_REGION: &str = "us-east-1";
-
-/// An opened archive: the store and the key prefix everything lives under.
-#[derive(Clone)]
-pub struct Archive {
-    /// The store.
-    pub store: Arc<dyn ObjectStore>,
-    /// Prefix inside the store (may be empty).
-    pub prefix: Path,
-    /// The URL for messages (never holds secrets).
-    pub url: String,
-}
-
-impl fmt::Debug for Archive {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // object_store's AmazonS3 Debug prints its whole config, access key id
-        // included: show only its Display (kind and bucket).
-        f.debug_struct("Archive")
-            .field("store", &format_args!("{}", self.store))
-            .field("prefix", &self.prefix.as_ref())
-            .field("url", &self.url)
-            .finish()
-    }
-}
 
 impl Archive {
     /// Opens the archive that `cfg` describes. Does no network I/O: a wrong
@@ -69,24 +48,6 @@ impl Archive {
             StorageUrl::File { path } => open_folder(&path),
             StorageUrl::S3 { bucket, prefix } => open_s3(cfg, &bucket, prefix),
         }
-    }
-
-    /// Wraps an existing store (tests: `InMemory`, fault injection).
-    pub fn from_store(
-        store: Arc<dyn ObjectStore>,
-        prefix: Path,
-        url: impl Into<String>,
-    ) -> Archive {
-        Archive {
-            store,
-            prefix,
-            url: url.into(),
-        }
-    }
-
-    /// `rel` under the archive's prefix.
-    pub fn path(&self, rel: &Path) -> Path {
-        self.prefix.parts().chain(rel.parts()).collect()
     }
 }
 
@@ -232,14 +193,14 @@ mod tests {
     #[test]
     fn s3_archive_debug_shows_no_credentials() {
         let a = Archive::open(&s3("s3://bkt/some/prefix")).unwrap();
-        assert_eq!(a.url, "s3://bkt/some/prefix");
-        assert_eq!(a.prefix.as_ref(), "some/prefix");
+        assert_eq!(a.url(), "s3://bkt/some/prefix");
+        assert_eq!(a.key(&Path::from("x")).as_ref(), "some/prefix/x");
         let debug = format!("{a:?}");
         assert!(!debug.contains("AKIA_DEBUG_ID"), "{debug}");
         assert!(!debug.contains("debug-secret-key"), "{debug}");
         assert!(debug.contains("bkt"), "{debug}");
         // object_store's own Debug does show the key id: that is why Archive wraps it.
-        assert!(format!("{:?}", a.store).contains("AKIA_DEBUG_ID"));
+        assert!(format!("{:?}", a.store()).contains("AKIA_DEBUG_ID"));
     }
 
     #[test]
@@ -275,17 +236,16 @@ mod tests {
         };
         let a = Archive::open(&cfg).unwrap();
         assert!(root.is_dir());
-        assert_eq!(a.prefix.as_ref(), "");
-        assert!(a.url.starts_with("file:///"), "{}", a.url);
+        assert_eq!(a.key(&Path::from("x")).as_ref(), "x");
+        assert!(a.url().starts_with("file:///"), "{}", a.url());
         // Writes are fsynced before they count as stored (see store::durable).
-        let shown = a.store.to_string();
+        let shown = a.store().to_string();
         assert!(shown.starts_with("DurableFolder("), "{shown}");
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         rt.block_on(async {
-            a.store
-                .put(&Path::from("station=s/x.parquet"), b"abc".to_vec().into())
+            a.put(&Path::from("station=s/x.parquet"), b"abc".to_vec().into())
                 .await
                 .unwrap();
         });
@@ -307,20 +267,5 @@ mod tests {
         let e = Archive::open(&cfg).unwrap_err();
         assert!(matches!(e, StoreError::Folder { .. }));
         assert!(e.to_string().contains("[storage] url"), "{e}");
-    }
-
-    #[test]
-    fn path_joins_the_prefix() {
-        let a = Archive::from_store(
-            Arc::new(object_store::memory::InMemory::new()),
-            Path::from("p/q"),
-            "memory://",
-        );
-        assert_eq!(
-            a.path(&Path::from("station=s/x")).as_ref(),
-            "p/q/station=s/x"
-        );
-        let a = Archive::from_store(a.store.clone(), Path::default(), "memory://");
-        assert_eq!(a.path(&Path::from("x")).as_ref(), "x");
     }
 }

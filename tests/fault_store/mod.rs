@@ -7,17 +7,14 @@
 #![allow(dead_code)] // each test binary uses a part
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
+    MultipartUpload, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    UploadPart,
 };
 
 /// An operation whose Nth call can be made to fail.
@@ -204,74 +201,48 @@ impl fmt::Display for FaultStore {
     }
 }
 
-#[async_trait]
-impl ObjectStore for FaultStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> Result<PutResult> {
-        self.shared
-            .around(
-                Op::Put,
-                location,
-                self.inner.put_opts(location, payload, opts),
-            )
-            .await
-    }
+strata::forward_object_store! {
+    impl ObjectStore for FaultStore => inner {
+        forward: [
+            get_opts, get_ranges, head, delete, list, list_with_delimiter,
+            copy, copy_if_not_exists,
+        ];
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        let upload = self
-            .shared
-            .around(
-                Op::StartMultipart,
-                location,
-                self.inner.put_multipart_opts(location, opts),
-            )
-            .await?;
-        self.shared.book().started.push(location.clone());
-        Ok(Box::new(FaultUpload {
-            path: location.clone(),
-            upload,
-            shared: Arc::clone(&self.shared),
-        }))
-    }
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> Result<PutResult> {
+            self.shared
+                .around(
+                    Op::Put,
+                    location,
+                    self.inner.put_opts(location, payload, opts),
+                )
+                .await
+        }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
-
-    async fn head(&self, location: &Path) -> Result<ObjectMeta> {
-        self.inner.head(location).await
-    }
-
-    async fn delete(&self, location: &Path) -> Result<()> {
-        self.inner.delete(location).await
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.copy(from, to).await
-    }
-
-    async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> Result<()> {
-        self.inner.copy_if_not_exists(from, to).await
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> Result<Box<dyn MultipartUpload>> {
+            let upload = self
+                .shared
+                .around(
+                    Op::StartMultipart,
+                    location,
+                    self.inner.put_multipart_opts(location, opts),
+                )
+                .await?;
+            self.shared.book().started.push(location.clone());
+            Ok(Box::new(FaultUpload {
+                path: location.clone(),
+                upload,
+                shared: Arc::clone(&self.shared),
+            }))
+        }
     }
 }
 
