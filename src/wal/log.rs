@@ -25,7 +25,8 @@ use super::lock::lock as lock_dir;
 use super::options::WalOptions;
 use super::recovery::{self, RecoveryMode};
 use super::segment::{
-    self, Expect, SealedSegment, SegmentId, StationLoad, HEADER_LEN as SEGMENT_HEADER_LEN,
+    self, Expect, SealedSegment, SegmentId, SegmentIo, StationLoad,
+    HEADER_LEN as SEGMENT_HEADER_LEN,
 };
 use super::writer::{lock, AppendReq, Appended, Gate, Request, Shared, Writer};
 use crate::message::{Draft, Message, StationName};
@@ -76,8 +77,13 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// Creates or opens the directory, locks it, recovers it and starts the writer.
-    pub(crate) fn open(opts: WalOptions, mode: RecoveryMode) -> Result<Arc<Inner>, WalError> {
+    /// Creates or opens the directory, locks it, recovers it and starts the
+    /// writer, which writes and syncs segment files through `io`.
+    pub(crate) fn open(
+        opts: WalOptions,
+        mode: RecoveryMode,
+        io: impl SegmentIo,
+    ) -> Result<Arc<Inner>, WalError> {
         let dir = opts.dir.clone();
         if !dir.is_dir() {
             std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
@@ -105,14 +111,12 @@ impl Inner {
             set_aside: AtomicU64::new(rec.set_aside),
             appends: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
-            #[cfg(test)]
-            fail_next_sync: AtomicBool::new(false),
             opts,
         });
         let (tx, rx) = mpsc::channel();
         lock(&shared.gate).tx = Some(tx);
         let handle =
-            Writer::spawn(shared.clone(), rx, rec.active, dir_lock).map_err(io_at(&dir))?;
+            Writer::spawn(shared.clone(), io, rx, rec.active, dir_lock).map_err(io_at(&dir))?;
         Ok(Arc::new(Inner {
             shared,
             writer: Mutex::new(Some(handle)),
@@ -349,11 +353,6 @@ impl Inner {
             None => Ok(()),
         }
     }
-
-    #[cfg(test)]
-    pub(crate) fn fail_next_sync(&self) {
-        self.shared.fail_next_sync.store(true, Ordering::SeqCst);
-    }
 }
 
 impl Drop for Inner {
@@ -367,7 +366,7 @@ mod tests {
     use std::path::Path;
     use std::time::{Duration, Instant};
 
-    use super::super::{Wal, WalOptions};
+    use super::super::{fault, Wal, WalOptions};
     use super::*;
     use crate::message::Timestamp;
 
@@ -453,18 +452,27 @@ mod tests {
         assert_eq!(wal.sealed().len(), 1);
     }
 
+    /// The OS error of an I/O failure the writer reported.
+    fn errno(e: &WalError) -> Option<i32> {
+        match e {
+            WalError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+
     #[test]
     fn a_failed_fdatasync_poisons_for_good() {
         let dir = tempfile::tempdir().unwrap();
-        let wal = Wal::open(opts(dir.path())).unwrap();
+        let (wal, faults) = fault::open(opts(dir.path())).unwrap();
         wal.append_blocking(vec![draft("a", Some(1), b"x")])
             .unwrap();
         assert!(!wal.is_poisoned());
-        wal.inner.fail_next_sync();
+        faults.fail_next_sync(fault::EIO);
         let e = wal
             .append_blocking(vec![draft("a", Some(2), b"y")])
             .unwrap_err();
-        assert!(matches!(e, WalError::Io { .. }), "{e}");
+        assert_eq!(errno(&e), Some(fault::EIO), "{e}");
+        // Only that one fdatasync fails: the WAL refuses the next append anyway.
         let e = wal
             .append_blocking(vec![draft("a", Some(3), b"z")])
             .unwrap_err();
@@ -480,6 +488,62 @@ mod tests {
         let seqs: Vec<u64> = all_messages(&wal).iter().map(|m| m.seq).collect();
         assert_eq!(seqs.first(), Some(&1));
         assert!(wal.append_blocking(vec![draft("a", Some(4), b"w")]).is_ok());
+    }
+
+    #[test]
+    fn a_full_disk_poisons_and_its_batch_is_neither_acknowledged_nor_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, faults) = fault::open(opts(dir.path())).unwrap();
+        wal.append_blocking(vec![draft("a", Some(1), b"x")])
+            .unwrap();
+        faults.fail_next_write(fault::ENOSPC);
+        let e = wal
+            .append_blocking(vec![draft("a", Some(2), b"y")])
+            .unwrap_err();
+        assert_eq!(errno(&e), Some(fault::ENOSPC), "{e}");
+        assert!(wal.is_poisoned());
+        let e = wal
+            .append_blocking(vec![draft("a", Some(3), b"z")])
+            .unwrap_err();
+        assert!(matches!(e, WalError::Poisoned), "{e}");
+        assert_eq!(wal.last_seq(&StationName::new("a").unwrap()), Some(1));
+        // The refused seqs are free again: not taken, so a redelivery is no duplicate.
+        assert!(!wal.holds(&StationName::new("a").unwrap(), 2));
+        drop(wal);
+
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        let seqs: Vec<u64> = all_messages(&wal).iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [1]);
+        let a = wal
+            .append_blocking(vec![draft("a", Some(2), b"y")])
+            .unwrap();
+        assert_eq!(a.accepted, 1);
+    }
+
+    #[test]
+    fn a_failed_fsync_at_a_seal_poisons_and_keeps_the_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, faults) = fault::open(opts(dir.path())).unwrap();
+        wal.append_blocking(vec![draft("a", Some(1), b"x"), draft("a", Some(2), b"y")])
+            .unwrap();
+        faults.fail_next_seal(fault::EIO);
+        let e = wal.seal().unwrap_err();
+        assert_eq!(errno(&e), Some(fault::EIO), "{e}");
+        assert!(wal.is_poisoned());
+        assert!(
+            wal.sealed().is_empty(),
+            "nothing is handed to the compactor"
+        );
+        assert!(matches!(
+            wal.append_blocking(vec![draft("a", Some(3), b"z")]),
+            Err(WalError::Poisoned)
+        ));
+        drop(wal);
+
+        // Both messages were fdatasync'd before the seal: a restart keeps them.
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        let seqs: Vec<u64> = all_messages(&wal).iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [1, 2]);
     }
 
     #[test]

@@ -34,9 +34,11 @@
 //!
 //! # Layers
 //!
-//! Each module uses only modules above it in this list (and the leaves
-//! `error` and `options`); the byte formats are documented where they are
-//! encoded.
+//! Each module uses only modules above it in this list (and `options`, and
+//! `error`, which names a [`SegmentId`]); the byte formats are documented
+//! where they are encoded. Tests inject I/O failures (a full disk, a failed
+//! fsync) through the writer's `segment::SegmentIo` seam (`fault`), not
+//! through switches in the writer.
 //!
 //! | module | job | I/O |
 //! | --- | --- | --- |
@@ -59,6 +61,8 @@ mod dedup;
 mod directory;
 pub mod entry;
 mod error;
+#[cfg(test)]
+pub(crate) mod fault;
 mod inspect;
 mod lock;
 mod log;
@@ -113,7 +117,7 @@ impl Wal {
     /// As [`Wal::open`].
     pub fn open_with_recovery(opts: WalOptions, mode: RecoveryMode) -> Result<Wal, WalError> {
         Ok(Wal {
-            inner: log::Inner::open(opts, mode)?,
+            inner: log::Inner::open(opts, mode, segment::FileIo)?,
         })
     }
 

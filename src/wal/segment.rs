@@ -35,7 +35,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -465,6 +465,60 @@ fn find_magic(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 pub(crate) use crate::fsio::sync_dir;
+
+/// The calls the writer makes on the active segment's file. [`FileIo`] makes
+/// them on the file system; tests put a wrapper in its place that fails them
+/// on demand (a full disk, an fsync error), which a real disk will not do.
+pub(crate) trait SegmentIo: Send + 'static {
+    /// Writes some of `bufs` at the end of `file` (one `writev`); returns how
+    /// many bytes it wrote.
+    fn write_vectored(&mut self, file: &mut File, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// Makes the data written so far durable (`fdatasync`): one per group commit.
+    fn sync_data(&mut self, file: &File) -> io::Result<()>;
+    /// Makes the data and the file's final size durable (`fsync`) before a seal.
+    fn sync_all(&mut self, file: &File) -> io::Result<()>;
+}
+
+/// [`SegmentIo`] on the file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FileIo;
+
+impl SegmentIo for FileIo {
+    fn write_vectored(&mut self, file: &mut File, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        file.write_vectored(bufs)
+    }
+
+    fn sync_data(&mut self, file: &File) -> io::Result<()> {
+        file.sync_data()
+    }
+
+    fn sync_all(&mut self, file: &File) -> io::Result<()> {
+        file.sync_all()
+    }
+}
+
+/// `write_all` for a list of buffers through `io` (one `writev` in the
+/// common case).
+pub(crate) fn write_all_vectored(
+    io: &mut impl SegmentIo,
+    file: &mut File,
+    mut bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    while !bufs.is_empty() {
+        match io.write_vectored(file, bufs) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the segment file accepted no more bytes",
+                ))
+            }
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 /// Creates segment `id` as the active segment: writes its header, fsyncs the
 /// file and the directory (so the new name survives a crash).

@@ -9,8 +9,7 @@
 //! succeeding would claim durability for data that is gone).
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -26,8 +25,8 @@ use super::error::WalError;
 use super::lock::DirLock;
 use super::options::WalOptions;
 use super::segment::{
-    self, min_timestamp, ActiveSegment, SealedSegment, SegmentId, SegmentState, StationLoad,
-    HEADER_LEN as SEGMENT_HEADER_LEN,
+    self, min_timestamp, write_all_vectored, ActiveSegment, SealedSegment, SegmentId, SegmentIo,
+    SegmentState, StationLoad, HEADER_LEN as SEGMENT_HEADER_LEN,
 };
 use super::snapshot::{self, SegmentSummary};
 use crate::message::{StationName, Timestamp};
@@ -125,9 +124,6 @@ pub(crate) struct Shared {
     pub(crate) appends: AtomicU64,
     /// `fdatasync` calls (group commits) since open.
     pub(crate) fsyncs: AtomicU64,
-    /// Test hook: the next fdatasync fails.
-    #[cfg(test)]
-    pub(crate) fail_next_sync: AtomicBool,
 }
 
 /// Locks a mutex; a panic while holding it cannot leave our state half
@@ -136,17 +132,24 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A copy of an I/O error for the other waiters of a failed group.
+/// A copy of an I/O error for each waiter of a failed group (the OS error
+/// code kept, so each reads like the original, e.g. "No space left on device").
 fn same_io(path: &Path, e: &io::Error) -> WalError {
+    let source = match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    };
     WalError::Io {
         path: path.to_path_buf(),
-        source: io::Error::new(e.kind(), e.to_string()),
+        source,
     }
 }
 
 /// The writer thread's state.
-pub(crate) struct Writer {
+pub(crate) struct Writer<I> {
     shared: Arc<Shared>,
+    /// How it writes and syncs the active segment's file.
+    io: I,
     rx: Receiver<Request>,
     active: ActiveSegment,
     /// Held for as long as the writer runs; released when it stops.
@@ -169,18 +172,20 @@ struct Group {
     barriers: Vec<(Appended, Reply)>,
 }
 
-impl Writer {
-    /// Starts the writer thread on `active`; it holds the directory lock
-    /// until it stops, which it does once every sender of `rx` is dropped and
-    /// the queue is drained.
+impl<I: SegmentIo> Writer<I> {
+    /// Starts the writer thread on `active`, writing and syncing through
+    /// `io`; it holds the directory lock until it stops, which it does once
+    /// every sender of `rx` is dropped and the queue is drained.
     pub(crate) fn spawn(
         shared: Arc<Shared>,
+        io: I,
         rx: Receiver<Request>,
         active: ActiveSegment,
         dir_lock: DirLock,
     ) -> io::Result<JoinHandle<()>> {
         let writer = Writer {
             shared,
+            io,
             rx,
             active,
             _lock: dir_lock,
@@ -353,7 +358,7 @@ impl Writer {
             .iter()
             .flat_map(|a| a.entry.chunks.iter().map(|c| IoSlice::new(c)))
             .collect();
-        if let Err(e) = write_all_vectored(&mut self.active.file, &mut slices) {
+        if let Err(e) = write_all_vectored(&mut self.io, &mut self.active.file, &mut slices) {
             let path = self.active.path.clone();
             self.poison("write", &path, &e);
             let mut all = std::mem::take(&mut group.written);
@@ -383,7 +388,7 @@ impl Writer {
             return;
         }
         let start = Instant::now();
-        if let Err(e) = self.sync_data() {
+        if let Err(e) = self.io.sync_data(&self.active.file) {
             let path = self.active.path.clone();
             self.poison("fdatasync", &path, &e);
             self.fail(written, barriers, Some((&path, &e)));
@@ -448,14 +453,6 @@ impl Writer {
         }
     }
 
-    fn sync_data(&self) -> io::Result<()> {
-        #[cfg(test)]
-        if self.shared.fail_next_sync.swap(false, Ordering::SeqCst) {
-            return Err(io::Error::other("injected fdatasync failure"));
-        }
-        self.active.file.sync_data()
-    }
-
     /// Seals the active segment (fsync, rename, directory fsync), writes the
     /// sequence snapshot covering it, publishes it to the compactor and starts
     /// the next segment.
@@ -468,7 +465,9 @@ impl Writer {
             move |e| (p, e)
         };
         // Data is durable already; this also makes the final size durable.
-        self.active.file.sync_all().map_err(at(&self.active.path))?;
+        self.io
+            .sync_all(&self.active.file)
+            .map_err(at(&self.active.path))?;
         let path = segment::rename_sealed(dir, id).map_err(at(&self.active.path))?;
         // Loads cloned, not taken: they are emptied below together with the insert.
         let sealed = self.active.sealed(path, lock(&sh.active_loads).clone());
@@ -504,22 +503,4 @@ impl Writer {
         tracing::debug!(segment = id.0, "sealed WAL segment");
         Ok(id)
     }
-}
-
-/// `write_all` for a list of buffers (one `writev` in the common case).
-fn write_all_vectored(file: &mut File, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
-    while !bufs.is_empty() {
-        match file.write_vectored(bufs) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "the segment file accepted no more bytes",
-                ))
-            }
-            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
