@@ -395,6 +395,40 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_at_fdatasync_turns_unhealthy_and_sets_the_poisoned_gauge() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, faults) =
+            crate::wal::fault::open(crate::wal::WalOptions::new(dir.path())).unwrap();
+        let h = Health::new(Duration::from_secs(60)).with_wal(wal.clone());
+        let metrics = crate::metrics::Metrics::new();
+        let draft = |seq| crate::Draft {
+            station: crate::StationName::new("s").unwrap(),
+            seq: Some(seq),
+            timestamp: crate::Timestamp(1),
+            id: None,
+            subject: None,
+            headers: vec![],
+            payload: bytes::Bytes::from_static(b"x"),
+        };
+        wal.append_blocking(vec![draft(1)]).unwrap();
+        metrics.set_health(&h.check_at(Instant::now()));
+        assert!(metrics
+            .render()
+            .lines()
+            .any(|l| l == "strata_wal_poisoned 0"));
+
+        faults.fail_next_sync(crate::wal::fault::ENOSPC);
+        assert!(wal.append_blocking(vec![draft(2)]).is_err());
+        let s = h.check_at(Instant::now());
+        assert_eq!(kinds(&s), [ProblemKind::WalPoisoned]);
+        metrics.set_health(&s);
+        assert!(metrics
+            .render()
+            .lines()
+            .any(|l| l == "strata_wal_poisoned 1"));
+    }
+
+    #[test]
     fn problems_add_up() {
         let h = Health::new(Duration::from_secs(1));
         let t0 = Instant::now();

@@ -1,7 +1,9 @@
-//! Process metrics in the Prometheus text exposition format (version 0.0.4),
-//! served by `GET /metrics`. Every part of `strata run` shares one [`Metrics`]
-//! (behind an `Arc`); updates are lock-free atomics except the first sighting
-//! of a (station, source) pair, which takes a short write lock.
+//! Process metrics, served by `GET /metrics` in the Prometheus text format
+//! (version 0.0.4), or in OpenMetrics when the scraper asks for it ([`Format`]).
+//! Every part of `strata run` shares one [`Metrics`] (behind an `Arc`); the
+//! families are `prometheus-client` counters, gauges and a histogram, updated
+//! with lock-free atomics except the first sighting of a label set, which
+//! takes a short write lock.
 //!
 //! | metric | type | labels | set by |
 //! | --- | --- | --- | --- |
@@ -16,7 +18,7 @@
 //! | `strata_upload_errors_total` | counter | | compactor: failed compaction passes (a store error; the segment stays in the WAL) |
 //! | `strata_upload_retries_total` | counter | | compactor: compaction passes retried after a failure |
 //! | `strata_compactions_total` | counter | | compactor: segments compacted and uploaded |
-//! | `strata_compaction_duration_seconds` | summary (`_sum`, `_count`) | | compactor: time to compact and upload one segment |
+//! | `strata_compaction_duration_seconds` | histogram (`_bucket`, `_sum`, `_count`) | | compactor: time to compact and upload one segment |
 //! | `strata_compacted_bytes_total` | counter | | compactor: Parquet bytes uploaded |
 //! | `strata_wal_poisoned` | gauge | | process: 1 while the WAL refuses appends after a failed write or fsync ([`crate::health`]) |
 //! | `strata_compactor_failing_seconds` | gauge | | process: how long compaction has been failing (0 after a success) |
@@ -27,73 +29,150 @@
 //! | `strata_gap_messages_total` | counter | station | NATS source: messages the stream expelled (or lost) before Strata read them |
 //! | `strata_restore_echoes_total` | counter | station | NATS source: messages recognised as restored copies of archived ones, not archived again |
 //! | `strata_expel_risk` | gauge | station | NATS source: how close the oldest unarchived message is to the stream's limits (0..1, 1 = about to be lost) |
+//!
+//! Counters are registered without their `_total` suffix: `prometheus-client`
+//! adds it to the exposed name.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use prometheus_client::encoding::{
+    prometheus_text, text, EncodeLabelSet, EncodeMetric, MetricEncoder,
+};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Metric, Registry};
+
 use crate::wal::Appended;
 
-/// Per (station, source) counters.
-#[derive(Debug, Default)]
-struct StationCounters {
-    messages: AtomicU64,
-    bytes: AtomicU64,
-    duplicates: AtomicU64,
+/// A gauge of whole numbers (bytes, counts).
+type IntGauge = Gauge<u64, AtomicU64>;
+/// A gauge of seconds or ratios.
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Labels of the per-station ingest counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StationSource {
+    station: String,
+    source: &'static str,
 }
 
-/// Status codes 100..=599 each get a counter; anything else is counted as 599+1.
-const HTTP_CODES: usize = 501;
+/// The `source` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Source {
+    source: &'static str,
+}
+
+/// The `station` label of the identity figures.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Station {
+    station: String,
+}
+
+/// The `code` label of HTTP answers.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Code {
+    code: u16,
+}
+
+/// One (station, source)'s ingest counters: handles on the family members,
+/// kept so an append finds them without building a label set.
+#[derive(Debug)]
+struct StationCounters {
+    messages: Counter,
+    bytes: Counter,
+    duplicates: Counter,
+}
+
+/// One station's identity counters and expel-risk gauge.
+#[derive(Debug)]
+struct IdentityCounters {
+    incarnations: Counter,
+    gap_messages: Counter,
+    echoes: Counter,
+    expel_risk: FloatGauge,
+}
+
+/// The families, each registered once in [`Metrics::registry`].
+#[derive(Debug, Default)]
+struct Families {
+    ingested_messages: Family<StationSource, Counter>,
+    ingested_bytes: Family<StationSource, Counter>,
+    duplicates: Family<StationSource, Counter>,
+    wal_full: Family<Source, Counter>,
+    source_errors: Family<Source, Counter>,
+    http_requests: Family<Code, Counter>,
+    incarnations: Family<Station, Counter>,
+    gap_messages: Family<Station, Counter>,
+    restore_echoes: Family<Station, Counter>,
+    expel_risk: Family<Station, FloatGauge>,
+}
+
+/// Status codes below 100 are counted as 100, above 599 as 600.
+const HTTP_CODES: std::ops::RangeInclusive<u16> = 100..=600;
+
+/// Buckets of `strata_compaction_duration_seconds`: a segment takes from
+/// well under a second (small, local) to minutes (64 MiB to a slow store).
+const COMPACTION_BUCKETS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// The exposition formats `GET /metrics` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The Prometheus text format, version 0.0.4 (the default).
+    Prometheus,
+    /// OpenMetrics 1.0 text: counter families are named without `_total`
+    /// in `# HELP`/`# TYPE` (samples keep it) and the text ends with `# EOF`.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it names
+    /// `application/openmetrics-text` (as Prometheus does), else the
+    /// Prometheus text format.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Prometheus,
+        }
+    }
+
+    /// The `Content-Type` of the format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
 
 /// The process-wide metrics registry.
 #[derive(Debug)]
 pub struct Metrics {
-    /// source -> station -> counters; BTreeMaps so the output is sorted and stable.
-    stations: RwLock<BTreeMap<&'static str, BTreeMap<String, Arc<StationCounters>>>>,
-    /// source -> (WAL full refusals, transient errors)
-    sources: RwLock<BTreeMap<&'static str, Arc<(AtomicU64, AtomicU64)>>>,
-    wal_bytes: AtomicU64,
-    wal_segments: AtomicU64,
-    wal_poisoned: AtomicU64,
-    /// f64 bits.
-    compactor_failing: AtomicU64,
-    http_inflight_bytes: AtomicU64,
-    /// f64 bits.
-    oldest_unuploaded_age: AtomicU64,
-    upload_errors: AtomicU64,
-    upload_retries: AtomicU64,
-    compactions: AtomicU64,
-    compaction_nanos: AtomicU64,
-    compacted_bytes: AtomicU64,
-    compacted_rows: AtomicU64,
-    http: Box<[AtomicU64]>,
+    registry: Registry,
+    families: Families,
+    /// source -> station -> counters; read-locked on every append.
+    stations: RwLock<HashMap<&'static str, HashMap<String, Arc<StationCounters>>>>,
     /// station -> identity counters of the NATS source.
     identity: RwLock<BTreeMap<String, Arc<IdentityCounters>>>,
-}
-
-/// One station's identity figures as `/metrics` reports them (read by `GET /v1/status`).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct IdentityFigures {
-    /// `strata_stream_incarnations_total`.
-    pub incarnations: u64,
-    /// `strata_gap_messages_total`.
-    pub gap_messages: u64,
-    /// `strata_restore_echoes_total`.
-    pub restore_echoes: u64,
-    /// `strata_expel_risk` (0..1).
-    pub expel_risk: f64,
-}
-
-/// Per-station identity counters and the expel-risk gauge.
-#[derive(Debug, Default)]
-struct IdentityCounters {
-    incarnations: AtomicU64,
-    gap_messages: AtomicU64,
-    echoes: AtomicU64,
-    /// f64 bits.
-    expel_risk: AtomicU64,
+    wal_bytes: IntGauge,
+    wal_segments: IntGauge,
+    wal_poisoned: IntGauge,
+    compactor_failing: FloatGauge,
+    http_inflight_bytes: IntGauge,
+    oldest_unuploaded_age: FloatGauge,
+    upload_errors: Counter,
+    upload_retries: Counter,
+    compactions: Counter,
+    compaction_duration: Histogram,
+    compacted_bytes: Counter,
+    compacted_rows: Counter,
 }
 
 impl Default for Metrics {
@@ -105,28 +184,173 @@ impl Default for Metrics {
 impl Metrics {
     /// An empty registry (every counter zero).
     pub fn new() -> Self {
-        Self {
+        let m = Self {
+            registry: Registry::default(),
+            families: Families::default(),
             stations: RwLock::default(),
-            sources: RwLock::default(),
-            wal_bytes: AtomicU64::new(0),
-            wal_segments: AtomicU64::new(0),
-            wal_poisoned: AtomicU64::new(0),
-            compactor_failing: AtomicU64::new(0f64.to_bits()),
-            http_inflight_bytes: AtomicU64::new(0),
-            oldest_unuploaded_age: AtomicU64::new(0f64.to_bits()),
-            upload_errors: AtomicU64::new(0),
-            upload_retries: AtomicU64::new(0),
-            compactions: AtomicU64::new(0),
-            compaction_nanos: AtomicU64::new(0),
-            compacted_bytes: AtomicU64::new(0),
-            compacted_rows: AtomicU64::new(0),
-            http: (0..HTTP_CODES).map(|_| AtomicU64::new(0)).collect(),
             identity: RwLock::default(),
+            wal_bytes: IntGauge::default(),
+            wal_segments: IntGauge::default(),
+            wal_poisoned: IntGauge::default(),
+            compactor_failing: FloatGauge::default(),
+            http_inflight_bytes: IntGauge::default(),
+            oldest_unuploaded_age: FloatGauge::default(),
+            upload_errors: Counter::default(),
+            upload_retries: Counter::default(),
+            compactions: Counter::default(),
+            compaction_duration: Histogram::new(COMPACTION_BUCKETS),
+            compacted_bytes: Counter::default(),
+            compacted_rows: Counter::default(),
+        };
+        m.register()
+    }
+
+    /// Registers every family with its help text (the registry clones the
+    /// handles: they share their values with the fields).
+    fn register(mut self) -> Self {
+        let f = &self.families;
+        let r = &mut self.registry;
+        // The registry ends each help text with a period.
+        fn add(r: &mut Registry, name: &str, help: &str, metric: impl Metric) {
+            r.register(name, help, Announced(metric));
         }
+        add(
+            r,
+            "strata_ingested_messages",
+            "Messages a source appended that the WAL accepted and made durable (duplicates are counted in strata_duplicates_total only)",
+            f.ingested_messages.clone(),
+        );
+        add(
+            r,
+            "strata_ingested_bytes",
+            "Payload bytes of the messages counted by strata_ingested_messages_total",
+            f.ingested_bytes.clone(),
+        );
+        add(
+            r,
+            "strata_duplicates",
+            "Messages the WAL dropped because their (station, seq) was already stored, in flight, or earlier in the same batch",
+            f.duplicates.clone(),
+        );
+        add(
+            r,
+            "strata_wal_full",
+            "Appends a source could not make because the WAL was full (HTTP answers 503, the NATS source waits and retries)",
+            f.wal_full.clone(),
+        );
+        add(
+            r,
+            "strata_source_errors",
+            "Transient source errors (failed fetch or ack, lost connection); the source retries",
+            f.source_errors.clone(),
+        );
+        add(
+            r,
+            "strata_wal_bytes",
+            "Bytes of the WAL's segment files (active and sealed), as counted against [wal] max_disk_bytes",
+            self.wal_bytes.clone(),
+        );
+        add(
+            r,
+            "strata_wal_segments",
+            "WAL segment files (active and sealed)",
+            self.wal_segments.clone(),
+        );
+        add(
+            r,
+            "strata_wal_poisoned",
+            "1 while the WAL refuses appends after a failed write, fsync or seal (restart to recover)",
+            self.wal_poisoned.clone(),
+        );
+        add(
+            r,
+            "strata_http_inflight_bytes",
+            "Request body bytes the HTTP server holds now (at most [http] max_inflight_bytes)",
+            self.http_inflight_bytes.clone(),
+        );
+        add(
+            r,
+            "strata_upload_errors",
+            "Segment compactions that failed (usually an object store error); the segment stays in the WAL",
+            self.upload_errors.clone(),
+        );
+        add(
+            r,
+            "strata_upload_retries",
+            "Compaction passes retried after a failed one (with backoff)",
+            self.upload_retries.clone(),
+        );
+        add(
+            r,
+            "strata_compacted_bytes",
+            "Parquet bytes uploaded by compaction",
+            self.compacted_bytes.clone(),
+        );
+        add(
+            r,
+            "strata_compacted_rows",
+            "Rows written to Parquet by compaction",
+            self.compacted_rows.clone(),
+        );
+        add(
+            r,
+            "strata_compactions",
+            "WAL segments compacted and uploaded",
+            self.compactions.clone(),
+        );
+        add(
+            r,
+            "strata_oldest_unuploaded_age_seconds",
+            "Age of the oldest message in a sealed WAL segment waiting for upload (0 when none waits; the active segment is not counted)",
+            self.oldest_unuploaded_age.clone(),
+        );
+        add(
+            r,
+            "strata_compactor_failing_seconds",
+            "How long compaction has been failing (0 after a pass that succeeded)",
+            self.compactor_failing.clone(),
+        );
+        add(
+            r,
+            "strata_compaction_duration_seconds",
+            "Time to compact and upload one WAL segment",
+            self.compaction_duration.clone(),
+        );
+        add(
+            r,
+            "strata_http_requests",
+            "HTTP requests answered, by status code",
+            f.http_requests.clone(),
+        );
+        add(
+            r,
+            "strata_stream_incarnations",
+            "New incarnations of a station's stream detected (deleted and created again); archived under new seqs",
+            f.incarnations.clone(),
+        );
+        add(
+            r,
+            "strata_gap_messages",
+            "Messages the stream expelled or lost before Strata read them (a gap, recorded in the archive)",
+            f.gap_messages.clone(),
+        );
+        add(
+            r,
+            "strata_restore_echoes",
+            "Messages recognised as signed restored copies of archived messages and not archived again",
+            f.restore_echoes.clone(),
+        );
+        add(
+            r,
+            "strata_expel_risk",
+            "How close the oldest unarchived message is to the stream's max_msgs, max_bytes or max_age (0..1; 1 = about to be lost)",
+            f.expel_risk.clone(),
+        );
+        self
     }
 
     fn station(&self, station: &str, source: &'static str) -> Arc<StationCounters> {
-        // Counters only ever grow, so a poisoned lock still holds valid data.
+        // The map only ever grows, so a poisoned lock still holds valid data.
         if let Some(c) = self
             .stations
             .read()
@@ -137,25 +361,23 @@ impl Metrics {
             return Arc::clone(c);
         }
         let mut map = self.stations.write().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(
-            map.entry(source)
-                .or_default()
-                .entry(station.to_string())
-                .or_default(),
-        )
-    }
-
-    fn source(&self, source: &'static str) -> Arc<(AtomicU64, AtomicU64)> {
-        if let Some(c) = self
-            .sources
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(source)
-        {
-            return Arc::clone(c);
-        }
-        let mut map = self.sources.write().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(map.entry(source).or_default())
+        let f = &self.families;
+        let counters = map
+            .entry(source)
+            .or_default()
+            .entry(station.to_string())
+            .or_insert_with(|| {
+                let labels = StationSource {
+                    station: station.to_string(),
+                    source,
+                };
+                Arc::new(StationCounters {
+                    messages: f.ingested_messages.get_or_create_owned(&labels),
+                    bytes: f.ingested_bytes.get_or_create_owned(&labels),
+                    duplicates: f.duplicates.get_or_create_owned(&labels),
+                })
+            });
+        Arc::clone(counters)
     }
 
     /// Counts what one append by `source` for `station` did: the messages the
@@ -179,79 +401,86 @@ impl Metrics {
     /// [`Metrics::inc_appended`] does both from an append's result.
     pub fn inc_ingested(&self, station: &str, source: &'static str, msgs: u64, bytes: u64) {
         let c = self.station(station, source);
-        c.messages.fetch_add(msgs, Relaxed);
-        c.bytes.fetch_add(bytes, Relaxed);
+        c.messages.inc_by(msgs);
+        c.bytes.inc_by(bytes);
     }
 
     /// Counts messages the WAL dropped because their (station, seq) was already
     /// stored, in flight, or earlier in the same batch.
     pub fn inc_duplicates(&self, station: &str, source: &'static str, msgs: u64) {
-        self.station(station, source)
-            .duplicates
-            .fetch_add(msgs, Relaxed);
+        self.station(station, source).duplicates.inc_by(msgs);
     }
 
     /// Counts an append `source` could not make because the WAL was full.
     pub fn inc_wal_full(&self, source: &'static str) {
-        self.source(source).0.fetch_add(1, Relaxed);
+        self.families
+            .wal_full
+            .get_or_create(&Source { source })
+            .inc();
     }
 
     /// Counts a transient error of `source` (a failed fetch or ack, a lost connection).
     pub fn inc_source_error(&self, source: &'static str) {
-        self.source(source).1.fetch_add(1, Relaxed);
+        self.families
+            .source_errors
+            .get_or_create(&Source { source })
+            .inc();
     }
 
     /// Sets the WAL gauges (from `Wal::stats`).
     pub fn set_wal(&self, bytes: u64, segments: u64) {
-        self.wal_bytes.store(bytes, Relaxed);
-        self.wal_segments.store(segments, Relaxed);
+        self.wal_bytes.set(bytes);
+        self.wal_segments.set(segments);
     }
 
     /// Sets the health gauges from a health check.
     pub fn set_health(&self, status: &crate::health::Status) {
-        self.wal_poisoned
-            .store(u64::from(status.wal_poisoned), Relaxed);
+        self.wal_poisoned.set(u64::from(status.wal_poisoned));
         self.compactor_failing
-            .store(status.compactor_failing.as_secs_f64().to_bits(), Relaxed);
+            .set(status.compactor_failing.as_secs_f64());
     }
 
     /// Sets the request body bytes the HTTP server holds now.
     pub fn set_http_inflight_bytes(&self, bytes: u64) {
-        self.http_inflight_bytes.store(bytes, Relaxed);
+        self.http_inflight_bytes.set(bytes);
     }
 
     /// Sets the age of the oldest message in a sealed segment waiting for upload
     /// (0 when none is waiting).
     pub fn set_oldest_unuploaded_age(&self, secs: f64) {
-        self.oldest_unuploaded_age.store(secs.to_bits(), Relaxed);
+        self.oldest_unuploaded_age.set(secs);
     }
 
     /// Counts a failed segment compaction (usually an object store error).
     pub fn inc_upload_error(&self) {
-        self.upload_errors.fetch_add(1, Relaxed);
+        self.upload_errors.inc();
     }
 
     /// Counts a compaction pass retried after a failed one.
     pub fn inc_upload_retry(&self) {
-        self.upload_retries.fetch_add(1, Relaxed);
+        self.upload_retries.inc();
     }
 
     /// Records one segment compacted: how long it took, and the Parquet bytes
     /// uploaded and rows written.
     pub fn observe_compaction(&self, duration: Duration, bytes: u64, rows: u64) {
-        self.compactions.fetch_add(1, Relaxed);
-        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-        self.compaction_nanos.fetch_add(nanos, Relaxed);
-        self.compacted_bytes.fetch_add(bytes, Relaxed);
-        self.compacted_rows.fetch_add(rows, Relaxed);
+        self.compactions.inc();
+        self.compaction_duration.observe(duration.as_secs_f64());
+        self.compacted_bytes.inc_by(bytes);
+        self.compacted_rows.inc_by(rows);
     }
 
     /// Counts an HTTP answer with `status`.
     pub fn inc_http(&self, status: u16) {
-        let i = usize::from(status).saturating_sub(100).min(HTTP_CODES - 1);
-        self.http[i].fetch_add(1, Relaxed);
+        let code = status.clamp(*HTTP_CODES.start(), *HTTP_CODES.end());
+        self.families
+            .http_requests
+            .get_or_create(&Code { code })
+            .inc();
     }
 
+    /// A station's identity figures; the first call for a station creates
+    /// all four series, so each appears (at 0) once the station is reported on.
     fn identity(&self, station: &str) -> Arc<IdentityCounters> {
         if let Some(c) = self
             .identity
@@ -262,29 +491,39 @@ impl Metrics {
             return Arc::clone(c);
         }
         let mut map = self.identity.write().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(map.entry(station.to_string()).or_default())
+        let f = &self.families;
+        let counters = map.entry(station.to_string()).or_insert_with(|| {
+            let labels = Station {
+                station: station.to_string(),
+            };
+            Arc::new(IdentityCounters {
+                incarnations: f.incarnations.get_or_create_owned(&labels),
+                gap_messages: f.gap_messages.get_or_create_owned(&labels),
+                echoes: f.restore_echoes.get_or_create_owned(&labels),
+                expel_risk: f.expel_risk.get_or_create_owned(&labels),
+            })
+        });
+        Arc::clone(counters)
     }
 
     /// Counts a new incarnation of `station`'s stream.
     pub fn inc_incarnation(&self, station: &str) {
-        self.identity(station).incarnations.fetch_add(1, Relaxed);
+        self.identity(station).incarnations.inc();
     }
 
     /// Counts `n` messages of `station` lost upstream (a gap).
     pub fn inc_gap_messages(&self, station: &str, n: u64) {
-        self.identity(station).gap_messages.fetch_add(n, Relaxed);
+        self.identity(station).gap_messages.inc_by(n);
     }
 
     /// Counts `n` restored copies of `station` recognised and not archived again.
     pub fn inc_restore_echoes(&self, station: &str, n: u64) {
-        self.identity(station).echoes.fetch_add(n, Relaxed);
+        self.identity(station).echoes.inc_by(n);
     }
 
     /// Sets `station`'s expel risk (0..1).
     pub fn set_expel_risk(&self, station: &str, risk: f64) {
-        self.identity(station)
-            .expel_risk
-            .store(risk.to_bits(), Relaxed);
+        self.identity(station).expel_risk.set(risk);
     }
 
     /// Per station, the identity figures (every station the NATS source has
@@ -295,10 +534,10 @@ impl Metrics {
             .iter()
             .map(|(station, c)| {
                 let figures = IdentityFigures {
-                    incarnations: c.incarnations.load(Relaxed),
-                    gap_messages: c.gap_messages.load(Relaxed),
-                    restore_echoes: c.echoes.load(Relaxed),
-                    expel_risk: f64::from_bits(c.expel_risk.load(Relaxed)),
+                    incarnations: c.incarnations.get(),
+                    gap_messages: c.gap_messages.get(),
+                    restore_echoes: c.echoes.get(),
+                    expel_risk: c.expel_risk.get(),
                 };
                 (station.clone(), figures)
             })
@@ -311,7 +550,7 @@ impl Metrics {
         let mut out: BTreeMap<String, u64> = BTreeMap::new();
         for by_station in stations.values() {
             for (station, c) in by_station {
-                *out.entry(station.clone()).or_default() += c.messages.load(Relaxed);
+                *out.entry(station.clone()).or_default() += c.messages.get();
             }
         }
         out
@@ -319,271 +558,56 @@ impl Metrics {
 
     /// `strata_oldest_unuploaded_age_seconds`.
     pub fn oldest_unuploaded_age(&self) -> f64 {
-        f64::from_bits(self.oldest_unuploaded_age.load(Relaxed))
-    }
-
-    fn render_identity(&self, out: &mut String) {
-        let identity = self.identity.read().unwrap_or_else(|e| e.into_inner());
-        type Get = fn(&IdentityCounters) -> u64;
-        let counters: [(&str, &str, Get); 3] = [
-            (
-                "strata_stream_incarnations_total",
-                "New incarnations of a station's stream detected (deleted and created again); archived under new seqs.",
-                |c| c.incarnations.load(Relaxed),
-            ),
-            (
-                "strata_gap_messages_total",
-                "Messages the stream expelled or lost before Strata read them (a gap, recorded in the archive).",
-                |c| c.gap_messages.load(Relaxed),
-            ),
-            (
-                "strata_restore_echoes_total",
-                "Messages recognised as signed restored copies of archived messages and not archived again.",
-                |c| c.echoes.load(Relaxed),
-            ),
-        ];
-        for (name, help, get) in counters {
-            header(out, name, help, "counter");
-            for (station, c) in identity.iter() {
-                sample(out, name, &[("station", station)], get(c));
-            }
-        }
-        header(
-            out,
-            "strata_expel_risk",
-            "How close the oldest unarchived message is to the stream's max_msgs, max_bytes or max_age (0..1; 1 = about to be lost).",
-            "gauge",
-        );
-        for (station, c) in identity.iter() {
-            let v = f64::from_bits(c.expel_risk.load(Relaxed));
-            let mut line = String::new();
-            sample(&mut line, "strata_expel_risk", &[("station", station)], 0);
-            // `sample` writes integers; replace the value with the float.
-            let cut = line.trim_end().rfind(' ').unwrap_or(0);
-            let _ = writeln!(out, "{} {}", &line[..cut], float(v));
-        }
+        self.oldest_unuploaded_age.get()
     }
 
     /// Every metric in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        {
-            let stations = self.stations.read().unwrap_or_else(|e| e.into_inner());
-            type Get = fn(&StationCounters) -> u64;
-            let families: [(&str, &str, Get); 3] = [
-                (
-                    "strata_ingested_messages_total",
-                    "Messages a source appended that the WAL accepted and made durable (duplicates are counted in strata_duplicates_total only).",
-                    |c| c.messages.load(Relaxed),
-                ),
-                (
-                    "strata_ingested_bytes_total",
-                    "Payload bytes of the messages counted by strata_ingested_messages_total.",
-                    |c| c.bytes.load(Relaxed),
-                ),
-                (
-                    "strata_duplicates_total",
-                    "Messages the WAL dropped because their (station, seq) was already stored, in flight, or earlier in the same batch.",
-                    |c| c.duplicates.load(Relaxed),
-                ),
-            ];
-            for (name, help, get) in families {
-                header(&mut out, name, help, "counter");
-                for (source, by_station) in stations.iter() {
-                    for (station, c) in by_station {
-                        sample(
-                            &mut out,
-                            name,
-                            &[("station", station), ("source", source)],
-                            get(c),
-                        );
-                    }
-                }
-            }
-        }
-        {
-            let sources = self.sources.read().unwrap_or_else(|e| e.into_inner());
-            header(
-                &mut out,
-                "strata_wal_full_total",
-                "Appends a source could not make because the WAL was full (HTTP answers 503, the NATS source waits and retries).",
-                "counter",
-            );
-            for (source, c) in sources.iter() {
-                let v = c.0.load(Relaxed);
-                sample(&mut out, "strata_wal_full_total", &[("source", source)], v);
-            }
-            header(
-                &mut out,
-                "strata_source_errors_total",
-                "Transient source errors (failed fetch or ack, lost connection); the source retries.",
-                "counter",
-            );
-            for (source, c) in sources.iter() {
-                let v = c.1.load(Relaxed);
-                sample(
-                    &mut out,
-                    "strata_source_errors_total",
-                    &[("source", source)],
-                    v,
-                );
-            }
-        }
-        let plain: [(&str, &str, &str, u64); 9] = [
-            (
-                "strata_wal_bytes",
-                "Bytes of the WAL's segment files (active and sealed), as counted against [wal] max_disk_bytes.",
-                "gauge",
-                self.wal_bytes.load(Relaxed),
-            ),
-            (
-                "strata_wal_segments",
-                "WAL segment files (active and sealed).",
-                "gauge",
-                self.wal_segments.load(Relaxed),
-            ),
-            (
-                "strata_wal_poisoned",
-                "1 while the WAL refuses appends after a failed write, fsync or seal (restart to recover).",
-                "gauge",
-                self.wal_poisoned.load(Relaxed),
-            ),
-            (
-                "strata_http_inflight_bytes",
-                "Request body bytes the HTTP server holds now (at most [http] max_inflight_bytes).",
-                "gauge",
-                self.http_inflight_bytes.load(Relaxed),
-            ),
-            (
-                "strata_upload_errors_total",
-                "Segment compactions that failed (usually an object store error); the segment stays in the WAL.",
-                "counter",
-                self.upload_errors.load(Relaxed),
-            ),
-            (
-                "strata_upload_retries_total",
-                "Compaction passes retried after a failed one (with backoff).",
-                "counter",
-                self.upload_retries.load(Relaxed),
-            ),
-            (
-                "strata_compacted_bytes_total",
-                "Parquet bytes uploaded by compaction.",
-                "counter",
-                self.compacted_bytes.load(Relaxed),
-            ),
-            (
-                "strata_compacted_rows_total",
-                "Rows written to Parquet by compaction.",
-                "counter",
-                self.compacted_rows.load(Relaxed),
-            ),
-            (
-                "strata_compactions_total",
-                "WAL segments compacted and uploaded.",
-                "counter",
-                self.compactions.load(Relaxed),
-            ),
-        ];
-        for (name, help, kind, v) in plain {
-            header(&mut out, name, help, kind);
-            sample(&mut out, name, &[], v);
-        }
-        header(
-            &mut out,
-            "strata_oldest_unuploaded_age_seconds",
-            "Age of the oldest message in a sealed WAL segment waiting for upload (0 when none waits; the active segment is not counted).",
-            "gauge",
-        );
-        let age = f64::from_bits(self.oldest_unuploaded_age.load(Relaxed));
-        let _ = writeln!(out, "strata_oldest_unuploaded_age_seconds {}", float(age));
-        header(
-            &mut out,
-            "strata_compactor_failing_seconds",
-            "How long compaction has been failing (0 after a pass that succeeded).",
-            "gauge",
-        );
-        let failing = f64::from_bits(self.compactor_failing.load(Relaxed));
-        let _ = writeln!(out, "strata_compactor_failing_seconds {}", float(failing));
-        header(
-            &mut out,
-            "strata_compaction_duration_seconds",
-            "Time to compact and upload one WAL segment.",
-            "summary",
-        );
-        let secs = self.compaction_nanos.load(Relaxed) as f64 / 1e9;
-        let _ = writeln!(
-            out,
-            "strata_compaction_duration_seconds_sum {}",
-            float(secs)
-        );
-        let _ = writeln!(
-            out,
-            "strata_compaction_duration_seconds_count {}",
-            self.compactions.load(Relaxed)
-        );
-        header(
-            &mut out,
-            "strata_http_requests_total",
-            "HTTP requests answered, by status code.",
-            "counter",
-        );
-        for (i, c) in self.http.iter().enumerate() {
-            let v = c.load(Relaxed);
-            if v > 0 {
-                let code = (i + 100).to_string();
-                sample(
-                    &mut out,
-                    "strata_http_requests_total",
-                    &[("code", &code)],
-                    v,
-                );
-            }
-        }
-        self.render_identity(&mut out);
+        self.render_as(Format::Prometheus)
+    }
+
+    /// Every metric in `format`.
+    pub fn render_as(&self, format: Format) -> String {
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail, nor can our metrics' encoders.
+        let _ = match format {
+            Format::Prometheus => prometheus_text::encode(&mut out, &self.registry),
+            Format::OpenMetrics => text::encode(&mut out, &self.registry),
+        };
         out
     }
 }
 
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    // HELP text escapes backslash and newline; ours has neither, but stay correct.
-    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+/// One station's identity figures as `/metrics` reports them (read by `GET /v1/status`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IdentityFigures {
+    /// `strata_stream_incarnations_total`.
+    pub incarnations: u64,
+    /// `strata_gap_messages_total`.
+    pub gap_messages: u64,
+    /// `strata_restore_echoes_total`.
+    pub restore_echoes: u64,
+    /// `strata_expel_risk` (0..1).
+    pub expel_risk: f64,
 }
 
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: u64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(k);
-            out.push_str("=\"");
-            for ch in v.chars() {
-                match ch {
-                    '\\' => out.push_str("\\\\"),
-                    '"' => out.push_str("\\\""),
-                    '\n' => out.push_str("\\n"),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-        }
-        out.push('}');
+/// A metric whose `# HELP` and `# TYPE` lines are written even before its
+/// first sample, so every documented family shows on `/metrics` from the
+/// start (`prometheus-client` leaves out families without a sample).
+#[derive(Debug)]
+struct Announced<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Announced<M> {
+    fn encode(&self, encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
     }
-    let _ = writeln!(out, " {value}");
-}
 
-/// A float as Prometheus writes it (`+Inf`, `-Inf`, `NaN` spelled its way).
-fn float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_string()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
-    } else {
-        v.to_string()
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        false
     }
 }
 
@@ -631,7 +655,9 @@ mod tests {
             "strata_upload_errors_total 1",
             "strata_upload_retries_total 2",
             "strata_compactions_total 2",
-            "strata_compaction_duration_seconds_sum 2",
+            "strata_compaction_duration_seconds_sum 2.0",
+            r#"strata_compaction_duration_seconds_bucket{le="1"} 1"#,
+            r#"strata_compaction_duration_seconds_bucket{le="+Inf"} 2"#,
             "strata_compaction_duration_seconds_count 2",
             "strata_compacted_bytes_total 5120",
             "strata_compacted_rows_total 110",
@@ -653,10 +679,9 @@ mod tests {
                 typed.insert(rest.split(' ').next().unwrap().to_string());
             } else if !line.starts_with('#') {
                 let name = line.split(['{', ' ']).next().unwrap();
-                let family = name
-                    .strip_suffix("_sum")
-                    .or_else(|| name.strip_suffix("_count"))
-                    .filter(|f| typed.contains(*f))
+                let family = ["_sum", "_count", "_bucket"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
                     .unwrap_or(name);
                 assert!(typed.contains(family), "{line} has no TYPE line");
                 assert!(name.starts_with("strata_"), "{line}");
@@ -764,5 +789,80 @@ mod tests {
             .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
             .sum();
         assert_eq!(total, 8000);
+    }
+
+    /// Every family of the module doc's table, with its type.
+    const FAMILIES: [(&str, &str); 22] = [
+        ("strata_ingested_messages_total", "counter"),
+        ("strata_ingested_bytes_total", "counter"),
+        ("strata_duplicates_total", "counter"),
+        ("strata_wal_full_total", "counter"),
+        ("strata_source_errors_total", "counter"),
+        ("strata_wal_bytes", "gauge"),
+        ("strata_wal_segments", "gauge"),
+        ("strata_oldest_unuploaded_age_seconds", "gauge"),
+        ("strata_upload_errors_total", "counter"),
+        ("strata_upload_retries_total", "counter"),
+        ("strata_compactions_total", "counter"),
+        ("strata_compaction_duration_seconds", "histogram"),
+        ("strata_compacted_bytes_total", "counter"),
+        ("strata_wal_poisoned", "gauge"),
+        ("strata_compactor_failing_seconds", "gauge"),
+        ("strata_http_inflight_bytes", "gauge"),
+        ("strata_compacted_rows_total", "counter"),
+        ("strata_http_requests_total", "counter"),
+        ("strata_stream_incarnations_total", "counter"),
+        ("strata_gap_messages_total", "counter"),
+        ("strata_restore_echoes_total", "counter"),
+        ("strata_expel_risk", "gauge"),
+    ];
+
+    #[test]
+    fn every_family_is_announced_before_its_first_sample() {
+        let text = Metrics::new().render();
+        for (name, kind) in FAMILIES {
+            assert!(
+                text.lines().any(|l| l == format!("# TYPE {name} {kind}")),
+                "no TYPE line for {name} in\n{text}"
+            );
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}");
+        }
+        let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        assert_eq!(types, FAMILIES.len(), "{text}");
+        for help in text.lines().filter(|l| l.starts_with("# HELP ")) {
+            assert!(help.ends_with('.') && !help.ends_with(".."), "{help}");
+        }
+    }
+
+    #[test]
+    fn openmetrics_names_counter_families_without_total_and_ends_with_eof() {
+        let m = Metrics::new();
+        m.inc_ingested("orders", "http", 3, 30);
+        let text = m.render_as(Format::OpenMetrics);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(text.contains("# TYPE strata_ingested_messages counter\n"));
+        assert!(
+            text.contains(r#"strata_ingested_messages_total{station="orders",source="http"} 3"#)
+        );
+        assert!(text.contains("# TYPE strata_wal_bytes gauge\n"));
+        assert!(!m.render().contains("# EOF"));
+    }
+
+    #[test]
+    fn the_format_follows_the_accept_header() {
+        // What Prometheus 2.x and 3.x send.
+        let prometheus = "application/openmetrics-text;version=1.0.0;q=0.5,\
+            application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        assert_eq!(Format::from_accept(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::from_accept(Some("text/plain")), Format::Prometheus);
+        assert_eq!(Format::from_accept(Some("*/*")), Format::Prometheus);
+        assert_eq!(Format::from_accept(None), Format::Prometheus);
+        assert_eq!(
+            Format::Prometheus.content_type(),
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        assert!(Format::OpenMetrics
+            .content_type()
+            .starts_with("application/openmetrics-text; version=1.0.0"));
     }
 }

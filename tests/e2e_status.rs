@@ -359,7 +359,7 @@ async fn dashboard_and_rules_name_only_exported_metrics() {
     let promtool = need!(promtool());
     let out = run_command(
         {
-            let mut cmd = Command::new(promtool);
+            let mut cmd = Command::new(&promtool);
             cmd.args(["check", "rules"])
                 .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/strata-rules.yml"));
             cmd
@@ -392,6 +392,26 @@ async fn dashboard_and_rules_name_only_exported_metrics() {
     let dir = tempdir();
     let (mut run, _http, _stream) = archiver_with_messages(dir.path(), &url, 5).await;
     let metrics = run.metrics().await;
+    // promtool parses and lints what a Prometheus scrape gets (its exit code
+    // says whether it parsed; lint findings are printed, and there must be none).
+    let checked = run_command(
+        {
+            let mut cmd = Command::new(&promtool);
+            cmd.args(["check", "metrics"]);
+            cmd
+        },
+        Some(metrics.as_bytes()),
+        Duration::from_secs(60),
+    );
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {checked}"
+    );
+    assert_eq!(
+        checked.text().trim(),
+        "",
+        "promtool check metrics: {checked}"
+    );
     let mut exported = BTreeSet::new();
     for line in metrics.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {

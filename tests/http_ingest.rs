@@ -495,6 +495,35 @@ async fn unknown_paths_are_a_404_with_json_and_metrics_are_served() {
     );
     assert!(text.contains("# TYPE strata_wal_bytes gauge"), "{text}");
 
+    // Prometheus asks for OpenMetrics first, and gets it: the same samples,
+    // counter families named without `_total`, `# EOF` at the end.
+    let r = client
+        .get(s.url("/metrics"))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0;q=0.5,\
+             application/openmetrics-text;version=0.0.1;q=0.4,\
+             text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text; version=1.0.0"));
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains(r#"strata_ingested_messages_total{station="orders",source="http"} 4"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE strata_ingested_messages counter"),
+        "{text}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
+
     // No flush handle in this process.
     let r = client.post(s.url("/v1/flush")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 503);

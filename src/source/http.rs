@@ -5,7 +5,7 @@
 //! | `POST /v1/stations/{station}/messages` | NDJSON body, or a JSON array of the same objects ([`crate::ndjson`]); `200 {"accepted","duplicates","first_seq","last_seq"}` once the WAL has made the batch durable (fsync) |
 //! | `POST /v1/flush` | runs the [`FlushHandle`] (seal, compact, upload); `200` with its JSON summary |
 //! | `GET /healthz` | `200 ok`, or `503` with JSON naming every problem ([`crate::health`]) |
-//! | `GET /metrics` | Prometheus text ([`crate::metrics`]) |
+//! | `GET /metrics` | Prometheus text, or OpenMetrics when `Accept` asks for it ([`crate::metrics`]) |
 //! | `GET /v1/status` | JSON: per station, WAL, last upload, identity figures ([`crate::status`]) |
 //! | `GET /` | the status page: the same figures as HTML, reloaded by the browser |
 //!
@@ -38,7 +38,7 @@ use subtle::ConstantTimeEq;
 use crate::config::{CompactionConfig, HttpConfig, Secret};
 use crate::health::Health;
 use crate::message::StationName;
-use crate::metrics::Metrics;
+use crate::metrics::{Format as MetricsFormat, Metrics};
 use crate::ndjson;
 use crate::source::budget::{ByteBudget, Reservation};
 use crate::source::owners::NatsStations;
@@ -470,20 +470,24 @@ async fn healthz(State(state): Shared) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }
 
-/// `GET /metrics`: refreshes the WAL, health and in-flight gauges, then renders everything.
-async fn metrics(State(state): Shared) -> Response {
+/// `GET /metrics`: refreshes the WAL, health and in-flight gauges, then renders
+/// everything, in OpenMetrics when the `Accept` header asks for it (as
+/// Prometheus does), else in the Prometheus text format.
+async fn metrics(State(state): Shared, headers: HeaderMap) -> Response {
     let stats = state.wal.stats();
     state.metrics.set_wal(stats.disk_bytes, stats.segments);
     state.metrics.set_health(&state.health.check());
     state
         .metrics
         .set_http_inflight_bytes(state.inflight.used() as u64);
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = MetricsFormat::from_accept(accept);
     (
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            HeaderValue::from_static(format.content_type()),
         )],
-        state.metrics.render(),
+        state.metrics.render_as(format),
     )
         .into_response()
 }

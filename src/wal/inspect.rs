@@ -11,11 +11,24 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::recovery::{list_segments, list_set_aside, WAL_ID_FILE};
-use super::segment::{self, Expect, SegmentState};
+use super::directory::{list_segments, list_set_aside, WAL_ID_FILE};
+use super::error::WalError;
+use super::segment::{self, Expect, SegmentId, SegmentState};
 use super::snapshot;
-use super::{SegmentId, StationStats, WalError};
 use crate::message::StationName;
+
+/// Per-station figures for stats and `wal inspect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StationStats {
+    /// Messages.
+    pub messages: u64,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// Lowest sequence.
+    pub first_seq: Option<u64>,
+    /// Highest sequence.
+    pub last_seq: Option<u64>,
+}
 
 /// One live segment in an [`InspectReport`].
 #[derive(Debug, Clone, PartialEq, Eq)]

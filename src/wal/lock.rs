@@ -11,7 +11,7 @@ use std::path::Path;
 
 use fs4::fs_std::FileExt;
 
-use super::WalError;
+use super::error::WalError;
 
 /// File name of the lock in the WAL directory.
 pub(crate) const FILE_NAME: &str = "wal.lock";

@@ -33,16 +33,17 @@
 //! no good entry after it. Recovery may truncate a torn tail of the active
 //! segment; any other damage sets the whole segment aside.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use bytes::Bytes;
 use thiserror::Error;
 
 use super::entry::{self, DecodeError};
-use super::SegmentId;
-use crate::message::Message;
+use crate::message::{Message, StationName, Timestamp};
 
 /// The eight bytes every segment file starts with.
 pub const MAGIC: [u8; 8] = *b"STRATAWL";
@@ -50,6 +51,136 @@ pub const MAGIC: [u8; 8] = *b"STRATAWL";
 pub const VERSION: u16 = 1;
 /// Length of the segment header in bytes.
 pub const HEADER_LEN: usize = 40;
+
+/// Monotonic number of a segment within one WAL directory (from 1, never reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentId(pub u64);
+
+impl std::fmt::Display for SegmentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A sealed segment waiting for the compactor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSegment {
+    /// The segment number.
+    pub id: SegmentId,
+    /// Its file.
+    pub path: PathBuf,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Messages it holds.
+    pub messages: u64,
+    /// Earliest message timestamp in the segment (for the "oldest not uploaded" metric).
+    pub min_timestamp: Option<Timestamp>,
+    /// What each station has in the segment; `None` when the segment was
+    /// recovered from the snapshot's summary, which does not break it down
+    /// (reading the segment to find out would make opening slow).
+    pub stations: Option<BTreeMap<StationName, StationLoad>>,
+}
+
+/// What one station has in the WAL (or in one segment of it): what
+/// `GET /v1/status` reports per station.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StationLoad {
+    /// Messages.
+    pub messages: u64,
+    /// Payload bytes of those messages.
+    pub payload_bytes: u64,
+    /// Earliest message timestamp.
+    pub min_timestamp: Option<Timestamp>,
+}
+
+impl StationLoad {
+    /// Adds `other`'s messages to this one.
+    pub fn add(&mut self, other: &StationLoad) {
+        self.messages += other.messages;
+        self.payload_bytes += other.payload_bytes;
+        self.min_timestamp = min_timestamp(self.min_timestamp, other.min_timestamp);
+    }
+
+    /// Per station, what `messages` hold.
+    pub fn of<'a>(
+        messages: impl IntoIterator<Item = &'a Message>,
+    ) -> BTreeMap<StationName, StationLoad> {
+        let mut loads: BTreeMap<StationName, StationLoad> = BTreeMap::new();
+        for m in messages {
+            let one = StationLoad {
+                messages: 1,
+                payload_bytes: m.payload.len() as u64,
+                min_timestamp: Some(m.timestamp),
+            };
+            // Looked up first: a name is cloned once per station, not per message.
+            match loads.get_mut(&m.station) {
+                Some(load) => load.add(&one),
+                None => {
+                    loads.insert(m.station.clone(), one);
+                }
+            }
+        }
+        loads
+    }
+}
+
+/// The earlier of two optional timestamps (either one when the other is unknown).
+pub(crate) fn min_timestamp(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+/// The segment being appended to: its open file and what it holds so far.
+/// Recovery finds or creates it; the writer appends to it and seals it.
+#[derive(Debug)]
+pub(crate) struct ActiveSegment {
+    pub(crate) id: SegmentId,
+    pub(crate) path: PathBuf,
+    pub(crate) file: File,
+    /// File length (header included).
+    pub(crate) len: u64,
+    /// Entries made durable in it.
+    pub(crate) entries: u64,
+    /// Messages in those entries.
+    pub(crate) messages: u64,
+    pub(crate) min_timestamp: Option<Timestamp>,
+    /// When the first entry was written: the segment's age counts from it.
+    pub(crate) first_write: Option<Instant>,
+}
+
+impl ActiveSegment {
+    /// A segment holding no entry yet, `len` bytes long (its header).
+    pub(crate) fn empty(id: SegmentId, path: PathBuf, file: File, len: u64) -> ActiveSegment {
+        ActiveSegment {
+            id,
+            path,
+            file,
+            len,
+            entries: 0,
+            messages: 0,
+            min_timestamp: None,
+            first_write: None,
+        }
+    }
+
+    /// Its description once sealed at `path`, with `stations` its per-station loads.
+    pub(crate) fn sealed(
+        &self,
+        path: PathBuf,
+        stations: BTreeMap<StationName, StationLoad>,
+    ) -> SealedSegment {
+        SealedSegment {
+            id: self.id,
+            path,
+            bytes: self.len,
+            messages: self.messages,
+            min_timestamp: self.min_timestamp,
+            stations: Some(stations),
+        }
+    }
+}
 
 /// Whether a segment is still being written or sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -334,6 +465,60 @@ fn find_magic(bytes: &[u8], from: usize) -> Option<usize> {
 }
 
 pub(crate) use crate::fsio::sync_dir;
+
+/// The calls the writer makes on the active segment's file. [`FileIo`] makes
+/// them on the file system; tests put a wrapper in its place that fails them
+/// on demand (a full disk, an fsync error), which a real disk will not do.
+pub(crate) trait SegmentIo: Send + 'static {
+    /// Writes some of `bufs` at the end of `file` (one `writev`); returns how
+    /// many bytes it wrote.
+    fn write_vectored(&mut self, file: &mut File, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// Makes the data written so far durable (`fdatasync`): one per group commit.
+    fn sync_data(&mut self, file: &File) -> io::Result<()>;
+    /// Makes the data and the file's final size durable (`fsync`) before a seal.
+    fn sync_all(&mut self, file: &File) -> io::Result<()>;
+}
+
+/// [`SegmentIo`] on the file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FileIo;
+
+impl SegmentIo for FileIo {
+    fn write_vectored(&mut self, file: &mut File, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        file.write_vectored(bufs)
+    }
+
+    fn sync_data(&mut self, file: &File) -> io::Result<()> {
+        file.sync_data()
+    }
+
+    fn sync_all(&mut self, file: &File) -> io::Result<()> {
+        file.sync_all()
+    }
+}
+
+/// `write_all` for a list of buffers through `io` (one `writev` in the
+/// common case).
+pub(crate) fn write_all_vectored(
+    io: &mut impl SegmentIo,
+    file: &mut File,
+    mut bufs: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    while !bufs.is_empty() {
+        match io.write_vectored(file, bufs) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the segment file accepted no more bytes",
+                ))
+            }
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 /// Creates segment `id` as the active segment: writes its header, fsyncs the
 /// file and the directory (so the new name survives a crash).

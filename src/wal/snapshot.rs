@@ -25,7 +25,7 @@ use std::io;
 use std::path::Path;
 
 use super::dedup::SeqSet;
-use super::SegmentId;
+use super::segment::{SealedSegment, SegmentId};
 use crate::message::{StationName, Timestamp};
 
 /// File name of the snapshot in the WAL directory.
@@ -40,6 +40,17 @@ pub(crate) struct SegmentSummary {
     pub(crate) bytes: u64,
     pub(crate) messages: u64,
     pub(crate) min_timestamp: Option<Timestamp>,
+}
+
+impl From<&SealedSegment> for SegmentSummary {
+    fn from(s: &SealedSegment) -> Self {
+        SegmentSummary {
+            id: s.id,
+            bytes: s.bytes,
+            messages: s.messages,
+            min_timestamp: s.min_timestamp,
+        }
+    }
 }
 
 /// A decoded snapshot.
