@@ -12,6 +12,7 @@
 #
 #   scripts/test.sh                  # everything
 #   scripts/test.sh store_           # tests whose name contains store_
+#   scripts/test.sh --test e2e_nats  # one test binary (--lib, --test X, … replace the default targets)
 #   scripts/test.sh -- --nocapture   # arguments after -- go to the test binaries
 set -euo pipefail
 
@@ -254,5 +255,14 @@ export PATH="$VENV/bin:$PATH"
 cargo test --all-targets --no-run
 status=0
 # Not --all-targets: that would also run benches/ (tens of seconds of fsync timing).
-cargo test --lib --bins --tests --examples "$@" || status=$?
+# Arguments that choose targets themselves (`--test NAME`, `--lib`, …) replace
+# the default selection, so `scripts/test.sh --test e2e_nats` runs just that.
+targets=(--lib --bins --tests --examples)
+for arg in "$@"; do
+    case "$arg" in
+    --) break ;;
+    --lib | --bins | --bin | --bin=* | --test | --test=* | --tests | --examples | --example | --example=*) targets=() ;;
+    esac
+done
+cargo test "${targets[@]}" "$@" || status=$?
 exit "$status"
