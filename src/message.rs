@@ -221,6 +221,11 @@ impl Timestamp {
         self.0
     }
 
+    /// Seconds from `earlier` to `self`, never negative (for age gauges).
+    pub fn seconds_since(self, earlier: Timestamp) -> f64 {
+        self.0.saturating_sub(earlier.0).max(0) as f64 / 1e6
+    }
+
     /// The instant as a chrono value, or `None` when it is outside chrono's range.
     pub fn to_datetime(self) -> Option<DateTime<Utc>> {
         Utc.timestamp_micros(self.0).single()

@@ -209,12 +209,8 @@ async fn refresh_gauges(
         metrics.set_wal(stats.disk_bytes, stats.segments);
         metrics.set_health(&health.check());
         let oldest = wal
-            .sealed()
-            .iter()
-            .filter_map(|s| s.min_timestamp)
-            .min()
-            .map(|ts| (strata::Timestamp::now().micros() - ts.micros()).max(0) as f64 / 1e6)
-            .unwrap_or(0.0);
+            .oldest_unuploaded()
+            .map_or(0.0, |ts| strata::Timestamp::now().seconds_since(ts));
         metrics.set_oldest_unuploaded_age(oldest);
     }
 }

@@ -512,7 +512,7 @@ impl Compactor {
             Ok(())
         }
         .await;
-        self.report_oldest(&self.wal.sealed(), &state);
+        self.report_oldest();
         if result.is_ok() {
             self.observer.compaction_succeeded();
         }
@@ -520,15 +520,11 @@ impl Compactor {
     }
 
     /// Reports the age of the oldest message waiting in a sealed segment.
-    fn report_oldest(&self, sealed: &[SealedSegment], state: &State) {
-        let oldest = sealed
-            .iter()
-            .filter(|s| !state.set_aside.contains_key(&s.id))
-            .filter_map(|s| s.min_timestamp)
-            .min();
-        let age = oldest.map_or(0.0, |t| {
-            (Timestamp::now().micros() - t.micros()).max(0) as f64 / 1e6
-        });
+    fn report_oldest(&self) {
+        let age = self
+            .wal
+            .oldest_unuploaded()
+            .map_or(0.0, |t| Timestamp::now().seconds_since(t));
         self.observer.set_oldest_unuploaded_age(age);
     }
 

@@ -29,7 +29,7 @@ use super::segment::{
     HEADER_LEN as SEGMENT_HEADER_LEN,
 };
 use super::writer::{lock, AppendReq, Appended, Gate, Request, Shared, Writer};
-use crate::message::{Draft, Message, StationName};
+use crate::message::{Draft, Message, StationName, Timestamp};
 
 /// What an appender waits on.
 pub(crate) enum Pending {
@@ -109,6 +109,7 @@ impl Inner {
             poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             set_aside: AtomicU64::new(rec.set_aside),
+            stuck: Mutex::default(),
             appends: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             opts,
@@ -276,7 +277,7 @@ impl Inner {
 
     pub(crate) fn set_aside(&self, id: SegmentId, reason: &str) -> Result<(), WalError> {
         let dir = self.shared.opts.dir.clone();
-        self.take_sealed(id, |seg| {
+        let moved = self.take_sealed(id, |seg| {
             let to = set_aside_file(&dir, &seg.path, reason).map_err(io_at(&seg.path))?;
             tracing::error!(
                 file = %seg.path.display(),
@@ -285,9 +286,24 @@ impl Inner {
                 "corrupt sealed WAL segment set aside; it stays on disk for inspection"
             );
             Ok(())
-        })?;
+        });
+        if let Err(e) = moved {
+            if lock(&self.shared.sealed).contains_key(&id) {
+                lock(&self.shared.stuck).insert(id);
+            }
+            return Err(e);
+        }
         self.shared.set_aside.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    pub(crate) fn oldest_unuploaded(&self) -> Option<Timestamp> {
+        let stuck = lock(&self.shared.stuck);
+        lock(&self.shared.sealed)
+            .values()
+            .filter(|s| !stuck.contains(&s.id))
+            .filter_map(|s| s.min_timestamp)
+            .min()
     }
 
     pub(crate) fn station_loads(&self) -> StationLoads {
@@ -450,6 +466,32 @@ mod tests {
         assert!(!loads.complete);
         assert!(loads.stations.is_empty());
         assert_eq!(wal.sealed().len(), 1);
+    }
+
+    #[test]
+    fn oldest_unuploaded_leaves_out_segments_stuck_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        assert_eq!(wal.oldest_unuploaded(), None);
+        wal.append_blocking(vec![draft("a", Some(1), b"x")])
+            .unwrap();
+        let first = wal.seal().unwrap().unwrap();
+        wal.append_blocking(vec![draft("a", Some(5), b"y")])
+            .unwrap();
+        let second = wal.seal().unwrap().unwrap();
+        assert_eq!(wal.oldest_unuploaded(), Some(Timestamp(1_001)));
+
+        // A file where the corrupt/ folder should be: the move fails, the
+        // segment stays in place and is no longer counted as waiting.
+        std::fs::write(dir.path().join(super::super::directory::CORRUPT_DIR), b"").unwrap();
+        assert!(wal.set_aside(first, "test").is_err());
+        assert_eq!(wal.sealed().len(), 2);
+        assert_eq!(wal.oldest_unuploaded(), Some(Timestamp(1_005)));
+
+        // A segment moved aside is gone from the sealed list altogether.
+        std::fs::remove_file(dir.path().join(super::super::directory::CORRUPT_DIR)).unwrap();
+        wal.set_aside(second, "test").unwrap();
+        assert_eq!(wal.oldest_unuploaded(), None);
     }
 
     /// The OS error of an I/O failure the writer reported.

@@ -55,7 +55,7 @@
 
 use std::path::Path;
 
-use crate::message::{Draft, Message, StationName};
+use crate::message::{Draft, Message, StationName, Timestamp};
 
 mod dedup;
 mod directory;
@@ -193,6 +193,13 @@ impl Wal {
     /// [`WalError::NotSealed`], [`WalError::Io`], [`WalError::Closed`].
     pub fn set_aside(&self, id: SegmentId, reason: &str) -> Result<(), WalError> {
         self.inner.set_aside(id, reason)
+    }
+
+    /// The earliest message timestamp in a sealed segment still waiting for
+    /// compaction (`strata_oldest_unuploaded_age_seconds`): corrupt segments
+    /// that could not be moved aside are skipped by compaction and left out.
+    pub fn oldest_unuploaded(&self) -> Option<Timestamp> {
+        self.inner.oldest_unuploaded()
     }
 
     /// Stable identity of this WAL directory (random, made at creation).

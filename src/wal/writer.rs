@@ -120,6 +120,9 @@ pub(crate) struct Shared {
     pub(crate) closed: AtomicBool,
     /// Segments in `corrupt/`.
     pub(crate) set_aside: AtomicU64,
+    /// Sealed segments found corrupt that could not be moved aside: they stay
+    /// in place, skipped by compaction, and are not "waiting for upload".
+    pub(crate) stuck: Mutex<std::collections::BTreeSet<SegmentId>>,
     /// Entries made durable since open.
     pub(crate) appends: AtomicU64,
     /// `fdatasync` calls (group commits) since open.
