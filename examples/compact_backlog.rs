@@ -6,11 +6,8 @@
 //!
 //! ```text
 //! cargo run --release --example compact_backlog -- [--gib 1.0] [--stations 2] [--dir DIR] [--row-group-mib N]
-//!     [--upload-concurrency N] [--glibc-defaults]
+//!     [--upload-concurrency N]
 //! ```
-//!
-//! Like `strata`, it fixes glibc's mmap threshold at start
-//! (`strata::allocator`); `--glibc-defaults` leaves the allocator as it is.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -87,9 +84,6 @@ fn args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        if flag == "--glibc-defaults" {
-            continue;
-        }
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--gib" => a.gib = value.parse().expect("--gib takes a number"),
@@ -103,7 +97,7 @@ fn args() -> Args {
                     Some(value.parse().expect("--upload-concurrency takes a number"))
             }
             other => panic!(
-                "unknown flag {other}: use --gib, --stations, --dir, --row-group-mib, --upload-concurrency, --glibc-defaults"
+                "unknown flag {other}: use --gib, --stations, --dir, --row-group-mib, --upload-concurrency"
             ),
         }
     }
@@ -140,17 +134,8 @@ fn payload(seq: u64, rng: &mut u64) -> Bytes {
     Bytes::from(s)
 }
 
-fn main() {
-    // As `strata` does at start, unless the allocator's defaults are asked for.
-    if !std::env::args().any(|a| a == "--glibc-defaults") {
-        strata::allocator::return_large_buffers();
-    }
-    tokio::runtime::Runtime::new()
-        .expect("start the async runtime")
-        .block_on(run());
-}
-
-async fn run() {
+#[tokio::main]
+async fn main() {
     let a = args();
     let tmp = tempfile::TempDir::new().expect("tempdir");
     let root = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());

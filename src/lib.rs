@@ -7,7 +7,6 @@
 //! `ARCHITECTURE.md` (in the repository's docs) describes the data flow.
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-pub mod allocator;
 pub mod backoff;
 pub mod catalog;
 pub mod columnar;

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    strata::allocator::return_large_buffers();
     let args = cli::Cli::parse();
     cli::init_logging(args.verbose, args.is_long_running());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
