@@ -654,7 +654,7 @@ fn row_groups_encoded_on_threads_make_the_same_bytes() {
         file.extend_from_slice(&enc.take_bytes());
     }
     file.extend_from_slice(&enc.finish().unwrap().0);
-    assert!(Bytes::from(file) == serial, "chunked writes");
+    assert!(file == serial, "chunked writes");
 }
 
 #[test]
