@@ -5,7 +5,11 @@
 //! ```text
 //! parquet_encode <records> <out.parquet> [--zstd-level N] [--row-group-rows N]
 //!                [--row-group-bytes N] [--repeat N] [--serve] [--station NAME]
+//!                [--threads N]
 //! ```
+//!
+//! `--threads N` (default 1) encodes the file's row groups on N threads
+//! (`columnar::encode_file_on_threads`, the same bytes as one thread).
 //!
 //! With `--serve`, it loads the messages once, then encodes once per line read from
 //! stdin and answers each with `{"encode_seconds": S}`, so a driver can interleave its
@@ -28,7 +32,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use bytes::Bytes;
-use strata::columnar::{encode_file, to_record_batch, ParquetOptions};
+use strata::columnar::{encode_file, encode_file_on_threads, to_record_batch, ParquetOptions};
 use strata::{Header, Message, StationName, Timestamp};
 
 const MAGIC: &[u8] = b"STRATA-BENCH-1\n";
@@ -113,6 +117,7 @@ fn run() -> Result<(), String> {
     let mut repeat = 1usize;
     let mut serve = false;
     let mut station = "events".to_string();
+    let mut threads = 1usize;
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -121,6 +126,7 @@ fn run() -> Result<(), String> {
             "--row-group-bytes" => opts.row_group_bytes = parse(&value(&arg)?)?,
             "--repeat" => repeat = parse(&value(&arg)?)?,
             "--station" => station = value(&arg)?,
+            "--threads" => threads = parse(&value(&arg)?)?,
             "--serve" => serve = true,
             _ if arg.starts_with("--") => return Err(format!("unknown option {arg}")),
             _ => positional.push(arg),
@@ -139,7 +145,12 @@ fn run() -> Result<(), String> {
     let encode = |file: &mut Bytes| -> Result<f64, String> {
         *file = Bytes::new();
         let start = Instant::now();
-        let (bytes, _summary) = encode_file(&station, &msgs, &opts).map_err(|e| e.to_string())?;
+        let encoded = if threads > 1 {
+            encode_file_on_threads(&station, &msgs, &opts, threads)
+        } else {
+            encode_file(&station, &msgs, &opts)
+        };
+        let (bytes, _summary) = encoded.map_err(|e| e.to_string())?;
         let elapsed = start.elapsed().as_secs_f64();
         *file = bytes;
         Ok(elapsed)

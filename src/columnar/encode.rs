@@ -1,14 +1,31 @@
-//! Encoding messages into a zstd Parquet data file, incrementally.
+//! Encoding messages into a zstd Parquet data file, incrementally, on one thread or
+//! several.
 //!
-//! [`FileEncoder`] writes into an in-memory sink that [`FileEncoder::take_bytes`]
-//! drains: each completed row group's bytes can be uploaded (e.g. as a multipart part)
-//! while the next one is encoded, so memory stays bounded by one row group plus one
-//! write chunk, whatever the size of the file.
+//! A file's row groups are cut from its messages alone ([`row_group_ends`]): a row
+//! group holds at most `row_group_rows` messages and ends with the message that takes
+//! its message bytes to `row_group_bytes`. So the same messages always make the same
+//! row groups and the same bytes, however they are handed to the encoder and however
+//! many threads encode them, and a compaction redone after a crash writes the same
+//! object.
+//!
+//! - [`FileEncoder::write`] encodes on the calling thread.
+//! - [`RowGroupEncoder::encode`] encodes one row group on any thread; its
+//!   [`EncodedRowGroup`] is appended in order with [`FileEncoder::append`]. Row
+//!   groups of one file (and of different files) can so be encoded in parallel.
+//!
+//! [`FileEncoder::take_bytes`] drains the file written so far: each completed row
+//! group's bytes can be uploaded (e.g. as a multipart part) while the next one is
+//! encoded, so memory stays bounded by the row groups in progress, whatever the size
+//! of the file.
 
+use std::sync::Arc;
+
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use bytes::Bytes;
@@ -20,7 +37,7 @@ use super::{
 };
 use crate::message::{Message, Seq, StationName, Timestamp};
 
-/// Most rows converted to Arrow at once; bounds the overshoot of the byte bound.
+/// Most rows converted to Arrow at once.
 const CHUNK_ROWS: usize = 8 * 1024;
 /// Most message bytes converted to Arrow at once (also capped by `row_group_bytes / 8`).
 const CHUNK_BYTES: usize = 8 * 1024 * 1024;
@@ -58,19 +75,6 @@ pub fn writer_properties(
     last_seq: u64,
     opts: &ParquetOptions,
 ) -> Result<WriterProperties, ColumnarError> {
-    let level = ZstdLevel::try_new(opts.zstd_level).map_err(|_| {
-        ColumnarError::InvalidOptions(format!("zstd level {} is outside 1..=22", opts.zstd_level))
-    })?;
-    if opts.row_group_rows == 0 {
-        return Err(ColumnarError::InvalidOptions(
-            "row_group_rows is 0: use at least 1 (default 1000000)".into(),
-        ));
-    }
-    if opts.row_group_bytes == 0 {
-        return Err(ColumnarError::InvalidOptions(
-            "row_group_bytes is 0: use at least 1 (default 134217728)".into(),
-        ));
-    }
     let kv = vec![
         KeyValue::new(META_STATION.into(), station.to_string()),
         KeyValue::new(META_FIRST_SEQ.into(), first_seq.to_string()),
@@ -78,26 +82,47 @@ pub fn writer_properties(
         KeyValue::new(META_VERSION.into(), env!("CARGO_PKG_VERSION").to_string()),
         KeyValue::new(META_SCHEMA_VERSION.into(), SCHEMA_VERSION.to_string()),
     ];
-    let no_dictionary = [schema::SEQ, schema::TIMESTAMP, schema::ID, schema::PAYLOAD];
-    let mut builder = WriterProperties::builder()
-        .set_writer_version(WriterVersion::PARQUET_1_0)
-        .set_compression(Compression::ZSTD(level))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_size(opts.row_group_rows)
+    Ok(column_properties(opts)?
         .set_sorting_columns(Some(vec![SortingColumn {
             column_idx: SEQ_INDEX as i32,
             descending: false,
             nulls_first: false,
         }]))
-        .set_key_value_metadata(Some(kv));
+        .set_key_value_metadata(Some(kv))
+        .build())
+}
+
+/// The settings of [`writer_properties`] that decide how columns are encoded.
+fn column_properties(
+    opts: &ParquetOptions,
+) -> Result<parquet::file::properties::WriterPropertiesBuilder, ColumnarError> {
+    let level = ZstdLevel::try_new(opts.zstd_level).map_err(|_| {
+        ColumnarError::InvalidOptions(format!("zstd level {} is outside 1..=22", opts.zstd_level))
+    })?;
+    if opts.row_group_rows == 0 {
+        return Err(ColumnarError::InvalidOptions(
+            "row_group_rows is 0: use at least 1 (default 100000)".into(),
+        ));
+    }
+    if opts.row_group_bytes == 0 {
+        return Err(ColumnarError::InvalidOptions(
+            "row_group_bytes is 0: use at least 1 (default 16777216)".into(),
+        ));
+    }
+    let no_dictionary = [schema::SEQ, schema::TIMESTAMP, schema::ID, schema::PAYLOAD];
+    let mut builder = WriterProperties::builder()
+        .set_writer_version(WriterVersion::PARQUET_1_0)
+        .set_compression(Compression::ZSTD(level))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_size(opts.row_group_rows);
     for column in no_dictionary {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
-    Ok(builder.build())
+    Ok(builder)
 }
 
-/// Running facts about the rows written so far.
-#[derive(Debug, Clone, Copy)]
+/// Facts about a run of consecutive rows (a row group, or the file so far).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Written {
     rows: u64,
     first_seq: u64,
@@ -106,24 +131,239 @@ struct Written {
     max_timestamp: Timestamp,
 }
 
-/// Encodes one file incrementally: each call to [`FileEncoder::write`] may
-/// complete row groups whose bytes [`FileEncoder::take_bytes`] hands out, so a
-/// caller can upload parts while encoding and never hold the whole file.
+impl Written {
+    /// The facts of `later`'s rows following these.
+    fn then(self, later: Written) -> Written {
+        Written {
+            rows: self.rows + later.rows,
+            first_seq: self.first_seq,
+            last_seq: later.last_seq,
+            min_timestamp: self.min_timestamp.min(later.min_timestamp),
+            max_timestamp: self.max_timestamp.max(later.max_timestamp),
+        }
+    }
+}
+
+/// Checks that `msgs` are of `station`, archivable and strictly ascending by seq,
+/// and returns their facts (`None` for no message).
+fn facts_of(station: &StationName, msgs: &[Message]) -> Result<Option<Written>, ColumnarError> {
+    let mut facts: Option<Written> = None;
+    for m in msgs {
+        if m.station != *station {
+            return Err(ColumnarError::WrongStation {
+                expected: station.clone(),
+                found: m.station.clone(),
+            });
+        }
+        if Seq::new(m.seq).is_err() {
+            return Err(ColumnarError::SeqTooLarge(m.seq));
+        }
+        let one = Written {
+            rows: 1,
+            first_seq: m.seq,
+            last_seq: m.seq,
+            min_timestamp: m.timestamp,
+            max_timestamp: m.timestamp,
+        };
+        facts = Some(match facts {
+            None => one,
+            Some(w) if m.seq <= w.last_seq => {
+                return Err(ColumnarError::NotAscending {
+                    previous: w.last_seq,
+                    seq: m.seq,
+                })
+            }
+            Some(w) => w.then(one),
+        });
+    }
+    Ok(facts)
+}
+
+/// Where the row groups of a file holding `msgs` end (exclusive indices into
+/// `msgs`, ascending, the last one `msgs.len()`): a row group takes messages until
+/// it holds `row_group_rows` of them or their bytes reach `row_group_bytes`.
+/// [`FileEncoder::write`] cuts its row groups by the same rule.
+pub fn row_group_ends(msgs: &[Message], opts: &ParquetOptions) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut fill = Fill::default();
+    for (i, m) in msgs.iter().enumerate() {
+        if fill.add(m, opts) {
+            ends.push(i + 1);
+            fill = Fill::default();
+        }
+    }
+    if fill.rows > 0 {
+        ends.push(msgs.len());
+    }
+    ends
+}
+
+/// How full a row group is, by the rule of [`row_group_ends`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Fill {
+    rows: usize,
+    bytes: usize,
+}
+
+impl Fill {
+    /// Counts `m` in; returns whether the row group is then full.
+    fn add(&mut self, m: &Message, opts: &ParquetOptions) -> bool {
+        self.rows += 1;
+        self.bytes += message_size(m);
+        self.rows >= opts.row_group_rows || self.bytes >= opts.row_group_bytes
+    }
+}
+
+/// Encodes the row groups of data files on any thread; cheap to clone and share.
+///
+/// Built from the same [`ParquetOptions`] as the [`FileEncoder`] its row groups are
+/// appended to, it encodes exactly as that file encoder would itself.
+#[derive(Debug, Clone)]
+pub struct RowGroupEncoder {
+    factory: Arc<ArrowRowGroupWriterFactory>,
+    chunk_bytes: usize,
+}
+
+/// One row group's column chunks, encoded by [`RowGroupEncoder::encode`] and not
+/// yet part of a file.
+#[derive(Debug)]
+pub struct EncodedRowGroup {
+    chunks: Vec<parquet::arrow::arrow_writer::ArrowColumnChunk>,
+    facts: Written,
+}
+
+impl EncodedRowGroup {
+    /// Messages in the row group.
+    pub fn rows(&self) -> u64 {
+        self.facts.rows
+    }
+}
+
+impl RowGroupEncoder {
+    /// An encoder of row groups with `opts`' column settings.
+    ///
+    /// # Errors
+    /// [`ColumnarError::InvalidOptions`] for bad options.
+    pub fn new(opts: &ParquetOptions) -> Result<Self, ColumnarError> {
+        // Column writers depend only on the schema and the column settings, which
+        // every file shares: the file's own metadata does not matter here.
+        let props = column_properties(opts)?.build();
+        let (_, factory) = ArrowWriter::try_new(Vec::new(), schema::schema(), Some(props))?
+            .into_serialized_writer()?;
+        Ok(Self::from_factory(factory, opts))
+    }
+
+    fn from_factory(factory: ArrowRowGroupWriterFactory, opts: &ParquetOptions) -> Self {
+        Self {
+            factory: Arc::new(factory),
+            chunk_bytes: (opts.row_group_bytes / 8).clamp(1, CHUNK_BYTES),
+        }
+    }
+
+    /// Encodes `msgs` as one row group of a file of `station`.
+    ///
+    /// # Errors
+    /// [`ColumnarError::Empty`] for no message; [`ColumnarError::WrongStation`],
+    /// [`ColumnarError::SeqTooLarge`], [`ColumnarError::NotAscending`]; or an encoding
+    /// error.
+    pub fn encode(
+        &self,
+        station: &StationName,
+        msgs: &[Message],
+    ) -> Result<EncodedRowGroup, ColumnarError> {
+        let facts = facts_of(station, msgs)?.ok_or(ColumnarError::Empty)?;
+        let mut writers = self.columns()?;
+        self.write_chunks(&mut writers, msgs)?;
+        Ok(EncodedRowGroup {
+            chunks: close_columns(writers)?,
+            facts,
+        })
+    }
+
+    fn columns(&self) -> Result<Vec<ArrowColumnWriter>, ColumnarError> {
+        Ok(self.factory.create_column_writers(0)?)
+    }
+
+    /// Converts `msgs` to Arrow chunk by chunk and writes them into `writers`.
+    fn write_chunks(
+        &self,
+        writers: &mut [ArrowColumnWriter],
+        msgs: &[Message],
+    ) -> Result<(), ColumnarError> {
+        let schema = schema::schema();
+        let mut start = 0;
+        while start < msgs.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < msgs.len() && end - start < CHUNK_ROWS && bytes < self.chunk_bytes {
+                bytes += message_size(&msgs[end]);
+                end += 1;
+            }
+            let batch = schema::to_record_batch(&msgs[start..end])?;
+            let mut columns = writers.iter_mut();
+            for (field, array) in schema.fields().iter().zip(batch.columns()) {
+                for leaf in compute_leaves(field, array)? {
+                    let Some(writer) = columns.next() else {
+                        return Err(ColumnarError::Schema(
+                            "more leaf columns than column writers".into(),
+                        ));
+                    };
+                    writer.write(&leaf)?;
+                }
+            }
+            start = end;
+        }
+        Ok(())
+    }
+}
+
+fn close_columns(
+    writers: Vec<ArrowColumnWriter>,
+) -> Result<Vec<parquet::arrow::arrow_writer::ArrowColumnChunk>, ColumnarError> {
+    Ok(writers
+        .into_iter()
+        .map(ArrowColumnWriter::close)
+        .collect::<Result<_, _>>()?)
+}
+
+/// The row group [`FileEncoder::write`] is filling.
+#[derive(Debug)]
+struct OpenRowGroup {
+    writers: Vec<ArrowColumnWriter>,
+    fill: Fill,
+}
+
+/// Encodes one file incrementally: [`FileEncoder::write`] (on this thread) and
+/// [`FileEncoder::append`] (row groups encoded elsewhere) may complete row groups
+/// whose bytes [`FileEncoder::take_bytes`] hands out, so a caller can upload parts
+/// while encoding and never hold the whole file.
 ///
 /// The concatenation of every [`FileEncoder::take_bytes`] and the bytes of
 /// [`FileEncoder::finish`] is the file. The encoder holds at most the open row group
 /// (bounded by [`ParquetOptions`]) plus the bytes not yet taken.
-#[derive(Debug)]
 pub struct FileEncoder {
-    writer: ArrowWriter<Vec<u8>>,
+    writer: SerializedFileWriter<Vec<u8>>,
+    groups: RowGroupEncoder,
+    opts: ParquetOptions,
+    open: Option<OpenRowGroup>,
     station: StationName,
     first_seq: u64,
     last_seq: u64,
-    row_group_bytes: usize,
-    chunk_bytes: usize,
     written: Option<Written>,
     /// Set when encoding failed part-way: the file is then unusable.
     failed: bool,
+}
+
+impl std::fmt::Debug for FileEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileEncoder")
+            .field("station", &self.station)
+            .field("first_seq", &self.first_seq)
+            .field("last_seq", &self.last_seq)
+            .field("written", &self.written)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FileEncoder {
@@ -145,20 +385,23 @@ impl FileEncoder {
             )));
         }
         let props = writer_properties(station, first_seq, last_seq, opts)?;
-        let writer = ArrowWriter::try_new(Vec::new(), schema::schema(), Some(props))?;
+        let (writer, factory) = ArrowWriter::try_new(Vec::new(), schema::schema(), Some(props))?
+            .into_serialized_writer()?;
         Ok(Self {
             writer,
+            groups: RowGroupEncoder::from_factory(factory, opts),
+            opts: opts.clone(),
+            open: None,
             station: station.clone(),
             first_seq,
             last_seq,
-            row_group_bytes: opts.row_group_bytes,
-            chunk_bytes: (opts.row_group_bytes / 8).clamp(1, CHUNK_BYTES),
             written: None,
             failed: false,
         })
     }
 
-    /// Adds messages (ascending seq, continuing the previous call).
+    /// Adds messages (ascending seq, continuing the previous call), encoding them on
+    /// this thread; row groups are cut as [`row_group_ends`] says.
     ///
     /// Nothing is written when any message is refused.
     ///
@@ -171,11 +414,12 @@ impl FileEncoder {
         if self.failed {
             return Err(ColumnarError::Failed);
         }
-        let Some(written) = self.check(msgs)? else {
+        let Some(facts) = facts_of(&self.station, msgs)? else {
             return Ok(());
         };
-        // Cleared only when every chunk is encoded: a partial write leaves the file
-        // inconsistent with `written`.
+        let written = self.follow(facts)?;
+        // Cleared only when every message is encoded: a partial write leaves the
+        // file inconsistent with `written`.
         self.failed = true;
         self.encode(msgs)?;
         self.failed = false;
@@ -183,79 +427,102 @@ impl FileEncoder {
         Ok(())
     }
 
-    /// Converts `msgs` to Arrow chunk by chunk and hands them to the Parquet writer,
-    /// closing the row group whenever it reaches `row_group_bytes`.
+    /// Appends a row group encoded by a [`RowGroupEncoder`] built with the same
+    /// options, after everything written so far (an open row group of
+    /// [`FileEncoder::write`] is closed first). For the file to come out as
+    /// [`FileEncoder::write`] would make it, cut the row groups by [`row_group_ends`].
+    ///
+    /// # Errors
+    /// As [`FileEncoder::write`]: [`ColumnarError::NotAscending`] or
+    /// [`ColumnarError::OutOfRange`] refuse the row group (nothing written), an
+    /// encoding error fails the file.
+    pub fn append(&mut self, group: EncodedRowGroup) -> Result<(), ColumnarError> {
+        if self.failed {
+            return Err(ColumnarError::Failed);
+        }
+        let written = self.follow(group.facts)?;
+        self.failed = true;
+        self.close_open()?;
+        self.write_row_group(group.chunks)?;
+        self.failed = false;
+        self.written = Some(written);
+        Ok(())
+    }
+
+    /// The file's facts once rows with `facts` follow what was written, if they may.
+    fn follow(&self, facts: Written) -> Result<Written, ColumnarError> {
+        for seq in [facts.first_seq, facts.last_seq] {
+            if seq < self.first_seq || seq > self.last_seq {
+                return Err(ColumnarError::OutOfRange {
+                    seq,
+                    first_seq: self.first_seq,
+                    last_seq: self.last_seq,
+                });
+            }
+        }
+        match self.written {
+            None => Ok(facts),
+            Some(w) if facts.first_seq <= w.last_seq => Err(ColumnarError::NotAscending {
+                previous: w.last_seq,
+                seq: facts.first_seq,
+            }),
+            Some(w) => Ok(w.then(facts)),
+        }
+    }
+
+    /// Encodes `msgs` into the open row group, closing each one that fills up.
     fn encode(&mut self, msgs: &[Message]) -> Result<(), ColumnarError> {
         let mut start = 0;
         while start < msgs.len() {
+            let mut open = match self.open.take() {
+                Some(open) => open,
+                None => OpenRowGroup {
+                    writers: self.groups.columns()?,
+                    fill: Fill::default(),
+                },
+            };
             let mut end = start;
-            let mut bytes = 0;
-            while end < msgs.len() && end - start < CHUNK_ROWS && bytes < self.chunk_bytes {
-                bytes += message_size(&msgs[end]);
+            let mut full = false;
+            while end < msgs.len() && !full {
+                full = open.fill.add(&msgs[end], &self.opts);
                 end += 1;
             }
-            let batch = schema::to_record_batch(&msgs[start..end])?;
-            // ArrowWriter closes a row group by itself at `row_group_rows`.
-            self.writer.write(&batch)?;
-            if self.writer.in_progress_size() >= self.row_group_bytes {
-                self.writer.flush()?;
+            self.groups
+                .write_chunks(&mut open.writers, &msgs[start..end])?;
+            if full {
+                self.write_row_group(close_columns(open.writers)?)?;
+            } else {
+                self.open = Some(open);
             }
             start = end;
         }
         Ok(())
     }
 
-    /// Validates `msgs` against the file and what was written before; returns the
-    /// facts after writing them (`None` for an empty slice).
-    fn check(&self, msgs: &[Message]) -> Result<Option<Written>, ColumnarError> {
-        let mut written = self.written;
-        for m in msgs {
-            if m.station != self.station {
-                return Err(ColumnarError::WrongStation {
-                    expected: self.station.clone(),
-                    found: m.station.clone(),
-                });
-            }
-            if Seq::new(m.seq).is_err() {
-                return Err(ColumnarError::SeqTooLarge(m.seq));
-            }
-            if m.seq < self.first_seq || m.seq > self.last_seq {
-                return Err(ColumnarError::OutOfRange {
-                    seq: m.seq,
-                    first_seq: self.first_seq,
-                    last_seq: self.last_seq,
-                });
-            }
-            written = Some(match written {
-                None => Written {
-                    rows: 1,
-                    first_seq: m.seq,
-                    last_seq: m.seq,
-                    min_timestamp: m.timestamp,
-                    max_timestamp: m.timestamp,
-                },
-                Some(w) if m.seq <= w.last_seq => {
-                    return Err(ColumnarError::NotAscending {
-                        previous: w.last_seq,
-                        seq: m.seq,
-                    })
-                }
-                Some(w) => Written {
-                    rows: w.rows + 1,
-                    first_seq: w.first_seq,
-                    last_seq: m.seq,
-                    min_timestamp: w.min_timestamp.min(m.timestamp),
-                    max_timestamp: w.max_timestamp.max(m.timestamp),
-                },
-            });
+    /// Closes the row group [`FileEncoder::write`] was filling, if any.
+    fn close_open(&mut self) -> Result<(), ColumnarError> {
+        if let Some(open) = self.open.take() {
+            self.write_row_group(close_columns(open.writers)?)?;
         }
-        Ok(if msgs.is_empty() { None } else { written })
+        Ok(())
+    }
+
+    fn write_row_group(
+        &mut self,
+        chunks: Vec<parquet::arrow::arrow_writer::ArrowColumnChunk>,
+    ) -> Result<(), ColumnarError> {
+        let mut row_group = self.writer.next_row_group()?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut row_group)?;
+        }
+        row_group.close()?;
+        Ok(())
     }
 
     /// Encoded bytes produced so far and not yet taken.
     pub fn take_bytes(&mut self) -> Bytes {
         self.writer
-            .sync()
+            .flush()
             .expect("flushing a buffered writer into a Vec cannot fail");
         Bytes::from(std::mem::take(self.writer.inner_mut()))
     }
@@ -288,6 +555,7 @@ impl FileEncoder {
                 })
             }
         };
+        self.close_open()?;
         self.writer.finish()?;
         let bytes = self.take_bytes();
         Ok((

@@ -4,7 +4,8 @@
 //! - [`schema`]: the Arrow schema of a data file and the exact conversion between
 //!   messages and record batches ([`to_record_batch`], [`from_record_batch`]).
 //! - [`encode`]: zstd Parquet with statistics, page index and Strata key-value metadata,
-//!   written incrementally ([`FileEncoder`]) so a caller can upload parts while encoding.
+//!   written incrementally ([`FileEncoder`]) so a caller can upload parts while encoding,
+//!   with row groups that can be encoded on several threads ([`RowGroupEncoder`]).
 //! - [`decode`]: pruning by row-group statistics and page index ([`select_row_groups`],
 //!   [`page_selection`]) and whole-file decoding ([`decode_file`]).
 //!
@@ -35,12 +36,17 @@ use crate::message::{StationName, MAX_SEQ};
 
 pub mod decode;
 pub mod encode;
+pub mod parallel;
 pub mod schema;
 
 pub use decode::{
     decode_file, file_info, page_selection, reader_options, select_row_groups, FileInfo, Selection,
 };
-pub use encode::{encode_file, writer_properties, FileEncoder, FileSummary};
+pub use encode::{
+    encode_file, row_group_ends, writer_properties, EncodedRowGroup, FileEncoder, FileSummary,
+    RowGroupEncoder,
+};
+pub use parallel::{encode_file_on_threads, encode_in_order, RowGroupJob};
 pub use schema::{check_schema, from_record_batch, schema, to_record_batch};
 
 /// Version of the data file schema, stored as `strata.schema_version`. Readers refuse
@@ -131,27 +137,30 @@ pub enum ColumnarError {
 
 /// Parquet writer settings (from `[compaction]`).
 ///
-/// Defaults: zstd level 3, row groups of at most 1,000,000 rows and 128 MiB of
-/// encoded (compressed) data, the usual sweet spot between pruning granularity and
-/// per-row-group overhead for DuckDB/Spark. The encoder buffers one row group, so
-/// `row_group_bytes` also bounds its memory.
+/// Defaults: zstd level 3, row groups of at most 100,000 rows and 16 MiB of message
+/// data: row groups that small stream out of the encoder (and into an upload) while
+/// the next one is encoded, and still let DuckDB, Spark and `strata restore` prune by
+/// row-group statistics. An encoder holds one row group's encoded pages at a time
+/// (one per encoding thread), so `row_group_bytes` also bounds its memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParquetOptions {
     /// zstd level, 1 (fastest) to 22 (smallest).
     pub zstd_level: i32,
     /// Most rows in one row group (at least 1).
     pub row_group_rows: usize,
-    /// Most encoded bytes in one row group (at least 1); a row group is closed as soon
-    /// as it reaches this size, so it may exceed it by one write chunk.
+    /// Most message bytes in one row group (at least 1): a row group ends with the
+    /// message that takes the bytes of its messages (payload, id, subject, headers and
+    /// 32 per message) to this size. Counted on the messages, not the encoding, so
+    /// the same messages always make the same row groups.
     pub row_group_bytes: usize,
 }
 
 /// Default [`ParquetOptions::zstd_level`].
 pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 /// Default [`ParquetOptions::row_group_rows`].
-pub const DEFAULT_ROW_GROUP_ROWS: usize = 1_000_000;
-/// Default [`ParquetOptions::row_group_bytes`]: 128 MiB.
-pub const DEFAULT_ROW_GROUP_BYTES: usize = 128 * 1024 * 1024;
+pub const DEFAULT_ROW_GROUP_ROWS: usize = 100_000;
+/// Default [`ParquetOptions::row_group_bytes`]: 16 MiB.
+pub const DEFAULT_ROW_GROUP_BYTES: usize = 16 * 1024 * 1024;
 
 impl Default for ParquetOptions {
     fn default() -> Self {

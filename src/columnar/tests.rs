@@ -386,7 +386,7 @@ fn row_groups_are_bounded_by_bytes() {
         meta.num_row_groups()
     );
     for rg in meta.row_groups() {
-        // The bound is checked after each write chunk (bound / 8 of input).
+        // A row group ends with the message that takes it to the bound.
         assert!(
             rg.compressed_size() as usize <= bound + bound / 4,
             "row group of {} bytes exceeds the bound",
@@ -622,6 +622,152 @@ fn garbage_is_not_a_data_file() {
         ),
         Err(ColumnarError::Parquet(_))
     ));
+}
+
+/// A file made of `rows`' row groups encoded on `threads` threads and appended.
+fn encode_parallel(rows: &[Message], opts: &ParquetOptions, threads: usize) -> Bytes {
+    encode_file_on_threads(&station(), rows, opts, threads)
+        .unwrap()
+        .0
+}
+
+#[test]
+fn row_groups_encoded_on_threads_make_the_same_bytes() {
+    let input = msgs(1..=3_000);
+    let opts = ParquetOptions {
+        row_group_bytes: 16 * 1024,
+        ..ParquetOptions::default()
+    };
+    let (serial, _) = encode_file(&station(), &input, &opts).unwrap();
+    assert!(metadata(&serial).num_row_groups() > 4);
+    for threads in [1, 2, 3, 8] {
+        assert!(
+            encode_parallel(&input, &opts, threads) == serial,
+            "{threads} threads"
+        );
+    }
+    // However the messages are handed to write, the row groups are the same.
+    let mut enc = FileEncoder::new(&station(), 1, 3_000, &opts).unwrap();
+    let mut file = Vec::new();
+    for chunk in input.chunks(7) {
+        enc.write(chunk).unwrap();
+        file.extend_from_slice(&enc.take_bytes());
+    }
+    file.extend_from_slice(&enc.finish().unwrap().0);
+    assert!(file == serial, "chunked writes");
+}
+
+#[test]
+fn row_group_ends_follow_rows_and_message_bytes() {
+    let input = msgs(1..=10);
+    let by_rows = small_groups(4);
+    assert_eq!(row_group_ends(&input, &by_rows), vec![4, 8, 10]);
+    assert_eq!(row_group_ends(&[], &by_rows), Vec::<usize>::new());
+    // 100 bytes each (32 counted per message, a 68-byte payload): a 150-byte
+    // bound closes every second one.
+    let input: Vec<Message> = (1..=10)
+        .map(|seq| Message {
+            id: None,
+            subject: None,
+            headers: Vec::new(),
+            payload: Bytes::from(vec![b'x'; 68]),
+            ..msg(seq)
+        })
+        .collect();
+    let by_bytes = ParquetOptions {
+        row_group_bytes: 150,
+        ..ParquetOptions::default()
+    };
+    assert_eq!(row_group_ends(&input, &by_bytes), vec![2, 4, 6, 8, 10]);
+    let (bytes, _) = encode_file(&station(), &input, &by_bytes).unwrap();
+    let rows: Vec<i64> = metadata(&bytes)
+        .row_groups()
+        .iter()
+        .map(|rg| rg.num_rows())
+        .collect();
+    assert_eq!(rows, vec![2, 2, 2, 2, 2]);
+}
+
+#[test]
+fn appended_row_groups_are_checked_like_writes() {
+    let opts = ParquetOptions::default();
+    let groups = RowGroupEncoder::new(&opts).unwrap();
+    let other = StationName::new("other").unwrap();
+    assert!(matches!(
+        groups.encode(&other, &msgs(1..=2)),
+        Err(ColumnarError::WrongStation { .. })
+    ));
+    assert!(matches!(
+        groups.encode(&station(), &[]),
+        Err(ColumnarError::Empty)
+    ));
+    let mut enc = FileEncoder::new(&station(), 1, 10, &opts).unwrap();
+    enc.write(&msgs(1..=3)).unwrap();
+    assert!(matches!(
+        enc.append(groups.encode(&station(), &msgs(3..=4)).unwrap()),
+        Err(ColumnarError::NotAscending {
+            previous: 3,
+            seq: 3
+        })
+    ));
+    assert!(matches!(
+        enc.append(groups.encode(&station(), &msgs(9..=11)).unwrap()),
+        Err(ColumnarError::OutOfRange { seq: 11, .. })
+    ));
+    // Refused row groups wrote nothing; writes and appends mix.
+    let group = groups.encode(&station(), &msgs(4..=6)).unwrap();
+    assert_eq!(group.rows(), 3);
+    enc.append(group).unwrap();
+    enc.write(&msgs(7..=10)).unwrap();
+    let (bytes, summary) = enc.finish().unwrap();
+    assert_eq!(summary.rows, 10);
+    assert_eq!(metadata(&bytes).num_row_groups(), 3);
+    assert_eq!(
+        decode_file(&station(), bytes, &Selection::all()).unwrap(),
+        msgs(1..=10)
+    );
+}
+
+#[test]
+fn the_first_encoding_error_stops_the_hand_out() {
+    let opts = ParquetOptions::default();
+    let groups = RowGroupEncoder::new(&opts).unwrap();
+    let good = msgs(1..=5);
+    let bad = vec![msg(7), msg(6)];
+    let st = station();
+    let jobs = [
+        RowGroupJob {
+            station: &st,
+            msgs: &good,
+        },
+        RowGroupJob {
+            station: &st,
+            msgs: &bad,
+        },
+        RowGroupJob {
+            station: &st,
+            msgs: &good,
+        },
+    ];
+    for threads in [1, 2] {
+        let mut seen = Vec::new();
+        let result = encode_in_order(&groups, &jobs, threads, |i, _| {
+            seen.push(i);
+            Ok::<_, ColumnarError>(std::ops::ControlFlow::Continue(()))
+        });
+        assert!(
+            matches!(result, Err(ColumnarError::NotAscending { .. })),
+            "{threads}"
+        );
+        assert_eq!(seen, vec![0], "{threads} threads");
+        let mut seen = Vec::new();
+        encode_in_order(&groups, &jobs[..1], threads, |i, _| {
+            seen.push(i);
+            Ok::<_, ColumnarError>(std::ops::ControlFlow::Break(()))
+        })
+        .unwrap();
+        assert_eq!(seen, vec![0]);
+    }
 }
 
 fn any_message() -> impl Strategy<Value = Message> {

@@ -47,50 +47,65 @@ pub struct SegmentPlan {
 }
 
 /// Plans the files of a segment given its messages in log order.
-pub fn plan_segment(messages: Vec<Message>) -> SegmentPlan {
+///
+/// The messages are sorted and deduplicated in place: planning holds no second
+/// copy of a segment's messages.
+pub fn plan_segment(mut messages: Vec<Message>) -> SegmentPlan {
     let total = messages.len();
-    let mut rows: Vec<(Hour, Message)> = messages
-        .into_iter()
-        .map(|m| (Hour::of(m.timestamp), m))
-        .collect();
 
     // A stable sort keeps log order among equal (station, seq), so `dedup_by`
     // (which keeps the first of each run) keeps the first occurrence.
-    rows.sort_by(|(_, a), (_, b)| (&a.station, a.seq).cmp(&(&b.station, b.seq)));
-    rows.dedup_by(|(_, later), (_, first)| {
-        later.station == first.station && later.seq == first.seq
-    });
-    let duplicates = total - rows.len();
+    messages.sort_by(|a, b| (&a.station, a.seq).cmp(&(&b.station, b.seq)));
+    messages.dedup_by(|later, first| later.station == first.station && later.seq == first.seq);
+    let duplicates = total - messages.len();
 
-    // (station, seq) is now unique, so this order is total.
-    rows.sort_by(|(ha, a), (hb, b)| (&a.station, ha, a.seq).cmp(&(&b.station, hb, b.seq)));
+    // (station, seq) is now unique, so this order is total. Messages usually
+    // come in seq order within an hour, so few comparisons are made.
+    messages.sort_by(|a, b| {
+        a.station
+            .cmp(&b.station)
+            .then(hour_number(a).cmp(&hour_number(b)))
+            .then(a.seq.cmp(&b.seq))
+    });
 
     let mut files: Vec<FilePlan> = Vec::new();
     let mut start = 0;
-    for i in 1..=rows.len() {
-        let group_ends = i == rows.len()
-            || rows[i].0 != rows[start].0
-            || rows[i].1.station != rows[start].1.station;
-        if group_ends {
-            let (hour, first) = &rows[start];
-            files.push(FilePlan {
-                key: DataKey {
-                    station: first.station.clone(),
-                    hour: *hour,
-                    first_seq: first.seq,
-                    last_seq: rows[i - 1].1.seq,
-                },
-                rows: start..i,
-            });
-            start = i;
-        }
+    while start < messages.len() {
+        let first = &messages[start];
+        let hour = hour_number(first);
+        let end = start
+            + messages[start..]
+                .iter()
+                .position(|m| m.station != first.station || hour_number(m) != hour)
+                .unwrap_or(messages.len() - start);
+        files.push(FilePlan {
+            key: DataKey {
+                station: first.station.clone(),
+                hour: Hour::of(first.timestamp),
+                first_seq: first.seq,
+                last_seq: messages[end - 1].seq,
+            },
+            rows: start..end,
+        });
+        start = end;
     }
 
     SegmentPlan {
-        messages: rows.into_iter().map(|(_, m)| m).collect(),
+        messages,
         files,
         duplicates,
     }
+}
+
+/// Microseconds in an hour.
+const HOUR_MICROS: i64 = 3_600_000_000;
+
+/// The UTC hour of a message's timestamp, counted from the epoch: two messages
+/// have the same [`Hour`] exactly when they have the same number, and the
+/// numbers are in the same order (UTC hours are whole multiples of an hour
+/// since the epoch).
+fn hour_number(m: &Message) -> i64 {
+    m.timestamp.micros().div_euclid(HOUR_MICROS)
 }
 
 #[cfg(test)]
@@ -252,6 +267,33 @@ mod tests {
         let second = plan_segment(msgs);
         assert_eq!(first.files, second.files);
         assert_eq!(first.messages, second.messages);
+    }
+
+    #[test]
+    fn hour_numbers_group_and_order_like_hours() {
+        let stamps = [
+            i64::MIN / 2,
+            -HOUR_MICROS - 1,
+            -HOUR_MICROS,
+            -1,
+            0,
+            1,
+            HOUR_MICROS - 1,
+            HOUR_MICROS,
+            DAY - 1,
+            DAY,
+            DAY + 23 * HOUR_MICROS + 59,
+        ];
+        for a in stamps {
+            for b in stamps {
+                let (ma, mb) = (msg("s", 1, a, ""), msg("s", 2, b, ""));
+                assert_eq!(
+                    hour_number(&ma).cmp(&hour_number(&mb)),
+                    Hour::of(Timestamp(a)).cmp(&Hour::of(Timestamp(b))),
+                    "{a} vs {b}"
+                );
+            }
+        }
     }
 
     #[test]

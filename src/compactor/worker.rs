@@ -1,26 +1,28 @@
 //! Turns one segment into uploaded files: a thread of its own reads the
-//! segment, plans it ([`plan_segment`]) and encodes each planned file,
-//! streaming its bytes, row group by row group, into an [`ObjectUpload`] on
-//! the async side. A bounded channel between the two keeps memory bounded: the
+//! segment, plans it ([`plan_segment`]) and encodes each planned file (its row
+//! groups on one thread per core), streaming its bytes, row group by row
+//! group, into an [`ObjectUpload`] on the async side. A bounded channel between the two keeps memory bounded: the
 //! encoder waits while the store is slow, and at most a few row groups plus the
 //! upload's buffer are held besides the segment's messages.
+
+use std::ops::ControlFlow;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::plan::{plan_segment, FilePlan, SegmentPlan};
 use super::upload::{ObjectUpload, UploadOptions};
-use crate::columnar::{ColumnarError, FileEncoder, FileSummary, ParquetOptions};
+use crate::columnar::{
+    encode_in_order, row_group_ends, ColumnarError, FileEncoder, FileSummary, ParquetOptions,
+    RowGroupEncoder, RowGroupJob,
+};
 use crate::layout::DataKey;
-use crate::message::Message;
 use crate::store::{Archive, StoreError};
 use crate::wal::{SegmentId, Wal, WalError};
 
-/// Rows handed to the encoder per call: small enough that one Arrow batch
-/// stays a few MiB, large enough to amortise the call.
-const WRITE_ROWS: usize = 4096;
-/// Payload bytes handed to the encoder per call.
-const WRITE_BYTES: usize = 4 << 20;
+/// Most threads encoding one segment's row groups: each holds one row group's
+/// encoded pages, so this also bounds the encoder's memory.
+const MAX_ENCODE_THREADS: usize = 4;
 /// Encoded pieces waiting between the encoder thread and the uploader.
 const CHANNEL_PIECES: usize = 2;
 
@@ -77,10 +79,11 @@ enum ThreadError {
 /// Reads segment `id`, plans it, and encodes and uploads every planned file
 /// to `archive`, in plan order.
 ///
-/// Reading, planning and encoding run on one thread of their own: the
-/// segment's large buffers are then allocated and freed by a single thread,
-/// which keeps the allocator from spreading them over several arenas (and the
-/// process's resident memory well above what is live).
+/// Reading and planning run on one thread of their own, which also hands out
+/// the encoded bytes: the segment's large buffers are then allocated and freed
+/// by a single thread, which keeps the allocator from spreading them over
+/// several arenas (and the process's resident memory well above what is live).
+/// The encoding threads allocate only a row group's Arrow chunks and pages.
 pub(crate) async fn compact_files(
     wal: Wal,
     id: SegmentId,
@@ -233,49 +236,70 @@ fn segment_thread(
     encode_all(&plan, opts, tx).map_err(ThreadError::Encode)
 }
 
-/// Encodes every file of `plan`; see [`segment_thread`].
+/// Encodes every file of `plan`, its row groups on up to [`encode_threads`]
+/// threads, and hands out each file's bytes in order as its row groups
+/// complete; see [`segment_thread`]. The bytes do not depend on the number of
+/// threads.
 fn encode_all(
     plan: &SegmentPlan,
     opts: &ParquetOptions,
     tx: &mpsc::Sender<Piece>,
 ) -> Result<(), ColumnarError> {
-    for file in &plan.files {
+    let encoder = RowGroupEncoder::new(opts)?;
+    // Every row group of every file, in file order, and the file each belongs to.
+    let mut jobs = Vec::new();
+    let mut owner = Vec::new();
+    for (f, file) in plan.files.iter().enumerate() {
         let rows = &plan.messages[file.rows.clone()];
-        let mut enc = FileEncoder::new(
-            &file.key.station,
-            file.key.first_seq,
-            file.key.last_seq,
-            opts,
-        )?;
         let mut start = 0;
-        while start < rows.len() {
-            let end = chunk_end(rows, start);
-            enc.write(&rows[start..end])?;
+        for end in row_group_ends(rows, opts) {
+            jobs.push(RowGroupJob {
+                station: &file.key.station,
+                msgs: &rows[start..end],
+            });
+            owner.push(f);
             start = end;
-            let bytes = enc.take_bytes();
-            if !bytes.is_empty() && tx.blocking_send(Piece::Bytes(bytes)).is_err() {
-                return Ok(());
-            }
         }
+    }
+    let mut current: Option<FileEncoder> = None;
+    encode_in_order(&encoder, &jobs, encode_threads(), |i, group| {
+        let file = &plan.files[owner[i]].key;
+        let enc = match current.as_mut() {
+            Some(enc) => enc,
+            None => current.insert(FileEncoder::new(
+                &file.station,
+                file.first_seq,
+                file.last_seq,
+                opts,
+            )?),
+        };
+        enc.append(group)?;
+        let bytes = enc.take_bytes();
+        if !bytes.is_empty() && tx.blocking_send(Piece::Bytes(bytes)).is_err() {
+            return Ok(ControlFlow::Break(()));
+        }
+        if owner.get(i + 1) == Some(&owner[i]) {
+            return Ok(ControlFlow::Continue(()));
+        }
+        // The file's last row group.
+        let Some(enc) = current.take() else {
+            return Ok(ControlFlow::Continue(()));
+        };
         let (rest, summary) = enc.finish()?;
         if !rest.is_empty() && tx.blocking_send(Piece::Bytes(rest)).is_err() {
-            return Ok(());
+            return Ok(ControlFlow::Break(()));
         }
         if tx.blocking_send(Piece::End(summary)).is_err() {
-            return Ok(());
+            return Ok(ControlFlow::Break(()));
         }
-    }
-    Ok(())
+        Ok(ControlFlow::Continue(()))
+    })
 }
 
-/// End of the next write chunk starting at `start`: at most [`WRITE_ROWS`] rows
-/// and about [`WRITE_BYTES`] of payload, at least one row.
-fn chunk_end(rows: &[Message], start: usize) -> usize {
-    let mut bytes = 0;
-    let mut end = start;
-    while end < rows.len() && end - start < WRITE_ROWS && (end == start || bytes < WRITE_BYTES) {
-        bytes += rows[end].payload.len();
-        end += 1;
-    }
-    end
+/// Threads that encode a segment's row groups: one per core, at most
+/// [`MAX_ENCODE_THREADS`].
+fn encode_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, MAX_ENCODE_THREADS)
 }

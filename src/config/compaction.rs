@@ -21,7 +21,7 @@ pub struct CompactionConfig {
     /// Most rows in one row group (default 100 000).
     #[serde(deserialize_with = "de_positive_count")]
     pub row_group_rows: usize,
-    /// Close a row group once its data reaches this size (default 64 MiB).
+    /// Close a row group once its messages' data reaches this size (default 16 MiB).
     #[serde(deserialize_with = "de_positive_size_usize")]
     pub row_group_bytes: usize,
     /// Files above this size go up as multipart uploads (default 16 MiB).
@@ -44,8 +44,8 @@ impl Default for CompactionConfig {
     fn default() -> Self {
         Self {
             zstd_level: 3,
-            row_group_rows: 100_000,
-            row_group_bytes: 64 * MIB as usize,
+            row_group_rows: crate::columnar::DEFAULT_ROW_GROUP_ROWS,
+            row_group_bytes: crate::columnar::DEFAULT_ROW_GROUP_BYTES,
             multipart_threshold: 16 * MIB as usize,
             part_size: 8 * MIB as usize,
             upload_concurrency: 4,

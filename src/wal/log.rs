@@ -232,7 +232,13 @@ impl Inner {
                 reason: d.reason,
             });
         }
-        Ok(scan.entries.into_iter().flat_map(|e| e.messages).collect())
+        // Sized once: growing by doubling would briefly hold the messages twice.
+        let count = scan.entries.iter().map(|e| e.messages.len()).sum();
+        let mut messages = Vec::with_capacity(count);
+        for entry in scan.entries {
+            messages.extend(entry.messages);
+        }
+        Ok(messages)
     }
 
     fn check_open(&self) -> Result<(), WalError> {
