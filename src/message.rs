@@ -358,6 +358,23 @@ impl From<Message> for Draft {
 }
 
 #[cfg(test)]
+impl Message {
+    /// A bare message for unit tests: station `s`, the given seq, timestamp =
+    /// seq microseconds, no id, subject or headers.
+    pub(crate) fn for_test(seq: u64, payload: impl Into<Bytes>) -> Message {
+        Message {
+            station: StationName::new("s").expect("a valid name"),
+            seq,
+            timestamp: Timestamp(seq as i64),
+            id: None,
+            subject: None,
+            headers: Vec::new(),
+            payload: payload.into(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

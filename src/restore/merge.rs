@@ -199,20 +199,10 @@ async fn first_message(mut chunks: Chunks) -> Result<Option<Cursor>, RestoreErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{StationName, Timestamp};
-    use bytes::Bytes;
     use std::sync::{Arc, Mutex};
 
     fn msg(seq: u64) -> Message {
-        Message {
-            station: StationName::new("s").unwrap(),
-            seq,
-            timestamp: Timestamp(seq as i64),
-            id: None,
-            subject: None,
-            headers: Vec::new(),
-            payload: Bytes::from(seq.to_string()),
-        }
+        Message::for_test(seq, seq.to_string())
     }
 
     /// Files as lists of chunks of seqs; returns the merged seqs and the

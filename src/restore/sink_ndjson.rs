@@ -224,19 +224,10 @@ impl Sink for NdjsonSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{StationName, Timestamp};
     use bytes::Bytes;
 
     fn msg(seq: u64) -> Message {
-        Message {
-            station: StationName::new("s").unwrap(),
-            seq,
-            timestamp: Timestamp(seq as i64),
-            id: None,
-            subject: None,
-            headers: Vec::new(),
-            payload: Bytes::from_static(b"\xff\x00"),
-        }
+        Message::for_test(seq, Bytes::from_static(b"\xff\x00"))
     }
 
     #[tokio::test]

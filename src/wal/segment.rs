@@ -547,21 +547,12 @@ pub(crate) fn rename_sealed(dir: &Path, id: SegmentId) -> io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{StationName, Timestamp};
     use proptest::prelude::*;
 
     const WAL: [u8; 16] = [7; 16];
 
     fn msg(seq: u64) -> Message {
-        Message {
-            station: StationName::new("s").unwrap(),
-            seq,
-            timestamp: Timestamp(seq as i64),
-            id: None,
-            subject: None,
-            headers: vec![],
-            payload: Bytes::from(vec![b'x'; 20]),
-        }
+        Message::for_test(seq, vec![b'x'; 20])
     }
 
     fn segment(entries: usize) -> (Vec<u8>, Vec<u64>) {
