@@ -1,6 +1,7 @@
 //! One station's consumer loop: fetch a batch from the durable pull consumer,
-//! append it to the WAL, acknowledge it, with the next batch's fetch
-//! overlapping the current batch's append and acks (one batch ahead at most);
+//! append it to the WAL, acknowledge it (one acknowledgement per batch under
+//! `AckPolicy::All`, see [`super::acks`]), with the next batch's fetch
+//! overlapping the current batch's append and ack (one batch ahead at most);
 //! wait (without acknowledging or fetching further) while the WAL is full;
 //! back off and retry on every transient error.
 
@@ -8,12 +9,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::stream::RetentionPolicy;
 use async_nats::jetstream::{self, Message};
 use futures::StreamExt as _;
 use tokio::sync::watch;
 
+use super::acks::{cumulative_ack, AckMode, Deliveries};
 use super::convert::{find, header_list, micros_from_nanos, to_draft};
 use super::identity::Identity;
 use crate::identity::{expel_risk, ExpelInputs, GapRecord, GapTracker, IncarnationRecord};
@@ -107,8 +110,12 @@ enum Claim {
 #[derive(Default)]
 struct Prepared {
     drafts: Vec<Draft>,
-    /// Indexes of the messages to acknowledge once the drafts are durable.
+    /// Indexes of the messages to acknowledge once the drafts are durable:
+    /// every message decided (stored, or a restored copy already archived).
     acks: Vec<usize>,
+    /// `(stream sequence, consumer sequence)` of each message with
+    /// JetStream metadata, in delivery order.
+    delivered: Vec<(u64, u64)>,
     /// Restored copies of archived messages: acknowledged, not archived.
     echoes: usize,
     /// Stream sequences skipped by the stream (expelled before read).
@@ -126,6 +133,16 @@ pub(crate) struct StationWorker {
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
     consumer: Option<PullConsumer>,
+    /// How the consumer's deliveries are acknowledged (its ack policy).
+    ack_mode: AckMode,
+    /// The current session's deliveries (for [`AckMode::Cumulative`]).
+    deliveries: Deliveries,
+    /// Stream sequences `(after, through]` delivered before this session
+    /// and not acknowledged: read from the stream and stored before the
+    /// session's first acknowledgement.
+    catch_up: Option<(u64, u64)>,
+    /// Whether the per-message-ack migration note was logged.
+    warned_explicit: bool,
     /// The stream incarnation the consumer belongs to.
     incarnation: Option<IncarnationRecord>,
     gaps: GapTracker,
@@ -151,6 +168,10 @@ impl StationWorker {
             metrics,
             shutdown,
             consumer: None,
+            ack_mode: AckMode::Cumulative,
+            deliveries: Deliveries::new(0),
+            catch_up: None,
+            warned_explicit: false,
             incarnation: None,
             gaps: GapTracker::new(None),
             errors: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
@@ -206,6 +227,17 @@ impl StationWorker {
                     );
                     break;
                 }
+                Err(SetupError::AckNone) => {
+                    tracing::error!(
+                        station = %self.station,
+                        consumer = %self.config.consumer,
+                        "the durable consumer has ack policy none: the server forgets a message as \
+                         soon as it is sent, so Strata cannot archive through it without risking \
+                         loss; delete the consumer (Strata creates its own) or set [nats] consumer \
+                         to another name",
+                    );
+                    break;
+                }
                 Err(SetupError::Nats(e)) => {
                     if self.transient("consumer setup", &e).await {
                         continue;
@@ -220,6 +252,14 @@ impl StationWorker {
                     // The consumer may be gone (deleted, stream recreated): look it up again.
                     self.consumer = None;
                     if !self.transient("fetch", &e).await {
+                        break;
+                    }
+                }
+                Err(PullError::Resync(why)) => {
+                    // A new session: set up again, which first stores what
+                    // the server still counts as delivered and unacknowledged.
+                    self.consumer = None;
+                    if !self.transient("delivery tracking", &why).await {
                         break;
                     }
                 }
@@ -264,7 +304,7 @@ impl StationWorker {
                     durable_name: Some(self.config.consumer.clone()),
                     description: Some("Strata archive (second storage tier)".to_string()),
                     deliver_policy: DeliverPolicy::All,
-                    ack_policy: AckPolicy::Explicit,
+                    ack_policy: AckPolicy::All,
                     ack_wait: ACK_WAIT,
                     max_ack_pending: MAX_ACK_PENDING,
                     ..Default::default()
@@ -272,6 +312,21 @@ impl StationWorker {
             )
             .await
             .map_err(|e| SetupError::Nats(e.into()))?;
+        // An existing consumer keeps the policy it was created with (JetStream
+        // cannot change it): earlier versions created `AckPolicy::Explicit` ones.
+        let session = consumer.cached_info().clone();
+        let mode = AckMode::of(session.config.ack_policy).ok_or(SetupError::AckNone)?;
+        if mode == AckMode::PerMessage && !self.warned_explicit {
+            self.warned_explicit = true;
+            tracing::warn!(
+                station = %self.station,
+                consumer = %self.config.consumer,
+                "this durable consumer was created by an earlier Strata with ack policy explicit, \
+                 which JetStream cannot change: Strata keeps acknowledging each message for it \
+                 (slower). To switch to one acknowledgement per batch, see README, \
+                 \"Migrating a consumer to ack policy all\"",
+            );
+        }
         // The consumer belongs to the incarnation that existed before and
         // after it was created; a stream recreated meanwhile is retried.
         let again = stream
@@ -317,6 +372,14 @@ impl StationWorker {
             }
         }
         self.incarnation = Some(inc);
+        self.ack_mode = mode;
+        self.deliveries = Deliveries::new(session.delivered.consumer_sequence);
+        // Deliveries of earlier sessions still unacknowledged lie between the
+        // ack floor and the last delivered stream sequence.
+        self.catch_up = (mode == AckMode::Cumulative && session.num_ack_pending > 0).then_some((
+            session.ack_floor.stream_sequence,
+            session.delivered.stream_sequence,
+        ));
         self.consumer = Some(consumer.clone());
         Ok(consumer)
     }
@@ -336,6 +399,9 @@ impl StationWorker {
     /// stored is finished (appended and acknowledged) and a prefetched one is
     /// dropped unacknowledged: the broker redelivers it on the next run.
     async fn pull(&mut self, consumer: &PullConsumer) -> Result<(), PullError> {
+        if let Some((after, through)) = self.catch_up.take() {
+            self.catch_up(after, through).await?;
+        }
         let batch = self.config.fetch_batch;
         let mut chunk = Vec::new();
         loop {
@@ -348,18 +414,158 @@ impl StationWorker {
                 continue;
             }
             let prefetch = next_chunk(consumer, batch, &mut shutdown);
-            let (stored, fetched) = tokio::join!(self.store(std::mem::take(&mut chunk)), prefetch);
-            stored.map_err(PullError::Stop)?;
+            let (stored, fetched) =
+                tokio::join!(self.store_and_ack(std::mem::take(&mut chunk)), prefetch);
+            stored?;
             self.errors.reset();
             chunk = fetched?;
         }
     }
 
-    /// Appends a chunk to the WAL, retrying until it is durable, then
-    /// acknowledges every message of it. Gaps the chunk reveals are recorded
-    /// in the archive first, so a crash cannot forget them.
-    async fn store(&mut self, chunk: Vec<Message>) -> Result<(), Stop> {
-        let prepared = self.prepare(&chunk).await;
+    /// Stores a chunk the durable consumer delivered, then acknowledges it
+    /// as the consumer's ack policy says.
+    async fn store_and_ack(&mut self, chunk: Vec<Message>) -> Result<(), PullError> {
+        let prepared = self.store(&chunk).await.map_err(PullError::Stop)?;
+        match self.ack_mode {
+            AckMode::PerMessage => {
+                self.ack_each(&chunk, &prepared.acks).await;
+                Ok(())
+            }
+            AckMode::Cumulative => {
+                let whole = self
+                    .deliveries
+                    .observe(prepared.delivered.iter().map(|&(_, consumer)| consumer))
+                    && prepared.delivered.len() == chunk.len();
+                if !whole {
+                    return Err(PullError::Resync(
+                        "a delivery of the consumer did not arrive (connection lost, or another \
+                         client reads the same durable consumer); starting a new session"
+                            .into(),
+                    ));
+                }
+                if prepared.acks.len() != chunk.len() {
+                    return Err(PullError::Resync(
+                        "a message could not be decided on (see the error above); it stays \
+                         unacknowledged and is read again"
+                            .into(),
+                    ));
+                }
+                // Why one acknowledgement covers the chunk. Under AckPolicy::All,
+                // acknowledging stream sequence S acknowledges every message of the
+                // stream up to S, so it must not cover a message the server counts as
+                // delivered that is not durable here:
+                // - Every delivery of this session up to this chunk is durable or
+                //   decided: chunks are stored one at a time in the order they
+                //   arrived, this one is durable (the append returned after fsync),
+                //   and a chunk with an undecided message is never acknowledged (the
+                //   session ends above instead).
+                // - The session has seen every delivery since it began: the server
+                //   numbers deliveries (first ones and redeliveries) one apart, and
+                //   `deliveries` checked the numbers follow on from the consumer's
+                //   count when the session began; a missed one ends the session above.
+                // - Deliveries of earlier sessions (processes, connections) still
+                //   unacknowledged lie between the ack floor and the last delivered
+                //   stream sequence at the session's start: `catch_up` read and stored
+                //   them from the stream before the first fetch.
+                // - The chunk fetched meanwhile (overlapping this store) came after
+                //   this chunk: first deliveries go in stream order, so its messages
+                //   at or below S are redeliveries of messages already stored.
+                // Acknowledgements leave in storage order: the next chunk is stored
+                // and acknowledged only after this one, on the same connection.
+                let top =
+                    cumulative_ack(prepared.delivered.iter().map(|&(stream, _)| stream));
+                if let Some(i) = top {
+                    self.ack_each(&chunk, &[i]).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads the stream's messages in `(after, through]` (delivered by an
+    /// earlier session and not acknowledged) through a temporary ordered
+    /// consumer and stores them, so that acknowledgements of this session,
+    /// which cover every stream sequence below theirs, cover only durable
+    /// messages. What the WAL already holds is dropped as a duplicate.
+    async fn catch_up(&mut self, after: u64, through: u64) -> Result<(), PullError> {
+        if through <= after {
+            return Ok(());
+        }
+        tracing::info!(
+            station = %self.station,
+            first_stream_seq = after + 1,
+            last_stream_seq = through,
+            "storing what an earlier session was delivered and did not acknowledge, \
+             before acknowledging anything above it",
+        );
+        let nats = |e: &dyn std::fmt::Display| PullError::Nats(e.to_string().into());
+        let stream = self
+            .js
+            .get_stream(self.station.as_str())
+            .await
+            .map_err(|e| nats(&e))?;
+        let reader = stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                },
+                ..OrderedConfig::default()
+            })
+            .await
+            .map_err(|e| nats(&e))?;
+        if reader.cached_info().num_pending == 0 {
+            return Ok(());
+        }
+        let mut messages = reader.messages().await.map_err(|e| nats(&e))?;
+        let limit = FETCH_EXPIRY + Duration::from_secs(10);
+        let mut chunk = Vec::new();
+        loop {
+            if self.stopping() {
+                return Err(PullError::Stop(Stop::Shutdown));
+            }
+            let next = tokio::time::timeout(limit, messages.next())
+                .await
+                .map_err(|_| nats(&"reading unacknowledged messages back timed out"))?;
+            let Some(m) = next else { break };
+            let m = m.map_err(|e| nats(&e))?;
+            let info = m.info().map_err(|e| nats(&e))?;
+            let (seq, pending) = (info.stream_sequence, info.pending);
+            if seq > through {
+                break;
+            }
+            chunk.push(m);
+            let last = pending == 0 || seq == through;
+            if chunk.len() >= self.config.fetch_batch || last {
+                let prepared = self
+                    .store(&std::mem::take(&mut chunk))
+                    .await
+                    .map_err(PullError::Stop)?;
+                if prepared.acks.len() != prepared.delivered.len() {
+                    return Err(PullError::Resync(
+                        "a message delivered before could not be decided on; retrying".into(),
+                    ));
+                }
+            }
+            if last {
+                break;
+            }
+        }
+        if !chunk.is_empty() {
+            let prepared = self.store(&chunk).await.map_err(PullError::Stop)?;
+            if prepared.acks.len() != prepared.delivered.len() {
+                return Err(PullError::Resync(
+                    "a message delivered before could not be decided on; retrying".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends a chunk to the WAL, retrying until it is durable; returns
+    /// what to acknowledge. Gaps the chunk reveals are recorded in the
+    /// archive first, so a crash cannot forget them.
+    async fn store(&mut self, chunk: &[Message]) -> Result<Prepared, Stop> {
+        let mut prepared = self.prepare(chunk).await;
         for &(first, last) in &prepared.gaps {
             if let Some((first, last)) = self.expelled(first, last).await? {
                 self.record_gap(first, last).await?;
@@ -369,14 +575,11 @@ impl StationWorker {
             self.metrics
                 .inc_restore_echoes(self.station.as_str(), prepared.echoes as u64);
         }
-        let Prepared { drafts, acks, .. } = prepared;
-        if drafts.is_empty() {
-            self.ack(&chunk, &acks).await;
-            return Ok(());
+        let drafts = std::mem::take(&mut prepared.drafts);
+        if !drafts.is_empty() {
+            self.append_all(drafts).await?;
         }
-        self.append_all(drafts).await?;
-        self.ack(&chunk, &acks).await;
-        Ok(())
+        Ok(prepared)
     }
 
     /// Appends `drafts`, retrying until they are durable. While the WAL is
@@ -528,6 +731,7 @@ impl StationWorker {
         let mut out = Prepared {
             drafts: Vec::with_capacity(chunk.len()),
             acks: Vec::with_capacity(chunk.len()),
+            delivered: Vec::with_capacity(chunk.len()),
             ..Prepared::default()
         };
         let Some(inc) = self.incarnation.clone() else {
@@ -545,6 +749,7 @@ impl StationWorker {
                 }
             };
             let stream_seq = info.stream_sequence;
+            out.delivered.push((stream_seq, info.consumer_sequence));
             let published = micros_from_nanos(info.published.unix_timestamp_nanos());
             if let Some(gap) = self.gaps.observe(stream_seq) {
                 out.gaps.push(gap);
@@ -644,7 +849,8 @@ impl StationWorker {
             .any(|&(first, last)| first <= seq && seq <= last))
     }
 
-    async fn ack(&self, chunk: &[Message], acks: &[usize]) {
+    /// Acknowledges the messages `acks` of `chunk`, one by one.
+    async fn ack_each(&self, chunk: &[Message], acks: &[usize]) {
         for &i in acks {
             if let Err(e) = chunk[i].ack().await {
                 // Harmless: the broker redelivers it and the WAL drops the duplicate.
@@ -774,12 +980,16 @@ async fn fetch(
 enum SetupError {
     /// The stream is a work queue: an acknowledgement removes the message.
     WorkQueue,
+    /// The durable consumer exists with `AckPolicy::None`.
+    AckNone,
     Nats(async_nats::Error),
 }
 
 enum PullError {
     Stop(Stop),
     Nats(async_nats::Error),
+    /// The session cannot acknowledge safely any more: set up a new one.
+    Resync(String),
 }
 
 #[cfg(test)]
