@@ -122,6 +122,15 @@ struct Prepared {
     gaps: Vec<(u64, u64)>,
 }
 
+/// A chunk whose append is in flight, waiting to be acknowledged.
+struct InFlight {
+    chunk: Vec<Message>,
+    /// What to acknowledge once the drafts are durable (drafts taken).
+    prepared: Prepared,
+    /// The first attempt to append the drafts; `None` when there were none.
+    append: Option<tokio::task::JoinHandle<Result<Appended, WalError>>>,
+}
+
 /// The consumer state of one station. Everything a station's archiving needs
 /// lives here, so that one station's trouble never touches another.
 pub(crate) struct StationWorker {
@@ -384,48 +393,85 @@ impl StationWorker {
         Ok(consumer)
     }
 
-    /// Archives batches until shutdown or a NATS error, keeping the next
-    /// fetch in flight while the current batch is appended and acknowledged,
-    /// so a batch costs the longer of the two instead of their sum.
+    /// Archives batches until shutdown or a NATS error, as a pipeline: while
+    /// one batch's append (write + fsync) is in flight, the next batch is
+    /// prepared and its append started, and the one after it fetched. A batch
+    /// is acknowledged once it is durable, strictly in the order batches
+    /// arrived, so a batch costs the longest stage instead of their sum, and
+    /// consecutive appends can share an fsync.
     ///
-    /// Bounds: besides the batch being stored, at most one batch is fetched
-    /// ahead, and the next request is only sent once that one is taken for
-    /// storing. So while the WAL is full (the batch's append is retried) the
-    /// worker holds at most one extra unacknowledged batch and leaves no pull
-    /// request outstanding: every request is read to its end (a no-wait
-    /// fetch, or a 1-message request that expires after [`FETCH_EXPIRY`]),
-    /// since deliveries to a request nobody reads would sit in the broker
-    /// until redelivered after [`ACK_WAIT`]. At shutdown the batch being
-    /// stored is finished (appended and acknowledged) and a prefetched one is
-    /// dropped unacknowledged: the broker redelivers it on the next run.
+    /// Bounds: besides the batch whose append is in flight, one batch is
+    /// being prepared and at most one fetched ahead, and the next request is
+    /// only sent once that one is taken. So while the WAL is full (the
+    /// oldest batch's append is retried) the worker holds at most two extra
+    /// unacknowledged batches and leaves no pull request outstanding: every
+    /// request is read to its end (a no-wait fetch, or a 1-message request
+    /// that expires after [`FETCH_EXPIRY`], sent only when nothing is in
+    /// flight), since deliveries to a request nobody reads would sit in the
+    /// broker until redelivered after [`ACK_WAIT`]. At shutdown the batches
+    /// being stored are finished (made durable and acknowledged) and a
+    /// prefetched one is dropped unacknowledged: the next start reads it again.
     async fn pull(&mut self, consumer: &PullConsumer) -> Result<(), PullError> {
         if let Some((after, through)) = self.catch_up.take() {
             self.catch_up(after, through).await?;
         }
         let batch = self.config.fetch_batch;
         let mut chunk = Vec::new();
+        let mut inflight: Option<InFlight> = None;
         loop {
             if self.stopping() {
+                if let Some(f) = inflight.take() {
+                    self.finish(f).await?;
+                }
                 return Err(PullError::Stop(Stop::Shutdown));
             }
             let mut shutdown = self.shutdown.clone();
             if chunk.is_empty() {
+                // Nothing new right now: finish what is in flight before
+                // waiting for more, so its acknowledgement is not held back.
+                if let Some(f) = inflight.take() {
+                    self.finish(f).await?;
+                    continue;
+                }
                 chunk = next_chunk(consumer, batch, &mut shutdown).await?;
                 continue;
             }
-            let prefetch = next_chunk(consumer, batch, &mut shutdown);
-            let (stored, fetched) =
-                tokio::join!(self.store_and_ack(std::mem::take(&mut chunk)), prefetch);
-            stored?;
+            let prefetch = fetch(consumer, batch, false, &mut shutdown);
+            let current = std::mem::take(&mut chunk);
+            let previous = inflight.take();
+            let (started, fetched) = tokio::join!(self.advance(current, previous), prefetch);
+            inflight = Some(started?);
             self.errors.reset();
-            chunk = fetched?;
+            match fetched {
+                Ok(next) => chunk = next,
+                Err(e) => {
+                    if let Some(f) = inflight.take() {
+                        self.finish(f).await?;
+                    }
+                    return Err(e);
+                }
+            }
         }
     }
 
-    /// Stores a chunk the durable consumer delivered, then acknowledges it
-    /// as the consumer's ack policy says.
-    async fn store_and_ack(&mut self, chunk: Vec<Message>) -> Result<(), PullError> {
-        let prepared = self.store(&chunk).await.map_err(PullError::Stop)?;
+    /// Starts storing `chunk`, then finishes `previous` (the batch before it).
+    async fn advance(
+        &mut self,
+        chunk: Vec<Message>,
+        previous: Option<InFlight>,
+    ) -> Result<InFlight, PullError> {
+        let started = self.start_store(chunk).await;
+        if let Some(previous) = previous {
+            self.finish(previous).await?;
+        }
+        started.map_err(PullError::Stop)
+    }
+
+    /// Makes a batch the durable consumer delivered durable, then
+    /// acknowledges it as the consumer's ack policy says.
+    async fn finish(&mut self, mut f: InFlight) -> Result<(), PullError> {
+        self.make_durable(&mut f).await.map_err(PullError::Stop)?;
+        let (chunk, prepared) = (f.chunk, f.prepared);
         match self.ack_mode {
             AckMode::PerMessage => {
                 self.ack_each(&chunk, &prepared.acks).await;
@@ -455,10 +501,11 @@ impl StationWorker {
                 // stream up to S, so it must not cover a message the server counts as
                 // delivered that is not durable here:
                 // - Every delivery of this session up to this chunk is durable or
-                //   decided: chunks are stored one at a time in the order they
-                //   arrived, this one is durable (the append returned after fsync),
-                //   and a chunk with an undecided message is never acknowledged (the
-                //   session ends above instead).
+                //   decided: chunks are finished one at a time in the order they
+                //   arrived (a later chunk's append may already be in flight, but it
+                //   is acknowledged only after this one), this one is durable (its
+                //   append returned after fsync), and a chunk with an undecided
+                //   message is never acknowledged (the session ends above instead).
                 // - The session has seen every delivery since it began: the server
                 //   numbers deliveries (first ones and redeliveries) one apart, and
                 //   `deliveries` checked the numbers follow on from the consumer's
@@ -467,11 +514,11 @@ impl StationWorker {
                 //   unacknowledged lie between the ack floor and the last delivered
                 //   stream sequence at the session's start: `catch_up` read and stored
                 //   them from the stream before the first fetch.
-                // - The chunk fetched meanwhile (overlapping this store) came after
-                //   this chunk: first deliveries go in stream order, so its messages
-                //   at or below S are redeliveries of messages already stored.
-                // Acknowledgements leave in storage order: the next chunk is stored
-                // and acknowledged only after this one, on the same connection.
+                // - Chunks fetched after this one: first deliveries go in stream
+                //   order, so their messages at or below S are redeliveries of
+                //   messages already stored.
+                // Acknowledgements leave in storage order: each chunk is acknowledged
+                // only after every chunk before it, on the same connection.
                 let top =
                     cumulative_ack(prepared.delivered.iter().map(|&(stream, _)| stream));
                 if let Some(i) = top {
@@ -526,46 +573,43 @@ impl StationWorker {
             let next = tokio::time::timeout(limit, messages.next())
                 .await
                 .map_err(|_| nats(&"reading unacknowledged messages back timed out"))?;
-            let Some(m) = next else { break };
-            let m = m.map_err(|e| nats(&e))?;
-            let info = m.info().map_err(|e| nats(&e))?;
-            let (seq, pending) = (info.stream_sequence, info.pending);
-            if seq > through {
-                break;
-            }
-            chunk.push(m);
-            let last = pending == 0 || seq == through;
-            if chunk.len() >= self.config.fetch_batch || last {
-                let prepared = self
-                    .store(&std::mem::take(&mut chunk))
-                    .await
-                    .map_err(PullError::Stop)?;
-                if prepared.acks.len() != prepared.delivered.len() {
-                    return Err(PullError::Resync(
-                        "a message delivered before could not be decided on; retrying".into(),
-                    ));
+            let last = match next {
+                None => true,
+                Some(m) => {
+                    let m = m.map_err(|e| nats(&e))?;
+                    let info = m.info().map_err(|e| nats(&e))?;
+                    let (seq, pending) = (info.stream_sequence, info.pending);
+                    if seq <= through {
+                        chunk.push(m);
+                    }
+                    pending == 0 || seq >= through
                 }
+            };
+            if !chunk.is_empty() && (chunk.len() >= self.config.fetch_batch || last) {
+                self.store(std::mem::take(&mut chunk)).await?;
             }
             if last {
-                break;
+                return Ok(());
             }
         }
-        if !chunk.is_empty() {
-            let prepared = self.store(&chunk).await.map_err(PullError::Stop)?;
-            if prepared.acks.len() != prepared.delivered.len() {
-                return Err(PullError::Resync(
-                    "a message delivered before could not be decided on; retrying".into(),
-                ));
-            }
+    }
+
+    /// Stores a chunk without acknowledging it (what `catch_up` reads).
+    async fn store(&mut self, chunk: Vec<Message>) -> Result<(), PullError> {
+        let mut f = self.start_store(chunk).await.map_err(PullError::Stop)?;
+        self.make_durable(&mut f).await.map_err(PullError::Stop)?;
+        if f.prepared.acks.len() != f.prepared.delivered.len() {
+            return Err(PullError::Resync(
+                "a message delivered before could not be decided on; retrying".into(),
+            ));
         }
         Ok(())
     }
 
-    /// Appends a chunk to the WAL, retrying until it is durable; returns
-    /// what to acknowledge. Gaps the chunk reveals are recorded in the
-    /// archive first, so a crash cannot forget them.
-    async fn store(&mut self, chunk: &[Message]) -> Result<Prepared, Stop> {
-        let mut prepared = self.prepare(chunk).await;
+    /// Prepares a chunk and starts its append. Gaps the chunk reveals are
+    /// recorded in the archive first, so a crash cannot forget them.
+    async fn start_store(&mut self, chunk: Vec<Message>) -> Result<InFlight, Stop> {
+        let mut prepared = self.prepare(&chunk).await;
         for &(first, last) in &prepared.gaps {
             if let Some((first, last)) = self.expelled(first, last).await? {
                 self.record_gap(first, last).await?;
@@ -576,10 +620,40 @@ impl StationWorker {
                 .inc_restore_echoes(self.station.as_str(), prepared.echoes as u64);
         }
         let drafts = std::mem::take(&mut prepared.drafts);
-        if !drafts.is_empty() {
-            self.append_all(drafts).await?;
+        let append = (!drafts.is_empty()).then(|| {
+            let archive = Arc::clone(&self.archive);
+            tokio::spawn(async move { archive.append(drafts).await })
+        });
+        Ok(InFlight {
+            chunk,
+            prepared,
+            append,
+        })
+    }
+
+    /// Waits until a chunk is durable: its first append, or when that failed
+    /// (the WAL full, an I/O error) the retrying path. The chunk is then
+    /// prepared again, since its drafts went to the first attempt, and what
+    /// that attempt did store is dropped as a duplicate.
+    async fn make_durable(&mut self, f: &mut InFlight) -> Result<(), Stop> {
+        let Some(first) = f.append.take() else {
+            return Ok(());
+        };
+        match first.await {
+            Ok(Ok(appended)) => {
+                self.metrics
+                    .inc_appended(self.station.as_str(), SOURCE, &appended);
+                return Ok(());
+            }
+            Ok(Err(WalError::Closed)) => return Err(Stop::Shutdown),
+            Ok(Err(WalError::Full { .. })) => self.metrics.inc_wal_full(SOURCE),
+            Ok(Err(_)) | Err(_) => {}
         }
-        Ok(prepared)
+        let mut again = self.prepare(&f.chunk).await;
+        let drafts = std::mem::take(&mut again.drafts);
+        // What to acknowledge follows this preparation, whose drafts are stored.
+        f.prepared = again;
+        self.append_all(drafts).await
     }
 
     /// Appends `drafts`, retrying until they are durable. While the WAL is
