@@ -11,8 +11,10 @@
 //! WAL and acknowledged only after the append returned, i.e. after fsync, by
 //! one acknowledgement of its newest message ([`acks`]; a consumer an earlier
 //! version created with ack policy explicit keeps one acknowledgement per
-//! message); meanwhile the next batch is already being fetched (one batch
-//! ahead at most, every request read to its end). Redeliveries are dropped by
+//! message). Batches go through a pipeline: while one batch's append is in
+//! flight, the next is prepared and its append started, and the one after it
+//! fetched (every request read to its end); batches are acknowledged in the
+//! order they arrived. Redeliveries are dropped by
 //! the WAL's (station, seq) de-duplication and acknowledged again. A session
 //! that misses a delivery ends, and every session starts by storing what the
 //! consumer delivered earlier and never saw acknowledged, so an
@@ -36,7 +38,7 @@
 //! not archived again. The expel-risk gauge is refreshed every 2 s.
 //!
 //! **Backpressure and failures.** While the WAL is full the worker stops
-//! fetching (beyond the one batch fetched ahead), keeps the batches
+//! fetching (beyond the batches already in the pipeline), keeps the batches
 //! unacknowledged (the messages wait in the broker) and retries the same
 //! batch with backoff. At shutdown the batch being appended is finished and
 //! acknowledged; a batch fetched ahead is left unacknowledged and read again
