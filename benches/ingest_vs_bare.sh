@@ -12,8 +12,10 @@
 #   (b) `strata run` (release binary) with a fresh WAL and local-folder
 #       archive, every other setting at its default (the compactor runs as in
 #       production); timed from process start until its consumer's ack floor
-#       reaches N with nothing pending (examples/bare_consumer.rs watch, 5 ms
+#       reaches N with nothing pending (examples/bare_consumer.rs watch, 10 ms
 #       polls).
+# Also printed: CPU seconds (user + system) of each client and of nats-server
+# during each run, from /proc and /usr/bin/time.
 # Prints each round's rates and b/a, then the medians. Goal: b >= 0.9x a.
 # Then, unless HTTP=0, one run of HTTP ingest: CLIENTS concurrent clients
 # posting 1,000-message NDJSON bodies (examples/http_load.rs).
@@ -57,6 +59,8 @@ wait_port() {
     return 1
 }
 now() { date +%s.%N; }
+# CPU seconds (user + system) a process has used so far, from /proc.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 stop_strata() {
     if [ -n "$STRATA_PID" ]; then
         kill "$STRATA_PID" 2>/dev/null || true
@@ -118,32 +122,38 @@ echo "pre-filling stream BENCH ($N x $SIZE B)..." >&2
     --count "$N" --size "$SIZE" >"$WORK/fill.json"
 
 run_bare() { # round
-    local t0 t1
+    local t0 t1 s0 s1
+    s0=$(cpu_of "$NATS_PID")
     t0=$(now)
-    "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "bare-$1" --count "$N" \
+    /usr/bin/time -f "%U %S" -o "$WORK/bare-$1.cpu" \
+        "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "bare-$1" --count "$N" \
         consume --batch "$BATCH" >"$WORK/bare-$1.json"
     t1=$(now)
+    s1=$(cpu_of "$NATS_PID")
     "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "bare-$1" delete
-    echo "$t0 $t1" >"$WORK/bare-$1.t"
+    echo "$t0 $t1 $(awk '{print $1 + $2}' "$WORK/bare-$1.cpu") $(awk -v a="$s1" -v b="$s0" 'BEGIN {printf "%.3f", a - b}')" >"$WORK/bare-$1.t"
 }
 
 run_strata() { # round
-    local port t0 t1
+    local port t0 t1 s0 s1 c
     port=$(strata_config "nats-$1" "$URL" "strata-$1")
     if [ -n "$EXPLICIT" ]; then
         "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "strata-$1" create-explicit
     fi
+    s0=$(cpu_of "$NATS_PID")
     t0=$(now)
     "$BIN/strata" run --config "$WORK/nats-$1.toml" >"$WORK/strata-$1.log" 2>&1 &
     STRATA_PID=$!
     "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "strata-$1" --count "$N" \
         watch >"$WORK/watch-$1.json"
     t1=$(now)
+    s1=$(cpu_of "$NATS_PID")
+    c=$(cpu_of "$STRATA_PID")
     curl -s "http://127.0.0.1:$port/metrics" >"$WORK/metrics-$1.txt"
     stop_strata
     "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "strata-$1" delete
     rm -rf "$WORK/nats-$1" "$WAL_BASE/nats-$1-wal"
-    echo "$t0 $t1" >"$WORK/strata-$1.t"
+    echo "$t0 $t1 $c $(awk -v a="$s1" -v b="$s0" 'BEGIN {printf "%.3f", a - b}')" >"$WORK/strata-$1.t"
 }
 
 for r in $(seq "$ROUNDS"); do
@@ -161,16 +171,22 @@ n = int(n)
 print(f"messages: {n} x {size} B; bare: AckPolicy::All, pull stream batch {batch}, one ack per batch; "
       f"strata: fetch_batch {fetch_batch}{', consumer with ack policy explicit' if explicit else ''}")
 print(f"pre-fill (bare publisher): {float(fill):,.0f} msg/s")
-print(f"{'round':>5} {'(a) bare msg/s':>15} {'(b) strata msg/s':>17} {'b/a':>6} {'compactions':>12} {'ingested':>9}")
-ratios, bares, stratas = [], [], []
+print(f"{'round':>5} {'(a) bare msg/s':>15} {'(b) strata msg/s':>17} {'b/a':>6} {'compactions':>12} {'ingested':>9}"
+      f"   CPU s: {'a':>5} {'server':>6} | {'b':>5} {'server':>6}")
+ratios, bares, stratas, cpu = [], [], [], []
 for line in open(rounds):
-    r, a0, a1, b0, b1, comp, ing = line.split()
+    r, a0, a1, ac, asrv, b0, b1, bc, bsrv, comp, ing = line.split()
     a = n / (float(a1) - float(a0)); b = n / (float(b1) - float(b0))
     bares.append(a); stratas.append(b); ratios.append(b / a)
-    print(f"{r:>5} {a:15,.0f} {b:17,.0f} {b / a:6.2f} {comp:>12} {ing:>9}")
+    cpu.append(tuple(map(float, (ac, asrv, bc, bsrv))))
+    print(f"{r:>5} {a:15,.0f} {b:17,.0f} {b / a:6.2f} {comp:>12} {ing:>9}"
+          f"          {float(ac):5.2f} {float(asrv):6.2f} | {float(bc):5.2f} {float(bsrv):6.2f}")
+m = [statistics.median(c[i] for c in cpu) for i in range(4)]
 print(f"median {statistics.median(bares):14,.0f} {statistics.median(stratas):17,.0f} "
       f"{statistics.median(ratios):6.2f}   (median of the per-round ratios; "
       f"range {min(ratios):.2f}-{max(ratios):.2f})")
+print(f"median CPU seconds until the end point: bare consumer {m[0]:.2f} + nats-server {m[1]:.2f}; "
+      f"strata {m[2]:.2f} + nats-server {m[3]:.2f}")
 PY
 
 if [ "$HTTP" != 0 ]; then

@@ -64,7 +64,7 @@ enum Mode {
         #[arg(long, default_value_t = 600)]
         timeout: u64,
         /// Milliseconds between two looks at the consumer.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 10)]
         poll_ms: u64,
     },
     /// Delete the consumer `--consumer` (no error if it does not exist).
