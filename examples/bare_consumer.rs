@@ -94,7 +94,15 @@ async fn main() -> Result<(), Error> {
             .await
         }
         Mode::Watch { timeout, poll_ms } => {
-            watch(&js, &args.stream, &args.consumer, args.count, timeout, poll_ms).await
+            watch(
+                &js,
+                &args.stream,
+                &args.consumer,
+                args.count,
+                timeout,
+                poll_ms,
+            )
+            .await
         }
         Mode::CreateExplicit => {
             let stream = js.get_stream(&args.stream).await?;

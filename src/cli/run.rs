@@ -106,8 +106,8 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
             .await?,
         )
     };
-    let compactor_rt = compactor_runtime()
-        .map_err(|e| format!("cannot start the compactor's runtime: {e}"))?;
+    let compactor_rt =
+        compactor_runtime().map_err(|e| format!("cannot start the compactor's runtime: {e}"))?;
     let compactor_task = compactor_rt.spawn(compactor.clone().run(stop_rx.clone()));
     let gauges_task = tokio::spawn(refresh_gauges(
         wal.clone(),

@@ -519,8 +519,7 @@ impl StationWorker {
                 //   messages already stored.
                 // Acknowledgements leave in storage order: each chunk is acknowledged
                 // only after every chunk before it, on the same connection.
-                let top =
-                    cumulative_ack(prepared.delivered.iter().map(|&(stream, _)| stream));
+                let top = cumulative_ack(prepared.delivered.iter().map(|&(stream, _)| stream));
                 if let Some(i) = top {
                     self.ack_each(&chunk, &[i]).await;
                 }
