@@ -1,9 +1,10 @@
 //! One station's consumer loop: fetch a batch from the durable pull consumer,
 //! append it to the WAL, acknowledge it (one acknowledgement per batch under
-//! `AckPolicy::All`, see [`super::acks`]), with the next batch's fetch
-//! overlapping the current batch's append and ack (one batch ahead at most);
-//! wait (without acknowledging or fetching further) while the WAL is full;
-//! back off and retry on every transient error.
+//! `AckPolicy::All`, see [`super::acks`]), as a pipeline: while one batch's
+//! append is in flight the next is prepared and its append started, and the
+//! one after it fetched; batches are acknowledged in arrival order. Wait
+//! (without acknowledging or fetching further) while the WAL is full; back off
+//! and retry on every transient error.
 
 use std::collections::HashMap;
 use std::sync::Arc;
