@@ -5,7 +5,7 @@
 //! `[nats] consumer` (default `strata`; deliver all, ack policy all), so a first
 //! run starts at the first message the stream still holds and later runs resume
 //! after the last acknowledged one. Each round takes what the stream holds, up
-//! to `fetch_batch` messages (a no-wait pull request); when the stream has
+//! to `fetch_batch` messages and 16 MiB (a no-wait pull request); when the stream has
 //! nothing, one waiting request for the next message (expiring after 2 s, so
 //! an idle stream costs one request every 2 s). The batch is appended to the
 //! WAL and acknowledged only after the append returned, i.e. after fsync, by
@@ -152,6 +152,7 @@ impl NatsSource {
             } else {
                 cfg.fetch_batch
             },
+            fetch_max_bytes: worker::fetch_max_bytes(client.server_info().max_payload),
         };
         let supervisor = Supervisor {
             js,

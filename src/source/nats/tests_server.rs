@@ -430,6 +430,35 @@ async fn what_an_earlier_run_left_unacknowledged_is_stored_before_an_ack_covers_
 }
 
 #[tokio::test]
+async fn a_pull_request_stops_at_its_byte_cap() {
+    let Some(url) = server() else { return };
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let name = unique("bytecap");
+    make_stream(&js, &name).await;
+    for i in 0..5 {
+        js.publish(format!("{name}.big"), vec![i as u8; 10_000].into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let consumer = make_consumer(&js, &name, AckPolicy::All).await;
+    let (_tx, mut rx) = watch::channel(false);
+    let chunk = match worker::fetch(&consumer, 100, 25_000, false, &mut rx).await {
+        Ok(chunk) => chunk,
+        Err(worker::PullError::Nats(e)) => panic!("the fetch failed: {e}"),
+        Err(_) => panic!("the fetch failed"),
+    };
+    assert_eq!(
+        chunk.len(),
+        2,
+        "two 10 kB messages fit in 25,000 bytes, three do not"
+    );
+    js.delete_stream(&name).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_full_wal_holds_messages_in_the_broker_until_there_is_room() {
     let Some(url) = server() else { return };
     let client = async_nats::connect(&url).await.unwrap();

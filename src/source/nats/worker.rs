@@ -30,6 +30,9 @@ use crate::wal::{Appended, Wal, WalError};
 /// The metrics `source` label of this source.
 pub(crate) const SOURCE: &str = "nats";
 
+/// How nats-server says a pull request reached its byte cap.
+const BYTE_CAP_REACHED: &str = "Message Size Exceeds MaxBytes";
+
 /// How long a pull request waits on an idle stream before it is renewed.
 const FETCH_EXPIRY: Duration = Duration::from_secs(2);
 
@@ -85,7 +88,7 @@ pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Why a batch was not archived.
-enum Stop {
+pub(super) enum Stop {
     /// Shutdown was requested or the WAL closed: the worker ends.
     Shutdown,
 }
@@ -95,6 +98,18 @@ enum Stop {
 pub(crate) struct WorkerConfig {
     pub(crate) consumer: String,
     pub(crate) fetch_batch: usize,
+    /// Most bytes one pull request asks for ([`fetch_max_bytes`]).
+    pub(crate) fetch_max_bytes: usize,
+}
+
+/// Bytes one pull request asks for at most, besides `fetch_batch` messages:
+/// three batches may be in the pipeline, and `fetch_batch` messages of up to
+/// the server's maximum payload (1 MiB by default) would otherwise hold
+/// gigabytes. Never below twice the server's maximum payload, since a request
+/// too small for the next message would get nothing at all.
+pub(crate) fn fetch_max_bytes(server_max_payload: usize) -> usize {
+    const FETCH_MAX_BYTES: usize = 16 << 20;
+    FETCH_MAX_BYTES.max(server_max_payload.saturating_mul(2))
 }
 
 /// What a delivery's `Strata-*` headers amount to.
@@ -416,7 +431,7 @@ impl StationWorker {
         if let Some((after, through)) = self.catch_up.take() {
             self.catch_up(after, through).await?;
         }
-        let batch = self.config.fetch_batch;
+        let (batch, max_bytes) = (self.config.fetch_batch, self.config.fetch_max_bytes);
         let mut chunk = Vec::new();
         let mut inflight: Option<InFlight> = None;
         loop {
@@ -434,10 +449,10 @@ impl StationWorker {
                     self.finish(f).await?;
                     continue;
                 }
-                chunk = next_chunk(consumer, batch, &mut shutdown).await?;
+                chunk = next_chunk(consumer, batch, max_bytes, &mut shutdown).await?;
                 continue;
             }
-            let prefetch = fetch(consumer, batch, false, &mut shutdown);
+            let prefetch = fetch(consumer, batch, max_bytes, false, &mut shutdown);
             let current = std::mem::take(&mut chunk);
             let previous = inflight.take();
             let (started, fetched) = tokio::join!(self.advance(current, previous), prefetch);
@@ -1004,19 +1019,22 @@ async fn expel_inputs(
 async fn next_chunk(
     consumer: &PullConsumer,
     batch: usize,
+    max_bytes: usize,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Vec<Message>, PullError> {
-    let chunk = fetch(consumer, batch, false, shutdown).await?;
+    let chunk = fetch(consumer, batch, max_bytes, false, shutdown).await?;
     if !chunk.is_empty() {
         return Ok(chunk);
     }
-    fetch(consumer, batch, true, shutdown).await
+    fetch(consumer, batch, max_bytes, true, shutdown).await
 }
 
-/// Sends one pull request and reads it to its end.
-async fn fetch(
+/// Sends one pull request (up to `batch` messages and `max_bytes` bytes, or
+/// with `wait` one message within [`FETCH_EXPIRY`]) and reads it to its end.
+pub(super) async fn fetch(
     consumer: &PullConsumer,
     batch: usize,
+    max_bytes: usize,
     wait: bool,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Vec<Message>, PullError> {
@@ -1028,14 +1046,26 @@ async fn fetch(
             .messages()
             .await
     } else {
-        consumer.fetch().max_messages(batch).messages().await
+        consumer
+            .fetch()
+            .max_messages(batch)
+            .max_bytes(max_bytes)
+            .messages()
+            .await
     };
     let request = request.map_err(|e| PullError::Nats(e.into()))?;
     let read = async {
         let mut chunk = Vec::new();
         let mut request = request;
         while let Some(m) = request.next().await {
-            chunk.push(m?);
+            match m {
+                Ok(m) => chunk.push(m),
+                // nats-server ends a request whose next message would pass its
+                // byte cap with status 409 "Message Size Exceeds MaxBytes",
+                // which async-nats hands over as an error: a full batch.
+                Err(e) if e.to_string().contains(BYTE_CAP_REACHED) => break,
+                Err(e) => return Err(e),
+            }
         }
         Ok::<_, async_nats::Error>(chunk)
     };
@@ -1059,7 +1089,7 @@ enum SetupError {
     Nats(async_nats::Error),
 }
 
-enum PullError {
+pub(super) enum PullError {
     Stop(Stop),
     Nats(async_nats::Error),
     /// The session cannot acknowledge safely any more: set up a new one.
@@ -1069,6 +1099,12 @@ enum PullError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pull_request_is_capped_in_bytes_but_never_below_two_messages() {
+        assert_eq!(fetch_max_bytes(1 << 20), 16 << 20);
+        assert_eq!(fetch_max_bytes(64 << 20), 128 << 20);
+    }
 
     #[tokio::test]
     async fn only_true_or_a_dropped_sender_means_shutdown() {
