@@ -1,31 +1,44 @@
 #!/usr/bin/env bash
-# One benchmark run (not a timed test) against one local nats-server started here:
-#   (a) a bare async-nats durable pull consumer (examples/bare_consumer.rs):
-#       no-wait fetches of FETCH_BATCH messages, one ack per message, no WAL,
-#       until N acks;
-#   (b) `strata run` (release binary) archiving the same stream into a fresh
-#       WAL through its own durable consumer, timed from process start until
-#       its consumer's ack floor reaches N (polled every 20 ms);
-#   (c) HTTP ingest: CLIENTS concurrent clients posting BATCHES bodies of
-#       1,000 NDJSON messages of SIZE bytes each (examples/http_load.rs) to a
-#       running `strata run`.
-# The stream is pre-filled once with N messages of SIZE bytes
-# (examples/bare_publisher.rs); (a) and (b) read it through two durable
-# consumers ("bare" and "strata"), so they see identical content.
-# Prints each rate and the ratio. Goal: strata >= 0.9x the bare consumer.
+# Archive-from-JetStream benchmark (not a timed test), against one local
+# nats-server -js started here. The stream BENCH is pre-filled once with N
+# messages of SIZE bytes (examples/bare_publisher.rs), then ROUNDS interleaved
+# rounds (odd rounds a then b, even rounds b then a), each through fresh
+# durable consumers on the same stream, so both read identical content:
+#   (a) bare consumer (examples/bare_consumer.rs consume): async-nats durable
+#       pull consumer, AckPolicy::All, one continuous pull stream with
+#       overlapping requests of BATCH messages, one ack per BATCH messages, no
+#       storage; timed from process start until the server reports the
+#       consumer's ack floor at N;
+#   (b) `strata run` (release binary) with a fresh WAL and local-folder
+#       archive, every other setting at its default (the compactor runs as in
+#       production); timed from process start until its consumer's ack floor
+#       reaches N with nothing pending (examples/bare_consumer.rs watch, 10 ms
+#       polls).
+# Also printed: CPU seconds (user + system) of each client and of nats-server
+# during each run, from /proc and /usr/bin/time.
+# Prints each round's rates and b/a, then the medians. Goal: b >= 0.9x a.
+# Then, unless HTTP=0, one run of HTTP ingest: CLIENTS concurrent clients
+# posting 1,000-message NDJSON bodies (examples/http_load.rs).
 #
-#   N=200000 SIZE=1024 benches/ingest_vs_bare.sh
+#   N=200000 SIZE=1024 ROUNDS=6 benches/ingest_vs_bare.sh
+#
+# Diagnostics: FETCH_BATCH=n sets Strata's [nats] fetch_batch (default: Strata's
+# own default); SEGMENT_MAX_BYTES=1GiB seals nothing (so nothing is compacted)
+# during the run; WAL_ROOT=/dev/shm puts the WAL on tmpfs; SKIP_BUILD=1 reuses
+# the release binaries; EXPLICIT=1 gives Strata a consumer created beforehand
+# with ack policy explicit (as earlier versions made it: one ack per message).
 set -euo pipefail
 
 N=${N:-200000}
 SIZE=${SIZE:-1024}
-FETCH_BATCH=${FETCH_BATCH:-256}
+ROUNDS=${ROUNDS:-6}
+BATCH=${BATCH:-1000}
+FETCH_BATCH=${FETCH_BATCH:-}
+HTTP=${HTTP:-1}
+EXPLICIT=${EXPLICIT:-}
 CLIENTS=${CLIENTS:-8}
 PER_BATCH=${PER_BATCH:-1000}
 BATCHES=${BATCHES:-$(( (N + CLIENTS * PER_BATCH - 1) / (CLIENTS * PER_BATCH) ))}
-# Diagnostics (defaults are Strata's own): put the WALs elsewhere (e.g. /dev/shm
-# to take the disk's fdatasync out), or set [wal] segment_max_bytes (e.g. 1GiB so
-# no segment is sealed, hence nothing compacted, during the run).
 WAL_ROOT=${WAL_ROOT:-}
 SEGMENT_MAX_BYTES=${SEGMENT_MAX_BYTES:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,6 +58,9 @@ wait_port() {
     echo "nothing listens on port $1" >&2
     return 1
 }
+now() { date +%s.%N; }
+# CPU seconds (user + system) a process has used so far, from /proc.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 stop_strata() {
     if [ -n "$STRATA_PID" ]; then
         kill "$STRATA_PID" 2>/dev/null || true
@@ -61,6 +77,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+echo "load before: $(uptime)"
 echo "building (release)..." >&2
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" \
     --bin strata --example bare_publisher --example bare_consumer --example http_load
@@ -76,8 +93,8 @@ wait_port "$NATS_PORT"
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.readline())['$1'])"; }
 
 # Writes a config for `strata run` with a fresh WAL and archive; prints the HTTP port.
-strata_config() { # name nats_url
-    local name=$1 nats=$2 port wal
+strata_config() { # name nats_url consumer
+    local name=$1 nats=$2 consumer=${3:-} port wal
     port=$(free_port)
     mkdir -p "$WORK/$name/archive"
     wal="$WAL_BASE/$name-wal"
@@ -93,68 +110,94 @@ strata_config() { # name nats_url
             echo "[nats]"
             echo "url = \"$nats\""
             echo "stations = [\"BENCH\"]"
-            echo "consumer = \"strata\""
-            echo "fetch_batch = $FETCH_BATCH"
+            echo "consumer = \"$consumer\""
+            if [ -n "$FETCH_BATCH" ]; then echo "fetch_batch = $FETCH_BATCH"; fi
         fi
     } >"$WORK/$name.toml"
     echo "$port"
 }
 
 echo "pre-filling stream BENCH ($N x $SIZE B)..." >&2
-FILL=$("$EX/bare_publisher" --url "$URL" --create --stream BENCH --subject bench.ingest \
-    --count "$N" --size "$SIZE")
+"$EX/bare_publisher" --url "$URL" --create --stream BENCH --subject bench.ingest \
+    --count "$N" --size "$SIZE" >"$WORK/fill.json"
 
-echo "(a) bare pull consumer..." >&2
-BARE=$("$EX/bare_consumer" --url "$URL" --stream BENCH --consumer bare --count "$N" \
-    consume --batch "$FETCH_BATCH")
+run_bare() { # round
+    local t0 t1 s0 s1
+    s0=$(cpu_of "$NATS_PID")
+    t0=$(now)
+    /usr/bin/time -f "%U %S" -o "$WORK/bare-$1.cpu" \
+        "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "bare-$1" --count "$N" \
+        consume --batch "$BATCH" >"$WORK/bare-$1.json"
+    t1=$(now)
+    s1=$(cpu_of "$NATS_PID")
+    "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "bare-$1" delete
+    echo "$t0 $t1 $(awk '{print $1 + $2}' "$WORK/bare-$1.cpu") $(awk -v a="$s1" -v b="$s0" 'BEGIN {printf "%.3f", a - b}')" >"$WORK/bare-$1.t"
+}
 
-echo "(b) strata run (NATS source -> WAL)..." >&2
-PORT_B=$(strata_config nats "$URL")
-T0=$(date +%s.%N)
-"$BIN/strata" run --config "$WORK/nats.toml" >"$WORK/strata-nats.log" 2>&1 &
-STRATA_PID=$!
-WATCH=$("$EX/bare_consumer" --url "$URL" --stream BENCH --consumer strata --count "$N" watch)
-T1=$(date +%s.%N)
-METRICS_B=$(curl -s "http://127.0.0.1:$PORT_B/metrics")
-stop_strata
-WAL_B=$(du -sbc "$WORK/nats" "$WAL_BASE/nats-wal" | tail -1 | cut -f1)
+run_strata() { # round
+    local port t0 t1 s0 s1 c
+    port=$(strata_config "nats-$1" "$URL" "strata-$1")
+    if [ -n "$EXPLICIT" ]; then
+        "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "strata-$1" create-explicit
+    fi
+    s0=$(cpu_of "$NATS_PID")
+    t0=$(now)
+    "$BIN/strata" run --config "$WORK/nats-$1.toml" >"$WORK/strata-$1.log" 2>&1 &
+    STRATA_PID=$!
+    "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "strata-$1" --count "$N" \
+        watch >"$WORK/watch-$1.json"
+    t1=$(now)
+    s1=$(cpu_of "$NATS_PID")
+    c=$(cpu_of "$STRATA_PID")
+    curl -s "http://127.0.0.1:$port/metrics" >"$WORK/metrics-$1.txt"
+    stop_strata
+    "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "strata-$1" delete
+    rm -rf "$WORK/nats-$1" "$WAL_BASE/nats-$1-wal"
+    echo "$t0 $t1 $c $(awk -v a="$s1" -v b="$s0" 'BEGIN {printf "%.3f", a - b}')" >"$WORK/strata-$1.t"
+}
 
-echo "(c) HTTP ingest..." >&2
-PORT_C=$(strata_config http "")
-"$BIN/strata" run --config "$WORK/http.toml" >"$WORK/strata-http.log" 2>&1 &
-STRATA_PID=$!
-wait_port "$PORT_C"
-HTTP=$("$EX/http_load" --url "http://127.0.0.1:$PORT_C" --station http-bench \
-    --clients "$CLIENTS" --batches "$BATCHES" --per-batch "$PER_BATCH" --size "$SIZE")
-METRICS_C=$(curl -s "http://127.0.0.1:$PORT_C/metrics")
-stop_strata
+for r in $(seq "$ROUNDS"); do
+    echo "round $r/$ROUNDS..." >&2
+    if [ $((r % 2)) = 1 ]; then run_bare "$r"; run_strata "$r"; else run_strata "$r"; run_bare "$r"; fi
+    compactions=$(awk '/^strata_compaction_duration_seconds_count/ {s+=$2} END {print s+0}' "$WORK/metrics-$r.txt")
+    ingested=$(awk '/^strata_ingested_messages_total\{station="BENCH",source="nats"\}/ {print $2}' "$WORK/metrics-$r.txt")
+    echo "$r $(cat "$WORK/bare-$r.t") $(cat "$WORK/strata-$r.t") ${compactions:-0} ${ingested:-0}" >>"$WORK/rounds.txt"
+done
 
-INGESTED_B=$(echo "$METRICS_B" | awk '/^strata_ingested_messages_total\{station="BENCH",source="nats"\}/ {print $2}')
-INGESTED_C=$(echo "$METRICS_C" | awk '/^strata_ingested_messages_total\{station="http-bench",source="http"\}/ {print $2}')
-COMPACTIONS_B=$(echo "$METRICS_B" | awk '/^strata_compaction_duration_seconds_count/ {print $2}')
-
-python3 - "$N" "$SIZE" "$FETCH_BATCH" "$(echo "$FILL" | field rate)" "$(echo "$BARE" | field rate)" \
-    "$T0" "$T1" "$(echo "$WATCH" | field seconds_from_first_ack)" "${INGESTED_B:-0}" \
-    "$(echo "$HTTP" | field rate)" "$(echo "$HTTP" | field mb_per_s)" \
-    "$(echo "$HTTP" | field p50_ms)" "$(echo "$HTTP" | field p99_ms)" "${INGESTED_C:-0}" <<'PY'
-import sys
-(n, size, batch, fill, bare, t0, t1, from_first, ingested_b,
- http, http_mb, p50, p99, ingested_c) = sys.argv[1:]
-n = int(n); bare = float(bare)
-total = float(t1) - float(t0)
-strata = n / total
-steady = n / float(from_first)
-print(f"messages: {n} x {size} B, fetch batch {batch}")
-print(f"pre-fill (bare publisher)        {float(fill):12,.0f} msg/s")
-print(f"(a) bare pull consumer           {bare:12,.0f} msg/s")
-print(f"(b) strata run, start to last ack {strata:11,.0f} msg/s  ({strata / bare:.2f}x bare; {total:.2f} s)")
-print(f"    from its first ack            {steady:11,.0f} msg/s  ({steady / bare:.2f}x bare; {float(from_first):.2f} s)")
-print(f"    strata_ingested_messages_total = {ingested_b}")
-print(f"(c) HTTP ingest                  {float(http):12,.0f} msg/s  {float(http_mb):.1f} MB/s payload  "
-      f"(p50 {float(p50):.0f} ms, p99 {float(p99):.0f} ms per 1,000-message request)")
-print(f"    strata_ingested_messages_total = {ingested_c}")
+python3 - "$N" "$SIZE" "$BATCH" "${FETCH_BATCH:-default}" "$(field rate <"$WORK/fill.json")" "$WORK/rounds.txt" "$EXPLICIT" <<'PY'
+import statistics, sys
+n, size, batch, fetch_batch, fill, rounds, explicit = sys.argv[1:]
+n = int(n)
+print(f"messages: {n} x {size} B; bare: AckPolicy::All, pull stream batch {batch}, one ack per batch; "
+      f"strata: fetch_batch {fetch_batch}{', consumer with ack policy explicit' if explicit else ''}")
+print(f"pre-fill (bare publisher): {float(fill):,.0f} msg/s")
+print(f"{'round':>5} {'(a) bare msg/s':>15} {'(b) strata msg/s':>17} {'b/a':>6} {'compactions':>12} {'ingested':>9}"
+      f"   CPU s: {'a':>5} {'server':>6} | {'b':>5} {'server':>6}")
+ratios, bares, stratas, cpu = [], [], [], []
+for line in open(rounds):
+    r, a0, a1, ac, asrv, b0, b1, bc, bsrv, comp, ing = line.split()
+    a = n / (float(a1) - float(a0)); b = n / (float(b1) - float(b0))
+    bares.append(a); stratas.append(b); ratios.append(b / a)
+    cpu.append(tuple(map(float, (ac, asrv, bc, bsrv))))
+    print(f"{r:>5} {a:15,.0f} {b:17,.0f} {b / a:6.2f} {comp:>12} {ing:>9}"
+          f"          {float(ac):5.2f} {float(asrv):6.2f} | {float(bc):5.2f} {float(bsrv):6.2f}")
+m = [statistics.median(c[i] for c in cpu) for i in range(4)]
+print(f"median {statistics.median(bares):14,.0f} {statistics.median(stratas):17,.0f} "
+      f"{statistics.median(ratios):6.2f}   (median of the per-round ratios; "
+      f"range {min(ratios):.2f}-{max(ratios):.2f})")
+print(f"median CPU seconds until the end point: bare consumer {m[0]:.2f} + nats-server {m[1]:.2f}; "
+      f"strata {m[2]:.2f} + nats-server {m[3]:.2f}")
 PY
-echo "bare:   $BARE"
-echo "watch:  $WATCH"
-echo "http:   $HTTP"
-echo "strata (b): WAL+archive $WAL_B bytes, compactions ${COMPACTIONS_B:-0}, fetch_batch $FETCH_BATCH, WAL root ${WAL_ROOT:-$WORK}, segment_max_bytes ${SEGMENT_MAX_BYTES:-default}"
+
+if [ "$HTTP" != 0 ]; then
+    echo "HTTP ingest..." >&2
+    PORT_C=$(strata_config http "")
+    "$BIN/strata" run --config "$WORK/http.toml" >"$WORK/strata-http.log" 2>&1 &
+    STRATA_PID=$!
+    wait_port "$PORT_C"
+    HTTP_OUT=$("$EX/http_load" --url "http://127.0.0.1:$PORT_C" --station http-bench \
+        --clients "$CLIENTS" --batches "$BATCHES" --per-batch "$PER_BATCH" --size "$SIZE")
+    stop_strata
+    echo "HTTP ingest ($CLIENTS clients x $BATCHES x $PER_BATCH x $SIZE B): $HTTP_OUT"
+fi
+echo "load after: $(uptime)"

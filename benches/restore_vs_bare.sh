@@ -1,26 +1,38 @@
 #!/usr/bin/env bash
-# One benchmark run (not a timed test) against one local nats-server:
-#   (a) a bare async-nats JetStream publisher with pipelined acks
-#       (examples/bare_publisher.rs), N messages of SIZE bytes: plain, with a
-#       Nats-Msg-Id, and with the same headers restore adds (the server's cost
-#       of de-duplication and headers, apart from restore's own);
-#   (b) `strata restore` of an archive of the same messages from a local folder
-#       (examples/restore_bench.rs runs strata::restore::run, the code behind
-#       the `strata restore` command, against a folder without a config file);
-#   (c) NDJSON export (`--output`) against pyarrow reading the same files.
-# Prints each rate and the ratios. Goal: restore >= 0.9x the bare publisher.
+# Restore benchmark (not a timed test) against one local nats-server -js
+# started here. An archive of N messages of SIZE incompressible bytes is
+# written once into a local folder the way the compactor writes it
+# (examples/restore_bench.rs write), then ROUNDS interleaved rounds (the order
+# of the three runs rotates each round), each into a fresh empty stream:
+#   (a) bare publisher, same messages (examples/bare_publisher.rs --archive):
+#       the very messages restore sends (same payloads, subjects and headers,
+#       Nats-Msg-Id and the signed Strata-* headers included), built before
+#       its clock starts, published with async-nats with at most INFLIGHT
+#       acks outstanding, acks read in order;
+#   (a0) the same payloads without any header (for context: what the
+#       server's de-duplication and headers cost);
+#   (b) strata restore -> JetStream (examples/restore_bench.rs restore runs
+#       strata::restore::run, the code of `strata restore`, on the folder),
+#       --max-inflight INFLIGHT, timed by its own summary from the start of
+#       the restore (connect, key, listing, reading included).
+# Then ROUNDS interleaved rounds of NDJSON export of the same rows:
+#   (c) strata restore --output FILE;
+#   (d) DuckDB: COPY (SELECT the same fields, in seq order) TO FILE (FORMAT JSON)
+#       over the same Parquet files (DuckDB from the test virtualenv).
+# Prints every round, then the medians of the per-round ratios.
+# Goal: (b) >= 0.9x (a).
 #
-#   N=200000 SIZE=1024 benches/restore_vs_bare.sh
+#   N=100000 SIZE=1024 ROUNDS=6 benches/restore_vs_bare.sh
 set -euo pipefail
 
-N=${N:-200000}
+N=${N:-100000}
 SIZE=${SIZE:-1024}
-PORT=${PORT:-14334}
+ROUNDS=${ROUNDS:-6}
 INFLIGHT=${INFLIGHT:-256}
+EXPORT=${EXPORT:-1}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d /tmp/strata-restore-bench.XXXXXX)
-URL="nats://127.0.0.1:$PORT"
 NATS_PID=""
 
 cleanup() {
@@ -31,15 +43,24 @@ cleanup() {
 }
 trap cleanup EXIT
 
+echo "load before: $(uptime)"
 echo "building (release)..." >&2
-[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --example bare_publisher --example restore_bench --manifest-path "$ROOT/Cargo.toml"
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet --example bare_publisher \
+    --example restore_bench --manifest-path "$ROOT/Cargo.toml"
 BIN="$CARGO_TARGET_DIR/release/examples"
+VENV=${VENV:-$CARGO_TARGET_DIR/venv}
+if [ "$EXPORT" != 0 ] && ! "$VENV/bin/python" -c 'import duckdb' 2>/dev/null; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet duckdb
+fi
 
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+URL="nats://127.0.0.1:$PORT"
 nats-server -js -a 127.0.0.1 -p "$PORT" -sd "$WORK/js" >"$WORK/nats.log" 2>&1 &
 NATS_PID=$!
-for _ in $(seq 50); do
+for _ in $(seq 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
-    sleep 0.1
+    sleep 0.05
 done
 
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.readline())['$1'])"; }
@@ -48,70 +69,97 @@ echo "writing the archive ($N x $SIZE B)..." >&2
 "$BIN/restore_bench" write --dir "$WORK/arch" --station bench --subject bench.restore \
     --count "$N" --size "$SIZE" >"$WORK/archive.json"
 
-echo "(a) bare publisher..." >&2
-BARE=$("$BIN/bare_publisher" --url "$URL" --create --stream BARE --subject bench.bare \
-    --count "$N" --size "$SIZE" --max-inflight "$INFLIGHT")
-BARE_ID=$("$BIN/bare_publisher" --url "$URL" --create --stream BAREID --subject bench.bareid \
-    --count "$N" --size "$SIZE" --max-inflight "$INFLIGHT" --msg-id)
-BARE_HDR=$("$BIN/bare_publisher" --url "$URL" --create --stream BAREHDR --subject bench.barehdr \
-    --count "$N" --size "$SIZE" --max-inflight "$INFLIGHT" --strata-headers)
+# Each run publishes into the stream BENCH, deleted and created empty first.
+fresh_stream() {
+    "$BIN/bare_publisher" --url "$URL" --recreate --stream BENCH --subject bench.restore \
+        --count 0 >/dev/null
+}
+run_same() {
+    "$BIN/bare_publisher" --url "$URL" --recreate --stream BENCH --subject bench.restore \
+        --archive "$WORK/arch" --station bench --max-inflight "$INFLIGHT" | field rate
+}
+run_plain() {
+    "$BIN/bare_publisher" --url "$URL" --recreate --stream BENCH --subject bench.restore \
+        --archive "$WORK/arch" --station bench --max-inflight "$INFLIGHT" --no-headers | field rate
+}
+run_restore() {
+    fresh_stream
+    # stderr is not a terminal here, so restore prints its JSON summary on stdout.
+    "$BIN/restore_bench" restore --dir "$WORK/arch" --station bench --nats "$URL" \
+        --max-inflight "$INFLIGHT" 2>"$WORK/restore.err" | field rate
+}
 
-echo "(b) strata restore..." >&2
-"$BIN/bare_publisher" --url "$URL" --create --stream RESTORE --subject bench.restore --count 0 >/dev/null
-# stderr is not a terminal here, so restore prints its JSON summary on stdout.
-RESTORE=$("$BIN/restore_bench" restore --dir "$WORK/arch" --station bench --nats "$URL" \
-    --max-inflight "$INFLIGHT" 2>"$WORK/restore.err")
+for r in $(seq "$ROUNDS"); do
+    echo "round $r/$ROUNDS..." >&2
+    case $((r % 3)) in
+        1) S=$(run_same); P=$(run_plain); R=$(run_restore) ;;
+        2) P=$(run_plain); R=$(run_restore); S=$(run_same) ;;
+        0) R=$(run_restore); S=$(run_same); P=$(run_plain) ;;
+    esac
+    echo "$r $S $P $R" >>"$WORK/rounds.txt"
+done
 
-echo "(c) NDJSON export..." >&2
-EXPORT=$("$BIN/restore_bench" restore --dir "$WORK/arch" --station bench \
-    --output "$WORK/out.ndjson" 2>"$WORK/export.err")
-
-VENV=${VENV:-$CARGO_TARGET_DIR/venv}
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet pyarrow
+if [ "$EXPORT" != 0 ]; then
+    for r in $(seq "$ROUNDS"); do
+        echo "export round $r/$ROUNDS..." >&2
+        export_strata() {
+            "$BIN/restore_bench" restore --dir "$WORK/arch" --station bench \
+                --output "$WORK/out.ndjson" --force 2>"$WORK/export.err" | field rate
+            rm -f "$WORK/out.ndjson"
+        }
+        export_duckdb() {
+            "$VENV/bin/python" - "$WORK/arch" "$WORK/duck.ndjson" <<'PY'
+import json, sys, time
+import duckdb
+arch, out = sys.argv[1:]
+con = duckdb.connect()
+t = time.perf_counter()
+con.execute(f"""
+COPY (
+  SELECT 'bench' AS station, seq,
+         strftime(timestamp AT TIME ZONE 'UTC', '%Y-%m-%dT%H:%M:%S.%fZ') AS timestamp,
+         id, subject,
+         list_transform(headers, lambda h: [h.name, h.value]) AS headers,
+         to_base64(payload) AS payload_base64
+  FROM read_parquet('{arch}/**/*.parquet', hive_partitioning = false)
+  ORDER BY seq
+) TO '{out}' (FORMAT JSON)""")
+seconds = time.perf_counter() - t
+rows = con.execute(f"SELECT count(*) FROM read_json_auto('{out}')").fetchone()[0]
+print(json.dumps({"rows": rows, "seconds": seconds, "rate": rows / seconds}))
+PY
+            rm -f "$WORK/duck.ndjson"
+        }
+        if [ $((r % 2)) = 1 ]; then
+            E=$(export_strata); D=$(export_duckdb | field rate)
+        else
+            D=$(export_duckdb | field rate); E=$(export_strata)
+        fi
+        echo "$r $E $D" >>"$WORK/export.txt"
+    done
 fi
-PYARROW=$("$VENV/bin/python" - "$WORK/arch" <<'PY'
-import base64, glob, json, sys, time
-import pyarrow.parquet as pq
-files = sorted(glob.glob(sys.argv[1] + "/**/*.parquet", recursive=True))
-t = time.perf_counter()
-rows = sum(pq.read_table(f).num_rows for f in files)
-read_s = time.perf_counter() - t
-t = time.perf_counter()
-out = 0
-for f in files:
-    for r in pq.read_table(f).to_pylist():
-        line = json.dumps({"station": "bench", "seq": r["seq"],
-                           "payload": base64.b64encode(r["payload"]).decode()})
-        out += len(line) + 1
-json_s = time.perf_counter() - t
-print(json.dumps({"rows": rows, "read_rate": rows / read_s, "ndjson_rate": rows / json_s}))
-PY
-)
 
-BARE_RATE=$(echo "$BARE" | field rate)
-BARE_ID_RATE=$(echo "$BARE_ID" | field rate)
-BARE_HDR_RATE=$(echo "$BARE_HDR" | field rate)
-RESTORE_RATE=$(echo "$RESTORE" | field rate)
-EXPORT_RATE=$(echo "$EXPORT" | field rate)
-PA_READ=$(echo "$PYARROW" | field read_rate)
-PA_JSON=$(echo "$PYARROW" | field ndjson_rate)
-
-python3 - "$N" "$SIZE" "$BARE_RATE" "$BARE_ID_RATE" "$BARE_HDR_RATE" "$RESTORE_RATE" "$EXPORT_RATE" "$PA_READ" "$PA_JSON" <<'PY'
-import sys
-n, size, *rates = sys.argv[1:]
-bare, bare_id, bare_hdr, restore, export, pa_read, pa_json = map(float, rates)
-print(f"messages: {n} x {size} B")
-print(f"bare publisher              {bare:12,.0f} msg/s")
-print(f"bare publisher + msg id     {bare_id:12,.0f} msg/s")
-print(f"bare + restore's headers    {bare_hdr:12,.0f} msg/s")
-print(f"strata restore -> JetStream {restore:12,.0f} msg/s  "
-      f"({restore / bare:.2f}x bare, {restore / bare_id:.2f}x bare+id, {restore / bare_hdr:.2f}x bare+headers)")
-print(f"strata restore -> NDJSON    {export:12,.0f} msg/s")
-print(f"pyarrow read only           {pa_read:12,.0f} rows/s  (NDJSON export {export / pa_read:.2f}x)")
-print(f"pyarrow read + NDJSON       {pa_json:12,.0f} rows/s  (NDJSON export {export / pa_json:.2f}x)")
+python3 - "$N" "$SIZE" "$INFLIGHT" "$WORK/rounds.txt" "$WORK/export.txt" <<'PY'
+import os, statistics, sys
+n, size, inflight, rounds, export = sys.argv[1:]
+med = statistics.median
+print(f"messages: {n} x {size} B, {inflight} acks in flight")
+print(f"{'round':>5} {'(a) bare, same msgs':>20} {'(a0) no headers':>16} {'(b) restore':>12} {'b/a':>6} {'b/a0':>6}")
+ra, ra0, A, A0, B = [], [], [], [], []
+for line in open(rounds):
+    r, s, p, b = line.split(); s, p, b = float(s), float(p), float(b)
+    A.append(s); A0.append(p); B.append(b); ra.append(b / s); ra0.append(b / p)
+    print(f"{r:>5} {s:20,.0f} {p:16,.0f} {b:12,.0f} {b / s:6.2f} {b / p:6.2f}")
+print(f"median {med(A):19,.0f} {med(A0):16,.0f} {med(B):12,.0f} {med(ra):6.2f} {med(ra0):6.2f}"
+      f"   (ratios: medians of the per-round ratios; b/a range {min(ra):.2f}-{max(ra):.2f})")
+if os.path.exists(export):
+    print(f"{'round':>5} {'(c) strata NDJSON':>18} {'(d) duckdb COPY':>16} {'c/d':>6}")
+    E, D, rd = [], [], []
+    for line in open(export):
+        r, e, d = line.split(); e, d = float(e), float(d)
+        E.append(e); D.append(d); rd.append(e / d)
+        print(f"{r:>5} {e:18,.0f} {d:16,.0f} {e / d:6.2f}")
+    print(f"median {med(E):17,.0f} {med(D):16,.0f} {med(rd):6.2f}")
 PY
-echo "restore summary: $RESTORE"
-echo "export summary:  $EXPORT"
-echo "archive:         $(cat "$WORK/archive.json")"
+echo "archive: $(cat "$WORK/archive.json")"
+echo "load after: $(uptime)"

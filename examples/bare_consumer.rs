@@ -1,18 +1,30 @@
-//! The baseline the NATS source of `strata run` is measured against: a bare
-//! async-nats durable pull consumer that fetches batches of `--batch` messages
-//! (the size Strata uses, `[nats] fetch_batch`, default 256) and acknowledges
-//! each message, until `--count` messages are acknowledged. No WAL, no fsync.
+//! The baseline the NATS source of `strata run` is measured against: the
+//! fastest bare consumer async-nats 0.42 allows, storing nothing.
+//!
+//! A durable pull consumer with `AckPolicy::All`, read as one continuous pull
+//! stream (`consumer.stream().max_messages_per_batch(--batch).messages()`:
+//! the client sends the next pull request when half of the current one is
+//! delivered, so requests overlap and the server never waits for the client),
+//! and one acknowledgement per `--batch` messages (the last one; under
+//! `AckPolicy::All` it acknowledges everything before it), until `--count`
+//! messages are acknowledged. No WAL, no fsync, no conversion.
 //!
 //! ```text
-//! cargo run --release --example bare_consumer -- consume \
-//!     --url nats://127.0.0.1:14335 --stream BENCH --consumer bare --count 200000
-//! cargo run --release --example bare_consumer -- watch \
-//!     --url nats://127.0.0.1:14335 --stream BENCH --consumer strata --count 200000
+//! cargo run --release --example bare_consumer -- \
+//!     --url nats://127.0.0.1:14335 --stream BENCH --consumer bare --count 200000 consume
+//! cargo run --release --example bare_consumer -- \
+//!     --url nats://127.0.0.1:14335 --stream BENCH --consumer strata --count 200000 watch
 //! ```
-//! `consume` prints `{"messages":..,"bytes":..,"seconds":..,"rate":..}`.
-//! `watch` polls another process's consumer (e.g. Strata's) every 20 ms until
-//! its ack floor reaches `--count`, and prints `{"seconds":..,"seconds_from_first_ack":..}`:
-//! seconds since `watch` started, and since the first acknowledgement it saw.
+//! `consume` exits once the server reports the consumer's ack floor at
+//! `--count` (the same end point `watch` waits for), and prints
+//! `{"messages":..,"bytes":..,"seconds":..,"rate":..}`, timed from the
+//! consumer's creation (the process start is timed from outside).
+//! `watch` polls another process's consumer (e.g. Strata's) every
+//! `--poll-ms` until its ack floor reaches `--count` with nothing pending, and
+//! prints `{"seconds":..,"seconds_from_first_ack":..}`: seconds since `watch`
+//! started, and since the first acknowledgement it saw.
+//! `delete` removes the consumer (between benchmark rounds);
+//! `create-explicit` creates it with ack policy explicit, as Strata did before.
 
 use std::time::{Duration, Instant};
 
@@ -42,8 +54,8 @@ struct Args {
 enum Mode {
     /// Consume and acknowledge `--count` messages.
     Consume {
-        /// Messages per pull request.
-        #[arg(long, default_value_t = 256)]
+        /// Messages per pull request, and per acknowledgement.
+        #[arg(long, default_value_t = 1000)]
         batch: usize,
     },
     /// Wait until the consumer `--consumer` has acknowledged `--count` messages.
@@ -51,7 +63,15 @@ enum Mode {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+        /// Milliseconds between two looks at the consumer.
+        #[arg(long, default_value_t = 10)]
+        poll_ms: u64,
     },
+    /// Delete the consumer `--consumer` (no error if it does not exist).
+    Delete,
+    /// Create the durable consumer `--consumer` the way Strata versions
+    /// before ack policy all did (ack policy explicit), to measure that path.
+    CreateExplicit,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -73,8 +93,34 @@ async fn main() -> Result<(), Error> {
             )
             .await
         }
-        Mode::Watch { timeout } => {
-            watch(&js, &args.stream, &args.consumer, args.count, timeout).await
+        Mode::Watch { timeout, poll_ms } => {
+            watch(
+                &js,
+                &args.stream,
+                &args.consumer,
+                args.count,
+                timeout,
+                poll_ms,
+            )
+            .await
+        }
+        Mode::CreateExplicit => {
+            let stream = js.get_stream(&args.stream).await?;
+            stream
+                .create_consumer(pull::Config {
+                    durable_name: Some(args.consumer.clone()),
+                    ack_policy: AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(60),
+                    max_ack_pending: 100_000,
+                    ..Default::default()
+                })
+                .await?;
+            Ok(())
+        }
+        Mode::Delete => {
+            let stream = js.get_stream(&args.stream).await?;
+            let _ = stream.delete_consumer(&args.consumer).await;
+            Ok(())
         }
     }
 }
@@ -82,67 +128,72 @@ async fn main() -> Result<(), Error> {
 async fn consume(
     client: &async_nats::Client,
     js: &jetstream::Context,
-    stream: &str,
+    stream_name: &str,
     name: &str,
     count: u64,
     batch: usize,
 ) -> Result<(), Error> {
-    let stream = js.get_stream(stream).await?;
+    let stream = js.get_stream(stream_name).await?;
     let consumer: PullConsumer = stream
         .get_or_create_consumer(
             name,
             pull::Config {
                 durable_name: Some(name.to_string()),
-                ack_policy: AckPolicy::Explicit,
+                ack_policy: AckPolicy::All,
                 max_ack_pending: 100_000,
                 ..Default::default()
             },
         )
         .await?;
     let started = Instant::now();
-    let mut acked = 0u64;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(batch)
+        .messages()
+        .await?;
+    let mut received = 0u64;
     let mut bytes = 0u64;
-    while acked < count {
-        // Same pattern as Strata's worker: a no-wait fetch read to its end,
-        // then one ack per message.
-        let mut msgs = consumer.fetch().max_messages(batch).messages().await?;
-        let mut chunk = Vec::with_capacity(batch);
-        while let Some(m) = msgs.next().await {
-            chunk.push(m?);
-        }
-        if chunk.is_empty() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-            continue;
-        }
-        for m in &chunk {
-            bytes += m.payload.len() as u64;
+    while received < count {
+        let Some(m) = messages.next().await else {
+            return Err("the pull stream ended early".into());
+        };
+        let m = m?;
+        received += 1;
+        bytes += m.payload.len() as u64;
+        // One acknowledgement per batch: under AckPolicy::All the last one
+        // acknowledges every message before it.
+        if received % batch as u64 == 0 || received == count {
             m.ack().await?;
         }
-        acked += chunk.len() as u64;
     }
-    // Every ack is a plain publish: flush so they have all reached the server.
+    // An ack is a plain publish: flush it, then wait until the server counts it.
     client.flush().await?;
+    wait_for_floor(js, stream_name, name, count, Duration::from_secs(60), 1).await?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
-        "{{\"messages\":{acked},\"bytes\":{bytes},\"seconds\":{seconds:.3},\"rate\":{:.1}}}",
-        acked as f64 / seconds
+        "{{\"messages\":{received},\"bytes\":{bytes},\"seconds\":{seconds:.3},\"rate\":{:.1}}}",
+        received as f64 / seconds
     );
     Ok(())
 }
 
-async fn watch(
+/// Polls the consumer every `poll_ms` until its ack floor reaches `count`
+/// with nothing pending; returns when it saw the first acknowledgement.
+async fn wait_for_floor(
     js: &jetstream::Context,
     stream: &str,
     name: &str,
     count: u64,
-    timeout: u64,
-) -> Result<(), Error> {
+    timeout: Duration,
+    poll_ms: u64,
+) -> Result<Option<Instant>, Error> {
     let started = Instant::now();
     let mut first_ack: Option<Instant> = None;
     loop {
-        if started.elapsed() > Duration::from_secs(timeout) {
+        if started.elapsed() > timeout {
             return Err(format!(
-                "consumer {name} did not acknowledge {count} messages in {timeout} s"
+                "consumer {name} did not acknowledge {count} messages in {} s",
+                timeout.as_secs()
             )
             .into());
         }
@@ -154,12 +205,32 @@ async fn watch(
                     first_ack = Some(Instant::now());
                 }
                 if floor >= count && info.num_ack_pending == 0 {
-                    break;
+                    return Ok(first_ack);
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(poll_ms)).await;
     }
+}
+
+async fn watch(
+    js: &jetstream::Context,
+    stream: &str,
+    name: &str,
+    count: u64,
+    timeout: u64,
+    poll_ms: u64,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    let first_ack = wait_for_floor(
+        js,
+        stream,
+        name,
+        count,
+        Duration::from_secs(timeout),
+        poll_ms,
+    )
+    .await?;
     let seconds = started.elapsed().as_secs_f64();
     let from_first = first_ack.map_or(seconds, |t| t.elapsed().as_secs_f64());
     println!("{{\"seconds\":{seconds:.3},\"seconds_from_first_ack\":{from_first:.3}}}");

@@ -106,7 +106,9 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
             .await?,
         )
     };
-    let compactor_task = tokio::spawn(compactor.clone().run(stop_rx.clone()));
+    let compactor_rt =
+        compactor_runtime().map_err(|e| format!("cannot start the compactor's runtime: {e}"))?;
+    let compactor_task = compactor_rt.spawn(compactor.clone().run(stop_rx.clone()));
     let gauges_task = tokio::spawn(refresh_gauges(
         wal.clone(),
         metrics.clone(),
@@ -136,6 +138,7 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
         }
     }
     let _ = compactor_task.await;
+    compactor_rt.shutdown_background();
     let _ = gauges_task.await;
     let mut code = ExitCode::SUCCESS;
     if args.flush_on_exit {
@@ -153,6 +156,47 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
     tracing::info!("stopped cleanly");
     Ok(code)
 }
+
+/// How much lower than the rest of the process the compactor's threads run
+/// (a nice value added to the process's own, at most 19).
+const COMPACTOR_NICENESS: i32 = 10;
+
+/// The background compactor's own runtime: one worker thread whose CPU
+/// priority is [`COMPACTOR_NICENESS`] below the process's, which every thread
+/// it starts (segment encoding, blocking file I/O) inherits. While the sources
+/// are busy, compaction yields the cores to them (ingest is what producers
+/// wait for; the archive's own latency goal is minutes); whenever they are
+/// idle it gets the cores back. A backlog stays bounded: once the WAL is full
+/// the sources stop and compaction has the machine.
+fn compactor_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("strata-compactor")
+        .on_thread_start(lower_thread_priority)
+        .enable_all()
+        .build()
+}
+
+/// Lowers the calling thread's CPU priority by [`COMPACTOR_NICENESS`].
+#[cfg(target_os = "linux")]
+fn lower_thread_priority() {
+    // On Linux the nice value belongs to each thread: `who = 0` with
+    // PRIO_PROCESS is the calling thread, and threads it starts inherit it.
+    // SAFETY: getpriority and setpriority take plain integers and touch no
+    // memory of ours.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, 0);
+        if now == -1 && *libc::__errno_location() != 0 {
+            return;
+        }
+        let _ = libc::setpriority(libc::PRIO_PROCESS, 0, (now + COMPACTOR_NICENESS).min(19));
+    }
+}
+
+/// Elsewhere the compactor runs at the process's priority.
+#[cfg(not(target_os = "linux"))]
+fn lower_thread_priority() {}
 
 /// Feeds compaction events into the process metrics, health and status.
 #[derive(Debug)]

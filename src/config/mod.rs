@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(c.http.max_body_bytes, 64 << 20);
         assert!(c.nats.url.is_empty());
         assert_eq!(c.nats.consumer, "strata");
-        assert_eq!(c.nats.fetch_batch, 256);
+        assert_eq!(c.nats.fetch_batch, 1000);
         // The same values as the types' defaults.
         let d = Config::default();
         assert_eq!(d.wal.dir, c.wal.dir);

@@ -34,7 +34,7 @@ pub struct NatsConfig {
     /// A `.creds` file (JWT + NKey).
     #[serde(deserialize_with = "de_optional_path")]
     pub creds_file: Option<PathBuf>,
-    /// Messages asked for in one pull (default 256).
+    /// Messages asked for in one pull (default 1000).
     #[serde(deserialize_with = "de_positive_count")]
     pub fetch_batch: usize,
 }
@@ -94,7 +94,7 @@ impl Default for NatsConfig {
             user: None,
             password: None,
             creds_file: None,
-            fetch_batch: 256,
+            fetch_batch: 1000,
         }
     }
 }

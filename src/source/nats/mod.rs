@@ -2,16 +2,23 @@
 //!
 //! Each station (stream) gets a [`worker::StationWorker`] that owns all of the
 //! station's consumer state. It gets or creates the durable pull consumer
-//! `[nats] consumer` (default `strata`; deliver all, explicit ack), so a first
+//! `[nats] consumer` (default `strata`; deliver all, ack policy all), so a first
 //! run starts at the first message the stream still holds and later runs resume
 //! after the last acknowledged one. Each round takes what the stream holds, up
-//! to `fetch_batch` messages (a no-wait pull request); when the stream has
+//! to `fetch_batch` messages and 16 MiB (a no-wait pull request); when the stream has
 //! nothing, one waiting request for the next message (expiring after 2 s, so
 //! an idle stream costs one request every 2 s). The batch is appended to the
-//! WAL and each message acknowledged only after the append returned, i.e.
-//! after fsync; meanwhile the next batch is already being fetched (one batch
-//! ahead at most, every request read to its end). Redeliveries are dropped by the WAL's (station, seq)
-//! de-duplication and acknowledged again.
+//! WAL and acknowledged only after the append returned, i.e. after fsync, by
+//! one acknowledgement of its newest message ([`acks`]; a consumer an earlier
+//! version created with ack policy explicit keeps one acknowledgement per
+//! message). Batches go through a pipeline: while one batch's append is in
+//! flight, the next is prepared and its append started, and the one after it
+//! fetched (every request read to its end); batches are acknowledged in the
+//! order they arrived. Redeliveries are dropped by
+//! the WAL's (station, seq) de-duplication and acknowledged again. A session
+//! that misses a delivery ends, and every session starts by storing what the
+//! consumer delivered earlier and never saw acknowledged, so an
+//! acknowledgement never covers a message that is not durable.
 //!
 //! A message is archived under the identity rule ([`crate::identity`]):
 //! seq = the incarnation's offset + stream sequence (the stream sequence
@@ -31,11 +38,11 @@
 //! not archived again. The expel-risk gauge is refreshed every 2 s.
 //!
 //! **Backpressure and failures.** While the WAL is full the worker stops
-//! fetching (beyond the one batch fetched ahead), keeps the batches
+//! fetching (beyond the batches already in the pipeline), keeps the batches
 //! unacknowledged (the messages wait in the broker) and retries the same
 //! batch with backoff. At shutdown the batch being appended is finished and
-//! acknowledged; a batch fetched ahead is left unacknowledged and redelivered
-//! on the next run. Fetch, ack and connection errors
+//! acknowledged; a batch fetched ahead is left unacknowledged and read again
+//! at the next start. Fetch, ack and connection errors
 //! are logged and retried with backoff; `async-nats` reconnects by itself
 //! after a server restart. A worker only ends at shutdown.
 //!
@@ -47,6 +54,7 @@
 //! `stations = ["*"]` archives every stream on the server, rediscovered every
 //! 30 s.
 
+mod acks;
 mod convert;
 mod identity;
 mod worker;
@@ -74,7 +82,7 @@ use worker::{Archive, StationWorker, WorkerConfig};
 pub const DEFAULT_CONSUMER: &str = "strata";
 
 /// Messages per pull request when `[nats] fetch_batch` is 0.
-pub const DEFAULT_FETCH_BATCH: usize = 256;
+pub const DEFAULT_FETCH_BATCH: usize = 1000;
 
 /// How often `stations = ["*"]` looks for new streams.
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(30);
@@ -144,6 +152,7 @@ impl NatsSource {
             } else {
                 cfg.fetch_batch
             },
+            fetch_max_bytes: worker::fetch_max_bytes(client.server_info().max_payload),
         };
         let supervisor = Supervisor {
             js,

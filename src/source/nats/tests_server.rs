@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::stream;
 
 use super::*;
@@ -292,6 +293,168 @@ async fn archives_every_message_once_and_resumes_after_restart() {
         "no message handed to the archive twice (the second run got only the new ones)"
     );
     assert!(archive.appends.load(Ordering::SeqCst) > appends_before);
+    js.delete_stream(&name).await.unwrap();
+}
+
+/// The durable consumer as Strata creates it, with `policy`.
+async fn make_consumer(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    policy: AckPolicy,
+) -> PullConsumer {
+    js.get_stream(stream)
+        .await
+        .unwrap()
+        .create_consumer(pull::Config {
+            durable_name: Some(DEFAULT_CONSUMER.to_string()),
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: policy,
+            ack_wait: Duration::from_secs(60),
+            max_ack_pending: 100_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn ack_policy(js: &async_nats::jetstream::Context, stream: &str) -> AckPolicy {
+    js.get_stream(stream)
+        .await
+        .unwrap()
+        .consumer_info(DEFAULT_CONSUMER)
+        .await
+        .unwrap()
+        .config
+        .ack_policy
+}
+
+#[tokio::test]
+async fn new_consumers_acknowledge_by_batch_and_old_explicit_ones_keep_per_message_acks() {
+    let Some(url) = server() else { return };
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let fresh = unique("ackall");
+    let old = unique("ackexplicit");
+    for name in [&fresh, &old] {
+        make_stream(&js, name).await;
+        publish(&js, name, 0..200).await;
+    }
+    // As a Strata version before ack policy all left it: 50 acknowledged.
+    let legacy = make_consumer(&js, &old, AckPolicy::Explicit).await;
+    let mut first = legacy.fetch().max_messages(50).messages().await.unwrap();
+    while let Some(m) = first.next().await {
+        m.unwrap().ack().await.unwrap();
+    }
+    js.get_stream(&old).await.unwrap(); // a round trip: the acks have arrived
+    wait_for_ack_floor(&js, &old, DEFAULT_CONSUMER, 50).await;
+
+    let archive = Arc::new(MemArchive::default());
+    let (tx, rx) = watch::channel(false);
+    let task = start(
+        &config(&url, &[&fresh, &old]),
+        archive.clone(),
+        Arc::new(Metrics::new()),
+        rx,
+    )
+    .await;
+    wait_for("350 messages", 20, || archive.len() == 350).await;
+    // Per-message acks move the explicit consumer's floor to the end; under
+    // ack policy all they would leave it with 1-message holes pending.
+    wait_for_ack_floor(&js, &old, DEFAULT_CONSUMER, 200).await;
+    wait_for_ack_floor(&js, &fresh, DEFAULT_CONSUMER, 200).await;
+    tx.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(ack_policy(&js, &fresh).await, AckPolicy::All);
+    assert_eq!(
+        ack_policy(&js, &old).await,
+        AckPolicy::Explicit,
+        "an existing consumer is used as it is"
+    );
+    let seqs: Vec<u64> = archive
+        .messages
+        .lock()
+        .unwrap()
+        .keys()
+        .filter(|(s, _)| *s == old)
+        .map(|(_, q)| *q)
+        .collect();
+    assert_eq!(seqs, (51..=200).collect::<Vec<_>>());
+    assert_eq!(archive.drafts.load(Ordering::SeqCst), 350);
+    for name in [&fresh, &old] {
+        js.delete_stream(name).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn what_an_earlier_run_left_unacknowledged_is_stored_before_an_ack_covers_it() {
+    let Some(url) = server() else { return };
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let name = unique("catchup");
+    make_stream(&js, &name).await;
+    publish(&js, &name, 0..100).await;
+    // A run that was delivered 1..=40 and died before storing them: the
+    // server redelivers them only after the ack wait (60 s).
+    let consumer = make_consumer(&js, &name, AckPolicy::All).await;
+    let mut taken = consumer.fetch().max_messages(40).messages().await.unwrap();
+    let mut n = 0;
+    while let Some(m) = taken.next().await {
+        m.unwrap();
+        n += 1;
+    }
+    assert_eq!(n, 40);
+
+    let archive = Arc::new(MemArchive::default());
+    let (tx, rx) = watch::channel(false);
+    let task = start(
+        &config(&url, &[&name]),
+        archive.clone(),
+        Arc::new(Metrics::new()),
+        rx,
+    )
+    .await;
+    // The acknowledgement of 100 covers 1..=40 too: they must be stored by then.
+    wait_for_ack_floor(&js, &name, DEFAULT_CONSUMER, 100).await;
+    assert_eq!(
+        archive.len(),
+        100,
+        "an acknowledgement covered messages that are not stored"
+    );
+    tx.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(
+        *archive.order.lock().unwrap(),
+        (1..=100).collect::<Vec<_>>()
+    );
+    js.delete_stream(&name).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pull_request_stops_at_its_byte_cap() {
+    let Some(url) = server() else { return };
+    let client = async_nats::connect(&url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let name = unique("bytecap");
+    make_stream(&js, &name).await;
+    for i in 0..5 {
+        js.publish(format!("{name}.big"), vec![i as u8; 10_000].into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let consumer = make_consumer(&js, &name, AckPolicy::All).await;
+    let (_tx, mut rx) = watch::channel(false);
+    let chunk = match worker::fetch(&consumer, 100, 25_000, false, &mut rx).await {
+        Ok(chunk) => chunk,
+        Err(worker::PullError::Nats(e)) => panic!("the fetch failed: {e}"),
+        Err(_) => panic!("the fetch failed"),
+    };
+    assert_eq!(
+        chunk.len(),
+        2,
+        "two 10 kB messages fit in 25,000 bytes, three do not"
+    );
     js.delete_stream(&name).await.unwrap();
 }
 

@@ -1,19 +1,23 @@
 //! One station's consumer loop: fetch a batch from the durable pull consumer,
-//! append it to the WAL, acknowledge it, with the next batch's fetch
-//! overlapping the current batch's append and acks (one batch ahead at most);
-//! wait (without acknowledging or fetching further) while the WAL is full;
-//! back off and retry on every transient error.
+//! append it to the WAL, acknowledge it (one acknowledgement per batch under
+//! `AckPolicy::All`, see [`super::acks`]), as a pipeline: while one batch's
+//! append is in flight the next is prepared and its append started, and the
+//! one after it fetched; batches are acknowledged in arrival order. Wait
+//! (without acknowledging or fetching further) while the WAL is full; back off
+//! and retry on every transient error.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::stream::RetentionPolicy;
 use async_nats::jetstream::{self, Message};
 use futures::StreamExt as _;
 use tokio::sync::watch;
 
+use super::acks::{cumulative_ack, AckMode, Deliveries};
 use super::convert::{find, header_list, micros_from_nanos, to_draft};
 use super::identity::Identity;
 use crate::identity::{expel_risk, ExpelInputs, GapRecord, GapTracker, IncarnationRecord};
@@ -25,6 +29,9 @@ use crate::wal::{Appended, Wal, WalError};
 
 /// The metrics `source` label of this source.
 pub(crate) const SOURCE: &str = "nats";
+
+/// How nats-server says a pull request reached its byte cap.
+const BYTE_CAP_REACHED: &str = "Message Size Exceeds MaxBytes";
 
 /// How long a pull request waits on an idle stream before it is renewed.
 const FETCH_EXPIRY: Duration = Duration::from_secs(2);
@@ -81,7 +88,7 @@ pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
 }
 
 /// Why a batch was not archived.
-enum Stop {
+pub(super) enum Stop {
     /// Shutdown was requested or the WAL closed: the worker ends.
     Shutdown,
 }
@@ -91,6 +98,18 @@ enum Stop {
 pub(crate) struct WorkerConfig {
     pub(crate) consumer: String,
     pub(crate) fetch_batch: usize,
+    /// Most bytes one pull request asks for ([`fetch_max_bytes`]).
+    pub(crate) fetch_max_bytes: usize,
+}
+
+/// Bytes one pull request asks for at most, besides `fetch_batch` messages:
+/// three batches may be in the pipeline, and `fetch_batch` messages of up to
+/// the server's maximum payload (1 MiB by default) would otherwise hold
+/// gigabytes. Never below twice the server's maximum payload, since a request
+/// too small for the next message would get nothing at all.
+pub(crate) fn fetch_max_bytes(server_max_payload: usize) -> usize {
+    const FETCH_MAX_BYTES: usize = 16 << 20;
+    FETCH_MAX_BYTES.max(server_max_payload.saturating_mul(2))
 }
 
 /// What a delivery's `Strata-*` headers amount to.
@@ -107,12 +126,25 @@ enum Claim {
 #[derive(Default)]
 struct Prepared {
     drafts: Vec<Draft>,
-    /// Indexes of the messages to acknowledge once the drafts are durable.
+    /// Indexes of the messages to acknowledge once the drafts are durable:
+    /// every message decided (stored, or a restored copy already archived).
     acks: Vec<usize>,
+    /// `(stream sequence, consumer sequence)` of each message with
+    /// JetStream metadata, in delivery order.
+    delivered: Vec<(u64, u64)>,
     /// Restored copies of archived messages: acknowledged, not archived.
     echoes: usize,
     /// Stream sequences skipped by the stream (expelled before read).
     gaps: Vec<(u64, u64)>,
+}
+
+/// A chunk whose append is in flight, waiting to be acknowledged.
+struct InFlight {
+    chunk: Vec<Message>,
+    /// What to acknowledge once the drafts are durable (drafts taken).
+    prepared: Prepared,
+    /// The first attempt to append the drafts; `None` when there were none.
+    append: Option<tokio::task::JoinHandle<Result<Appended, WalError>>>,
 }
 
 /// The consumer state of one station. Everything a station's archiving needs
@@ -126,6 +158,16 @@ pub(crate) struct StationWorker {
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
     consumer: Option<PullConsumer>,
+    /// How the consumer's deliveries are acknowledged (its ack policy).
+    ack_mode: AckMode,
+    /// The current session's deliveries (for [`AckMode::Cumulative`]).
+    deliveries: Deliveries,
+    /// Stream sequences `(after, through]` delivered before this session
+    /// and not acknowledged: read from the stream and stored before the
+    /// session's first acknowledgement.
+    catch_up: Option<(u64, u64)>,
+    /// Whether the per-message-ack migration note was logged.
+    warned_explicit: bool,
     /// The stream incarnation the consumer belongs to.
     incarnation: Option<IncarnationRecord>,
     gaps: GapTracker,
@@ -151,6 +193,10 @@ impl StationWorker {
             metrics,
             shutdown,
             consumer: None,
+            ack_mode: AckMode::Cumulative,
+            deliveries: Deliveries::new(0),
+            catch_up: None,
+            warned_explicit: false,
             incarnation: None,
             gaps: GapTracker::new(None),
             errors: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
@@ -206,6 +252,17 @@ impl StationWorker {
                     );
                     break;
                 }
+                Err(SetupError::AckNone) => {
+                    tracing::error!(
+                        station = %self.station,
+                        consumer = %self.config.consumer,
+                        "the durable consumer has ack policy none: the server forgets a message as \
+                         soon as it is sent, so Strata cannot archive through it without risking \
+                         loss; delete the consumer (Strata creates its own) or set [nats] consumer \
+                         to another name",
+                    );
+                    break;
+                }
                 Err(SetupError::Nats(e)) => {
                     if self.transient("consumer setup", &e).await {
                         continue;
@@ -220,6 +277,14 @@ impl StationWorker {
                     // The consumer may be gone (deleted, stream recreated): look it up again.
                     self.consumer = None;
                     if !self.transient("fetch", &e).await {
+                        break;
+                    }
+                }
+                Err(PullError::Resync(why)) => {
+                    // A new session: set up again, which first stores what
+                    // the server still counts as delivered and unacknowledged.
+                    self.consumer = None;
+                    if !self.transient("delivery tracking", &why).await {
                         break;
                     }
                 }
@@ -264,7 +329,7 @@ impl StationWorker {
                     durable_name: Some(self.config.consumer.clone()),
                     description: Some("Strata archive (second storage tier)".to_string()),
                     deliver_policy: DeliverPolicy::All,
-                    ack_policy: AckPolicy::Explicit,
+                    ack_policy: AckPolicy::All,
                     ack_wait: ACK_WAIT,
                     max_ack_pending: MAX_ACK_PENDING,
                     ..Default::default()
@@ -272,6 +337,21 @@ impl StationWorker {
             )
             .await
             .map_err(|e| SetupError::Nats(e.into()))?;
+        // An existing consumer keeps the policy it was created with (JetStream
+        // cannot change it): earlier versions created `AckPolicy::Explicit` ones.
+        let session = consumer.cached_info().clone();
+        let mode = AckMode::of(session.config.ack_policy).ok_or(SetupError::AckNone)?;
+        if mode == AckMode::PerMessage && !self.warned_explicit {
+            self.warned_explicit = true;
+            tracing::warn!(
+                station = %self.station,
+                consumer = %self.config.consumer,
+                "this durable consumer was created by an earlier Strata with ack policy explicit, \
+                 which JetStream cannot change: Strata keeps acknowledging each message for it \
+                 (slower). To switch to one acknowledgement per batch, see README, \
+                 \"Migrating a consumer to ack policy all\"",
+            );
+        }
         // The consumer belongs to the incarnation that existed before and
         // after it was created; a stream recreated meanwhile is retried.
         let again = stream
@@ -317,49 +397,234 @@ impl StationWorker {
             }
         }
         self.incarnation = Some(inc);
+        self.ack_mode = mode;
+        self.deliveries = Deliveries::new(session.delivered.consumer_sequence);
+        // Deliveries of earlier sessions still unacknowledged lie between the
+        // ack floor and the last delivered stream sequence.
+        self.catch_up = (mode == AckMode::Cumulative && session.num_ack_pending > 0).then_some((
+            session.ack_floor.stream_sequence,
+            session.delivered.stream_sequence,
+        ));
         self.consumer = Some(consumer.clone());
         Ok(consumer)
     }
 
-    /// Archives batches until shutdown or a NATS error, keeping the next
-    /// fetch in flight while the current batch is appended and acknowledged,
-    /// so a batch costs the longer of the two instead of their sum.
+    /// Archives batches until shutdown or a NATS error, as a pipeline: while
+    /// one batch's append (write + fsync) is in flight, the next batch is
+    /// prepared and its append started, and the one after it fetched. A batch
+    /// is acknowledged once it is durable, strictly in the order batches
+    /// arrived, so a batch costs the longest stage instead of their sum, and
+    /// consecutive appends can share an fsync.
     ///
-    /// Bounds: besides the batch being stored, at most one batch is fetched
-    /// ahead, and the next request is only sent once that one is taken for
-    /// storing. So while the WAL is full (the batch's append is retried) the
-    /// worker holds at most one extra unacknowledged batch and leaves no pull
-    /// request outstanding: every request is read to its end (a no-wait
-    /// fetch, or a 1-message request that expires after [`FETCH_EXPIRY`]),
-    /// since deliveries to a request nobody reads would sit in the broker
-    /// until redelivered after [`ACK_WAIT`]. At shutdown the batch being
-    /// stored is finished (appended and acknowledged) and a prefetched one is
-    /// dropped unacknowledged: the broker redelivers it on the next run.
+    /// Bounds: besides the batch whose append is in flight, one batch is
+    /// being prepared and at most one fetched ahead, and the next request is
+    /// only sent once that one is taken. So while the WAL is full (the
+    /// oldest batch's append is retried) the worker holds at most two extra
+    /// unacknowledged batches and leaves no pull request outstanding: every
+    /// request is read to its end (a no-wait fetch, or a 1-message request
+    /// that expires after [`FETCH_EXPIRY`], sent only when nothing is in
+    /// flight), since deliveries to a request nobody reads would sit in the
+    /// broker until redelivered after [`ACK_WAIT`]. At shutdown the batches
+    /// being stored are finished (made durable and acknowledged) and a
+    /// prefetched one is dropped unacknowledged: the next start reads it again.
     async fn pull(&mut self, consumer: &PullConsumer) -> Result<(), PullError> {
-        let batch = self.config.fetch_batch;
+        if let Some((after, through)) = self.catch_up.take() {
+            self.catch_up(after, through).await?;
+        }
+        let (batch, max_bytes) = (self.config.fetch_batch, self.config.fetch_max_bytes);
+        let mut chunk = Vec::new();
+        let mut inflight: Option<InFlight> = None;
+        loop {
+            if self.stopping() {
+                if let Some(f) = inflight.take() {
+                    self.finish(f).await?;
+                }
+                return Err(PullError::Stop(Stop::Shutdown));
+            }
+            let mut shutdown = self.shutdown.clone();
+            if chunk.is_empty() {
+                // Nothing new right now: finish what is in flight before
+                // waiting for more, so its acknowledgement is not held back.
+                if let Some(f) = inflight.take() {
+                    self.finish(f).await?;
+                    continue;
+                }
+                chunk = next_chunk(consumer, batch, max_bytes, &mut shutdown).await?;
+                continue;
+            }
+            let prefetch = fetch(consumer, batch, max_bytes, false, &mut shutdown);
+            let current = std::mem::take(&mut chunk);
+            let previous = inflight.take();
+            let (started, fetched) = tokio::join!(self.advance(current, previous), prefetch);
+            inflight = Some(started?);
+            self.errors.reset();
+            match fetched {
+                Ok(next) => chunk = next,
+                Err(e) => {
+                    if let Some(f) = inflight.take() {
+                        self.finish(f).await?;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Starts storing `chunk`, then finishes `previous` (the batch before it).
+    async fn advance(
+        &mut self,
+        chunk: Vec<Message>,
+        previous: Option<InFlight>,
+    ) -> Result<InFlight, PullError> {
+        let started = self.start_store(chunk).await;
+        if let Some(previous) = previous {
+            self.finish(previous).await?;
+        }
+        started.map_err(PullError::Stop)
+    }
+
+    /// Makes a batch the durable consumer delivered durable, then
+    /// acknowledges it as the consumer's ack policy says.
+    async fn finish(&mut self, mut f: InFlight) -> Result<(), PullError> {
+        self.make_durable(&mut f).await.map_err(PullError::Stop)?;
+        let (chunk, prepared) = (f.chunk, f.prepared);
+        match self.ack_mode {
+            AckMode::PerMessage => {
+                self.ack_each(&chunk, &prepared.acks).await;
+                Ok(())
+            }
+            AckMode::Cumulative => {
+                let whole = self
+                    .deliveries
+                    .observe(prepared.delivered.iter().map(|&(_, consumer)| consumer))
+                    && prepared.delivered.len() == chunk.len();
+                if !whole {
+                    return Err(PullError::Resync(
+                        "a delivery of the consumer did not arrive (connection lost, or another \
+                         client reads the same durable consumer); starting a new session"
+                            .into(),
+                    ));
+                }
+                if prepared.acks.len() != chunk.len() {
+                    return Err(PullError::Resync(
+                        "a message could not be decided on (see the error above); it stays \
+                         unacknowledged and is read again"
+                            .into(),
+                    ));
+                }
+                // Why one acknowledgement covers the chunk. Under AckPolicy::All,
+                // acknowledging stream sequence S acknowledges every message of the
+                // stream up to S, so it must not cover a message the server counts as
+                // delivered that is not durable here:
+                // - Every delivery of this session up to this chunk is durable or
+                //   decided: chunks are finished one at a time in the order they
+                //   arrived (a later chunk's append may already be in flight, but it
+                //   is acknowledged only after this one), this one is durable (its
+                //   append returned after fsync), and a chunk with an undecided
+                //   message is never acknowledged (the session ends above instead).
+                // - The session has seen every delivery since it began: the server
+                //   numbers deliveries (first ones and redeliveries) one apart, and
+                //   `deliveries` checked the numbers follow on from the consumer's
+                //   count when the session began; a missed one ends the session above.
+                // - Deliveries of earlier sessions (processes, connections) still
+                //   unacknowledged lie between the ack floor and the last delivered
+                //   stream sequence at the session's start: `catch_up` read and stored
+                //   them from the stream before the first fetch.
+                // - Chunks fetched after this one: first deliveries go in stream
+                //   order, so their messages at or below S are redeliveries of
+                //   messages already stored.
+                // Acknowledgements leave in storage order: each chunk is acknowledged
+                // only after every chunk before it, on the same connection.
+                let top = cumulative_ack(prepared.delivered.iter().map(|&(stream, _)| stream));
+                if let Some(i) = top {
+                    self.ack_each(&chunk, &[i]).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Reads the stream's messages in `(after, through]` (delivered by an
+    /// earlier session and not acknowledged) through a temporary ordered
+    /// consumer and stores them, so that acknowledgements of this session,
+    /// which cover every stream sequence below theirs, cover only durable
+    /// messages. What the WAL already holds is dropped as a duplicate.
+    async fn catch_up(&mut self, after: u64, through: u64) -> Result<(), PullError> {
+        if through <= after {
+            return Ok(());
+        }
+        tracing::info!(
+            station = %self.station,
+            first_stream_seq = after + 1,
+            last_stream_seq = through,
+            "storing what an earlier session was delivered and did not acknowledge, \
+             before acknowledging anything above it",
+        );
+        let nats = |e: &dyn std::fmt::Display| PullError::Nats(e.to_string().into());
+        let stream = self
+            .js
+            .get_stream(self.station.as_str())
+            .await
+            .map_err(|e| nats(&e))?;
+        let reader = stream
+            .create_consumer(OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: after + 1,
+                },
+                ..OrderedConfig::default()
+            })
+            .await
+            .map_err(|e| nats(&e))?;
+        if reader.cached_info().num_pending == 0 {
+            return Ok(());
+        }
+        let mut messages = reader.messages().await.map_err(|e| nats(&e))?;
+        let limit = FETCH_EXPIRY + Duration::from_secs(10);
         let mut chunk = Vec::new();
         loop {
             if self.stopping() {
                 return Err(PullError::Stop(Stop::Shutdown));
             }
-            let mut shutdown = self.shutdown.clone();
-            if chunk.is_empty() {
-                chunk = next_chunk(consumer, batch, &mut shutdown).await?;
-                continue;
+            let next = tokio::time::timeout(limit, messages.next())
+                .await
+                .map_err(|_| nats(&"reading unacknowledged messages back timed out"))?;
+            let last = match next {
+                None => true,
+                Some(m) => {
+                    let m = m.map_err(|e| nats(&e))?;
+                    let info = m.info().map_err(|e| nats(&e))?;
+                    let (seq, pending) = (info.stream_sequence, info.pending);
+                    if seq <= through {
+                        chunk.push(m);
+                    }
+                    pending == 0 || seq >= through
+                }
+            };
+            if !chunk.is_empty() && (chunk.len() >= self.config.fetch_batch || last) {
+                self.store(std::mem::take(&mut chunk)).await?;
             }
-            let prefetch = next_chunk(consumer, batch, &mut shutdown);
-            let (stored, fetched) = tokio::join!(self.store(std::mem::take(&mut chunk)), prefetch);
-            stored.map_err(PullError::Stop)?;
-            self.errors.reset();
-            chunk = fetched?;
+            if last {
+                return Ok(());
+            }
         }
     }
 
-    /// Appends a chunk to the WAL, retrying until it is durable, then
-    /// acknowledges every message of it. Gaps the chunk reveals are recorded
-    /// in the archive first, so a crash cannot forget them.
-    async fn store(&mut self, chunk: Vec<Message>) -> Result<(), Stop> {
-        let prepared = self.prepare(&chunk).await;
+    /// Stores a chunk without acknowledging it (what `catch_up` reads).
+    async fn store(&mut self, chunk: Vec<Message>) -> Result<(), PullError> {
+        let mut f = self.start_store(chunk).await.map_err(PullError::Stop)?;
+        self.make_durable(&mut f).await.map_err(PullError::Stop)?;
+        if f.prepared.acks.len() != f.prepared.delivered.len() {
+            return Err(PullError::Resync(
+                "a message delivered before could not be decided on; retrying".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Prepares a chunk and starts its append. Gaps the chunk reveals are
+    /// recorded in the archive first, so a crash cannot forget them.
+    async fn start_store(&mut self, chunk: Vec<Message>) -> Result<InFlight, Stop> {
+        let mut prepared = self.prepare(&chunk).await;
         for &(first, last) in &prepared.gaps {
             if let Some((first, last)) = self.expelled(first, last).await? {
                 self.record_gap(first, last).await?;
@@ -369,14 +634,41 @@ impl StationWorker {
             self.metrics
                 .inc_restore_echoes(self.station.as_str(), prepared.echoes as u64);
         }
-        let Prepared { drafts, acks, .. } = prepared;
-        if drafts.is_empty() {
-            self.ack(&chunk, &acks).await;
+        let drafts = std::mem::take(&mut prepared.drafts);
+        let append = (!drafts.is_empty()).then(|| {
+            let archive = Arc::clone(&self.archive);
+            tokio::spawn(async move { archive.append(drafts).await })
+        });
+        Ok(InFlight {
+            chunk,
+            prepared,
+            append,
+        })
+    }
+
+    /// Waits until a chunk is durable: its first append, or when that failed
+    /// (the WAL full, an I/O error) the retrying path. The chunk is then
+    /// prepared again, since its drafts went to the first attempt, and what
+    /// that attempt did store is dropped as a duplicate.
+    async fn make_durable(&mut self, f: &mut InFlight) -> Result<(), Stop> {
+        let Some(first) = f.append.take() else {
             return Ok(());
+        };
+        match first.await {
+            Ok(Ok(appended)) => {
+                self.metrics
+                    .inc_appended(self.station.as_str(), SOURCE, &appended);
+                return Ok(());
+            }
+            Ok(Err(WalError::Closed)) => return Err(Stop::Shutdown),
+            Ok(Err(WalError::Full { .. })) => self.metrics.inc_wal_full(SOURCE),
+            Ok(Err(_)) | Err(_) => {}
         }
-        self.append_all(drafts).await?;
-        self.ack(&chunk, &acks).await;
-        Ok(())
+        let mut again = self.prepare(&f.chunk).await;
+        let drafts = std::mem::take(&mut again.drafts);
+        // What to acknowledge follows this preparation, whose drafts are stored.
+        f.prepared = again;
+        self.append_all(drafts).await
     }
 
     /// Appends `drafts`, retrying until they are durable. While the WAL is
@@ -528,6 +820,7 @@ impl StationWorker {
         let mut out = Prepared {
             drafts: Vec::with_capacity(chunk.len()),
             acks: Vec::with_capacity(chunk.len()),
+            delivered: Vec::with_capacity(chunk.len()),
             ..Prepared::default()
         };
         let Some(inc) = self.incarnation.clone() else {
@@ -545,6 +838,7 @@ impl StationWorker {
                 }
             };
             let stream_seq = info.stream_sequence;
+            out.delivered.push((stream_seq, info.consumer_sequence));
             let published = micros_from_nanos(info.published.unix_timestamp_nanos());
             if let Some(gap) = self.gaps.observe(stream_seq) {
                 out.gaps.push(gap);
@@ -644,7 +938,8 @@ impl StationWorker {
             .any(|&(first, last)| first <= seq && seq <= last))
     }
 
-    async fn ack(&self, chunk: &[Message], acks: &[usize]) {
+    /// Acknowledges the messages `acks` of `chunk`, one by one.
+    async fn ack_each(&self, chunk: &[Message], acks: &[usize]) {
         for &i in acks {
             if let Err(e) = chunk[i].ack().await {
                 // Harmless: the broker redelivers it and the WAL drops the duplicate.
@@ -724,19 +1019,22 @@ async fn expel_inputs(
 async fn next_chunk(
     consumer: &PullConsumer,
     batch: usize,
+    max_bytes: usize,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Vec<Message>, PullError> {
-    let chunk = fetch(consumer, batch, false, shutdown).await?;
+    let chunk = fetch(consumer, batch, max_bytes, false, shutdown).await?;
     if !chunk.is_empty() {
         return Ok(chunk);
     }
-    fetch(consumer, batch, true, shutdown).await
+    fetch(consumer, batch, max_bytes, true, shutdown).await
 }
 
-/// Sends one pull request and reads it to its end.
-async fn fetch(
+/// Sends one pull request (up to `batch` messages and `max_bytes` bytes, or
+/// with `wait` one message within [`FETCH_EXPIRY`]) and reads it to its end.
+pub(super) async fn fetch(
     consumer: &PullConsumer,
     batch: usize,
+    max_bytes: usize,
     wait: bool,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Vec<Message>, PullError> {
@@ -748,14 +1046,26 @@ async fn fetch(
             .messages()
             .await
     } else {
-        consumer.fetch().max_messages(batch).messages().await
+        consumer
+            .fetch()
+            .max_messages(batch)
+            .max_bytes(max_bytes)
+            .messages()
+            .await
     };
     let request = request.map_err(|e| PullError::Nats(e.into()))?;
     let read = async {
         let mut chunk = Vec::new();
         let mut request = request;
         while let Some(m) = request.next().await {
-            chunk.push(m?);
+            match m {
+                Ok(m) => chunk.push(m),
+                // nats-server ends a request whose next message would pass its
+                // byte cap with status 409 "Message Size Exceeds MaxBytes",
+                // which async-nats hands over as an error: a full batch.
+                Err(e) if e.to_string().contains(BYTE_CAP_REACHED) => break,
+                Err(e) => return Err(e),
+            }
         }
         Ok::<_, async_nats::Error>(chunk)
     };
@@ -774,17 +1084,27 @@ async fn fetch(
 enum SetupError {
     /// The stream is a work queue: an acknowledgement removes the message.
     WorkQueue,
+    /// The durable consumer exists with `AckPolicy::None`.
+    AckNone,
     Nats(async_nats::Error),
 }
 
-enum PullError {
+pub(super) enum PullError {
     Stop(Stop),
     Nats(async_nats::Error),
+    /// The session cannot acknowledge safely any more: set up a new one.
+    Resync(String),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pull_request_is_capped_in_bytes_but_never_below_two_messages() {
+        assert_eq!(fetch_max_bytes(1 << 20), 16 << 20);
+        assert_eq!(fetch_max_bytes(64 << 20), 128 << 20);
+    }
 
     #[tokio::test]
     async fn only_true_or_a_dropped_sender_means_shutdown() {
