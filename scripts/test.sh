@@ -257,12 +257,16 @@ status=0
 # Not --all-targets: that would also run benches/ (tens of seconds of fsync timing).
 # Arguments that choose targets themselves (`--test NAME`, `--lib`, …) replace
 # the default selection, so `scripts/test.sh --test e2e_nats` runs just that.
-targets=(--lib --bins --tests --examples)
+own_targets=0
 for arg in "$@"; do
     case "$arg" in
     --) break ;;
-    --lib | --bins | --bin | --bin=* | --test | --test=* | --tests | --examples | --example | --example=*) targets=() ;;
+    --lib | --bins | --bin | --bin=* | --test | --test=* | --tests | --examples | --example | --example=*) own_targets=1 ;;
     esac
 done
-cargo test "${targets[@]}" "$@" || status=$?
+if [ "$own_targets" -eq 1 ]; then
+    cargo test "$@" || status=$?
+else
+    cargo test --lib --bins --tests --examples "$@" || status=$?
+fi
 exit "$status"

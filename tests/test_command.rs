@@ -30,21 +30,37 @@ fn the_test_command_builds_benches_but_does_not_run_them() {
         builds.iter().any(|l| l.contains("--all-targets")),
         "benches must still compile: {builds:?}"
     );
-    assert_eq!(tests.len(), 1, "one cargo test line: {tests:?}");
-    let words: Vec<&str> = tests[0].split_whitespace().collect();
-    for banned in ["--all-targets", "--benches", "--bench"] {
-        assert!(
-            !words.contains(&banned),
-            "`{}` would run benches/ inside the tests",
-            tests[0]
-        );
+    for line in &tests {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for banned in ["--all-targets", "--benches", "--bench"] {
+            assert!(
+                !words.contains(&banned),
+                "`{line}` would run benches/ inside the tests"
+            );
+        }
     }
+    // One default run (no target flags given): the library, binaries, tests
+    // and examples; the other line runs only the targets the caller named.
+    let defaults: Vec<&str> = tests
+        .iter()
+        .copied()
+        .filter(|l| l.split_whitespace().any(|w| w == "--lib"))
+        .collect();
+    assert_eq!(defaults.len(), 1, "one default cargo test line: {tests:?}");
+    let default = defaults[0];
+    let words: Vec<&str> = default.split_whitespace().collect();
     for needed in ["--lib", "--bins", "--tests"] {
-        assert!(words.contains(&needed), "`{}` lacks {needed}", tests[0]);
+        assert!(words.contains(&needed), "`{default}` lacks {needed}");
+    }
+    for line in tests.iter().filter(|l| **l != default) {
+        assert!(
+            line.starts_with("cargo test \"$@\""),
+            "`{line}`: only the caller's own targets may run besides the default"
+        );
     }
 
     let readme = read("README.md");
-    let shown = tests[0].split(" \"$@\"").next().unwrap_or(tests[0]);
+    let shown = default.split(" \"$@\"").next().unwrap_or(default);
     assert!(
         readme.contains(&format!("`{shown}`")),
         "README's Tests section must name `{shown}`"
