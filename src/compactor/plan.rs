@@ -162,7 +162,7 @@ pub fn subtract_stored(mut plan: SegmentPlan, stored: &Stored) -> (SegmentPlan, 
                 .any(|f| f.first_seq < before && f.last_seq > after)
         };
         let mut run: Option<(usize, usize)> = None;
-        let mut close = |run: (usize, usize), files: &mut Vec<FilePlan>| {
+        let close = |run: (usize, usize), files: &mut Vec<FilePlan>| {
             let (start, end) = run;
             let at = file.rows.start;
             files.push(FilePlan {

@@ -10,7 +10,7 @@ use super::values::de_positive_duration;
 
 /// The shortest lease accepted: renewals go out every third of it and a
 /// round trip to NATS must fit well inside that.
-pub const MIN_LEASE: Duration = Duration::from_secs(1);
+pub(super) const MIN_LEASE: Duration = Duration::from_secs(1);
 
 /// `[cluster]`: station leases shared through the NATS server.
 #[derive(Debug, Clone, Deserialize)]
