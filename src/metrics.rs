@@ -27,6 +27,9 @@
 //! | `strata_gap_messages_total` | counter | station | NATS source: messages the stream expelled (or lost) before Strata read them |
 //! | `strata_restore_echoes_total` | counter | station | NATS source: messages recognised as restored copies of archived ones, not archived again |
 //! | `strata_expel_risk` | gauge | station | NATS source: how close the oldest unarchived message is to the stream's limits (0..1, 1 = about to be lost) |
+//! | `strata_cluster_stations_owned` | gauge | | cluster: stations whose lease this process holds now |
+//! | `strata_cluster_lease_losses_total` | counter | | cluster: leases lost (renewal conflicted or could not be made before the deadline); archiving of the station stopped at once |
+//! | `strata_cluster_duplicates_dropped_total` | counter | station | compactor (cluster): rows left out of an upload because another process had already archived them |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -71,6 +74,10 @@ pub struct Metrics {
     http: Box<[AtomicU64]>,
     /// station -> identity counters of the NATS source.
     identity: RwLock<BTreeMap<String, Arc<IdentityCounters>>>,
+    cluster_owned: AtomicU64,
+    cluster_lease_losses: AtomicU64,
+    /// station -> rows left out of uploads as already archived elsewhere.
+    cluster_dropped: RwLock<BTreeMap<String, u64>>,
 }
 
 /// One station's identity figures as `/metrics` reports them (read by `GET /v1/status`).
@@ -122,6 +129,63 @@ impl Metrics {
             compacted_rows: AtomicU64::new(0),
             http: (0..HTTP_CODES).map(|_| AtomicU64::new(0)).collect(),
             identity: RwLock::default(),
+            cluster_owned: AtomicU64::new(0),
+            cluster_lease_losses: AtomicU64::new(0),
+            cluster_dropped: RwLock::default(),
+        }
+    }
+
+    /// Cluster: the stations whose lease this process holds now.
+    pub fn set_cluster_stations_owned(&self, n: u64) {
+        self.cluster_owned.store(n, Relaxed);
+    }
+
+    /// Cluster: a lease was lost.
+    pub fn inc_cluster_lease_loss(&self) {
+        self.cluster_lease_losses.fetch_add(1, Relaxed);
+    }
+
+    /// Cluster: `rows` rows of `station` were left out of an upload as
+    /// already archived by another process.
+    pub fn inc_cluster_duplicates_dropped(&self, station: &str, rows: u64) {
+        let mut map = self.cluster_dropped.write().unwrap_or_else(|e| e.into_inner());
+        *map.entry(station.to_string()).or_default() += rows;
+    }
+
+    fn render_cluster(&self, out: &mut String) {
+        header(
+            out,
+            "strata_cluster_stations_owned",
+            "Stations whose lease this process holds now (cluster of processes sharing the NATS consumer).",
+            "gauge",
+        );
+        sample(out, "strata_cluster_stations_owned", &[], self.cluster_owned.load(Relaxed));
+        header(
+            out,
+            "strata_cluster_lease_losses_total",
+            "Station leases lost (renewal conflicted or missed its deadline); the station stopped being archived here at once.",
+            "counter",
+        );
+        sample(
+            out,
+            "strata_cluster_lease_losses_total",
+            &[],
+            self.cluster_lease_losses.load(Relaxed),
+        );
+        header(
+            out,
+            "strata_cluster_duplicates_dropped_total",
+            "Rows left out of an upload because another Strata process had already archived them (after a takeover).",
+            "counter",
+        );
+        let map = self.cluster_dropped.read().unwrap_or_else(|e| e.into_inner());
+        for (station, n) in map.iter() {
+            sample(
+                out,
+                "strata_cluster_duplicates_dropped_total",
+                &[("station", station)],
+                *n,
+            );
         }
     }
 
@@ -541,6 +605,7 @@ impl Metrics {
             }
         }
         self.render_identity(&mut out);
+        self.render_cluster(&mut out);
         out
     }
 }

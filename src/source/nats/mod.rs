@@ -46,12 +46,18 @@
 //! Uses only what nats-server 2.9 offers: streams and durable pull consumers.
 //! `stations = ["*"]` archives every stream on the server, rediscovered every
 //! 30 s.
+//!
+//! **Cluster.** `strata run` starts the source with
+//! [`NatsSource::start_cluster`]: a [`crate::cluster`] member decides which
+//! stations this process archives; each worker runs under its station's
+//! lease, checked before every fetch and append, and is stopped on its own
+//! when the lease is released or lost.
 
 mod convert;
 mod identity;
 mod worker;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +65,9 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::cluster::coordinator::{StationList, StationRunner};
+use crate::cluster::lease::Lease;
+use crate::cluster::Cluster;
 use crate::config::NatsConfig;
 use crate::identity::cache::LocalCache;
 use crate::identity::ledger::Ledger;
@@ -133,18 +142,7 @@ impl NatsSource {
         let stations = Stations::from_config(cfg)?;
         let (client, js) = crate::nats::connect_jetstream(&cfg.auth(), "strata").await?;
         let identity = Arc::new(identity);
-        let config = WorkerConfig {
-            consumer: if cfg.consumer.is_empty() {
-                DEFAULT_CONSUMER.to_string()
-            } else {
-                cfg.consumer.clone()
-            },
-            fetch_batch: if cfg.fetch_batch == 0 {
-                DEFAULT_FETCH_BATCH
-            } else {
-                cfg.fetch_batch
-            },
-        };
+        let config = worker_config(cfg, worker::ACK_WAIT);
         let supervisor = Supervisor {
             js,
             config,
@@ -173,6 +171,132 @@ impl NatsSource {
                 }
             }
         }))
+    }
+}
+
+impl NatsSource {
+    /// Starts the source as a member of `cluster`: the member takes and
+    /// releases stations, and this source archives exactly the ones it holds
+    /// (see [`crate::cluster`]). The returned task ends once `shutdown` turns
+    /// `true` and every worker has stopped and every lease is given back.
+    ///
+    /// # Errors
+    /// [`NatsError`] saying which setting or server to check.
+    pub async fn start_cluster(
+        cfg: &NatsConfig,
+        wal: Wal,
+        ledger: Ledger,
+        registry: NatsStations,
+        metrics: Arc<Metrics>,
+        cluster: &Cluster,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<JoinHandle<()>, NatsError> {
+        let list = match Stations::from_config(cfg)? {
+            Stations::Listed(names) => {
+                for name in &names {
+                    registry.insert(name.clone());
+                }
+                StationList::Listed(names)
+            }
+            Stations::All => StationList::All,
+        };
+        let (client, js) = crate::nats::connect_jetstream(&cfg.auth(), "strata").await?;
+        let identity = Identity::new(ledger, Some(LocalCache::new(wal.dir())));
+        let mut workers = Workers {
+            js,
+            config: worker_config(cfg, cluster.timing().ack_wait()),
+            archive: Arc::new(wal),
+            identity: Arc::new(identity),
+            registry,
+            metrics: Arc::clone(&metrics),
+            shutdown: shutdown.clone(),
+            running: HashMap::new(),
+        };
+        let coordinator = cluster.coordinator(list, metrics);
+        Ok(tokio::spawn(async move {
+            coordinator.run(&mut workers, shutdown).await;
+            if let Err(e) = client.flush().await {
+                tracing::warn!(error = %e, "flushing NATS acknowledgements at shutdown failed");
+            }
+            let _ = client.drain().await;
+        }))
+    }
+}
+
+fn worker_config(cfg: &NatsConfig, ack_wait: Duration) -> WorkerConfig {
+    WorkerConfig {
+        consumer: if cfg.consumer.is_empty() {
+            DEFAULT_CONSUMER.to_string()
+        } else {
+            cfg.consumer.clone()
+        },
+        fetch_batch: if cfg.fetch_batch == 0 {
+            DEFAULT_FETCH_BATCH
+        } else {
+            cfg.fetch_batch
+        },
+        ack_wait,
+    }
+}
+
+/// The workers of a cluster member, each with a stop signal of its own.
+struct Workers {
+    js: async_nats::jetstream::Context,
+    config: WorkerConfig,
+    archive: Arc<dyn Archive>,
+    identity: Arc<Identity>,
+    registry: NatsStations,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    running: HashMap<StationName, (Arc<watch::Sender<bool>>, JoinHandle<()>)>,
+}
+
+#[async_trait::async_trait]
+impl StationRunner for Workers {
+    fn start(&mut self, station: StationName, lease: Lease) {
+        self.registry.insert(station.clone());
+        let (tx, rx) = watch::channel(false);
+        let tx = Arc::new(tx);
+        // Shutdown of the process reaches the worker through its own signal.
+        let (forward, mut global) = (Arc::clone(&tx), self.shutdown.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = worker::shutdown_requested(&mut global) => { forward.send_replace(true); }
+                () = forward.closed() => {}
+            }
+        });
+        let worker = StationWorker::new(
+            station.clone(),
+            self.js.clone(),
+            self.config.clone(),
+            Arc::clone(&self.archive),
+            Arc::clone(&self.identity),
+            Arc::clone(&self.metrics),
+            rx,
+        )
+        .with_lease(Some(lease));
+        self.running
+            .insert(station, (tx, tokio::spawn(worker.run())));
+    }
+
+    async fn stop(&mut self, station: &StationName) {
+        if let Some((tx, handle)) = self.running.remove(station) {
+            tx.send_replace(true);
+            if let Err(e) = handle.await {
+                tracing::error!(station = %station, error = %e, "a NATS station worker panicked");
+            }
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        for (tx, _) in self.running.values() {
+            tx.send_replace(true);
+        }
+        for (station, (_, handle)) in self.running.drain() {
+            if let Err(e) = handle.await {
+                tracing::error!(station = %station, error = %e, "a NATS station worker panicked");
+            }
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use super::convert::{find, header_list, micros_from_nanos, to_draft};
 use super::identity::Identity;
+use crate::cluster::lease::Lease;
 use crate::identity::{expel_risk, ExpelInputs, GapRecord, GapTracker, IncarnationRecord};
 use crate::layout::Hour;
 use crate::message::{Draft, StationName, Timestamp};
@@ -29,8 +30,9 @@ pub(crate) const SOURCE: &str = "nats";
 /// How long a pull request waits on an idle stream before it is renewed.
 const FETCH_EXPIRY: Duration = Duration::from_secs(2);
 
-/// Redelivery delay for a message delivered but not acknowledged.
-const ACK_WAIT: Duration = Duration::from_secs(60);
+/// Redelivery delay for a message delivered but not acknowledged (a
+/// cluster member uses [`crate::cluster::lease::LeaseTiming::ack_wait`]).
+pub(crate) const ACK_WAIT: Duration = Duration::from_secs(60);
 
 /// Messages delivered and not yet acknowledged, per consumer.
 const MAX_ACK_PENDING: i64 = 100_000;
@@ -82,7 +84,8 @@ pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
 
 /// Why a batch was not archived.
 enum Stop {
-    /// Shutdown was requested or the WAL closed: the worker ends.
+    /// Shutdown was requested, the WAL closed, or the station's lease
+    /// ended: the worker ends.
     Shutdown,
 }
 
@@ -91,6 +94,8 @@ enum Stop {
 pub(crate) struct WorkerConfig {
     pub(crate) consumer: String,
     pub(crate) fetch_batch: usize,
+    /// The ack wait of a consumer this worker creates.
+    pub(crate) ack_wait: Duration,
 }
 
 /// What a delivery's `Strata-*` headers amount to.
@@ -130,6 +135,8 @@ pub(crate) struct StationWorker {
     incarnation: Option<IncarnationRecord>,
     gaps: GapTracker,
     errors: Backoff,
+    /// In a cluster: the station's lease, checked before every fetch and append.
+    lease: Option<Lease>,
 }
 
 impl StationWorker {
@@ -154,11 +161,23 @@ impl StationWorker {
             incarnation: None,
             gaps: GapTracker::new(None),
             errors: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
+            lease: None,
         }
     }
 
+    /// Archives only while `lease` is held (a cluster member).
+    pub(crate) fn with_lease(mut self, lease: Option<Lease>) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Whether the station's lease (if any) has ended.
+    fn lease_lost(&self) -> bool {
+        self.lease.as_ref().is_some_and(|l| !l.held())
+    }
+
     fn stopping(&self) -> bool {
-        *self.shutdown.borrow() || self.shutdown.has_changed().is_err()
+        *self.shutdown.borrow() || self.shutdown.has_changed().is_err() || self.lease_lost()
     }
 
     /// Sleeps `d` unless shutdown comes first; returns whether to go on.
@@ -265,7 +284,7 @@ impl StationWorker {
                     description: Some("Strata archive (second storage tier)".to_string()),
                     deliver_policy: DeliverPolicy::All,
                     ack_policy: AckPolicy::Explicit,
-                    ack_wait: ACK_WAIT,
+                    ack_wait: self.config.ack_wait,
                     max_ack_pending: MAX_ACK_PENDING,
                     ..Default::default()
                 },
@@ -404,6 +423,11 @@ impl StationWorker {
                 }
             };
             let part: Vec<Draft> = rest[..take].to_vec();
+            // Right before the append: past the lease's deadline another
+            // process may own the station; the batch stays unacknowledged.
+            if self.lease_lost() {
+                return Err(Stop::Shutdown);
+            }
             match self.archive.append(part).await {
                 Ok(appended) => {
                     self.metrics
