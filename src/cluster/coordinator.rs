@@ -268,9 +268,11 @@ impl Coordinator {
 
     async fn lose(&mut self, runner: &mut dyn StationRunner, station: &StationName, why: &str) {
         if let Some(h) = self.owned.remove(station) {
+            let until = wall_time(h.lease.deadline().min(Instant::now()));
             h.lease.revoke();
             self.metrics.inc_cluster_lease_loss();
-            tracing::warn!(station = %station, reason = why, "lost the station's lease: stopped fetching and appending it");
+            tracing::warn!(station = %station, reason = why, held_until = %until,
+                "lost the station's lease: stopped fetching and appending it");
             runner.stop(station).await;
         }
     }
@@ -280,11 +282,12 @@ impl Coordinator {
         // key go, and another member start.
         runner.stop(station).await;
         if let Some(h) = self.owned.remove(station) {
+            let until = wall_time(h.lease.deadline().min(Instant::now()));
             h.lease.revoke();
             if let Err(e) = self.bucket.delete(&Key::Station(station.clone()), h.revision).await {
                 tracing::warn!(station = %station, error = %e, "cannot release the lease; it expires by itself");
             }
-            tracing::info!(station = %station, reason = why, "released the station");
+            tracing::info!(station = %station, reason = why, held_until = %until, "released the station");
         }
     }
 
@@ -371,4 +374,16 @@ impl Coordinator {
             s.owned = self.owned.keys().map(|s| s.as_str().to_string()).collect();
         }
     }
+}
+
+/// `at` on the wall clock (RFC 3339, microseconds), for logs that other
+/// processes' logs are compared with.
+fn wall_time(at: Instant) -> String {
+    let now = Instant::now();
+    let wall = if at <= now {
+        std::time::SystemTime::now() - (now - at)
+    } else {
+        std::time::SystemTime::now() + (at - now)
+    };
+    chrono::DateTime::<chrono::Utc>::from(wall).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
