@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
+
 use async_nats::jetstream::{self, stream::StorageType};
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -97,19 +98,38 @@ impl Bucket {
         };
         let kv = match js.get_key_value(&name).await {
             Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: name.clone(),
-                    description: format!(
-                        "Strata: which process archives which station (consumer {consumer})"
-                    ),
-                    history: 1,
-                    max_age: lease,
-                    storage: StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| err("creating the bucket", e.into()))?,
+            Err(_) => {
+                // The key-value stream, spelled out: async-nats's own
+                // create_key_value asks for account details that
+                // nats-server 2.9 does not send in the form it expects.
+                let created = js
+                    .create_stream(jetstream::stream::Config {
+                        name: bucket_stream(&name),
+                        description: Some(format!(
+                            "Strata: which process archives which station (consumer {consumer})"
+                        )),
+                        subjects: vec![format!("$KV.{name}.>")],
+                        max_messages_per_subject: 1,
+                        max_age: lease,
+                        max_bytes: -1,
+                        max_message_size: -1,
+                        storage: StorageType::File,
+                        num_replicas: 1,
+                        allow_rollup: true,
+                        deny_delete: true,
+                        allow_direct: true,
+                        discard: jetstream::stream::DiscardPolicy::New,
+                        ..Default::default()
+                    })
+                    .await;
+                if let Err(e) = created {
+                    // Another member may have created it meanwhile.
+                    tracing::debug!(error = %e, "creating the lease bucket");
+                }
+                js.get_key_value(&name)
+                    .await
+                    .map_err(|e| err("creating the bucket", e.into()))?
+            }
         };
         let mut stream = js
             .get_stream(bucket_stream(&name))
