@@ -148,7 +148,10 @@ impl Metrics {
     /// Cluster: `rows` rows of `station` were left out of an upload as
     /// already archived by another process.
     pub fn inc_cluster_duplicates_dropped(&self, station: &str, rows: u64) {
-        let mut map = self.cluster_dropped.write().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .cluster_dropped
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         *map.entry(station.to_string()).or_default() += rows;
     }
 
@@ -159,7 +162,12 @@ impl Metrics {
             "Stations whose lease this process holds now (cluster of processes sharing the NATS consumer).",
             "gauge",
         );
-        sample(out, "strata_cluster_stations_owned", &[], self.cluster_owned.load(Relaxed));
+        sample(
+            out,
+            "strata_cluster_stations_owned",
+            &[],
+            self.cluster_owned.load(Relaxed),
+        );
         header(
             out,
             "strata_cluster_lease_losses_total",
@@ -178,7 +186,10 @@ impl Metrics {
             "Rows left out of an upload because another Strata process had already archived them (after a takeover).",
             "counter",
         );
-        let map = self.cluster_dropped.read().unwrap_or_else(|e| e.into_inner());
+        let map = self
+            .cluster_dropped
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         for (station, n) in map.iter() {
             sample(
                 out,

@@ -213,7 +213,12 @@ impl Setup {
 
 /// Samples the bucket every 200 ms until stopped; the samples name the
 /// members that owned each station over time.
-fn sample_bucket(setup: &Arc<Setup>) -> (Arc<Mutex<Vec<BTreeMap<String, String>>>>, tokio::sync::watch::Sender<bool>) {
+fn sample_bucket(
+    setup: &Arc<Setup>,
+) -> (
+    Arc<Mutex<Vec<BTreeMap<String, String>>>>,
+    tokio::sync::watch::Sender<bool>,
+) {
     let samples = Arc::new(Mutex::new(Vec::new()));
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let (s, out) = (Arc::clone(setup), Arc::clone(&samples));
@@ -241,12 +246,22 @@ struct Held {
 fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     let start = line.find(&format!("{name}="))? + name.len() + 1;
     let rest = &line[start..];
-    Some(rest.split_whitespace().next().unwrap_or(rest).trim_matches('"'))
+    Some(
+        rest.split_whitespace()
+            .next()
+            .unwrap_or(rest)
+            .trim_matches('"'),
+    )
 }
 
 /// The lease intervals in the log of `process` (`killed_at`: when it was
 /// killed, ending whatever it still held; else the end of the log).
-fn intervals(process: &str, log: &str, killed_at: Option<DateTime<Utc>>, out: &mut BTreeMap<String, Vec<Held>>) {
+fn intervals(
+    process: &str,
+    log: &str,
+    killed_at: Option<DateTime<Utc>>,
+    out: &mut BTreeMap<String, Vec<Held>>,
+) {
     let mut open: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
     let mut last = None;
     for line in log.lines() {
@@ -264,7 +279,8 @@ fn intervals(process: &str, log: &str, killed_at: Option<DateTime<Utc>>, out: &m
         };
         if line.contains("took the station's lease") {
             open.insert(station.to_string(), ts);
-        } else if line.contains("released the station") || line.contains("lost the station's lease") {
+        } else if line.contains("released the station") || line.contains("lost the station's lease")
+        {
             let until = field(line, "held_until")
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.with_timezone(&Utc))
@@ -308,7 +324,8 @@ fn assert_one_owner_at_a_time(all: &BTreeMap<String, Vec<Held>>) {
 /// only between members that exist.
 fn assert_samples(samples: &[BTreeMap<String, String>], members: usize) {
     assert!(!samples.is_empty());
-    let owners: std::collections::BTreeSet<&String> = samples.iter().flat_map(|s| s.values()).collect();
+    let owners: std::collections::BTreeSet<&String> =
+        samples.iter().flat_map(|s| s.values()).collect();
     assert!(owners.len() <= members, "owners seen: {owners:?}");
 }
 
@@ -354,7 +371,9 @@ async fn two_processes_a_kill_9_a_takeover_and_a_restart_archive_every_message_o
     a.kill9();
     let killed_at = now();
     let took = setup
-        .wait_owners(TAKEOVER_BOUND, "the survivor takes every station", |c| c.len() == 1)
+        .wait_owners(TAKEOVER_BOUND, "the survivor takes every station", |c| {
+            c.len() == 1
+        })
         .await;
     eprintln!("takeover after kill -9: {took:?} (lease {LEASE})");
     assert!(
@@ -367,9 +386,11 @@ async fn two_processes_a_kill_9_a_takeover_and_a_restart_archive_every_message_o
     let a_log_before = a.stderr();
     let mut a2 = setup.spawn("a").await;
     setup
-        .wait_owners(Duration::from_secs(25), "the restarted process takes its share again", |c| {
-            c.len() == 2 && c.values().all(|&n| n == 2)
-        })
+        .wait_owners(
+            Duration::from_secs(25),
+            "the restarted process takes its share again",
+            |c| c.len() == 2 && c.values().all(|&n| n == 2),
+        )
         .await;
     publisher.await.expect("publisher");
     setup.caught_up(per_stream).await;
@@ -381,7 +402,8 @@ async fn two_processes_a_kill_9_a_takeover_and_a_restart_archive_every_message_o
     assert!(b.terminate().await.success(), "{}", b.logs());
 
     assert!(
-        a2.stderr().contains("uploading them before taking stations")
+        a2.stderr()
+            .contains("uploading them before taking stations")
             || a2.stderr().contains("uploaded the WAL of the earlier run")
             || !a_log_before.contains("took the station's lease"),
         "the restarted process did not flush first\n{}",
@@ -479,9 +501,11 @@ async fn a_failed_renewal_never_lets_two_processes_archive_one_station() {
     eprintln!("nats-server was down for {:?}", down.elapsed());
     let js = jetstream(&server.url()).await;
     setup
-        .wait_owners(Duration::from_secs(30), "the stations are owned again", |c| {
-            c.values().sum::<usize>() == 4
-        })
+        .wait_owners(
+            Duration::from_secs(30),
+            "the stations are owned again",
+            |c| c.values().sum::<usize>() == 4,
+        )
         .await;
     let second: Vec<Vec<Pub>> = setup
         .streams
@@ -499,7 +523,12 @@ async fn a_failed_renewal_never_lets_two_processes_archive_one_station() {
     assert!(b.terminate().await.success(), "{}", b.logs());
     let lost = a.stderr().matches("lost the station's lease").count()
         + b.stderr().matches("lost the station's lease").count();
-    assert!(lost >= 1, "no lease was lost while NATS was down\n{}\n{}", a.logs(), b.logs());
+    assert!(
+        lost >= 1,
+        "no lease was lost while NATS was down\n{}\n{}",
+        a.logs(),
+        b.logs()
+    );
     let mut all = BTreeMap::new();
     intervals("a", &a.stderr(), None, &mut all);
     intervals("b", &b.stderr(), None, &mut all);

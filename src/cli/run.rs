@@ -201,7 +201,9 @@ async fn flush_before_leases(compactor: &Compactor, mut stop: watch::Receiver<bo
     if !holds {
         return true;
     }
-    tracing::info!("the WAL holds messages from an earlier run: uploading them before taking stations");
+    tracing::info!(
+        "the WAL holds messages from an earlier run: uploading them before taking stations"
+    );
     let mut failures = 0;
     loop {
         match compactor.flush().await {

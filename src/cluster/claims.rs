@@ -30,13 +30,22 @@ impl BucketClaims {
     }
 
     /// Takes one station's claim, waiting while another member holds it.
-    async fn claim_one(&self, station: &StationName, timing: LeaseTiming) -> Result<(u64, Instant), String> {
+    async fn claim_one(
+        &self,
+        station: &StationName,
+        timing: LeaseTiming,
+    ) -> Result<(u64, Instant), String> {
         let key = Key::Upload(station.clone());
         let started = Instant::now();
         let mut logged = false;
         loop {
             let sent = Instant::now();
-            match self.bucket.create(&key, &self.me).await.map_err(|e| e.to_string())? {
+            match self
+                .bucket
+                .create(&key, &self.me)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 Cas::Written(rev) => return Ok((rev, sent)),
                 Cas::Conflict => {}
             }

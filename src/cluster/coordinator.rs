@@ -122,7 +122,11 @@ impl Coordinator {
 
     /// Runs rounds until `shutdown`, then stops every worker and gives the
     /// keys back so the other members take the stations at once.
-    pub async fn run(mut self, runner: &mut dyn StationRunner, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(
+        mut self,
+        runner: &mut dyn StationRunner,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         tracing::info!(
             bucket = %self.bucket.name(), member = %self.me.owner,
             lease = ?self.timing.lease, "joining the cluster of Strata processes sharing this NATS consumer"
@@ -183,7 +187,10 @@ impl Coordinator {
         for station in &moves.release {
             if self.owned.contains_key(station) {
                 self.release(runner, station, "balancing").await;
-            } else if let Some(e) = entries.iter().find(|e| e.key == Key::Station(station.clone())) {
+            } else if let Some(e) = entries
+                .iter()
+                .find(|e| e.key == Key::Station(station.clone()))
+            {
                 let _ = self.bucket.delete(&e.key, e.revision).await;
             }
         }
@@ -241,8 +248,13 @@ impl Coordinator {
                                 h.revision = e.revision;
                             }
                         }
-                        Ok(_) => self.lose(runner, &station, "another process holds its lease now").await,
-                        Err(e) => tracing::warn!(station = %station, error = %e, "cannot check a lease after a conflicting renewal"),
+                        Ok(_) => {
+                            self.lose(runner, &station, "another process holds its lease now")
+                                .await
+                        }
+                        Err(e) => {
+                            tracing::warn!(station = %station, error = %e, "cannot check a lease after a conflicting renewal")
+                        }
                     }
                 }
                 Err(e) => {
@@ -262,7 +274,8 @@ impl Coordinator {
             .map(|(s, _)| s.clone())
             .collect();
         for station in lapsed {
-            self.lose(runner, &station, "its lease could not be renewed in time").await;
+            self.lose(runner, &station, "its lease could not be renewed in time")
+                .await;
         }
     }
 
@@ -284,14 +297,23 @@ impl Coordinator {
         if let Some(h) = self.owned.remove(station) {
             let until = wall_time(h.lease.deadline().min(Instant::now()));
             h.lease.revoke();
-            if let Err(e) = self.bucket.delete(&Key::Station(station.clone()), h.revision).await {
+            if let Err(e) = self
+                .bucket
+                .delete(&Key::Station(station.clone()), h.revision)
+                .await
+            {
                 tracing::warn!(station = %station, error = %e, "cannot release the lease; it expires by itself");
             }
             tracing::info!(station = %station, reason = why, held_until = %until, "released the station");
         }
     }
 
-    async fn take(&mut self, runner: &mut dyn StationRunner, station: &StationName, stale: Option<u64>) {
+    async fn take(
+        &mut self,
+        runner: &mut dyn StationRunner,
+        station: &StationName,
+        stale: Option<u64>,
+    ) {
         let key = Key::Station(station.clone());
         let mut holder = self.me.clone();
         holder.since = crate::message::Timestamp::now().to_rfc3339();
@@ -304,7 +326,13 @@ impl Coordinator {
             Ok(Cas::Written(revision)) => {
                 let lease = Lease::until(self.timing.deadline(sent));
                 tracing::info!(station = %station, member = %self.me.owner, "took the station's lease");
-                self.owned.insert(station.clone(), Held { revision, lease: lease.clone() });
+                self.owned.insert(
+                    station.clone(),
+                    Held {
+                        revision,
+                        lease: lease.clone(),
+                    },
+                );
                 runner.start(station.clone(), lease);
             }
             Ok(Cas::Conflict) => {}
@@ -316,7 +344,10 @@ impl Coordinator {
         match &self.stations {
             StationList::Listed(list) => self.known = list.iter().cloned().collect(),
             StationList::All => {
-                if self.discovered_at.is_some_and(|t| t.elapsed() < DISCOVERY_INTERVAL) {
+                if self
+                    .discovered_at
+                    .is_some_and(|t| t.elapsed() < DISCOVERY_INTERVAL)
+                {
                     return;
                 }
                 let own = bucket_stream(self.bucket.name());

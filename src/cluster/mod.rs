@@ -131,7 +131,10 @@ impl Cluster {
 
     /// The upload claims the compactor takes.
     pub fn upload_claims(&self) -> Arc<dyn UploadClaims> {
-        Arc::new(claims::BucketClaims::new(self.bucket.clone(), self.me.clone()))
+        Arc::new(claims::BucketClaims::new(
+            self.bucket.clone(),
+            self.me.clone(),
+        ))
     }
 
     /// What `GET /v1/status` reports of this member.

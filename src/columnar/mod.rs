@@ -38,7 +38,8 @@ pub mod encode;
 pub mod schema;
 
 pub use decode::{
-    decode_file, file_info, file_seqs, page_selection, reader_options, select_row_groups, FileInfo, Selection,
+    decode_file, file_info, file_seqs, page_selection, reader_options, select_row_groups, FileInfo,
+    Selection,
 };
 pub use encode::{encode_file, writer_properties, FileEncoder, FileSummary};
 pub use schema::{check_schema, from_record_batch, schema, to_record_batch};

@@ -649,7 +649,9 @@ impl Compactor {
                     source: Box::new(op_error(u.op, &u.path, u.source)),
                 })
             }
-            Err(WriteError::Claim(reason)) => return Err(CompactionError::Claim { segment, reason }),
+            Err(WriteError::Claim(reason)) => {
+                return Err(CompactionError::Claim { segment, reason })
+            }
             Err(WriteError::Internal(reason)) => return Err(internal(reason)),
         };
         for (station, rows) in &done.dropped {

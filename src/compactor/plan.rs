@@ -123,8 +123,9 @@ pub type Dropped = BTreeMap<StationName, u64>;
 /// Removes from `plan` every row whose `(station, seq)` a stored file already
 /// holds (another process archived it: a takeover redelivered what an old
 /// owner had made durable without acknowledging), and splits what remains
-/// of each file into runs that no stored file's key range falls between, so
-/// new keys never equal stored ones.
+/// of each file into runs whose key ranges hold no stored row, so new keys
+/// never equal stored ones. (Key ranges may still interleave: a stored
+/// file's range can span rows it lacks, which stay here.)
 ///
 /// A planned file whose key *and* seqs equal a stored file's is this
 /// segment's own earlier attempt (or identical content): it stays as
@@ -156,11 +157,10 @@ pub fn subtract_stored(mut plan: SegmentPlan, stored: &Stored) -> (SegmentPlan, 
             .iter()
             .flat_map(|f| f.seqs.iter().copied())
             .collect();
-        let between = |after: u64, before: u64| {
-            meeting
-                .iter()
-                .any(|f| f.first_seq < before && f.last_seq > after)
-        };
+        // A stored row between two kept rows splits them: a new key's range
+        // then holds no stored row, and so never equals a stored key (whose
+        // first seq is a stored row).
+        let between = |after: u64, before: u64| present.range(after + 1..before).next().is_some();
         let mut run: Option<(usize, usize)> = None;
         let close = |run: (usize, usize), files: &mut Vec<FilePlan>| {
             let (start, end) = run;
@@ -481,6 +481,7 @@ mod tests {
                 }
                 for f in &out.files {
                     proptest::prop_assert!(!files.iter().any(|g| g.first_seq == f.key.first_seq && g.last_seq == f.key.last_seq));
+                    proptest::prop_assert!(held.range(f.key.first_seq..=f.key.last_seq).next().is_none(), "a stored row inside new key {:?}", f.key);
                 }
             }
             let total: u64 = dropped.values().sum();
