@@ -446,6 +446,48 @@ async fn a_third_process_joins_takes_a_share_and_nothing_is_archived_twice() {
         })
         .await;
     eprintln!("third process owned its share after {joined:?}");
+    // The whole table from the bucket, and each process's own view.
+    let (url, consumer) = (setup.url.clone(), setup.consumer.clone());
+    let out = blocking(move || {
+        strata(args![
+            "status",
+            "--nats",
+            url,
+            "--consumer",
+            consumer,
+            "--json"
+        ])
+        .ok()
+    })
+    .await;
+    let table: serde_json::Value = serde_json::from_str(&out.stdout).expect("status JSON");
+    assert_eq!(
+        table["members"].as_array().map(Vec::len),
+        Some(3),
+        "{table}"
+    );
+    assert_eq!(
+        table["stations"].as_array().map(Vec::len),
+        Some(4),
+        "{table}"
+    );
+    let mut owned = 0;
+    for run in [&a, &b, &c] {
+        let status: serde_json::Value = http_client()
+            .get(format!("{}/v1/status", run.http.base()))
+            .send()
+            .await
+            .expect("GET /v1/status")
+            .json()
+            .await
+            .expect("status JSON");
+        assert!(status["cluster"]["member"].is_string(), "{status}");
+        owned += status["cluster"]["owned"].as_array().map_or(0, Vec::len);
+    }
+    assert!(
+        owned <= 4,
+        "the processes' own views claim {owned} stations"
+    );
     publisher.await.expect("publisher");
     setup.caught_up(per_stream).await;
     let configs: Vec<PathBuf> = ["a", "b", "c"].iter().map(|n| setup.config(n).0).collect();

@@ -8,6 +8,7 @@ mod inspect;
 mod ls;
 mod overrides;
 mod run;
+mod status;
 mod storage;
 
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ enum Command {
     /// Check the object storage configuration.
     #[command(subcommand)]
     Storage(StorageCommand),
+    /// Print which process archives which station (the cluster sharing a NATS consumer).
+    Status(status::StatusArgs),
 }
 
 /// `strata restore`: the archive flag, then the restore's own arguments.
@@ -129,6 +132,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             archive.apply(&mut config);
             storage::check(config).await
         }
+        Command::Status(args) => status::status(config, args).await,
     }
 }
 

@@ -160,6 +160,36 @@ impl Bucket {
         Ok(Bucket { kv, name, lease })
     }
 
+    /// Opens the bucket of `consumer` if it exists (nothing is created).
+    ///
+    /// # Errors
+    /// [`BucketError`] when the server cannot be asked.
+    pub async fn existing(
+        js: &jetstream::Context,
+        consumer: &str,
+    ) -> Result<Option<Bucket>, BucketError> {
+        let name = bucket_name(consumer);
+        let Ok(mut stream) = js.get_stream(bucket_stream(&name)).await else {
+            return Ok(None);
+        };
+        let lease = stream
+            .info()
+            .await
+            .map_err(|e| BucketError {
+                bucket: name.clone(),
+                what: "reading the bucket",
+                source: e.into(),
+            })?
+            .config
+            .max_age;
+        let kv = js.get_key_value(&name).await.map_err(|e| BucketError {
+            bucket: name.clone(),
+            what: "opening the bucket",
+            source: e.into(),
+        })?;
+        Ok(Some(Bucket { kv, name, lease }))
+    }
+
     /// The bucket's name.
     pub fn name(&self) -> &str {
         &self.name

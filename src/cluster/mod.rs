@@ -54,6 +54,7 @@ pub mod coordinator;
 pub mod keys;
 pub mod lease;
 pub mod share;
+pub mod table;
 
 use std::sync::Arc;
 
