@@ -211,14 +211,12 @@ impl Setup {
     }
 }
 
+/// Bucket readings over time: station → owner.
+type Samples = Arc<Mutex<Vec<BTreeMap<String, String>>>>;
+
 /// Samples the bucket every 200 ms until stopped; the samples name the
 /// members that owned each station over time.
-fn sample_bucket(
-    setup: &Arc<Setup>,
-) -> (
-    Arc<Mutex<Vec<BTreeMap<String, String>>>>,
-    tokio::sync::watch::Sender<bool>,
-) {
+fn sample_bucket(setup: &Arc<Setup>) -> (Samples, tokio::sync::watch::Sender<bool>) {
     let samples = Arc::new(Mutex::new(Vec::new()));
     let (tx, mut rx) = tokio::sync::watch::channel(false);
     let (s, out) = (Arc::clone(setup), Arc::clone(&samples));
