@@ -14,11 +14,14 @@
 # message: the point on a 2-core machine is that the second process adds no
 # per-message cost, not that it doubles throughput.
 #
-#   N=200000 SIZE=1024 benches/cluster_scale.sh
+#   N=800000 SIZE=1024 LEASE=2s benches/cluster_scale.sh
 set -euo pipefail
 
-N=${N:-200000}
+N=${N:-800000}
 SIZE=${SIZE:-1024}
+# A short lease so that the two processes have balanced (4 + 4) within a
+# second or two of a run that lasts several seconds; both runs use it.
+LEASE=${LEASE:-2s}
 STATIONS=8
 PER=$(( N / STATIONS ))
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,7 +45,7 @@ cleanup() {
     if [ "$rc" != 0 ]; then tail -n 20 "$WORK"/*.log >&2 2>/dev/null || true; fi
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     if [ -n "$NATS_PID" ]; then kill "$NATS_PID" 2>/dev/null || true; wait "$NATS_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
+    if [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; else echo "kept $WORK" >&2; fi
 }
 trap cleanup EXIT
 
@@ -82,6 +85,8 @@ listen = "127.0.0.1:$port"
 url = "$URL"
 stations = $LIST
 consumer = "$2"
+[cluster]
+lease = "$LEASE"
 TOML
 }
 
@@ -117,15 +122,16 @@ echo "(2) two processes sharing $STATIONS stations..." >&2
 read -r TWO_S TWO_CPU < <(run two left right)
 OWNED_L=$(grep -c "took the station's lease" "$WORK/left.log" || true)
 OWNED_R=$(grep -c "took the station's lease" "$WORK/right.log" || true)
+RELEASED=$(cat "$WORK/left.log" "$WORK/right.log" | grep "released the station" | grep -c "balancing" || true)
 
-python3 - "$N" "$SIZE" "$ONE_S" "$ONE_CPU" "$TWO_S" "$TWO_CPU" "$OWNED_L" "$OWNED_R" <<'PY'
+python3 - "$N" "$SIZE" "$ONE_S" "$ONE_CPU" "$TWO_S" "$TWO_CPU" "$OWNED_L" "$OWNED_R" "$RELEASED" "$LEASE" <<'PY'
 import sys
 n, size = int(sys.argv[1]), int(sys.argv[2])
 one_s, one_cpu, two_s, two_cpu = map(float, sys.argv[3:7])
-left, right = sys.argv[7], sys.argv[8]
-print(f"messages: {n} x {size} B over 8 stations")
+left, right, released, lease = sys.argv[7:11]
+print(f"messages: {n} x {size} B over 8 stations, lease {lease}")
 print(f"(1) one process    {n / one_s:10,.0f} msg/s  ({one_s:.2f} s)  CPU {one_cpu / n * 1e6:.1f} us/msg")
 print(f"(2) two processes  {n / two_s:10,.0f} msg/s  ({two_s:.2f} s)  CPU {two_cpu / n * 1e6:.1f} us/msg"
-      f"  (stations taken: {left} + {right})")
+      f"  (leases taken: {left} + {right}, released while balancing: {released})")
 print(f"ratio two/one: {one_s / two_s:.2f}x throughput, {two_cpu / one_cpu:.2f}x CPU per message")
 PY

@@ -34,10 +34,12 @@
 //! fetching (beyond the one batch fetched ahead), keeps the batches
 //! unacknowledged (the messages wait in the broker) and retries the same
 //! batch with backoff. At shutdown the batch being appended is finished and
-//! acknowledged; a batch fetched ahead is left unacknowledged and redelivered
-//! on the next run. Fetch, ack and connection errors
-//! are logged and retried with backoff; `async-nats` reconnects by itself
-//! after a server restart. A worker only ends at shutdown.
+//! acknowledged; a batch fetched ahead is given back (a negative
+//! acknowledgement, so it is redelivered at once, to this process's next run
+//! or to the member that takes the station over). Fetch, ack and connection
+//! errors are logged and retried with backoff; `async-nats` reconnects by
+//! itself after a server restart. A worker only ends at shutdown (or, in a
+//! cluster, when its station's lease ends).
 //!
 //! Streams with work-queue retention are not archived (an acknowledgement
 //! removes the message, so archiving would take it away from the stream's

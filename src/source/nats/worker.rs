@@ -353,12 +353,14 @@ impl StationWorker {
     /// since deliveries to a request nobody reads would sit in the broker
     /// until redelivered after [`ACK_WAIT`]. At shutdown the batch being
     /// stored is finished (appended and acknowledged) and a prefetched one is
-    /// dropped unacknowledged: the broker redelivers it on the next run.
+    /// given back unstored (negatively acknowledged): the broker redelivers
+    /// it at once, to whoever fetches the station next.
     async fn pull(&mut self, consumer: &PullConsumer) -> Result<(), PullError> {
         let batch = self.config.fetch_batch;
         let mut chunk = Vec::new();
         loop {
             if self.stopping() {
+                release(&chunk).await;
                 return Err(PullError::Stop(Stop::Shutdown));
             }
             let mut shutdown = self.shutdown.clone();
@@ -368,7 +370,12 @@ impl StationWorker {
             }
             let prefetch = next_chunk(consumer, batch, &mut shutdown);
             let (stored, fetched) = tokio::join!(self.store(std::mem::take(&mut chunk)), prefetch);
-            stored.map_err(PullError::Stop)?;
+            if let Err(stop) = stored {
+                if let Ok(fetched) = &fetched {
+                    release(fetched).await;
+                }
+                return Err(PullError::Stop(stop));
+            }
             self.errors.reset();
             chunk = fetched?;
         }
@@ -679,6 +686,15 @@ impl StationWorker {
     }
 }
 
+/// Gives a fetched batch that was never stored back to the server (a
+/// negative acknowledgement): it is redelivered at once, e.g. to the
+/// process that takes the station over, instead of after the ack wait.
+async fn release(chunk: &[Message]) {
+    for m in chunk {
+        let _ = m.ack_with(jetstream::AckKind::Nak(None)).await;
+    }
+}
+
 /// A server time (Unix nanoseconds) as RFC 3339 with nanoseconds, UTC.
 pub(crate) fn rfc3339_nanos(nanos: i128) -> String {
     let secs = nanos.div_euclid(1_000_000_000) as i64;
@@ -785,12 +801,23 @@ async fn fetch(
     };
     // A request whose end was lost (server restart) must not hang the worker.
     let limit = FETCH_EXPIRY + Duration::from_secs(10);
+    let read = tokio::time::timeout(limit, read);
+    tokio::pin!(read);
     tokio::select! {
-        r = tokio::time::timeout(limit, read) => match r {
+        r = &mut read => match r {
             Ok(r) => r.map_err(PullError::Nats),
             Err(_) => Err(PullError::Nats("pull request got no answer in time".into())),
         },
-        () = shutdown_requested(shutdown) => Err(PullError::Stop(Stop::Shutdown)),
+        () = shutdown_requested(shutdown) => {
+            // Read the request to its end (it expires within FETCH_EXPIRY)
+            // and give its messages back: redelivered at once, not after the
+            // ack wait, to whoever fetches the station next.
+            let rest = FETCH_EXPIRY + Duration::from_secs(1);
+            if let Ok(Ok(Ok(chunk))) = tokio::time::timeout(rest, read).await {
+                release(&chunk).await;
+            }
+            Err(PullError::Stop(Stop::Shutdown))
+        }
     }
 }
 
