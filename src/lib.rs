@@ -9,6 +9,7 @@
 
 pub mod backoff;
 pub mod catalog;
+pub mod cluster;
 pub mod columnar;
 pub mod compactor;
 pub mod config;

@@ -29,6 +29,9 @@
 //! | `strata_gap_messages_total` | counter | station | NATS source: messages the stream expelled (or lost) before Strata read them |
 //! | `strata_restore_echoes_total` | counter | station | NATS source: messages recognised as restored copies of archived ones, not archived again |
 //! | `strata_expel_risk` | gauge | station | NATS source: how close the oldest unarchived message is to the stream's limits (0..1, 1 = about to be lost) |
+//! | `strata_cluster_stations_owned` | gauge | | cluster: stations whose lease this process holds now |
+//! | `strata_cluster_lease_losses_total` | counter | | cluster: leases lost (renewal conflicted or could not be made before the deadline); archiving of the station stopped at once |
+//! | `strata_cluster_duplicates_dropped_total` | counter | station | compactor (cluster): rows left out of an upload because another process had already archived them |
 //!
 //! Counters are registered without their `_total` suffix: `prometheus-client`
 //! adds it to the exposed name.
@@ -111,6 +114,7 @@ struct Families {
     gap_messages: Family<Station, Counter>,
     restore_echoes: Family<Station, Counter>,
     expel_risk: Family<Station, FloatGauge>,
+    cluster_dropped: Family<Station, Counter>,
 }
 
 /// Status codes below 100 are counted as 100, above 599 as 600.
@@ -173,6 +177,8 @@ pub struct Metrics {
     compaction_duration: Histogram,
     compacted_bytes: Counter,
     compacted_rows: Counter,
+    cluster_owned: IntGauge,
+    cluster_lease_losses: Counter,
 }
 
 impl Default for Metrics {
@@ -201,6 +207,8 @@ impl Metrics {
             compaction_duration: Histogram::new(COMPACTION_BUCKETS),
             compacted_bytes: Counter::default(),
             compacted_rows: Counter::default(),
+            cluster_owned: IntGauge::default(),
+            cluster_lease_losses: Counter::default(),
         };
         m.register()
     }
@@ -315,6 +323,24 @@ impl Metrics {
             "strata_compaction_duration_seconds",
             "Time to compact and upload one WAL segment",
             self.compaction_duration.clone(),
+        );
+        add(
+            r,
+            "strata_cluster_stations_owned",
+            "Stations whose lease this process holds now (cluster of processes sharing the NATS consumer)",
+            self.cluster_owned.clone(),
+        );
+        add(
+            r,
+            "strata_cluster_lease_losses",
+            "Station leases lost (renewal conflicted or missed its deadline); the station stopped being archived here at once",
+            self.cluster_lease_losses.clone(),
+        );
+        add(
+            r,
+            "strata_cluster_duplicates_dropped",
+            "Rows left out of an upload because another Strata process had already archived them (after a takeover)",
+            f.cluster_dropped.clone(),
         );
         add(
             r,
@@ -438,6 +464,27 @@ impl Metrics {
         self.wal_poisoned.set(u64::from(status.wal_poisoned));
         self.compactor_failing
             .set(status.compactor_failing.as_secs_f64());
+    }
+
+    /// Cluster: the stations whose lease this process holds now.
+    pub fn set_cluster_stations_owned(&self, n: u64) {
+        self.cluster_owned.set(n);
+    }
+
+    /// Cluster: a lease was lost.
+    pub fn inc_cluster_lease_loss(&self) {
+        self.cluster_lease_losses.inc();
+    }
+
+    /// Cluster: `rows` rows of `station` were left out of an upload as
+    /// already archived by another process.
+    pub fn inc_cluster_duplicates_dropped(&self, station: &str, rows: u64) {
+        self.families
+            .cluster_dropped
+            .get_or_create(&Station {
+                station: station.to_string(),
+            })
+            .inc_by(rows);
     }
 
     /// Sets the request body bytes the HTTP server holds now.

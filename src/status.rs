@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+pub use crate::cluster::coordinator::MemberStatus;
 use crate::message::{StationName, Timestamp};
 use crate::metrics::{IdentityFigures, Metrics};
 use crate::wal::{StationLoads, WalStats};
@@ -80,6 +81,10 @@ pub struct Status {
     pub wal: WalStatus,
     /// One entry per station this process archives or holds in its WAL, by name.
     pub stations: Vec<StationStatus>,
+    /// With `[nats]`: this process as a member of the cluster sharing the
+    /// consumer, and the stations it owns now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<MemberStatus>,
 }
 
 /// The WAL part of [`Status`].
@@ -153,6 +158,8 @@ pub struct Inputs {
     pub identity: BTreeMap<String, IdentityFigures>,
     /// Messages ingested per station.
     pub ingested: BTreeMap<String, u64>,
+    /// The cluster member, with `[nats]`.
+    pub cluster: Option<MemberStatus>,
 }
 
 impl Inputs {
@@ -174,6 +181,7 @@ impl Inputs {
             oldest_unuploaded_age_seconds: metrics.oldest_unuploaded_age(),
             identity: metrics.identity_figures(),
             ingested: metrics.ingested_messages(),
+            cluster: None,
         }
     }
 }
@@ -241,6 +249,7 @@ pub fn build(inputs: &Inputs) -> Status {
             per_station_complete: inputs.loads.complete,
         },
         stations,
+        cluster: inputs.cluster.clone(),
     }
 }
 
@@ -438,6 +447,7 @@ mod tests {
             ingested: [("orders".to_string(), 10), ("web".to_string(), 1)]
                 .into_iter()
                 .collect(),
+            cluster: None,
         }
     }
 

@@ -87,15 +87,30 @@ impl CompactionObserver for FlushObserver {
     }
 }
 
-/// Flushes in this process: no `strata run` owns the WAL.
+/// Flushes in this process: no `strata run` owns the WAL. With `[nats]`,
+/// under the cluster's upload claims (this WAL may hold messages another
+/// member archived after a takeover).
 async fn flush_here(config: &Config, wal: Wal) -> Result<CompactionReport, CliError> {
     let archive = Archive::open(&config.storage)?;
-    let compactor = Compactor::new(
+    let mut compactor = Compactor::new(
         wal.clone(),
         archive,
         &config.compaction,
         Arc::new(FlushObserver(CrashAt::from_env())),
     );
+    if !config.nats.url.is_empty() {
+        let cluster =
+            strata::cluster::Cluster::join(&config.nats, &config.cluster, wal.wal_id(), None)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "{e}; with [nats] set, flush uploads under the cluster's upload claims \
+                         so no message is archived twice: start NATS, or (only if no other \
+                         strata run archives these stations) flush with a config without [nats]"
+                    )
+                })?;
+        compactor = compactor.with_upload_claims(cluster.upload_claims());
+    }
     let report = compactor.flush().await;
     wal.close()?;
     Ok(report?)

@@ -9,6 +9,7 @@ mod ls;
 mod overrides;
 mod restore;
 mod run;
+mod status;
 mod storage;
 
 use std::path::PathBuf;
@@ -57,6 +58,8 @@ enum Command {
     /// Check the object storage configuration.
     #[command(subcommand)]
     Storage(StorageCommand),
+    /// Print which process archives which station (the cluster sharing a NATS consumer).
+    Status(status::StatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +119,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             archive.apply(&mut config);
             storage::check(config).await
         }
+        Command::Status(args) => status::status(config, args).await,
     }
 }
 

@@ -1,11 +1,13 @@
 //! `strata run`: the archiver process. Wiring only: the WAL, the background
-//! compactor, HTTP ingest with the admin endpoints, the NATS source, metrics,
-//! and a clean stop on SIGINT/SIGTERM.
+//! compactor, HTTP ingest with the admin endpoints, the NATS source (as a
+//! member of the cluster of processes sharing its consumer), metrics, and a
+//! clean stop on SIGINT/SIGTERM.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use strata::cluster::Cluster;
 use strata::compactor::{
     CompactionError, CompactionObserver, Compactor, FailPoint, FailPointAction,
 };
@@ -59,7 +61,22 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::new(config.compaction.unhealthy_after).with_wal(wal.clone()));
     let uploads = Arc::new(Uploads::default());
-    let compactor = Arc::new(Compactor::new(
+    // With [nats], this process is a member of the cluster sharing the
+    // consumer (a lone process is a cluster of one).
+    let cluster = if config.nats.url.is_empty() {
+        None
+    } else {
+        Some(
+            Cluster::join(
+                &config.nats,
+                &config.cluster,
+                wal.wal_id(),
+                Some(config.http.listen.clone()),
+            )
+            .await?,
+        )
+    };
+    let mut compactor = Compactor::new(
         wal.clone(),
         archive.clone(),
         &config.compaction,
@@ -69,7 +86,11 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
             uploads: uploads.clone(),
             crash_at: CrashAt::from_env(),
         }),
-    ));
+    );
+    if let Some(c) = &cluster {
+        compactor = compactor.with_upload_claims(c.upload_claims());
+    }
+    let compactor = Arc::new(compactor);
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
@@ -86,25 +107,37 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
         .with_flush(Arc::new(CompactorFlush(compactor.clone())))
         .with_nats_stations(nats_stations.clone())
         .with_uploads(uploads);
+    let state = match &cluster {
+        Some(c) => state.with_cluster(c.status()),
+        None => state,
+    };
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(http::serve(listener, state, async move {
         let _ = http_stop.wait_for(|stop| *stop).await;
     }));
 
-    let nats_task = if config.nats.url.is_empty() {
-        None
-    } else {
-        Some(
-            NatsSource::start(
-                &config.nats,
-                wal.clone(),
-                Ledger::new(archive.clone()),
-                nats_stations,
-                metrics.clone(),
-                stop_rx.clone(),
-            )
-            .await?,
-        )
+    let nats_task = match &cluster {
+        None => None,
+        Some(cluster) => {
+            // What the WAL holds from an earlier run goes up (under upload
+            // claims) before this process takes any station.
+            if !flush_before_leases(&compactor, stop_rx.clone()).await {
+                None
+            } else {
+                Some(
+                    NatsSource::start_cluster(
+                        &config.nats,
+                        wal.clone(),
+                        Ledger::new(archive.clone()),
+                        nats_stations,
+                        metrics.clone(),
+                        cluster,
+                        stop_rx.clone(),
+                    )
+                    .await?,
+                )
+            }
+        }
     };
     let compactor_rt =
         compactor_runtime().map_err(|e| format!("cannot start the compactor's runtime: {e}"))?;
@@ -198,6 +231,52 @@ fn lower_thread_priority() {
 #[cfg(not(target_os = "linux"))]
 fn lower_thread_priority() {}
 
+/// Uploads what the WAL holds before the process takes station leases,
+/// retrying with backoff while the archive fails. Returns false when a stop
+/// was asked for first.
+async fn flush_before_leases(compactor: &Compactor, mut stop: watch::Receiver<bool>) -> bool {
+    let wal = compactor.wal();
+    let holds = !wal.sealed().is_empty()
+        || wal
+            .station_loads()
+            .stations
+            .values()
+            .any(|l| l.messages > 0);
+    if !holds {
+        return true;
+    }
+    tracing::info!(
+        "the WAL holds messages from an earlier run: uploading them before taking stations"
+    );
+    let mut failures = 0;
+    loop {
+        match compactor.flush().await {
+            Ok(report) => {
+                tracing::info!(
+                    files = report.files().count(),
+                    rows = report.rows(),
+                    "uploaded the WAL of the earlier run"
+                );
+                return true;
+            }
+            Err(e) => {
+                failures += 1;
+                let pause = strata::backoff::nth(
+                    Duration::from_millis(500),
+                    Duration::from_secs(30),
+                    failures,
+                );
+                tracing::warn!(error = %e, retry_in = ?pause,
+                    "cannot upload the earlier run's WAL yet; no station is taken until it is");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    _ = stop.wait_for(|s| *s) => return false,
+                }
+            }
+        }
+    }
+}
+
 /// Feeds compaction events into the process metrics, health and status.
 #[derive(Debug)]
 struct MetricsObserver {
@@ -213,6 +292,10 @@ impl CompactionObserver for MetricsObserver {
     }
     fn inc_upload_error(&self) {
         self.metrics.inc_upload_error();
+    }
+    fn duplicates_dropped(&self, station: &strata::StationName, rows: u64) {
+        self.metrics
+            .inc_cluster_duplicates_dropped(station.as_str(), rows);
     }
     fn inc_upload_retry(&self) {
         self.metrics.inc_upload_retry();

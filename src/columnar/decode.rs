@@ -352,3 +352,31 @@ pub fn decode_file(
     }
     Ok(out)
 }
+
+/// Every seq a data file holds, in file order (ascending), reading only the
+/// `seq` column: how a cluster member learns which rows another process
+/// already archived.
+///
+/// # Errors
+/// [`ColumnarError::Parquet`] for a damaged file; [`ColumnarError::Schema`] for a
+/// file without the data schema.
+pub fn file_seqs(bytes: Bytes) -> Result<Vec<u64>, ColumnarError> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(bytes, reader_options())?;
+    check_schema(builder.schema())?;
+    let column = builder
+        .schema()
+        .index_of(SEQ)
+        .map_err(|e| ColumnarError::Schema(e.to_string()))?;
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [column]);
+    let mut out = Vec::new();
+    for batch in builder.with_projection(mask).build()? {
+        let batch = batch?;
+        let seqs = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
+            .ok_or_else(|| ColumnarError::Schema("column seq is not Int64".into()))?;
+        out.extend(seqs.values().iter().map(|&s| s as u64));
+    }
+    Ok(out)
+}

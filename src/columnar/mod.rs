@@ -40,7 +40,8 @@ pub mod parallel;
 pub mod schema;
 
 pub use decode::{
-    decode_file, file_info, page_selection, reader_options, select_row_groups, FileInfo, Selection,
+    decode_file, file_info, file_seqs, page_selection, reader_options, select_row_groups, FileInfo,
+    Selection,
 };
 pub use encode::{
     encode_file, row_group_ends, writer_properties, EncodedRowGroup, FileEncoder, FileSummary,

@@ -13,7 +13,12 @@
 //! rewrites the same keys (never a second copy) or, when the commit record is
 //! already stored, only deletes the segment. So every message ends up in the
 //! archive exactly once.
+//!
+//! In a cluster ([`Compactor::with_upload_claims`]) step 3 first claims the
+//! segment's stations and leaves out rows another process already archived
+//! ([`claims`]): after a takeover two WALs may hold the same `(station, seq)`.
 
+pub mod claims;
 pub mod plan;
 pub mod upload;
 mod worker;
@@ -37,6 +42,7 @@ use crate::message::{StationName, Timestamp};
 use crate::store::{Archive, StoreError};
 use crate::wal::{SealedSegment, SegmentId, Wal, WalError};
 
+use self::claims::UploadClaims;
 use self::upload::UploadOptions;
 use self::worker::{WriteError, WrittenFile};
 
@@ -70,6 +76,11 @@ pub trait CompactionObserver: Send + Sync + fmt::Debug {
     }
     /// A corrupt segment was set aside instead of compacted.
     fn inc_segment_set_aside(&self) {}
+    /// `rows` rows of `station` were left out of a segment's files because
+    /// another process had already archived them (cluster).
+    fn duplicates_dropped(&self, station: &StationName, rows: u64) {
+        let _ = (station, rows);
+    }
     /// A compaction pass failed (see [`CompactionError::is_permanent`]).
     fn compaction_failed(&self, error: &CompactionError) {
         let _ = error;
@@ -180,6 +191,15 @@ pub enum CompactionError {
         segment: u64,
         /// Where it stopped.
         point: FailPoint,
+    },
+    /// In a cluster: the segment's stations could not be claimed for upload,
+    /// or a claim lapsed before the files were stored.
+    #[error("segment {segment}: {reason}; the segment stays in the WAL and compaction retries it")]
+    Claim {
+        /// The segment.
+        segment: u64,
+        /// What happened.
+        reason: String,
     },
     /// Something that should not happen; the segment stays in the WAL.
     #[error("compaction of segment {segment} failed: {reason} (please report this as a bug)")]
@@ -334,6 +354,7 @@ pub struct Compactor {
     upload: UploadOptions,
     observer: Arc<dyn CompactionObserver>,
     failpoint: Option<FailPoint>,
+    claims: Option<Arc<dyn UploadClaims>>,
     state: Mutex<State>,
 }
 
@@ -361,6 +382,7 @@ impl Compactor {
             },
             observer,
             failpoint: None,
+            claims: None,
             state: Mutex::new(State::default()),
         }
     }
@@ -369,6 +391,13 @@ impl Compactor {
     /// with [`CompactionError::FailPoint`]: for in-process tests.
     pub fn with_failpoint(mut self, point: Option<FailPoint>) -> Self {
         self.failpoint = point;
+        self
+    }
+
+    /// Cluster mode: claim each segment's stations before uploading and
+    /// leave out rows another process already archived (see [`claims`]).
+    pub fn with_upload_claims(mut self, claims: Arc<dyn UploadClaims>) -> Self {
+        self.claims = Some(claims);
         self
     }
 
@@ -596,6 +625,7 @@ impl Compactor {
             archive,
             &self.parquet,
             self.upload,
+            self.claims.as_deref(),
         )
         .await;
         let done = match done {
@@ -613,8 +643,18 @@ impl Compactor {
                     source: Box::new(e),
                 })
             }
+            Err(WriteError::Claim(reason)) => {
+                return Err(CompactionError::Claim { segment, reason })
+            }
             Err(WriteError::Internal(reason)) => return Err(internal(reason)),
         };
+        for (station, rows) in &done.dropped {
+            tracing::info!(
+                segment, station = %station, rows,
+                "left out rows another Strata process already archived (redelivered after a takeover)"
+            );
+            self.observer.duplicates_dropped(station, *rows);
+        }
         if done.duplicates > 0 {
             tracing::info!(
                 segment,

@@ -6,12 +6,15 @@
 //! 2. messages are grouped by `(station, UTC hour of the timestamp)`;
 //! 3. each group is sorted by seq and becomes one file whose [`DataKey`] is
 //!    derived only from what the file holds (station, hour, first and last seq),
-//!    so planning the same segment again after a crash names the same objects.
+//!    so planning the same segment again after a crash names the same objects;
+//! 4. in a cluster ([`subtract_stored`]), rows another process already
+//!    archived are dropped, given the stored files of the same partitions.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 
 use crate::layout::{DataKey, Hour};
-use crate::message::Message;
+use crate::message::{Message, StationName};
 
 /// One file to write: its key and the rows of [`SegmentPlan::messages`] it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,13 +111,117 @@ fn hour_number(m: &Message) -> i64 {
     m.timestamp.micros().div_euclid(HOUR_MICROS)
 }
 
+/// A data file already in the archive, in the hour partition of a planned file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    /// First seq of its key.
+    pub first_seq: u64,
+    /// Last seq of its key.
+    pub last_seq: u64,
+    /// Every seq it holds, ascending, when its key range meets a planned
+    /// file's range (what the subtraction looks at); may be empty otherwise.
+    pub seqs: Vec<u64>,
+}
+
+impl StoredFile {
+    fn meets(&self, first: u64, last: u64) -> bool {
+        self.first_seq <= last && first <= self.last_seq
+    }
+}
+
+/// The stored files of each (station, hour) partition a plan writes into.
+pub type Stored = HashMap<(StationName, Hour), Vec<StoredFile>>;
+
+/// Rows [`subtract_stored`] dropped, per station.
+pub type Dropped = BTreeMap<StationName, u64>;
+
+/// Removes from `plan` every row whose `(station, seq)` a stored file already
+/// holds (another process archived it: a takeover redelivered what an old
+/// owner had made durable without acknowledging), and splits what remains
+/// of each file into runs whose key ranges hold no stored row, so new keys
+/// never equal stored ones. (Key ranges may still interleave: a stored
+/// file's range can span rows it lacks, which stay here.)
+///
+/// A planned file whose key *and* seqs equal a stored file's is this
+/// segment's own earlier attempt (or identical content): it stays as
+/// planned, and the upload rewrites the same object.
+pub fn subtract_stored(mut plan: SegmentPlan, stored: &Stored) -> (SegmentPlan, Dropped) {
+    let mut dropped = Dropped::new();
+    let mut files = Vec::with_capacity(plan.files.len());
+    for file in std::mem::take(&mut plan.files) {
+        let key = &file.key;
+        let Some(partition) = stored.get(&(key.station.clone(), key.hour)) else {
+            files.push(file);
+            continue;
+        };
+        let rows = &plan.messages[file.rows.clone()];
+        let meeting: Vec<&StoredFile> = partition
+            .iter()
+            .filter(|f| f.meets(key.first_seq, key.last_seq))
+            .collect();
+        let redo = meeting.iter().any(|f| {
+            f.first_seq == key.first_seq
+                && f.last_seq == key.last_seq
+                && f.seqs.iter().copied().eq(rows.iter().map(|m| m.seq))
+        });
+        if meeting.is_empty() || redo {
+            files.push(file);
+            continue;
+        }
+        let present: BTreeSet<u64> = meeting
+            .iter()
+            .flat_map(|f| f.seqs.iter().copied())
+            .collect();
+        // A stored row between two kept rows splits them: a new key's range
+        // then holds no stored row, and so never equals a stored key (whose
+        // first seq is a stored row).
+        let between = |after: u64, before: u64| present.range(after + 1..before).next().is_some();
+        let mut run: Option<(usize, usize)> = None;
+        let close = |run: (usize, usize), files: &mut Vec<FilePlan>| {
+            let (start, end) = run;
+            let at = file.rows.start;
+            files.push(FilePlan {
+                key: DataKey {
+                    station: key.station.clone(),
+                    hour: key.hour,
+                    first_seq: plan.messages[at + start].seq,
+                    last_seq: plan.messages[at + end - 1].seq,
+                },
+                rows: at + start..at + end,
+            });
+        };
+        for (i, m) in rows.iter().enumerate() {
+            if present.contains(&m.seq) {
+                *dropped.entry(key.station.clone()).or_default() += 1;
+                if let Some(r) = run.take() {
+                    close(r, &mut files);
+                }
+                continue;
+            }
+            run = match run {
+                Some((start, end)) if !between(rows[end - 1].seq, m.seq) => Some((start, i + 1)),
+                Some(r) => {
+                    close(r, &mut files);
+                    Some((i, i + 1))
+                }
+                None => Some((i, i + 1)),
+            };
+        }
+        if let Some(r) = run {
+            close(r, &mut files);
+        }
+    }
+    plan.files = files;
+    (plan, dropped)
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
     use chrono::NaiveDate;
 
     use super::*;
-    use crate::message::{StationName, Timestamp};
+    use crate::message::Timestamp;
 
     const HOUR_MICROS: i64 = 3_600_000_000;
     /// 2026-11-24T00:00:00Z in microseconds.
@@ -311,5 +418,125 @@ mod tests {
                 (NaiveDate::from_ymd_opt(2026, 11, 24).expect("date"), 0),
             ]
         );
+    }
+
+    fn stored(first: u64, last: u64, seqs: &[u64]) -> StoredFile {
+        StoredFile {
+            first_seq: first,
+            last_seq: last,
+            seqs: seqs.to_vec(),
+        }
+    }
+
+    fn keys(plan: &SegmentPlan) -> Vec<(u64, u64)> {
+        plan.files
+            .iter()
+            .map(|f| (f.key.first_seq, f.key.last_seq))
+            .collect()
+    }
+
+    #[test]
+    fn rows_another_process_archived_are_dropped_and_the_rest_split_around_them() {
+        let t = DAY;
+        let plan = plan_segment((1..=10).map(|s| msg("s", s, t, "")).collect());
+        let station = StationName::new("s").expect("valid");
+        let mut st = Stored::new();
+        st.insert((station.clone(), hour(0)), vec![stored(4, 6, &[4, 5, 6])]);
+        let (out, dropped) = subtract_stored(plan, &st);
+        assert_eq!(keys(&out), vec![(1, 3), (7, 10)]);
+        assert_eq!(dropped.get(&station), Some(&3));
+        assert_eq!(seqs(&out, &out.files[1]), vec![7, 8, 9, 10]);
+    }
+
+    #[test]
+    fn a_stored_range_with_a_hole_keeps_the_rows_it_lacks() {
+        // A stored 1-5 that lacks 3 (redelivered later, to this process).
+        let plan = plan_segment(vec![msg("s", 3, DAY, "")]);
+        let station = StationName::new("s").expect("valid");
+        let mut st = Stored::new();
+        st.insert((station, hour(0)), vec![stored(1, 5, &[1, 2, 4, 5])]);
+        let (out, dropped) = subtract_stored(plan, &st);
+        assert_eq!(keys(&out), vec![(3, 3)]);
+        assert!(dropped.is_empty());
+    }
+
+    #[test]
+    fn an_earlier_attempt_of_the_same_file_is_redone_as_planned() {
+        let plan = plan_segment((1..=3).map(|s| msg("s", s, DAY, "")).collect());
+        let station = StationName::new("s").expect("valid");
+        let mut st = Stored::new();
+        st.insert((station, hour(0)), vec![stored(1, 3, &[1, 2, 3])]);
+        let (out, dropped) = subtract_stored(plan.clone(), &st);
+        assert_eq!(out.files, plan.files);
+        assert!(dropped.is_empty());
+    }
+
+    #[test]
+    fn other_partitions_and_ranges_that_do_not_meet_change_nothing() {
+        let plan = plan_segment((5..=7).map(|s| msg("s", s, DAY, "")).collect());
+        let station = StationName::new("s").expect("valid");
+        let mut st = Stored::new();
+        st.insert((station.clone(), hour(0)), vec![stored(1, 4, &[])]);
+        st.insert((station, hour(1)), vec![stored(5, 7, &[5, 6, 7])]);
+        let (out, dropped) = subtract_stored(plan.clone(), &st);
+        assert_eq!(out.files, plan.files);
+        assert!(dropped.is_empty());
+    }
+
+    proptest::proptest! {
+        /// Whatever is stored: no row is lost (kept, or held by a stored
+        /// file), none is kept that a stored file holds, runs tile subsets
+        /// of their file, and no new key equals a stored key.
+        #[test]
+        fn subtraction_loses_nothing_and_doubles_nothing(
+            planned in proptest::collection::btree_set(0u64..60, 1..30),
+            owners in proptest::collection::vec(0u8..4, 60),
+        ) {
+            // Seq n is held by stored file owners[n] (1..=3), or by none (0);
+            // planned seqs may be held too (another process archived them).
+            let mut by_file: BTreeMap<u8, Vec<u64>> = BTreeMap::new();
+            for (seq, &o) in owners.iter().enumerate() {
+                if o > 0 {
+                    by_file.entry(o).or_default().push(seq as u64);
+                }
+            }
+            let files: Vec<StoredFile> = by_file
+                .values()
+                .filter(|v| !v.is_empty())
+                .map(|v| stored(v[0], v[v.len() - 1], v))
+                .collect();
+            let held: BTreeSet<u64> = files.iter().flat_map(|f| f.seqs.iter().copied()).collect();
+            let station = StationName::new("s").expect("valid");
+            let mut st = Stored::new();
+            st.insert((station, hour(0)), files.clone());
+            let plan = plan_segment(planned.iter().map(|&s| msg("s", s, DAY, "")).collect());
+            let original = plan.files[0].clone();
+            let (out, dropped) = subtract_stored(plan, &st);
+            let kept: Vec<u64> = out.files.iter().flat_map(|f| seqs(&out, f)).collect();
+            for s in &planned {
+                proptest::prop_assert!(kept.contains(s) || held.contains(s), "seq {} lost", s);
+            }
+            let is_redo = files.iter().any(|f| f.first_seq == original.key.first_seq && f.last_seq == original.key.last_seq && f.seqs.iter().eq(planned.iter()));
+            if !is_redo {
+                for s in &kept {
+                    proptest::prop_assert!(!held.contains(s), "seq {} archived twice", s);
+                }
+                for f in &out.files {
+                    proptest::prop_assert!(!files.iter().any(|g| g.first_seq == f.key.first_seq && g.last_seq == f.key.last_seq));
+                    proptest::prop_assert!(held.range(f.key.first_seq..=f.key.last_seq).next().is_none(), "a stored row inside new key {:?}", f.key);
+                }
+            }
+            let total: u64 = dropped.values().sum();
+            proptest::prop_assert_eq!(kept.len() as u64 + total, planned.len() as u64);
+            for w in out.files.windows(2) {
+                proptest::prop_assert!(w[0].rows.end <= w[1].rows.start);
+                proptest::prop_assert!(w[0].key.last_seq < w[1].key.first_seq);
+            }
+            for f in &out.files {
+                proptest::prop_assert!(original.rows.start <= f.rows.start && f.rows.end <= original.rows.end);
+                let s = seqs(&out, f);
+                proptest::prop_assert_eq!((s[0], s[s.len() - 1]), (f.key.first_seq, f.key.last_seq));
+            }
+        }
     }
 }

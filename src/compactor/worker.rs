@@ -10,7 +10,8 @@ use std::ops::ControlFlow;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::plan::{plan_segment, FilePlan, SegmentPlan};
+use super::claims::{stations_of, stored_files, HeldClaims, PlannedRange, UploadClaims};
+use super::plan::{plan_segment, subtract_stored, Dropped, FilePlan, SegmentPlan, Stored};
 use super::upload::{ObjectUpload, UploadOptions};
 use crate::columnar::{
     encode_in_order, row_group_ends, ColumnarError, FileEncoder, FileSummary, ParquetOptions,
@@ -42,6 +43,8 @@ pub(crate) struct SegmentFiles {
     pub(crate) read: u64,
     /// Of which dropped as duplicates.
     pub(crate) duplicates: u64,
+    /// Rows dropped because another process had already archived them (cluster).
+    pub(crate) dropped: Dropped,
     /// The files, uploaded, in plan order.
     pub(crate) files: Vec<WrittenFile>,
 }
@@ -52,17 +55,23 @@ pub(crate) enum WriteError {
     Read(WalError),
     Encode(ColumnarError),
     Upload(StoreError),
+    /// An upload claim could not be had or was lost (cluster).
+    Claim(String),
     /// The encoder produced something that contradicts the plan, or panicked.
     Internal(String),
 }
 
 /// One message from the segment thread to the uploader.
 enum Piece {
+    /// Cluster only: the segment is planned into these ranges; the thread
+    /// waits for the stored files of their partitions.
+    Planned(Vec<PlannedRange>),
     /// The segment is read and planned: these files follow, in this order.
     Plan {
         files: Vec<FilePlan>,
         read: u64,
         duplicates: u64,
+        dropped: Dropped,
     },
     /// The next bytes of the current file.
     Bytes(Bytes),
@@ -77,7 +86,9 @@ enum ThreadError {
 }
 
 /// Reads segment `id`, plans it, and encodes and uploads every planned file
-/// to `archive`, in plan order.
+/// to `archive`, in plan order. With `claims` (a cluster), the segment's
+/// stations are claimed first and rows already stored are left out (see
+/// [`super::claims`]); the claims are released once the files are stored.
 ///
 /// Reading and planning run on one thread of their own, which also hands out
 /// the encoded bytes: the segment's large buffers are then allocated and freed
@@ -90,19 +101,44 @@ pub(crate) async fn compact_files(
     archive: &Archive,
     parquet: &ParquetOptions,
     upload: UploadOptions,
+    claims: Option<&dyn UploadClaims>,
 ) -> Result<SegmentFiles, WriteError> {
     let (tx, mut rx) = mpsc::channel(CHANNEL_PIECES);
+    let (stored_tx, stored_rx) = match claims {
+        Some(_) => {
+            let (t, r) = std::sync::mpsc::sync_channel(1);
+            (Some(t), Some(r))
+        }
+        None => (None, None),
+    };
     let thread = {
         let parquet = parquet.clone();
         std::thread::Builder::new()
             .name(format!("strata-compact-{}", id.0))
-            .spawn(move || segment_thread(&wal, id, &parquet, &tx))
+            .spawn(move || segment_thread(&wal, id, &parquet, &tx, stored_rx))
             .map_err(|e| WriteError::Internal(format!("cannot start a compaction thread: {e}")))?
     };
-    let uploaded = upload_pieces(&mut rx, archive, upload).await;
+    let mut held: Option<Box<dyn HeldClaims>> = None;
+    let uploaded = match (claims, stored_tx) {
+        (Some(claims), Some(stored_tx)) => {
+            match claim_and_list(&mut rx, claims, archive, &mut held).await {
+                Ok(Some(stored)) => {
+                    // The thread waits for this; a closed channel means it stopped.
+                    let _ = stored_tx.send(stored);
+                    upload_pieces(&mut rx, archive, upload, held.as_deref()).await
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+        _ => upload_pieces(&mut rx, archive, upload, None).await,
+    };
     // Closing the channel makes a still-running thread stop at its next send;
     // waiting for it keeps two segments from being in memory at once.
     drop(rx);
+    if let Some(held) = held {
+        held.release().await;
+    }
     let joined = tokio::task::spawn_blocking(move || thread.join())
         .await
         .map_err(|e| WriteError::Internal(format!("cannot wait for the compaction thread: {e}")))?;
@@ -127,20 +163,63 @@ pub(crate) async fn compact_files(
     }
 }
 
+/// Cluster only: takes the claims on the planned stations, then lists what
+/// their partitions already hold. `Ok(None)` when the thread stopped first.
+async fn claim_and_list(
+    rx: &mut mpsc::Receiver<Piece>,
+    claims: &dyn UploadClaims,
+    archive: &Archive,
+    held: &mut Option<Box<dyn HeldClaims>>,
+) -> Result<Option<Stored>, WriteError> {
+    let Some(Piece::Planned(planned)) = rx.recv().await else {
+        return Ok(None);
+    };
+    if planned.is_empty() {
+        return Ok(Some(Stored::new()));
+    }
+    let got = claims
+        .claim(&stations_of(&planned))
+        .await
+        .map_err(WriteError::Claim)?;
+    let got = held.insert(got);
+    // Listed while the claims are held: no other process can be uploading
+    // these stations' rows now, so what is listed is all there is.
+    let stored = stored_files(archive, &planned)
+        .await
+        .map_err(WriteError::Claim)?;
+    if !got.held() {
+        return Err(WriteError::Claim(
+            "the upload claim lapsed while the archive was listed".into(),
+        ));
+    }
+    Ok(Some(stored))
+}
+
 /// The async side: uploads each file as its pieces arrive. `Ok(None)` when the
 /// thread stopped before every planned file was complete (its result says why).
 async fn upload_pieces(
     rx: &mut mpsc::Receiver<Piece>,
     archive: &Archive,
     upload: UploadOptions,
+    claims: Option<&dyn HeldClaims>,
 ) -> Result<Option<SegmentFiles>, WriteError> {
     let Some(Piece::Plan {
         files,
         read,
         duplicates,
+        dropped,
     }) = rx.recv().await
     else {
         return Ok(None);
+    };
+    let lapsed = || {
+        claims.is_some_and(|c| !c.held()).then(|| {
+            WriteError::Claim(
+                "the upload claim lapsed (NATS unreachable or this process stalled); \
+                 the segment is compacted again"
+                    .into(),
+            )
+        })
     };
     let mut written = Vec::with_capacity(files.len());
     let mut current: Option<ObjectUpload> = None;
@@ -151,16 +230,24 @@ async fn upload_pieces(
                     "the encoder produced more files than planned".into(),
                 ));
             };
+            if current.is_none() {
+                if let Some(e) = lapsed() {
+                    return Err(e);
+                }
+            }
             let up = current
                 .get_or_insert_with(|| ObjectUpload::new(archive.clone(), file.key.path(), upload));
             match piece {
-                Piece::Plan { .. } => {
+                Piece::Plan { .. } | Piece::Planned(_) => {
                     return Err(WriteError::Internal("the segment was planned twice".into()))
                 }
                 Piece::Bytes(b) => up.write(b).await.map_err(WriteError::Upload)?,
                 Piece::End(summary) => {
                     if let Some(why) = contradiction(file, &summary) {
                         return Err(WriteError::Internal(why));
+                    }
+                    if let Some(e) = lapsed() {
+                        return Err(e);
                     }
                     if let Some(up) = current.take() {
                         let done = up.finish().await.map_err(WriteError::Upload)?;
@@ -190,6 +277,7 @@ async fn upload_pieces(
     Ok(Some(SegmentFiles {
         read,
         duplicates,
+        dropped,
         files: written,
     }))
 }
@@ -213,7 +301,8 @@ fn contradiction(file: &FilePlan, s: &FileSummary) -> Option<String> {
     )
 }
 
-/// The segment thread: reads and plans the segment, then encodes every file
+/// The segment thread: reads and plans the segment (in a cluster, then
+/// drops what `stored` says is archived already), then encodes every file
 /// in order, handing out its bytes as row groups complete. Returns early (Ok)
 /// when the uploader hung up, which it only does after a failure of its own.
 fn segment_thread(
@@ -221,14 +310,36 @@ fn segment_thread(
     id: SegmentId,
     opts: &ParquetOptions,
     tx: &mpsc::Sender<Piece>,
+    stored: Option<std::sync::mpsc::Receiver<Stored>>,
 ) -> Result<(), ThreadError> {
     let messages = wal.read_segment(id).map_err(ThreadError::Read)?;
     let read = messages.len() as u64;
-    let plan = plan_segment(messages);
+    let mut plan = plan_segment(messages);
+    let mut dropped = Dropped::new();
+    if let Some(stored) = stored {
+        let ranges = plan
+            .files
+            .iter()
+            .map(|f| PlannedRange {
+                station: f.key.station.clone(),
+                hour: f.key.hour,
+                first_seq: f.key.first_seq,
+                last_seq: f.key.last_seq,
+            })
+            .collect();
+        if tx.blocking_send(Piece::Planned(ranges)).is_err() {
+            return Ok(());
+        }
+        let Ok(stored) = stored.recv() else {
+            return Ok(());
+        };
+        (plan, dropped) = subtract_stored(plan, &stored);
+    }
     let planned = Piece::Plan {
         files: plan.files.clone(),
         read,
         duplicates: plan.duplicates as u64,
+        dropped,
     };
     if tx.blocking_send(planned).is_err() {
         return Ok(());

@@ -1,5 +1,5 @@
-//! `strata.toml`: the `[wal]`, `[storage]`, `[compaction]`, `[http]` and `[nats]`
-//! tables, with defaults that make `strata run` work with no file at all.
+//! `strata.toml`: the `[wal]`, `[storage]`, `[compaction]`, `[http]`, `[nats]`
+//! and `[cluster]` tables, with defaults that make `strata run` work with no file at all.
 //!
 //! Parsing is pure: [`Config::from_toml`] turns text into a validated [`Config`]
 //! and [`Config::load_with_env`] adds secrets from an injectable environment.
@@ -16,7 +16,7 @@
 //!   64000000.
 //!
 //! Each table lives in its own file (`wal`, `storage`, `compaction`, `http`,
-//! `nats`) with its keys, defaults, value checks and the rules between its keys;
+//! `nats`, `cluster`) with its keys, defaults, value checks and the rules between its keys;
 //! the value forms they share are in `values`. This module reads the file,
 //! rewrites TOML errors to name the line, table and key, runs each table's rules,
 //! and applies the environment.
@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod cluster;
 mod compaction;
 mod http;
 mod nats;
@@ -32,6 +33,7 @@ mod storage;
 mod values;
 mod wal;
 
+pub use cluster::ClusterConfig;
 pub use compaction::{CompactionConfig, MIN_PART_SIZE};
 pub use http::HttpConfig;
 pub use nats::NatsConfig;
@@ -56,6 +58,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[nats]`
     pub nats: NatsConfig,
+    /// `[cluster]`
+    pub cluster: ClusterConfig,
 }
 
 /// Errors reading the configuration.
@@ -151,7 +155,8 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         self.wal.validate()?;
         self.http.validate()?;
-        self.nats.validate()
+        self.nats.validate()?;
+        self.cluster.validate()
     }
 }
 
@@ -556,5 +561,6 @@ mod tests {
         assert_eq!(c.http.max_inflight_bytes, d.http.max_inflight_bytes);
         assert_eq!(c.compaction.unhealthy_after, d.compaction.unhealthy_after);
         assert_eq!(c.nats.fetch_batch, d.nats.fetch_batch);
+        assert_eq!(c.cluster.lease, d.cluster.lease);
     }
 }

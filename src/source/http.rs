@@ -88,6 +88,8 @@ pub struct HttpState {
     pub uploads: Arc<Uploads>,
     /// This process, as `GET /v1/status` names it (`hostname:pid`).
     pub owner: String,
+    /// With `[nats]`: this process as a cluster member, for `GET /v1/status`.
+    pub cluster: Option<crate::cluster::coordinator::SharedStatus>,
 }
 
 impl HttpState {
@@ -106,7 +108,14 @@ impl HttpState {
             nats_stations: NatsStations::default(),
             uploads: Arc::default(),
             owner: status::this_owner(),
+            cluster: None,
         }
+    }
+
+    /// Sets the cluster member `GET /v1/status` reports.
+    pub fn with_cluster(mut self, cluster: crate::cluster::coordinator::SharedStatus) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 
     /// Sets the uploads `GET /v1/status` reports (the compactor's).
@@ -493,13 +502,18 @@ async fn metrics(State(state): Shared, headers: HeaderMap) -> Response {
 }
 
 fn current_status(state: &HttpState) -> status::Status {
-    status::build(&status::Inputs::gather(
+    let mut inputs = status::Inputs::gather(
         &state.wal,
         &state.uploads,
         state.nats_stations.list(),
         &state.metrics,
         state.owner.clone(),
-    ))
+    );
+    inputs.cluster = state
+        .cluster
+        .as_ref()
+        .map(|c| c.read().map(|s| s.clone()).unwrap_or_default());
+    status::build(&inputs)
 }
 
 /// `GET /v1/status`

@@ -41,10 +41,12 @@
 //! fetching (beyond the batches already in the pipeline), keeps the batches
 //! unacknowledged (the messages wait in the broker) and retries the same
 //! batch with backoff. At shutdown the batch being appended is finished and
-//! acknowledged; a batch fetched ahead is left unacknowledged and read again
-//! at the next start. Fetch, ack and connection errors
-//! are logged and retried with backoff; `async-nats` reconnects by itself
-//! after a server restart. A worker only ends at shutdown.
+//! acknowledged; a batch fetched ahead is given back (a negative
+//! acknowledgement, so it is redelivered at once, to this process's next run
+//! or to the member that takes the station over). Fetch, ack and connection
+//! errors are logged and retried with backoff; `async-nats` reconnects by
+//! itself after a server restart. A worker only ends at shutdown (or, in a
+//! cluster, when its station's lease ends).
 //!
 //! Streams with work-queue retention are not archived (an acknowledgement
 //! removes the message, so archiving would take it away from the stream's
@@ -53,13 +55,19 @@
 //! Uses only what nats-server 2.9 offers: streams and durable pull consumers.
 //! `stations = ["*"]` archives every stream on the server, rediscovered every
 //! 30 s.
+//!
+//! **Cluster.** `strata run` starts the source with
+//! [`NatsSource::start_cluster`]: a [`crate::cluster`] member decides which
+//! stations this process archives; each worker runs under its station's
+//! lease, checked before every fetch and append, and is stopped on its own
+//! when the lease is released or lost.
 
 mod acks;
 mod convert;
 mod identity;
 mod worker;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +75,9 @@ use futures::StreamExt as _;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::cluster::coordinator::{StationList, StationRunner};
+use crate::cluster::lease::Lease;
+use crate::cluster::Cluster;
 use crate::config::NatsConfig;
 use crate::identity::cache::LocalCache;
 use crate::identity::ledger::Ledger;
@@ -141,19 +152,7 @@ impl NatsSource {
         let stations = Stations::from_config(cfg)?;
         let (client, js) = crate::nats::connect_jetstream(&cfg.auth(), "strata").await?;
         let identity = Arc::new(identity);
-        let config = WorkerConfig {
-            consumer: if cfg.consumer.is_empty() {
-                DEFAULT_CONSUMER.to_string()
-            } else {
-                cfg.consumer.clone()
-            },
-            fetch_batch: if cfg.fetch_batch == 0 {
-                DEFAULT_FETCH_BATCH
-            } else {
-                cfg.fetch_batch
-            },
-            fetch_max_bytes: worker::fetch_max_bytes(client.server_info().max_payload),
-        };
+        let config = worker_config(cfg, worker::ACK_WAIT, &client);
         let supervisor = Supervisor {
             js,
             config,
@@ -182,6 +181,137 @@ impl NatsSource {
                 }
             }
         }))
+    }
+}
+
+impl NatsSource {
+    /// Starts the source as a member of `cluster`: the member takes and
+    /// releases stations, and this source archives exactly the ones it holds
+    /// (see [`crate::cluster`]). The returned task ends once `shutdown` turns
+    /// `true` and every worker has stopped and every lease is given back.
+    ///
+    /// # Errors
+    /// [`NatsError`] saying which setting or server to check.
+    pub async fn start_cluster(
+        cfg: &NatsConfig,
+        wal: Wal,
+        ledger: Ledger,
+        registry: NatsStations,
+        metrics: Arc<Metrics>,
+        cluster: &Cluster,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<JoinHandle<()>, NatsError> {
+        let list = match Stations::from_config(cfg)? {
+            Stations::Listed(names) => {
+                for name in &names {
+                    registry.insert(name.clone());
+                }
+                StationList::Listed(names)
+            }
+            Stations::All => StationList::All,
+        };
+        let (client, js) = crate::nats::connect_jetstream(&cfg.auth(), "strata").await?;
+        let identity = Identity::new(ledger, Some(LocalCache::new(wal.dir())));
+        let mut workers = Workers {
+            js,
+            config: worker_config(cfg, cluster.timing().ack_wait(), &client),
+            archive: Arc::new(wal),
+            identity: Arc::new(identity),
+            registry,
+            metrics: Arc::clone(&metrics),
+            shutdown: shutdown.clone(),
+            running: HashMap::new(),
+        };
+        let coordinator = cluster.coordinator(list, metrics);
+        Ok(tokio::spawn(async move {
+            coordinator.run(&mut workers, shutdown).await;
+            if let Err(e) = client.flush().await {
+                tracing::warn!(error = %e, "flushing NATS acknowledgements at shutdown failed");
+            }
+            let _ = client.drain().await;
+        }))
+    }
+}
+
+fn worker_config(
+    cfg: &NatsConfig,
+    ack_wait: Duration,
+    client: &async_nats::Client,
+) -> WorkerConfig {
+    WorkerConfig {
+        consumer: if cfg.consumer.is_empty() {
+            DEFAULT_CONSUMER.to_string()
+        } else {
+            cfg.consumer.clone()
+        },
+        fetch_batch: if cfg.fetch_batch == 0 {
+            DEFAULT_FETCH_BATCH
+        } else {
+            cfg.fetch_batch
+        },
+        fetch_max_bytes: worker::fetch_max_bytes(client.server_info().max_payload),
+        ack_wait,
+    }
+}
+
+/// The workers of a cluster member, each with a stop signal of its own.
+struct Workers {
+    js: async_nats::jetstream::Context,
+    config: WorkerConfig,
+    archive: Arc<dyn Archive>,
+    identity: Arc<Identity>,
+    registry: NatsStations,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    running: HashMap<StationName, (Arc<watch::Sender<bool>>, JoinHandle<()>)>,
+}
+
+#[async_trait::async_trait]
+impl StationRunner for Workers {
+    fn start(&mut self, station: StationName, lease: Lease) {
+        self.registry.insert(station.clone());
+        let (tx, rx) = watch::channel(false);
+        let tx = Arc::new(tx);
+        // Shutdown of the process reaches the worker through its own signal.
+        let (forward, mut global) = (Arc::clone(&tx), self.shutdown.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = worker::shutdown_requested(&mut global) => { forward.send_replace(true); }
+                () = forward.closed() => {}
+            }
+        });
+        let worker = StationWorker::new(
+            station.clone(),
+            self.js.clone(),
+            self.config.clone(),
+            Arc::clone(&self.archive),
+            Arc::clone(&self.identity),
+            Arc::clone(&self.metrics),
+            rx,
+        )
+        .with_lease(Some(lease));
+        self.running
+            .insert(station, (tx, tokio::spawn(worker.run())));
+    }
+
+    async fn stop(&mut self, station: &StationName) {
+        if let Some((tx, handle)) = self.running.remove(station) {
+            tx.send_replace(true);
+            if let Err(e) = handle.await {
+                tracing::error!(station = %station, error = %e, "a NATS station worker panicked");
+            }
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        for (tx, _) in self.running.values() {
+            tx.send_replace(true);
+        }
+        for (station, (_, handle)) in self.running.drain() {
+            if let Err(e) = handle.await {
+                tracing::error!(station = %station, error = %e, "a NATS station worker panicked");
+            }
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use super::acks::{cumulative_ack, AckMode, Deliveries};
 use super::convert::{find, header_list, micros_from_nanos, to_draft};
 use super::identity::Identity;
+use crate::cluster::lease::Lease;
 use crate::identity::{expel_risk, ExpelInputs, GapRecord, GapTracker, IncarnationRecord};
 use crate::layout::Hour;
 use crate::message::{Draft, StationName, Timestamp};
@@ -36,8 +37,9 @@ const BYTE_CAP_REACHED: &str = "Message Size Exceeds MaxBytes";
 /// How long a pull request waits on an idle stream before it is renewed.
 const FETCH_EXPIRY: Duration = Duration::from_secs(2);
 
-/// Redelivery delay for a message delivered but not acknowledged.
-const ACK_WAIT: Duration = Duration::from_secs(60);
+/// Redelivery delay for a message delivered but not acknowledged (a
+/// cluster member uses [`crate::cluster::lease::LeaseTiming::ack_wait`]).
+pub(crate) const ACK_WAIT: Duration = Duration::from_secs(60);
 
 /// Messages delivered and not yet acknowledged, per consumer.
 const MAX_ACK_PENDING: i64 = 100_000;
@@ -89,7 +91,8 @@ pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
 
 /// Why a batch was not archived.
 pub(super) enum Stop {
-    /// Shutdown was requested or the WAL closed: the worker ends.
+    /// Shutdown was requested, the WAL closed, or the station's lease
+    /// ended: the worker ends.
     Shutdown,
 }
 
@@ -100,6 +103,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) fetch_batch: usize,
     /// Most bytes one pull request asks for ([`fetch_max_bytes`]).
     pub(crate) fetch_max_bytes: usize,
+    /// The ack wait of a consumer this worker creates.
+    pub(crate) ack_wait: Duration,
 }
 
 /// Bytes one pull request asks for at most, besides `fetch_batch` messages:
@@ -172,6 +177,8 @@ pub(crate) struct StationWorker {
     incarnation: Option<IncarnationRecord>,
     gaps: GapTracker,
     errors: Backoff,
+    /// In a cluster: the station's lease, checked before every fetch and append.
+    lease: Option<Lease>,
 }
 
 impl StationWorker {
@@ -200,11 +207,23 @@ impl StationWorker {
             incarnation: None,
             gaps: GapTracker::new(None),
             errors: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
+            lease: None,
         }
     }
 
+    /// Archives only while `lease` is held (a cluster member).
+    pub(crate) fn with_lease(mut self, lease: Option<Lease>) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Whether the station's lease (if any) has ended.
+    fn lease_lost(&self) -> bool {
+        self.lease.as_ref().is_some_and(|l| !l.held())
+    }
+
     fn stopping(&self) -> bool {
-        *self.shutdown.borrow() || self.shutdown.has_changed().is_err()
+        *self.shutdown.borrow() || self.shutdown.has_changed().is_err() || self.lease_lost()
     }
 
     /// Sleeps `d` unless shutdown comes first; returns whether to go on.
@@ -330,7 +349,7 @@ impl StationWorker {
                     description: Some("Strata archive (second storage tier)".to_string()),
                     deliver_policy: DeliverPolicy::All,
                     ack_policy: AckPolicy::All,
-                    ack_wait: ACK_WAIT,
+                    ack_wait: self.config.ack_wait,
                     max_ack_pending: MAX_ACK_PENDING,
                     ..Default::default()
                 },
@@ -426,7 +445,8 @@ impl StationWorker {
     /// flight), since deliveries to a request nobody reads would sit in the
     /// broker until redelivered after [`ACK_WAIT`]. At shutdown the batches
     /// being stored are finished (made durable and acknowledged) and a
-    /// prefetched one is dropped unacknowledged: the next start reads it again.
+    /// prefetched one is given back unstored (negatively acknowledged): the
+    /// broker redelivers it at once, to whoever fetches the station next.
     async fn pull(&mut self, consumer: &PullConsumer) -> Result<(), PullError> {
         if let Some((after, through)) = self.catch_up.take() {
             self.catch_up(after, through).await?;
@@ -436,6 +456,8 @@ impl StationWorker {
         let mut inflight: Option<InFlight> = None;
         loop {
             if self.stopping() {
+                // Fetched and not started: given back, redelivered at once.
+                release(&chunk).await;
                 if let Some(f) = inflight.take() {
                     self.finish(f).await?;
                 }
@@ -456,7 +478,16 @@ impl StationWorker {
             let current = std::mem::take(&mut chunk);
             let previous = inflight.take();
             let (started, fetched) = tokio::join!(self.advance(current, previous), prefetch);
-            inflight = Some(started?);
+            let started = match started {
+                Ok(started) => started,
+                Err(e) => {
+                    if let Ok(fetched) = &fetched {
+                        release(fetched).await;
+                    }
+                    return Err(e);
+                }
+            };
+            inflight = Some(started);
             self.errors.reset();
             match fetched {
                 Ok(next) => chunk = next,
@@ -583,6 +614,7 @@ impl StationWorker {
         let mut chunk = Vec::new();
         loop {
             if self.stopping() {
+                release(&chunk).await;
                 return Err(PullError::Stop(Stop::Shutdown));
             }
             let next = tokio::time::timeout(limit, messages.next())
@@ -633,6 +665,12 @@ impl StationWorker {
         if prepared.echoes > 0 {
             self.metrics
                 .inc_restore_echoes(self.station.as_str(), prepared.echoes as u64);
+        }
+        // Right before the append: past the lease's deadline another process
+        // may own the station; the chunk is given back unstored.
+        if self.lease_lost() {
+            release(&chunk).await;
+            return Err(Stop::Shutdown);
         }
         let drafts = std::mem::take(&mut prepared.drafts);
         let append = (!drafts.is_empty()).then(|| {
@@ -696,6 +734,11 @@ impl StationWorker {
                 }
             };
             let part: Vec<Draft> = rest[..take].to_vec();
+            // Right before the append: past the lease's deadline another
+            // process may own the station; the batch stays unacknowledged.
+            if self.lease_lost() {
+                return Err(Stop::Shutdown);
+            }
             match self.archive.append(part).await {
                 Ok(appended) => {
                     self.metrics
@@ -950,6 +993,15 @@ impl StationWorker {
     }
 }
 
+/// Gives a fetched batch that was never stored back to the server (a
+/// negative acknowledgement): it is redelivered at once, e.g. to the
+/// process that takes the station over, instead of after the ack wait.
+async fn release(chunk: &[Message]) {
+    for m in chunk {
+        let _ = m.ack_with(jetstream::AckKind::Nak(None)).await;
+    }
+}
+
 /// A server time (Unix nanoseconds) as RFC 3339 with nanoseconds, UTC.
 pub(crate) fn rfc3339_nanos(nanos: i128) -> String {
     let secs = nanos.div_euclid(1_000_000_000) as i64;
@@ -1071,12 +1123,23 @@ pub(super) async fn fetch(
     };
     // A request whose end was lost (server restart) must not hang the worker.
     let limit = FETCH_EXPIRY + Duration::from_secs(10);
+    let read = tokio::time::timeout(limit, read);
+    tokio::pin!(read);
     tokio::select! {
-        r = tokio::time::timeout(limit, read) => match r {
+        r = &mut read => match r {
             Ok(r) => r.map_err(PullError::Nats),
             Err(_) => Err(PullError::Nats("pull request got no answer in time".into())),
         },
-        () = shutdown_requested(shutdown) => Err(PullError::Stop(Stop::Shutdown)),
+        () = shutdown_requested(shutdown) => {
+            // Read the request to its end (it expires within FETCH_EXPIRY)
+            // and give its messages back: redelivered at once, not after the
+            // ack wait, to whoever fetches the station next.
+            let rest = FETCH_EXPIRY + Duration::from_secs(1);
+            if let Ok(Ok(Ok(chunk))) = tokio::time::timeout(rest, read).await {
+                release(&chunk).await;
+            }
+            Err(PullError::Stop(Stop::Shutdown))
+        }
     }
 }
 
