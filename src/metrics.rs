@@ -839,7 +839,7 @@ mod tests {
     }
 
     /// Every family of the module doc's table, with its type.
-    const FAMILIES: [(&str, &str); 22] = [
+    const FAMILIES: [(&str, &str); 25] = [
         ("strata_ingested_messages_total", "counter"),
         ("strata_ingested_bytes_total", "counter"),
         ("strata_duplicates_total", "counter"),
@@ -862,6 +862,9 @@ mod tests {
         ("strata_gap_messages_total", "counter"),
         ("strata_restore_echoes_total", "counter"),
         ("strata_expel_risk", "gauge"),
+        ("strata_cluster_stations_owned", "gauge"),
+        ("strata_cluster_lease_losses_total", "counter"),
+        ("strata_cluster_duplicates_dropped_total", "counter"),
     ];
 
     #[test]
