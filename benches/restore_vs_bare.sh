@@ -125,7 +125,7 @@ COPY (
   ORDER BY seq
 ) TO '{out}' (FORMAT JSON)""")
 seconds = time.perf_counter() - t
-rows = con.execute(f"SELECT count(*) FROM read_json_auto('{out}')").fetchone()[0]
+rows = con.execute(f"SELECT count(*) FROM read_json_auto('{out}')").fetchall()[0][0]
 print(json.dumps({"rows": rows, "seconds": seconds, "rate": rows / seconds}))
 PY
             rm -f "$WORK/duck.ndjson"

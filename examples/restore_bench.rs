@@ -73,9 +73,12 @@ enum Command {
         /// Most JetStream publish acknowledgements outstanding at once.
         #[arg(long, default_value_t = strata::restore::request::DEFAULT_MAX_INFLIGHT)]
         max_inflight: usize,
-        /// Write NDJSON to this file (which must not exist yet).
+        /// Write NDJSON to this file (which must not exist yet, unless --force).
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Replace the --output file when it exists.
+        #[arg(long, requires = "output")]
+        force: bool,
     },
 }
 
@@ -97,13 +100,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             nats,
             max_inflight,
             output,
+            force,
         } => {
             let target = match (nats, output) {
                 (Some(url), _) => Target::Nats(NatsTarget {
                     max_inflight,
                     ..NatsTarget::new(NatsUrl::new(url))
                 }),
-                (None, Some(path)) => Target::file(path),
+                (None, Some(path)) => Target::File {
+                    path,
+                    overwrite: force,
+                },
                 (None, None) => return Err("give --nats URL or --output FILE".into()),
             };
             let request = Request::new(StationName::new(station)?, target);
