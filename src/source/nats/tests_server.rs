@@ -106,6 +106,35 @@ pub(super) fn memory_ledger() -> Ledger {
     ))
 }
 
+/// A source a test started on a [`MemArchive`]; [`Running::stop`] ends it.
+struct Running {
+    tx: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Asks the source to stop and waits (at most 10 s) until it has.
+    async fn stop(self) {
+        self.tx.send(true).unwrap();
+        self.ended().await;
+    }
+
+    /// Waits (at most 10 s) until the source has ended.
+    async fn ended(self) {
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Starts the source on `archive` with fresh metrics and ledger.
+async fn run(cfg: &NatsConfig, archive: &Arc<MemArchive>) -> Running {
+    let (tx, rx) = watch::channel(false);
+    let task = start(cfg, archive.clone(), Arc::new(Metrics::new()), rx).await;
+    Running { tx, task }
+}
+
 /// Starts the source on `archive` with a fresh in-memory ledger.
 async fn start(
     cfg: &NatsConfig,
@@ -235,20 +264,9 @@ async fn archives_every_message_once_and_resumes_after_restart() {
     publish(&js, &name, 0..300).await;
 
     let archive = Arc::new(MemArchive::default());
-    let (tx, rx) = watch::channel(false);
-    let task = start(
-        &config(&url, &[&name]),
-        archive.clone(),
-        Arc::new(Metrics::new()),
-        rx,
-    )
-    .await;
+    let running = run(&config(&url, &[&name]), &archive).await;
     wait_for("300 messages", 20, || archive.len() == 300).await;
-    tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 
     {
         let map = archive.messages.lock().unwrap();
@@ -274,19 +292,11 @@ async fn archives_every_message_once_and_resumes_after_restart() {
 
     // Everything was acknowledged: a second run gets only what came after.
     publish(&js, &name, 300..350).await;
-    let (tx, rx) = watch::channel(false);
     let appends_before = archive.appends.load(Ordering::SeqCst);
-    let task = start(
-        &config(&url, &[&name]),
-        archive.clone(),
-        Arc::new(Metrics::new()),
-        rx,
-    )
-    .await;
+    let running = run(&config(&url, &[&name]), &archive).await;
     wait_for("350 messages", 20, || archive.len() == 350).await;
     wait_for_ack_floor(&js, &name, DEFAULT_CONSUMER, 350).await;
-    tx.send(true).unwrap();
-    task.await.unwrap();
+    running.stop().await;
     assert_eq!(
         archive.drafts.load(Ordering::SeqCst),
         350,
@@ -349,21 +359,13 @@ async fn new_consumers_acknowledge_by_batch_and_old_explicit_ones_keep_per_messa
     wait_for_ack_floor(&js, &old, DEFAULT_CONSUMER, 50).await;
 
     let archive = Arc::new(MemArchive::default());
-    let (tx, rx) = watch::channel(false);
-    let task = start(
-        &config(&url, &[&fresh, &old]),
-        archive.clone(),
-        Arc::new(Metrics::new()),
-        rx,
-    )
-    .await;
+    let running = run(&config(&url, &[&fresh, &old]), &archive).await;
     wait_for("350 messages", 20, || archive.len() == 350).await;
     // Per-message acks move the explicit consumer's floor to the end; under
     // ack policy all they would leave it with 1-message holes pending.
     wait_for_ack_floor(&js, &old, DEFAULT_CONSUMER, 200).await;
     wait_for_ack_floor(&js, &fresh, DEFAULT_CONSUMER, 200).await;
-    tx.send(true).unwrap();
-    task.await.unwrap();
+    running.stop().await;
     assert_eq!(ack_policy(&js, &fresh).await, AckPolicy::All);
     assert_eq!(
         ack_policy(&js, &old).await,
@@ -405,14 +407,7 @@ async fn what_an_earlier_run_left_unacknowledged_is_stored_before_an_ack_covers_
     assert_eq!(n, 40);
 
     let archive = Arc::new(MemArchive::default());
-    let (tx, rx) = watch::channel(false);
-    let task = start(
-        &config(&url, &[&name]),
-        archive.clone(),
-        Arc::new(Metrics::new()),
-        rx,
-    )
-    .await;
+    let running = run(&config(&url, &[&name]), &archive).await;
     // The acknowledgement of 100 covers 1..=40 too: they must be stored by then.
     wait_for_ack_floor(&js, &name, DEFAULT_CONSUMER, 100).await;
     assert_eq!(
@@ -420,8 +415,7 @@ async fn what_an_earlier_run_left_unacknowledged_is_stored_before_an_ack_covers_
         100,
         "an acknowledgement covered messages that are not stored"
     );
-    tx.send(true).unwrap();
-    task.await.unwrap();
+    running.stop().await;
     assert_eq!(
         *archive.order.lock().unwrap(),
         (1..=100).collect::<Vec<_>>()
@@ -588,19 +582,9 @@ async fn work_queue_streams_are_left_alone() {
     .unwrap();
     publish(&js, &name, 0..5).await;
     let archive = Arc::new(MemArchive::default());
-    let (_tx, rx) = watch::channel(false);
-    let task = start(
-        &config(&url, &[&name]),
-        archive.clone(),
-        Arc::new(Metrics::new()),
-        rx,
-    )
-    .await;
+    let running = run(&config(&url, &[&name]), &archive).await;
     // Its only worker refuses the stream, so the source ends by itself.
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    running.ended().await;
     assert_eq!(archive.len(), 0);
     let mut stream = js.get_stream(&name).await.unwrap();
     assert_eq!(stream.info().await.unwrap().state.messages, 5);
@@ -836,17 +820,9 @@ async fn a_failing_wal_is_logged_once_not_in_a_loop() {
     publish(&js, &name, 0..20).await;
     let archive = Arc::new(MemArchive::default());
     archive.poisoned_calls.store(5, Ordering::SeqCst);
-    let (tx, rx) = watch::channel(false);
-    let task = start(
-        &config(&url, &[&name]),
-        archive.clone(),
-        Arc::new(Metrics::new()),
-        rx,
-    )
-    .await;
+    let running = run(&config(&url, &[&name]), &archive).await;
     wait_for("20 messages", 30, || archive.len() == 20).await;
-    tx.send(true).unwrap();
-    task.await.unwrap();
+    running.stop().await;
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let failures = text
         .matches("cannot append NATS messages to the WAL")
