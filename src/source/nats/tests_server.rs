@@ -174,6 +174,20 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
+/// A new stream named after `base` on the server at `url`, holding the
+/// messages `range` (see [`publish`]).
+async fn filled_stream(
+    url: &str,
+    base: &str,
+    range: std::ops::Range<u32>,
+) -> (async_nats::jetstream::Context, String) {
+    let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+    let name = unique(base);
+    make_stream(&js, &name).await;
+    publish(&js, &name, range).await;
+    (js, name)
+}
+
 async fn make_stream(js: &async_nats::jetstream::Context, name: &str) {
     js.create_stream(stream::Config {
         name: name.to_string(),
@@ -257,11 +271,7 @@ fn config(url: &str, stations: &[&str]) -> NatsConfig {
 #[tokio::test]
 async fn archives_every_message_once_and_resumes_after_restart() {
     let Some(url) = server() else { return };
-    let client = async_nats::connect(&url).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let name = unique("conv");
-    make_stream(&js, &name).await;
-    publish(&js, &name, 0..300).await;
+    let (js, name) = filled_stream(&url, "conv", 0..300).await;
 
     let archive = Arc::new(MemArchive::default());
     let running = run(&config(&url, &[&name]), &archive).await;
@@ -390,11 +400,7 @@ async fn new_consumers_acknowledge_by_batch_and_old_explicit_ones_keep_per_messa
 #[tokio::test]
 async fn what_an_earlier_run_left_unacknowledged_is_stored_before_an_ack_covers_it() {
     let Some(url) = server() else { return };
-    let client = async_nats::connect(&url).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let name = unique("catchup");
-    make_stream(&js, &name).await;
-    publish(&js, &name, 0..100).await;
+    let (js, name) = filled_stream(&url, "catchup", 0..100).await;
     // A run that was delivered 1..=40 and died before storing them: the
     // server redelivers them only after the ack wait (60 s).
     let consumer = make_consumer(&js, &name, AckPolicy::All).await;
@@ -455,11 +461,7 @@ async fn a_pull_request_stops_at_its_byte_cap() {
 #[tokio::test]
 async fn a_full_wal_holds_messages_in_the_broker_until_there_is_room() {
     let Some(url) = server() else { return };
-    let client = async_nats::connect(&url).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let name = unique("full");
-    make_stream(&js, &name).await;
-    publish(&js, &name, 0..100).await;
+    let (js, name) = filled_stream(&url, "full", 0..100).await;
 
     let archive = Arc::new(MemArchive::default());
     archive.full_calls.store(6, Ordering::SeqCst);
