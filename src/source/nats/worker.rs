@@ -179,6 +179,8 @@ pub(crate) struct StationWorker {
     errors: Backoff,
     /// In a cluster: the station's lease, checked before every fetch and append.
     lease: Option<Lease>,
+    /// Signalled when the latest spawned append has returned.
+    last_append: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl StationWorker {
@@ -208,6 +210,7 @@ impl StationWorker {
             gaps: GapTracker::new(None),
             errors: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
             lease: None,
+            last_append: None,
         }
     }
 
@@ -675,7 +678,20 @@ impl StationWorker {
         let drafts = std::mem::take(&mut prepared.drafts);
         let append = (!drafts.is_empty()).then(|| {
             let archive = Arc::clone(&self.archive);
-            tokio::spawn(async move { archive.append(drafts).await })
+            // Appends reach the WAL in the order the chunks arrived: this one
+            // starts once the previous one has returned (its fsync is what
+            // the chunk after it overlaps with, not its place in the log).
+            let previous = self.last_append.take();
+            let (done, done_rx) = tokio::sync::oneshot::channel();
+            self.last_append = Some(done_rx);
+            tokio::spawn(async move {
+                if let Some(previous) = previous {
+                    let _ = previous.await;
+                }
+                let appended = archive.append(drafts).await;
+                let _ = done.send(());
+                appended
+            })
         });
         Ok(InFlight {
             chunk,
