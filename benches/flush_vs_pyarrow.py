@@ -20,23 +20,15 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+# Strata's data file schema, as the encoding benchmark beside this file spells it.
+from parquet_vs_pyarrow import HEADER_TYPE, SCHEMA
+
 T0_MICROS = 1_795_514_400_000_000  # 2026-11-24T10:00:00Z
 KINDS = ["created", "paid", "packed", "shipped", "delivered", "cancelled"]
 SKUS = [f"SKU-{i:05d}" for i in range(2000)]
 CITIES = ["Springfield", "Riverside", "Fairview", "Madison", "Georgetown", "Salem", "Dover"]
 COUNTRIES = ["US", "DE", "FR", "GB", "NL", "ES", "IT", "SE"]
 
-HEADER_TYPE = pa.list_(pa.field("element", pa.struct([
-    pa.field("name", pa.string(), nullable=False),
-    pa.field("value", pa.string(), nullable=False)]), nullable=False))
-SCHEMA = pa.schema([
-    pa.field("seq", pa.int64(), nullable=False),
-    pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
-    pa.field("id", pa.string()),
-    pa.field("subject", pa.string()),
-    pa.field("headers", HEADER_TYPE, nullable=False),
-    pa.field("payload", pa.binary(), nullable=False),
-])
 
 
 def rfc3339(micros):
