@@ -261,11 +261,7 @@ async fn flush_before_leases(compactor: &Compactor, mut stop: watch::Receiver<bo
             }
             Err(e) => {
                 failures += 1;
-                let pause = strata::backoff::nth(
-                    Duration::from_millis(500),
-                    Duration::from_secs(30),
-                    failures,
-                );
+                let pause = strata::compactor::backoff(failures);
                 tracing::warn!(error = %e, retry_in = ?pause,
                     "cannot upload the earlier run's WAL yet; no station is taken until it is");
                 tokio::select! {

@@ -802,8 +802,9 @@ fn commit_record(
     }
 }
 
-/// Pause before attempt `failures + 1`: 0.5 s, 1 s, 2 s, … up to 30 s.
-fn backoff(failures: u32) -> Duration {
+/// Pause before attempt `failures + 1` of a failed compaction (a pass, or a
+/// flush retried by its caller): 0.5 s, 1 s, 2 s, … up to 30 s.
+pub fn backoff(failures: u32) -> Duration {
     crate::backoff::nth(FIRST_BACKOFF, MAX_BACKOFF, failures)
 }
 
