@@ -4,6 +4,7 @@
 //! ```text
 //! <prefix>/station=<station>/date=<YYYY-MM-DD>/hour=<HH>/<first_seq>-<last_seq>.parquet
 //! <prefix>/_strata/commits/<wal_id>-<segment>.json
+//! <prefix>/_strata/replacements/station=<station>/date=<D>/hour=<HH>/<first_seq>-<last_seq>.json
 //! ```
 //!
 //! - `station` is a [`StationName`], which can never contain `/`, `=` or start with `.`,
@@ -339,6 +340,93 @@ pub fn gap_path(station: &StationName, first_seq: u64, last_seq: u64) -> Path {
     ))
 }
 
+/// `_strata/replacements/`: every tier-2 replacement record.
+pub fn replacements_prefix() -> Path {
+    Path::from_iter(["_strata", "replacements"])
+}
+
+/// `_strata/replacements/station=<station>/date=<D>/hour=<HH>/`: the replacement
+/// records of one partition.
+pub fn replacements_hour_prefix(station: &StationName, hour: Hour) -> Path {
+    let mut path = replacements_prefix();
+    for part in hour_prefix(station, hour).parts() {
+        path = path.child(part);
+    }
+    path
+}
+
+/// `_strata/replacements/<the merged file's DataKey path, .json instead of .parquet>`:
+/// the record of the tier-2 merge that produced `merged`. Deterministic, so a redo
+/// after a crash rewrites the same record.
+pub fn replacement_record_path(merged: &DataKey) -> Path {
+    let stem = merged
+        .file_name()
+        .strip_suffix(DATA_FILE_EXTENSION)
+        .expect("file_name ends with the data file extension")
+        .to_string();
+    replacements_hour_prefix(&merged.station, merged.hour).child(format!("{stem}json"))
+}
+
+/// Parses a path produced by [`replacement_record_path`] into the merged file's key.
+pub fn parse_replacement_record_path(path: &Path) -> Option<DataKey> {
+    let rest: Vec<_> = path.prefix_match(&replacements_prefix())?.collect();
+    let (file, dirs) = rest.split_last()?;
+    let stem = file.as_ref().strip_suffix(".json")?;
+    let data = dirs
+        .iter()
+        .map(|p| p.as_ref().to_string())
+        .chain([format!("{stem}.{DATA_FILE_EXTENSION}")])
+        .collect::<Vec<_>>()
+        .join("/");
+    DataKey::from_path_str(&data)
+}
+
+/// The current version of [`ReplacementRecord`]; readers refuse newer records.
+pub const REPLACEMENT_RECORD_VERSION: u32 = 1;
+
+/// The record of one tier-2 merge: `merged` holds exactly the rows of `replaced`
+/// (same station and hour, seq order), which are deleted once `delete_after` has
+/// passed. Stored at [`replacement_record_path`] after `merged` is uploaded and
+/// before any file of `replaced` is deleted: from then on readers that know the
+/// record (`strata ls`, `strata restore`, the Iceberg table) read `merged` and skip
+/// the files of `replaced` that are still there (pending deletes).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplacementRecord {
+    /// Format version of this record ([`REPLACEMENT_RECORD_VERSION`]).
+    pub version: u32,
+    /// The merged file.
+    pub merged: CommittedFile,
+    /// The files it replaces, in seq order.
+    pub replaced: Vec<CommittedFile>,
+    /// RFC 3339 UTC time the record was stored.
+    pub committed_at: String,
+    /// RFC 3339 UTC time after which the files of `replaced` may be deleted
+    /// (`committed_at` plus `[tier2] grace`).
+    pub delete_after: String,
+    /// The Strata version that wrote the record.
+    pub strata_version: String,
+}
+
+impl ReplacementRecord {
+    /// The record as pretty JSON bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self)
+            .expect("a struct of strings, integers and vectors always serializes")
+    }
+
+    /// Reads a record written by [`ReplacementRecord::to_json`].
+    ///
+    /// # Errors
+    /// [`CommitRecordError`] when the bytes are not a record or the version is newer.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, CommitRecordError> {
+        let record: ReplacementRecord = serde_json::from_slice(bytes)?;
+        if record.version > REPLACEMENT_RECORD_VERSION {
+            return Err(CommitRecordError::UnsupportedVersion(record.version));
+        }
+        Ok(record)
+    }
+}
+
 /// Why a commit record could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitRecordError {
@@ -440,6 +528,28 @@ impl CommitRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replacement_record_paths_round_trip() {
+        let key = DataKey {
+            station: StationName::new("orders").unwrap(),
+            hour: Hour {
+                date: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+                hour: 9,
+            },
+            first_seq: 1,
+            last_seq: 200,
+        };
+        let path = replacement_record_path(&key);
+        assert_eq!(
+            path.as_ref(),
+            "_strata/replacements/station=orders/date=2026-11-30/hour=09/\
+             00000000000000000001-00000000000000000200.json"
+        );
+        assert_eq!(parse_replacement_record_path(&path), Some(key.clone()));
+        assert_eq!(parse_replacement_record_path(&key.path()), None);
+        assert!(path.prefix_matches(&replacements_hour_prefix(&key.station, key.hour)));
+    }
 
     #[test]
     fn parses_partition_segments() {
