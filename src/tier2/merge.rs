@@ -1,0 +1,212 @@
+//! Carrying out one planned merge: read the group's files, merge their rows
+//! in seq order (a seq present twice is kept once), encode them exactly as
+//! the first tier does (same encoder, zstd level, row groups and statistics:
+//! [`crate::columnar`]) and upload the result under the group's deterministic
+//! key with the first tier's uploader ([`crate::compactor::upload`]), so a
+//! rerun rewrites the same object.
+//!
+//! The group's messages are held in memory while they are encoded: a group
+//! is at most `[tier2] target_file_bytes` of compressed Parquet.
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+
+use crate::columnar::{
+    decode_file, encode_file_on_threads, FileSummary, ParquetOptions, Selection,
+};
+use crate::compactor::upload::{ObjectUpload, UploadOptions};
+use crate::layout::{CommittedFile, DataKey};
+use crate::message::{Message, Timestamp};
+use crate::store::Archive;
+
+use super::plan::Group;
+use super::Tier2Error;
+
+/// Files of a group read at once.
+const READ_CONCURRENCY: usize = 4;
+/// Threads encoding the merged file's row groups.
+const ENCODE_THREADS: usize = 2;
+/// Bytes handed to the uploader at a time, so a large file goes up in parts
+/// while the rest waits.
+const UPLOAD_CHUNK: usize = 1 << 20;
+
+/// One merged file, uploaded.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    /// The merged file, as its replacement record names it.
+    pub merged: CommittedFile,
+    /// The files it replaces, in seq order, as the record names them.
+    pub replaced: Vec<CommittedFile>,
+    /// Rows dropped because their seq was in two of the files.
+    pub duplicates: u64,
+}
+
+/// Reads, merges, encodes and uploads `group`; see the module doc.
+///
+/// # Errors
+/// [`Tier2Error::Store`] when a read or the upload fails,
+/// [`Tier2Error::Encode`] when a file cannot be decoded or the result encoded,
+/// [`Tier2Error::Mismatch`] when the files do not hold what their keys say.
+pub async fn merge_group(
+    archive: &Archive,
+    group: &Group,
+    parquet: &ParquetOptions,
+    upload: UploadOptions,
+) -> Result<Merged, Tier2Error> {
+    let read: Vec<(CommittedFile, Vec<Message>)> = futures::stream::iter(group.files.clone())
+        .map(|key| read_file(archive, key))
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let (replaced, files): (Vec<CommittedFile>, Vec<Vec<Message>>) = read.into_iter().unzip();
+    let (messages, duplicates) = merge_in_seq_order(files);
+    let key = &group.merged;
+    let (first, last) = match (messages.first(), messages.last()) {
+        (Some(f), Some(l)) => (f.seq, l.seq),
+        _ => return Err(mismatch(key, "the files hold no rows")),
+    };
+    if (first, last) != (key.first_seq, key.last_seq) {
+        return Err(mismatch(
+            key,
+            &format!("the files hold seqs {first}-{last}, not what their keys span"),
+        ));
+    }
+    let station = key.station.clone();
+    let opts = parquet.clone();
+    let (bytes, summary) = tokio::task::spawn_blocking(move || {
+        encode_file_on_threads(&station, &messages, &opts, ENCODE_THREADS)
+    })
+    .await
+    .map_err(|e| Tier2Error::Internal(format!("the encoding thread failed: {e}")))?
+    .map_err(|source| Tier2Error::Encode {
+        key: archive.key(&key.path()).to_string(),
+        source,
+    })?;
+
+    let mut up = ObjectUpload::new(archive.clone(), key.path(), upload);
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let chunk = rest.split_to(rest.len().min(UPLOAD_CHUNK));
+        up.write(chunk).await.map_err(Tier2Error::store)?;
+    }
+    let done = up.finish().await.map_err(Tier2Error::store)?;
+    let object = archive.key(&key.path());
+    Ok(Merged {
+        merged: CommittedFile::new(&object, key, &summary, done.bytes, hex::encode(done.sha256)),
+        replaced,
+        duplicates,
+    })
+}
+
+/// Reads and decodes one file of a group; describes it as a record names it.
+async fn read_file(
+    archive: &Archive,
+    key: DataKey,
+) -> Result<(CommittedFile, Vec<Message>), Tier2Error> {
+    let path = key.path();
+    let bytes = archive.get(&path).await.map_err(Tier2Error::store)?;
+    let object = archive.key(&path);
+    let station = key.station.clone();
+    let decoded = bytes.clone();
+    let messages =
+        tokio::task::spawn_blocking(move || decode_file(&station, decoded, &Selection::all()))
+            .await
+            .map_err(|e| Tier2Error::Internal(format!("the decoding thread failed: {e}")))?
+            .map_err(|source| Tier2Error::Encode {
+                key: object.to_string(),
+                source,
+            })?;
+    let summary = summarize(&messages).ok_or_else(|| mismatch(&key, "the file holds no rows"))?;
+    let sha: [u8; 32] = Sha256::digest(&bytes).into();
+    let file = CommittedFile::new(&object, &key, &summary, len(&bytes), hex::encode(sha));
+    Ok((file, messages))
+}
+
+fn len(b: &Bytes) -> u64 {
+    b.len() as u64
+}
+
+/// Rows, seq and time bounds of a file's messages (ascending seq).
+fn summarize(msgs: &[Message]) -> Option<FileSummary> {
+    Some(FileSummary {
+        rows: msgs.len() as u64,
+        first_seq: msgs.first()?.seq,
+        last_seq: msgs.last()?.seq,
+        min_timestamp: msgs.iter().map(|m| m.timestamp).min()?,
+        max_timestamp: msgs
+            .iter()
+            .map(|m| m.timestamp)
+            .max()
+            .unwrap_or(Timestamp(0)),
+    })
+}
+
+fn mismatch(key: &DataKey, why: &str) -> Tier2Error {
+    Tier2Error::Mismatch {
+        merged: key.path().to_string(),
+        reason: why.to_string(),
+    }
+}
+
+/// The files' messages in ascending seq, each seq once (the first file that
+/// holds it wins), and how many rows were dropped as duplicates. Pure.
+pub fn merge_in_seq_order(files: Vec<Vec<Message>>) -> (Vec<Message>, u64) {
+    let mut all: Vec<Message> = files.into_iter().flatten().collect();
+    let total = all.len();
+    // Stable: among equal seqs the earlier file's row stays first.
+    all.sort_by_key(|m| m.seq);
+    all.dedup_by_key(|m| m.seq);
+    let duplicates = (total - all.len()) as u64;
+    (all, duplicates)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::message::StationName;
+
+    fn msg(seq: u64, tag: &str) -> Message {
+        Message {
+            station: StationName::new("s").unwrap(),
+            seq,
+            timestamp: Timestamp(seq as i64),
+            id: None,
+            subject: None,
+            headers: Vec::new(),
+            payload: Bytes::from(tag.to_string()),
+        }
+    }
+
+    #[test]
+    fn merges_in_seq_order_and_keeps_the_first_copy() {
+        let (out, dups) = merge_in_seq_order(vec![
+            vec![msg(1, "a"), msg(3, "a")],
+            vec![msg(2, "b"), msg(3, "b"), msg(4, "b")],
+        ]);
+        let seqs: Vec<u64> = out.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert_eq!(out[2].payload, Bytes::from("a"));
+        assert_eq!(dups, 1);
+        assert_eq!(
+            summarize(&out).map(|s| (s.rows, s.first_seq, s.last_seq)),
+            Some((4, 1, 4))
+        );
+        assert!(summarize(&[]).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn every_seq_once_ascending(files in prop::collection::vec(prop::collection::btree_set(0u64..100, 0..20), 0..6)) {
+            let want: std::collections::BTreeSet<u64> = files.iter().flatten().copied().collect();
+            let total: usize = files.iter().map(|f| f.len()).sum();
+            let input = files.iter().map(|f| f.iter().map(|&s| msg(s, "x")).collect()).collect();
+            let (out, dups) = merge_in_seq_order(input);
+            let got: Vec<u64> = out.iter().map(|m| m.seq).collect();
+            prop_assert_eq!(got, want.iter().copied().collect::<Vec<_>>());
+            prop_assert_eq!(dups as usize, total - want.len());
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! The tier-2 pass: the I/O around [`super::plan`] and [`super::merge`]; the
+//! steps and their crash safety are in the module doc of [`super`].
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::PutPayload;
+use tokio::sync::Mutex;
+
+use crate::columnar::ParquetOptions;
+use crate::compactor::upload::UploadOptions;
+use crate::compactor::FailPointAction;
+use crate::config::{CompactionConfig, Tier2Config};
+use crate::layout::{self, CommitRecord, DataKey, ReplacementRecord, REPLACEMENT_RECORD_VERSION};
+use crate::message::Timestamp;
+use crate::replacements::{self, Fetch, Replacement, Replacements};
+use crate::store::{Archive, StoreError};
+
+use super::lock::{Tier2Lock, LOCK_TTL};
+use super::merge::merge_group;
+use super::plan::{plan, FileState, StoredFile};
+use super::{
+    DeleteReport, MergeReport, ReplaceHook, Tier2Error, Tier2FailPoint, Tier2Observer, Tier2Report,
+};
+
+/// Commit records read at once.
+const CONCURRENCY: usize = 16;
+
+/// What a pass aims at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tier2Options {
+    /// Files below this size are merged into files of at most this size.
+    pub target_file_bytes: u64,
+    /// How long replaced files stay after their merge.
+    pub grace: Duration,
+}
+
+impl From<&Tier2Config> for Tier2Options {
+    fn from(c: &Tier2Config) -> Self {
+        Self {
+            target_file_bytes: c.target_file_bytes,
+            grace: c.grace,
+        }
+    }
+}
+
+/// Runs tier-2 passes over one archive; see the module doc of [`super`].
+#[derive(Debug)]
+pub struct Tier2 {
+    archive: Archive,
+    opts: Tier2Options,
+    parquet: ParquetOptions,
+    upload: UploadOptions,
+    hook: Arc<dyn ReplaceHook>,
+    observer: Arc<dyn Tier2Observer>,
+    /// Data files named by each commit record read so far: records do not
+    /// change once stored, so a long-running process reads each once.
+    commits: Mutex<HashMap<Path, Vec<DataKey>>>,
+}
+
+impl Tier2 {
+    /// Passes over `archive` that encode and upload as `compaction` says.
+    pub fn new(
+        archive: Archive,
+        opts: Tier2Options,
+        compaction: &CompactionConfig,
+        hook: Arc<dyn ReplaceHook>,
+        observer: Arc<dyn Tier2Observer>,
+    ) -> Self {
+        Self {
+            archive,
+            opts,
+            parquet: compaction.parquet_options(),
+            upload: UploadOptions {
+                multipart_threshold: compaction.multipart_threshold,
+                part_size: compaction.part_size,
+                max_concurrency: compaction.upload_concurrency,
+            },
+            hook,
+            observer,
+            commits: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One pass: deletes what is due, then merges; see the module doc of [`super`].
+    ///
+    /// # Errors
+    /// [`Tier2Error::Locked`] when another pass runs; otherwise the first
+    /// failure, after which the pass stops (what it did stays valid).
+    pub async fn pass(&self) -> Result<Tier2Report, Tier2Error> {
+        let lock = match Tier2Lock::acquire(&self.archive)
+            .await
+            .map_err(Tier2Error::store)?
+        {
+            Ok(lock) => lock,
+            Err(held) => {
+                return Err(Tier2Error::Locked {
+                    owner: held.owner,
+                    expires_at: held.expires_at,
+                })
+            }
+        };
+        let lock = Arc::new(Mutex::new(lock));
+        let renewer = tokio::spawn(renew(lock.clone()));
+        let result = self.locked_pass(&renewer).await;
+        renewer.abort();
+        let lock = lock.lock().await.clone();
+        lock.release().await;
+        result
+    }
+
+    async fn locked_pass(
+        &self,
+        renewer: &tokio::task::JoinHandle<()>,
+    ) -> Result<Tier2Report, Tier2Error> {
+        let lost = || {
+            if renewer.is_finished() {
+                Err(Tier2Error::LockLost)
+            } else {
+                Ok(())
+            }
+        };
+        let mut report = Tier2Report {
+            grace: self.opts.grace,
+            ..Tier2Report::default()
+        };
+        let mut stored = self.stored_files().await?;
+        let keys: BTreeSet<DataKey> = stored.keys().cloned().collect();
+        let index = replacements::load(&self.archive, None, &keys, Fetch::Relevant)
+            .await
+            .map_err(Tier2Error::store)?;
+
+        // 1. Replaced files of earlier merges: the hook again (idempotent), then
+        //    the deletes whose grace has passed.
+        let now = Timestamp::now();
+        let pending: Vec<(Replacement, Vec<DataKey>)> = index
+            .pending(|k| stored.contains_key(k))
+            .into_iter()
+            .map(|(r, files)| (r.clone(), files))
+            .collect();
+        for (r, files) in pending {
+            lost()?;
+            self.call_hook(&r.record, &r.merged).await?;
+            let shown = DeleteReport {
+                merged: self.full(&r.merged),
+                files: files.iter().map(|k| self.full(k)).collect(),
+                delete_after: r.record.delete_after.clone(),
+            };
+            if r.due(now) {
+                self.delete(&files).await?;
+                for k in &files {
+                    stored.remove(k);
+                }
+                report.deleted.push(shown);
+            } else {
+                report.pending.push(shown);
+            }
+        }
+
+        // 2. Plan from what is stored now.
+        let committed = self.committed().await?;
+        let files: Vec<StoredFile> = stored
+            .iter()
+            .map(|(k, &bytes)| StoredFile {
+                key: k.clone(),
+                bytes,
+                state: state(k, &committed, &index, &stored),
+            })
+            .collect();
+        let groups = plan(&files, self.opts.target_file_bytes);
+
+        // 3. Each merge, step by step.
+        for group in groups {
+            lost()?;
+            let merged = merge_group(&self.archive, &group, &self.parquet, self.upload).await?;
+            self.failpoint(Tier2FailPoint::AfterUpload)?;
+
+            let committed_at = Timestamp::now();
+            let grace = i64::try_from(self.opts.grace.as_micros()).unwrap_or(i64::MAX);
+            let record = ReplacementRecord {
+                version: REPLACEMENT_RECORD_VERSION,
+                merged: merged.merged.clone(),
+                replaced: merged.replaced.clone(),
+                committed_at: committed_at.to_rfc3339(),
+                delete_after: Timestamp(committed_at.micros().saturating_add(grace)).to_rfc3339(),
+                strata_version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            lost()?;
+            // From here on readers read the merged file and skip the replaced ones.
+            self.archive
+                .put(
+                    &layout::replacement_record_path(&group.merged),
+                    PutPayload::from(record.to_json()),
+                )
+                .await
+                .map_err(Tier2Error::store)?;
+            self.failpoint(Tier2FailPoint::AfterRecord)?;
+
+            // Before any delete: the Iceberg table moves to the merged file.
+            self.call_hook(&record, &group.merged).await?;
+            self.failpoint(Tier2FailPoint::AfterHook)?;
+
+            let delete_now = self.opts.grace.is_zero();
+            if delete_now {
+                lost()?;
+                self.delete(&group.files).await?;
+                self.failpoint(Tier2FailPoint::AfterDelete)?;
+            }
+            tracing::info!(merged = %merged.merged.key, files = group.files.len(),
+                rows = merged.merged.rows, bytes = merged.merged.bytes, "tier-2 merge committed");
+            report.merges.push(MergeReport {
+                merged: merged.merged.key.clone(),
+                rows: merged.merged.rows,
+                bytes: merged.merged.bytes,
+                replaced_files: group.files.len() as u64,
+                replaced_bytes: group.bytes,
+                duplicates: merged.duplicates,
+                delete_after: record.delete_after.clone(),
+                deleted: delete_now,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Every data file of the archive with its size.
+    async fn stored_files(&self) -> Result<BTreeMap<DataKey, u64>, Tier2Error> {
+        // The data files live under `station=…/`; listing from the root also
+        // walks `_strata/`, so list each station's directory instead.
+        let top = self
+            .archive
+            .list_with_delimiter(&Path::default())
+            .await
+            .map_err(Tier2Error::store)?;
+        let stations: Vec<Path> = top
+            .common_prefixes
+            .into_iter()
+            .filter(|p| p.as_ref().starts_with("station="))
+            .collect();
+        let listed: Vec<Vec<object_store::ObjectMeta>> = futures::stream::iter(stations)
+            .map(|dir| async move { self.archive.list_all(Some(&dir)).await })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await
+            .map_err(Tier2Error::store)?;
+        Ok(listed
+            .into_iter()
+            .flatten()
+            .filter_map(|m| DataKey::parse(&m.location).map(|k| (k, m.size)))
+            .collect())
+    }
+
+    /// Data files named by commit records (each record read once per process).
+    async fn committed(&self) -> Result<BTreeSet<DataKey>, Tier2Error> {
+        let records = self
+            .archive
+            .list_all(Some(&layout::commits_prefix()))
+            .await
+            .map_err(Tier2Error::store)?;
+        let mut cache = self.commits.lock().await;
+        let new: Vec<Path> = records
+            .into_iter()
+            .map(|m| m.location)
+            .filter(|p| layout::parse_commit_record_path(p).is_some() && !cache.contains_key(p))
+            .collect();
+        let read: Vec<(Path, Vec<DataKey>)> = futures::stream::iter(new)
+            .map(|path| async move {
+                let bytes = self.archive.get(&path).await?;
+                let files = match CommitRecord::from_json(&bytes) {
+                    Ok(r) => r
+                        .files
+                        .iter()
+                        .filter_map(|f| {
+                            let rel = self.archive.relative(&Path::from(f.key.as_str()))?;
+                            DataKey::parse(&rel)
+                        })
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(key = %self.archive.key(&path), error = %e,
+                            "unreadable commit record: its files are not merged");
+                        Vec::new()
+                    }
+                };
+                Ok::<_, StoreError>((path, files))
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await
+            .map_err(Tier2Error::store)?;
+        cache.extend(read);
+        Ok(cache.values().flatten().cloned().collect())
+    }
+
+    async fn call_hook(
+        &self,
+        record: &ReplacementRecord,
+        merged: &DataKey,
+    ) -> Result<(), Tier2Error> {
+        self.hook
+            .replace(record)
+            .await
+            .map_err(|e| Tier2Error::Hook {
+                merged: self.full(merged),
+                reason: e.to_string(),
+            })
+    }
+
+    /// Deletes replaced files; one already gone is not an error.
+    async fn delete(&self, files: &[DataKey]) -> Result<(), Tier2Error> {
+        futures::stream::iter(files)
+            .map(|k| async move {
+                match self.archive.delete(&k.path()).await {
+                    Err(e) if !e.is_not_found() => Err(e),
+                    _ => Ok(()),
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await
+            .map_err(Tier2Error::store)?;
+        Ok(())
+    }
+
+    fn failpoint(&self, point: Tier2FailPoint) -> Result<(), Tier2Error> {
+        match self.observer.at_fail_point(point) {
+            FailPointAction::Continue => Ok(()),
+            FailPointAction::Stop => Err(Tier2Error::FailPoint(point)),
+        }
+    }
+
+    fn full(&self, key: &DataKey) -> String {
+        self.archive.key(&key.path()).to_string()
+    }
+}
+
+/// What a stored file is to the planner.
+fn state(
+    key: &DataKey,
+    committed: &BTreeSet<DataKey>,
+    index: &Replacements,
+    stored: &BTreeMap<DataKey, u64>,
+) -> FileState {
+    let is_stored = |k: &DataKey| stored.contains_key(k);
+    if index.covering(key, is_stored).is_some() {
+        return FileState::Replaced;
+    }
+    if index.is_merged(key) {
+        let waiting = index
+            .record(key)
+            .is_some_and(|r| r.replaced.iter().any(|k| k != key && is_stored(k)));
+        return if waiting {
+            FileState::Held
+        } else {
+            FileState::Committed
+        };
+    }
+    if committed.contains(key) {
+        FileState::Committed
+    } else {
+        FileState::Uncommitted
+    }
+}
+
+/// Renews the lock every third of its life; returns (ending the pass at its
+/// next step) when the lock is lost or cannot be renewed in time.
+async fn renew(lock: Arc<Mutex<Tier2Lock>>) {
+    let every = LOCK_TTL / 3;
+    let mut failing_since: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        let renewed = lock.lock().await.renew().await;
+        match renewed {
+            Ok(true) => failing_since = None,
+            Ok(false) => {
+                tracing::warn!("the tier-2 lock was taken by another pass; stopping");
+                return;
+            }
+            Err(e) => {
+                let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                tracing::warn!(error = %e, "cannot renew the tier-2 lock");
+                if since.elapsed() >= every {
+                    return;
+                }
+            }
+        }
+    }
+}
