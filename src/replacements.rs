@@ -236,32 +236,40 @@ async fn read_records(
     want: impl Fn(&DataKey) -> bool,
 ) -> Result<Replacements, StoreError> {
     let wanted: Vec<DataKey> = merged.iter().filter(|m| want(m)).cloned().collect();
+    let owned = archive.clone();
     let read: Vec<Option<Replacement>> = futures::stream::iter(wanted)
-        .map(|m| async move {
-            let path = layout::replacement_record_path(&m);
-            let Some(bytes) = archive.get_if_exists(&path).await? else {
-                return Ok(None);
-            };
-            let relative = |full: &str| archive.relative(&Path::from(full)).and_then(|p| DataKey::parse(&p));
-            let parsed = ReplacementRecord::from_json(&bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|r| {
-                    Replacement::new(m.clone(), r, relative)
-                        .ok_or_else(|| "a replaced file is not a data file of this archive".into())
-                });
-            Ok::<_, StoreError>(match parsed {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::warn!(key = %archive.key(&path), error = %e,
-                        "unreadable replacement record ignored: the files it names count as not replaced");
-                    None
-                }
-            })
-        })
+        .map(move |m| read_record(owned.clone(), m))
         .buffer_unordered(CONCURRENCY)
         .try_collect()
         .await?;
     Ok(Replacements::new(merged, read.into_iter().flatten()))
+}
+
+/// The record of merged file `m`; `None` when it is gone or unreadable.
+async fn read_record(archive: Archive, m: DataKey) -> Result<Option<Replacement>, StoreError> {
+    let path = layout::replacement_record_path(&m);
+    let Some(bytes) = archive.get_if_exists(&path).await? else {
+        return Ok(None);
+    };
+    let relative = |full: &str| {
+        archive
+            .relative(&Path::from(full))
+            .and_then(|p| DataKey::parse(&p))
+    };
+    let parsed = ReplacementRecord::from_json(&bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|r| {
+            Replacement::new(m, r, relative)
+                .ok_or_else(|| "a replaced file is not a data file of this archive".into())
+        });
+    Ok(match parsed {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(key = %archive.key(&path), error = %e,
+                "unreadable replacement record ignored: the files it names count as not replaced");
+            None
+        }
+    })
 }
 
 /// Whether `outer`'s partition and seq span hold `inner`.

@@ -54,8 +54,9 @@ pub async fn merge_group(
     parquet: &ParquetOptions,
     upload: UploadOptions,
 ) -> Result<Merged, Tier2Error> {
+    let owned = archive.clone();
     let read: Vec<(CommittedFile, Vec<Message>)> = futures::stream::iter(group.files.clone())
-        .map(|key| read_file(archive, key))
+        .map(move |key| read_file(owned.clone(), key))
         .buffered(READ_CONCURRENCY)
         .try_collect()
         .await?;
@@ -101,7 +102,7 @@ pub async fn merge_group(
 
 /// Reads and decodes one file of a group; describes it as a record names it.
 async fn read_file(
-    archive: &Archive,
+    archive: Archive,
     key: DataKey,
 ) -> Result<(CommittedFile, Vec<Message>), Tier2Error> {
     let path = key.path();

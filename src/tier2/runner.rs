@@ -239,8 +239,12 @@ impl Tier2 {
             .into_iter()
             .filter(|p| p.as_ref().starts_with("station="))
             .collect();
+        let archive = self.archive.clone();
         let listed: Vec<Vec<object_store::ObjectMeta>> = futures::stream::iter(stations)
-            .map(|dir| async move { self.archive.list_all(Some(&dir)).await })
+            .map(move |dir| {
+                let archive = archive.clone();
+                async move { archive.list_all(Some(&dir)).await }
+            })
             .buffer_unordered(CONCURRENCY)
             .try_collect()
             .await
@@ -265,26 +269,9 @@ impl Tier2 {
             .map(|m| m.location)
             .filter(|p| layout::parse_commit_record_path(p).is_some() && !cache.contains_key(p))
             .collect();
+        let archive = self.archive.clone();
         let read: Vec<(Path, Vec<DataKey>)> = futures::stream::iter(new)
-            .map(|path| async move {
-                let bytes = self.archive.get(&path).await?;
-                let files = match CommitRecord::from_json(&bytes) {
-                    Ok(r) => r
-                        .files
-                        .iter()
-                        .filter_map(|f| {
-                            let rel = self.archive.relative(&Path::from(f.key.as_str()))?;
-                            DataKey::parse(&rel)
-                        })
-                        .collect(),
-                    Err(e) => {
-                        tracing::warn!(key = %self.archive.key(&path), error = %e,
-                            "unreadable commit record: its files are not merged");
-                        Vec::new()
-                    }
-                };
-                Ok::<_, StoreError>((path, files))
-            })
+            .map(move |path| read_commit(archive.clone(), path))
             .buffer_unordered(CONCURRENCY)
             .try_collect()
             .await
@@ -309,11 +296,15 @@ impl Tier2 {
 
     /// Deletes replaced files; one already gone is not an error.
     async fn delete(&self, files: &[DataKey]) -> Result<(), Tier2Error> {
-        futures::stream::iter(files)
-            .map(|k| async move {
-                match self.archive.delete(&k.path()).await {
-                    Err(e) if !e.is_not_found() => Err(e),
-                    _ => Ok(()),
+        let archive = self.archive.clone();
+        futures::stream::iter(files.to_vec())
+            .map(move |k| {
+                let archive = archive.clone();
+                async move {
+                    match archive.delete(&k.path()).await {
+                        Err(e) if !e.is_not_found() => Err(e),
+                        _ => Ok(()),
+                    }
                 }
             })
             .buffer_unordered(CONCURRENCY)
@@ -333,6 +324,27 @@ impl Tier2 {
     fn full(&self, key: &DataKey) -> String {
         self.archive.key(&key.path()).to_string()
     }
+}
+
+/// The data files a commit record names (none when it is unreadable).
+async fn read_commit(archive: Archive, path: Path) -> Result<(Path, Vec<DataKey>), StoreError> {
+    let bytes = archive.get(&path).await?;
+    let files = match CommitRecord::from_json(&bytes) {
+        Ok(r) => r
+            .files
+            .iter()
+            .filter_map(|f| {
+                let rel = archive.relative(&Path::from(f.key.as_str()))?;
+                DataKey::parse(&rel)
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(key = %archive.key(&path), error = %e,
+                "unreadable commit record: its files are not merged");
+            Vec::new()
+        }
+    };
+    Ok((path, files))
 }
 
 /// What a stored file is to the planner.
