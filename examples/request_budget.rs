@@ -12,8 +12,11 @@
 //!
 //! ```text
 //! cargo run --example request_budget -- [--quiet-segments 240] [--quiet-kib 64]
-//!     [--busy-segments 2] [--busy-mib 64]
+//!     [--busy-segments 2] [--busy-mib 64] [--part-mib 8]
 //! ```
+//!
+//! `--part-mib` is `[compaction] part_size` (default 8 MiB): files above
+//! `multipart_threshold` (16 MiB) go up in parts of that size, one request each.
 //!
 //! Payloads are pseudo-random bytes (1 KiB messages), so stored bytes are
 //! close to message bytes and "per GiB" means either.
@@ -72,7 +75,7 @@ async fn main() -> Result<(), Error> {
             spacing: Duration::from_secs(1),
         },
     ];
-    println!("| station | phase | GiB | PUT | GET | LIST | HEAD | DELETE | PUT per 8 MiB |");
+    println!("| station | phase | GiB | PUT | GET | LIST | HEAD | DELETE | PUT per 8 MB |");
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for s in &scenarios {
         run(s).await?;
@@ -86,7 +89,10 @@ async fn run(s: &Scenario) -> Result<(), Error> {
     let local = LocalFileSystem::new_with_prefix(dir.path().join("archive"))?;
     let counting = CountingStore::new(Arc::new(local));
     let archive = Archive::from_store(Arc::new(counting.clone()), Path::default(), "file://");
-    let cfg = CompactionConfig::default();
+    let cfg = CompactionConfig {
+        part_size: (arg("--part-mib", 8) << 20) as usize,
+        ..CompactionConfig::default()
+    };
 
     // Tier 1: one flush per segment.
     let mut opts = WalOptions::new(dir.path().join("wal"));
@@ -210,9 +216,9 @@ async fn restore(
 fn row(station: &str, phase: &str, bytes: u64, c: &RequestCounts) {
     let gib = bytes as f64 / GIB;
     let per = |n: u64| n as f64 / gib;
-    let per_8mib = c.puts as f64 / (bytes as f64 / (8u64 << 20) as f64);
+    let per_8mb = c.puts as f64 / (bytes as f64 / 8e6);
     println!(
-        "| {station} | {phase} | {gib:.3} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {per_8mib:.2} |",
+        "| {station} | {phase} | {gib:.3} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {per_8mb:.2} |",
         per(c.puts),
         per(c.gets),
         per(c.lists),
