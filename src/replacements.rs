@@ -272,6 +272,29 @@ async fn read_record(archive: Archive, m: DataKey) -> Result<Option<Replacement>
     })
 }
 
+/// Whether a file of `stored` lies in the partition and seq span of another:
+/// the only way one can have replaced the other. When none does, a reader
+/// skips listing the records (a restore after every delete is done).
+pub fn any_nested(stored: &BTreeSet<DataKey>) -> bool {
+    let mut prev: Option<&DataKey> = None;
+    let mut max_last = 0u64;
+    for k in stored {
+        match prev {
+            Some(p) if p.station == k.station && p.hour == k.hour => {
+                // Sorted by (first, last): an earlier file reaching as far
+                // contains this one; one with the same first is inside it.
+                if max_last >= k.last_seq || p.first_seq == k.first_seq {
+                    return true;
+                }
+                max_last = max_last.max(k.last_seq);
+            }
+            _ => max_last = k.last_seq,
+        }
+        prev = Some(k);
+    }
+    false
+}
+
 /// Whether `outer`'s partition and seq span hold `inner`.
 fn spans(outer: &DataKey, inner: &DataKey) -> bool {
     outer.station == inner.station
@@ -369,6 +392,30 @@ mod tests {
         let pending = index.pending(|k| after.contains(&k));
         assert_eq!(pending.len(), 2, "{pending:?}");
         assert!(index.pending(|k| k == &m2).is_empty());
+    }
+
+    #[test]
+    fn nested_files_are_found_in_one_sorted_walk() {
+        let set = |keys: &[DataKey]| keys.iter().cloned().collect::<BTreeSet<_>>();
+        assert!(!any_nested(&set(&[key(1, 5), key(6, 9), key(10, 10)])));
+        assert!(!any_nested(&set(&[key(1, 5), key(3, 9)])), "overlap is not nesting");
+        assert!(any_nested(&set(&[key(1, 9), key(3, 4)])));
+        assert!(any_nested(&set(&[key(1, 5), key(1, 9)])));
+        assert!(any_nested(&set(&[key(1, 20), key(2, 3), key(25, 30)])));
+        let other_hour = DataKey {
+            hour: key(0, 0).hour.next(),
+            ..key(2, 3)
+        };
+        assert!(!any_nested(&set(&[key(1, 9), other_hour])));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_nested_agrees_with_pairwise(pairs in proptest::collection::vec((0u64..30, 0u64..6), 0..12)) {
+            let stored: BTreeSet<DataKey> = pairs.iter().map(|&(f, l)| key(f, f + l)).collect();
+            let pairwise = stored.iter().any(|a| stored.iter().any(|b| a != b && spans(a, b)));
+            proptest::prop_assert_eq!(any_nested(&stored), pairwise);
+        }
     }
 
     #[test]

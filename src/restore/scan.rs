@@ -22,7 +22,7 @@ use crate::columnar::{
 };
 use crate::layout::{self, DataKey, Hour};
 use crate::message::StationName;
-use crate::replacements::{self, Fetch};
+use crate::replacements::{self, Fetch, Replacements};
 use crate::store::Archive;
 
 use super::select;
@@ -136,7 +136,13 @@ pub async fn plan(
         .collect();
     // A replaced file and the file holding its rows share an hour partition,
     // so whatever hours were listed, both are in `listed`.
-    let index = replacements::load(archive, Some(station), &listed, Fetch::Relevant).await?;
+    let index = if replacements::any_nested(&listed) {
+        replacements::load(archive, Some(station), &listed, Fetch::Relevant).await?
+    } else {
+        // No file lies inside another's span, so none can have replaced it:
+        // no request for the records.
+        Replacements::default()
+    };
     let mut candidates = Vec::new();
     for meta in objects {
         match DataKey::parse(&meta.location) {
