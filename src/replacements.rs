@@ -398,7 +398,10 @@ mod tests {
     fn nested_files_are_found_in_one_sorted_walk() {
         let set = |keys: &[DataKey]| keys.iter().cloned().collect::<BTreeSet<_>>();
         assert!(!any_nested(&set(&[key(1, 5), key(6, 9), key(10, 10)])));
-        assert!(!any_nested(&set(&[key(1, 5), key(3, 9)])), "overlap is not nesting");
+        assert!(
+            !any_nested(&set(&[key(1, 5), key(3, 9)])),
+            "overlap is not nesting"
+        );
         assert!(any_nested(&set(&[key(1, 9), key(3, 4)])));
         assert!(any_nested(&set(&[key(1, 5), key(1, 9)])));
         assert!(any_nested(&set(&[key(1, 20), key(2, 3), key(25, 30)])));

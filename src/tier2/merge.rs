@@ -5,15 +5,17 @@
 //! key with the first tier's uploader ([`crate::compactor::upload`]), so a
 //! rerun rewrites the same object.
 //!
-//! The group's messages are held in memory while they are encoded: a group
-//! is at most `[tier2] target_file_bytes` of compressed Parquet.
+//! Files that follow one another in seq order (the usual case) are streamed:
+//! memory holds one file's messages and one row group. Files whose spans
+//! overlap are merged in memory, at most `[tier2] target_file_bytes` of
+//! compressed Parquet.
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
 use crate::columnar::{
-    decode_file, encode_file_on_threads, FileSummary, ParquetOptions, Selection,
+    decode_file, encode_file_on_threads, FileEncoder, FileSummary, ParquetOptions, Selection,
 };
 use crate::compactor::upload::{ObjectUpload, UploadOptions};
 use crate::layout::{CommittedFile, DataKey};
@@ -54,6 +56,82 @@ pub async fn merge_group(
     parquet: &ParquetOptions,
     upload: UploadOptions,
 ) -> Result<Merged, Tier2Error> {
+    let mut up = ObjectUpload::new(archive.clone(), group.merged.path(), upload);
+    let result = if disjoint(&group.files) {
+        stream_group(archive, group, parquet, &mut up).await
+    } else {
+        merge_in_memory(archive, group, parquet, &mut up).await
+    };
+    let (summary, replaced, duplicates) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            up.abort().await;
+            return Err(e);
+        }
+    };
+    let done = up.finish().await.map_err(Tier2Error::store)?;
+    let key = &group.merged;
+    let object = archive.key(&key.path());
+    Ok(Merged {
+        merged: CommittedFile::new(&object, key, &summary, done.bytes, hex::encode(done.sha256)),
+        replaced,
+        duplicates,
+    })
+}
+
+/// What encoding a group came to: the merged file's summary, the replaced
+/// files as the record names them, and the duplicate rows dropped.
+type Encoded = (FileSummary, Vec<CommittedFile>, u64);
+
+/// Files one after another in seq order, none overlapping the next (the
+/// usual case: consecutive segments): each is decoded and appended to the
+/// merged file in turn, so memory holds one file's messages and one row group,
+/// whatever the group's size. The next file is fetched while one is encoded.
+async fn stream_group(
+    archive: &Archive,
+    group: &Group,
+    parquet: &ParquetOptions,
+    up: &mut ObjectUpload,
+) -> Result<Encoded, Tier2Error> {
+    let key = &group.merged;
+    let encode_err = |source| Tier2Error::Encode {
+        key: archive.key(&key.path()).to_string(),
+        source,
+    };
+    let mut encoder =
+        FileEncoder::new(&key.station, key.first_seq, key.last_seq, parquet).map_err(encode_err)?;
+    let mut replaced = Vec::with_capacity(group.files.len());
+    let owned = archive.clone();
+    let mut files = futures::stream::iter(group.files.clone())
+        .map(move |key| read_file(owned.clone(), key))
+        .buffered(2);
+    while let Some(read) = files.next().await {
+        let (file, messages) = read?;
+        replaced.push(file);
+        let (back, bytes) = blocking(move || {
+            let written = encoder.write(&messages);
+            let bytes = encoder.take_bytes();
+            (encoder, written.map(|()| bytes))
+        })
+        .await?;
+        encoder = back;
+        send(up, bytes.map_err(encode_err)?).await?;
+    }
+    let (rest, summary) = blocking(move || encoder.finish())
+        .await?
+        .map_err(encode_err)?;
+    send(up, rest).await?;
+    Ok((summary, replaced, 0))
+}
+
+/// Overlapping files (duplicates, or a file whose span holds another's
+/// seqs): every message is read, merged in seq order and encoded at once.
+async fn merge_in_memory(
+    archive: &Archive,
+    group: &Group,
+    parquet: &ParquetOptions,
+    up: &mut ObjectUpload,
+) -> Result<Encoded, Tier2Error> {
     let owned = archive.clone();
     let read: Vec<(CommittedFile, Vec<Message>)> = futures::stream::iter(group.files.clone())
         .map(move |key| read_file(owned.clone(), key))
@@ -75,29 +153,39 @@ pub async fn merge_group(
     }
     let station = key.station.clone();
     let opts = parquet.clone();
-    let (bytes, summary) = tokio::task::spawn_blocking(move || {
-        encode_file_on_threads(&station, &messages, &opts, ENCODE_THREADS)
-    })
-    .await
-    .map_err(|e| Tier2Error::Internal(format!("the encoding thread failed: {e}")))?
-    .map_err(|source| Tier2Error::Encode {
-        key: archive.key(&key.path()).to_string(),
-        source,
-    })?;
+    let (bytes, summary) =
+        blocking(move || encode_file_on_threads(&station, &messages, &opts, ENCODE_THREADS))
+            .await?
+            .map_err(|source| Tier2Error::Encode {
+                key: archive.key(&key.path()).to_string(),
+                source,
+            })?;
+    send(up, bytes).await?;
+    Ok((summary, replaced, duplicates))
+}
 
-    let mut up = ObjectUpload::new(archive.clone(), key.path(), upload);
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let chunk = rest.split_to(rest.len().min(UPLOAD_CHUNK));
+/// Hands `bytes` to the upload in chunks, so a large file goes up in parts.
+async fn send(up: &mut ObjectUpload, mut bytes: Bytes) -> Result<(), Tier2Error> {
+    while !bytes.is_empty() {
+        let chunk = bytes.split_to(bytes.len().min(UPLOAD_CHUNK));
         up.write(chunk).await.map_err(Tier2Error::store)?;
     }
-    let done = up.finish().await.map_err(Tier2Error::store)?;
-    let object = archive.key(&key.path());
-    Ok(Merged {
-        merged: CommittedFile::new(&object, key, &summary, done.bytes, hex::encode(done.sha256)),
-        replaced,
-        duplicates,
-    })
+    Ok(())
+}
+
+/// Runs CPU work (decoding, encoding) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Tier2Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Tier2Error::Internal(format!("an encoding thread failed: {e}")))
+}
+
+/// Whether each file's seqs all come after the previous file's (keys in
+/// group order).
+fn disjoint(files: &[DataKey]) -> bool {
+    files.windows(2).all(|w| w[0].last_seq < w[1].first_seq)
 }
 
 /// Reads and decodes one file of a group; describes it as a record names it.
@@ -110,14 +198,12 @@ async fn read_file(
     let object = archive.key(&path);
     let station = key.station.clone();
     let decoded = bytes.clone();
-    let messages =
-        tokio::task::spawn_blocking(move || decode_file(&station, decoded, &Selection::all()))
-            .await
-            .map_err(|e| Tier2Error::Internal(format!("the decoding thread failed: {e}")))?
-            .map_err(|source| Tier2Error::Encode {
-                key: object.to_string(),
-                source,
-            })?;
+    let messages = blocking(move || decode_file(&station, decoded, &Selection::all()))
+        .await?
+        .map_err(|source| Tier2Error::Encode {
+            key: object.to_string(),
+            source,
+        })?;
     let summary = summarize(&messages).ok_or_else(|| mismatch(&key, "the file holds no rows"))?;
     let sha: [u8; 32] = Sha256::digest(&bytes).into();
     let file = CommittedFile::new(&object, &key, &summary, len(&bytes), hex::encode(sha));
@@ -182,6 +268,20 @@ mod tests {
     }
 
     #[test]
+    fn only_files_in_strict_seq_order_are_streamed() {
+        let key = |first, last| DataKey {
+            station: StationName::new("s").unwrap(),
+            hour: crate::layout::Hour::MIN,
+            first_seq: first,
+            last_seq: last,
+        };
+        assert!(disjoint(&[key(1, 5), key(6, 9), key(20, 30)]));
+        assert!(!disjoint(&[key(1, 5), key(5, 9)]));
+        assert!(!disjoint(&[key(1, 9), key(3, 4)]));
+        assert!(disjoint(&[]));
+    }
+
+    #[test]
     fn merges_in_seq_order_and_keeps_the_first_copy() {
         let (out, dups) = merge_in_seq_order(vec![
             vec![msg(1, "a"), msg(3, "a")],
@@ -196,6 +296,75 @@ mod tests {
             Some((4, 1, 4))
         );
         assert!(summarize(&[]).is_none());
+    }
+
+    /// Stores each of `files` (seqs) as a data file; returns the group.
+    async fn stored_group(archive: &Archive, files: &[&[u64]], opts: &ParquetOptions) -> Group {
+        let mut keys = Vec::new();
+        for seqs in files {
+            let msgs: Vec<Message> = seqs.iter().map(|&s| msg(s, "x")).collect();
+            let station = StationName::new("s").unwrap();
+            let (bytes, _) = crate::columnar::encode_file(&station, &msgs, opts).unwrap();
+            let key = DataKey {
+                station,
+                hour: crate::layout::Hour::of(Timestamp(0)),
+                first_seq: seqs[0],
+                last_seq: *seqs.last().unwrap(),
+            };
+            archive.put(&key.path(), bytes.into()).await.unwrap();
+            keys.push(key);
+        }
+        let first = keys.iter().map(|k| k.first_seq).min().unwrap();
+        let last = keys.iter().map(|k| k.last_seq).max().unwrap();
+        Group {
+            merged: DataKey {
+                first_seq: first,
+                last_seq: last,
+                ..keys[0].clone()
+            },
+            files: keys,
+            bytes: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_merged_file_is_what_the_first_tier_would_write_for_its_rows() {
+        let archive = Archive::from_store(
+            std::sync::Arc::new(object_store::memory::InMemory::new()),
+            object_store::path::Path::default(),
+            "memory://",
+        );
+        // Small row groups, so they cross the files' boundaries.
+        let opts = ParquetOptions {
+            row_group_rows: 3,
+            ..ParquetOptions::default()
+        };
+        let upload = UploadOptions {
+            multipart_threshold: 1 << 20,
+            part_size: 5 << 20,
+            max_concurrency: 2,
+        };
+        let expected = |seqs: std::ops::RangeInclusive<u64>| {
+            let all: Vec<Message> = seqs.map(|s| msg(s, "x")).collect();
+            crate::columnar::encode_file(&StationName::new("s").unwrap(), &all, &opts)
+                .unwrap()
+                .0
+        };
+        // Streamed: files in seq order.
+        let group = stored_group(&archive, &[&[1, 2], &[3, 4, 5, 6], &[7]], &opts).await;
+        let merged = merge_group(&archive, &group, &opts, upload).await.unwrap();
+        let stored = archive.get(&group.merged.path()).await.unwrap();
+        assert_eq!(stored, expected(1..=7));
+        assert_eq!((merged.merged.rows, merged.duplicates), (7, 0));
+        assert_eq!(merged.replaced.len(), 3);
+        assert_eq!(merged.replaced[1].rows, 4);
+
+        // In memory: overlapping files, seq 12 twice.
+        let group = stored_group(&archive, &[&[10, 12], &[11, 12, 13]], &opts).await;
+        let merged = merge_group(&archive, &group, &opts, upload).await.unwrap();
+        let stored = archive.get(&group.merged.path()).await.unwrap();
+        assert_eq!(stored, expected(10..=13));
+        assert_eq!((merged.merged.rows, merged.duplicates), (4, 1));
     }
 
     proptest! {
