@@ -619,8 +619,8 @@ impl fmt::Display for Listing {
         if uncommitted {
             writeln!(
                 f,
-                "\n* not in a commit record: its segment's compaction has not committed yet \
-                 (in progress or interrupted; the next compaction rewrites the same file)"
+                "\n* not in a commit record: its segment's compaction (or tier-2 merge) has not \
+                 committed yet (in progress or interrupted; the next run rewrites the same file)"
             )?;
         }
         Ok(())

@@ -31,11 +31,19 @@ const HOUR_START: i64 = 1_796_029_200_000_000;
 
 /// A config at `dir/strata.toml`: `storage`, and `[tier2] grace`.
 fn write_config(dir: &Path, storage: Storage, grace: &str) -> PathBuf {
-    let conf = Conf {
-        storage,
-        ..Conf::local(dir)
-    };
-    let text = format!("{}\n[tier2]\ngrace = \"{grace}\"\n", conf.toml());
+    write_config_with(
+        Conf {
+            storage,
+            ..Conf::local(dir)
+        },
+        dir,
+        &format!("grace = \"{grace}\"\n"),
+    )
+}
+
+/// `conf` at `dir/strata.toml`, with `tier2` as the `[tier2]` table.
+fn write_config_with(conf: Conf, dir: &Path, tier2: &str) -> PathBuf {
+    let text = format!("{}\n[tier2]\n{tier2}", conf.toml());
     let path = dir.join("strata.toml");
     std::fs::write(&path, text).expect("write strata.toml");
     path
@@ -306,4 +314,40 @@ async fn a_crash_at_each_step_then_a_rerun_keeps_every_message_once_on_s3() {
         assert_eq!(parquet_files(&local), 1, "{point}");
         assert_glob_once(&local, n);
     }
+}
+
+#[tokio::test]
+async fn strata_run_merges_in_the_background_when_enabled() {
+    let dir = tempdir();
+    let root = dir.path().join("archive");
+    let http = HttpConf::free(None);
+    let conf = Conf {
+        http: Some(http.clone()),
+        ..Conf::local(dir.path())
+    };
+    let config = write_config_with(
+        conf,
+        dir.path(),
+        "enabled = true\ninterval = \"1s\"\ngrace = \"0s\"\n",
+    );
+    let n = small_files(&config, 30).await;
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let mut run = StrataRun::spawn(&config, &http, &[], &logs);
+    run.ready().await;
+    let start = std::time::Instant::now();
+    while parquet_files(&root) != 1 {
+        run.assert_running();
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no background merge within 60 s ({} files)\n{}",
+            parquet_files(&root),
+            run.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(run.terminate().await.success(), "{}", run.logs());
+    assert!(run.stderr().contains("tier-2 pass done"), "{}", run.logs());
+    assert_glob_once(&root, n);
+    assert_restore_once(&config, n);
 }

@@ -104,20 +104,17 @@ impl Tier2 {
             }
         };
         let lock = Arc::new(Mutex::new(lock));
-        let renewer = tokio::spawn(renew(lock.clone()));
+        let renewer = Renewer(tokio::spawn(renew(lock.clone())));
         let result = self.locked_pass(&renewer).await;
-        renewer.abort();
+        drop(renewer);
         let lock = lock.lock().await.clone();
         lock.release().await;
         result
     }
 
-    async fn locked_pass(
-        &self,
-        renewer: &tokio::task::JoinHandle<()>,
-    ) -> Result<Tier2Report, Tier2Error> {
+    async fn locked_pass(&self, renewer: &Renewer) -> Result<Tier2Report, Tier2Error> {
         let lost = || {
-            if renewer.is_finished() {
+            if renewer.0.is_finished() {
                 Err(Tier2Error::LockLost)
             } else {
                 Ok(())
@@ -372,6 +369,16 @@ fn state(
         FileState::Committed
     } else {
         FileState::Uncommitted
+    }
+}
+
+/// The task renewing the lock; stopped when the pass ends, also when the
+/// pass is dropped half-way (a stopping `strata run`).
+struct Renewer(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewer {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
