@@ -406,3 +406,183 @@ async fn renew(lock: Arc<Mutex<Tier2Lock>>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use object_store::memory::InMemory;
+
+    use super::*;
+    use crate::columnar::encode_file;
+    use crate::layout::{CommittedFile, Hour, COMMIT_RECORD_VERSION};
+    use crate::message::{Message, StationName};
+    use crate::tier2::NoopTier2Observer;
+
+    /// An archive of `files` committed files of 3 messages each, one hour.
+    async fn archive_of(files: u64) -> (Archive, Vec<DataKey>) {
+        let archive = Archive::from_store(Arc::new(InMemory::new()), Path::default(), "memory://");
+        let station = StationName::new("s").unwrap();
+        let mut keys = Vec::new();
+        for f in 0..files {
+            let msgs: Vec<Message> = (f * 3 + 1..=f * 3 + 3)
+                .map(|seq| Message {
+                    station: station.clone(),
+                    seq,
+                    timestamp: Timestamp(seq as i64),
+                    id: None,
+                    subject: None,
+                    headers: Vec::new(),
+                    payload: Bytes::from(format!("m{seq}")),
+                })
+                .collect();
+            let (bytes, summary) =
+                encode_file(&station, &msgs, &ParquetOptions::default()).unwrap();
+            let key = DataKey {
+                station: station.clone(),
+                hour: Hour::of(Timestamp(0)),
+                first_seq: summary.first_seq,
+                last_seq: summary.last_seq,
+            };
+            let size = bytes.len() as u64;
+            archive.put(&key.path(), bytes.into()).await.unwrap();
+            let record = CommitRecord {
+                version: COMMIT_RECORD_VERSION,
+                wal_id: "w".into(),
+                segment: f,
+                files: vec![CommittedFile::new(
+                    &key.path(),
+                    &key,
+                    &summary,
+                    size,
+                    "00".into(),
+                )],
+                committed_at: Timestamp(0).to_rfc3339(),
+                strata_version: "test".into(),
+            };
+            archive
+                .put(&layout::commit_record_path("w", f), record.to_json().into())
+                .await
+                .unwrap();
+            keys.push(key);
+        }
+        (archive, keys)
+    }
+
+    /// Fails its first `fail` calls; checks at every call that no replaced
+    /// file is deleted yet.
+    #[derive(Debug)]
+    struct Hook {
+        archive: Archive,
+        calls: AtomicUsize,
+        fail: usize,
+    }
+
+    #[async_trait::async_trait]
+    impl ReplaceHook for Hook {
+        async fn replace(
+            &self,
+            record: &ReplacementRecord,
+        ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+            for f in &record.replaced {
+                let still = self.archive.head(&Path::from(f.key.as_str())).await;
+                assert!(still.is_ok(), "{} deleted before the hook ran", f.key);
+            }
+            if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail {
+                return Err("the table is not reachable".into());
+            }
+            Ok(())
+        }
+    }
+
+    fn tier2(archive: &Archive, hook: Arc<Hook>) -> Tier2 {
+        Tier2::new(
+            archive.clone(),
+            Tier2Options {
+                target_file_bytes: 1 << 20,
+                grace: Duration::ZERO,
+            },
+            &CompactionConfig::default(),
+            hook,
+            Arc::new(NoopTier2Observer),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_hook_runs_before_any_delete_and_again_after_it_failed() {
+        let (archive, keys) = archive_of(4).await;
+        let hook = Arc::new(Hook {
+            archive: archive.clone(),
+            calls: AtomicUsize::new(0),
+            fail: 1,
+        });
+        let err = tier2(&archive, hook.clone()).pass().await.unwrap_err();
+        assert!(matches!(err, Tier2Error::Hook { .. }), "{err}");
+        for k in &keys {
+            archive.head(&k.path()).await.expect("nothing deleted");
+        }
+        let merged = DataKey {
+            first_seq: 1,
+            last_seq: 12,
+            ..keys[0].clone()
+        };
+        let record = archive
+            .get(&layout::replacement_record_path(&merged))
+            .await
+            .expect("the record is stored before the hook");
+        assert_eq!(
+            ReplacementRecord::from_json(&record)
+                .unwrap()
+                .replaced
+                .len(),
+            4
+        );
+        assert!(
+            archive
+                .get_if_exists(&super::super::lock::lock_path())
+                .await
+                .unwrap()
+                .is_none(),
+            "the lock is released after a failed pass"
+        );
+
+        // The next pass calls the hook for the pending record, then deletes.
+        let report = tier2(&archive, hook.clone()).pass().await.unwrap();
+        assert_eq!(hook.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(report.deleted[0].files.len(), 4, "{report}");
+        assert!(report.merges.is_empty(), "{report}");
+        for k in &keys {
+            assert!(archive.head(&k.path()).await.unwrap_err().is_not_found());
+        }
+        archive
+            .head(&merged.path())
+            .await
+            .expect("the merged file stays");
+
+        // Nothing left to do: no merge, no delete, no hook call.
+        let report = tier2(&archive, hook.clone()).pass().await.unwrap();
+        assert!(
+            report.merges.is_empty() && report.deleted.is_empty(),
+            "{report}"
+        );
+        assert_eq!(hook.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_pass_refuses_to_run_beside_another() {
+        let (archive, _) = archive_of(2).await;
+        let held = crate::tier2::lock::Tier2Lock::acquire(&archive)
+            .await
+            .unwrap()
+            .unwrap();
+        let hook = Arc::new(Hook {
+            archive: archive.clone(),
+            calls: AtomicUsize::new(0),
+            fail: 0,
+        });
+        let err = tier2(&archive, hook).pass().await.unwrap_err();
+        assert!(matches!(err, Tier2Error::Locked { .. }), "{err}");
+        held.release().await;
+    }
+}
