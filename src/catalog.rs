@@ -314,18 +314,17 @@ async fn ledger_stations(
         .collect())
 }
 
+/// Stored data files with their listing entries.
+type Listed = Vec<(DataKey, ObjectMeta)>;
+
 /// Splits the stored data files into those read and those a stored merged
 /// file replaced (pending deletes, with their station).
-#[allow(clippy::type_complexity)]
 fn split_replaced(
     archive: &Archive,
-    data: Vec<(DataKey, ObjectMeta)>,
+    data: Listed,
     stored: &BTreeSet<DataKey>,
     index: &Replacements,
-) -> (
-    Vec<(DataKey, ObjectMeta)>,
-    Vec<(StationName, PendingDelete)>,
-) {
+) -> (Listed, Vec<(StationName, PendingDelete)>) {
     let mut live = Vec::new();
     let mut pending = Vec::new();
     for (key, meta) in data {
