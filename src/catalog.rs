@@ -7,13 +7,17 @@
 //! tail). A file in no commit record is marked *uncommitted*: an upload whose
 //! segment was not committed yet, which the next compaction rewrites in place.
 //!
+//! Files a tier-2 merge replaced ([`crate::replacements`]) are not counted:
+//! their merged file is, rows from its replacement record. While they are
+//! still stored they are listed apart, as pending deletes.
+//!
 //! Gaps: per station, file seq ranges are merged into runs. Seqs between two
 //! runs are missing for certain (an exact gap). Inside a run, fewer rows than
 //! seqs means some seqs are missing somewhere in it (an inexact gap, since a
 //! file's range may also skip seqs that sit in another hour's file); more rows
 //! than seqs means some seqs are stored twice (an overlap).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -28,6 +32,7 @@ use crate::identity::ledger::{Ledger, LedgerError};
 use crate::identity::{GapRecord, IncarnationRecord};
 use crate::layout::{self, CommitRecord, CommittedFile, DataKey, Hour};
 use crate::message::StationName;
+use crate::replacements::{self, Fetch, Replacements};
 use crate::store::{Archive, StoreError};
 
 /// Store requests in flight while listing (commit records, footers).
@@ -59,6 +64,8 @@ pub enum CatalogError {
 pub enum RowSource {
     /// A commit record lists the file.
     CommitRecord,
+    /// A tier-2 replacement record names it as its merged file.
+    ReplacementRecord,
     /// No commit record lists it; its Parquet footer was read.
     Footer,
 }
@@ -82,9 +89,10 @@ pub struct ArchivedFile {
 }
 
 impl ArchivedFile {
-    /// Whether a commit record lists the file.
+    /// Whether a commit record (or a replacement record, for a merged file)
+    /// lists the file.
     pub fn committed(&self) -> bool {
-        self.rows_from == RowSource::CommitRecord
+        self.rows_from != RowSource::Footer
     }
 }
 
@@ -124,6 +132,20 @@ pub struct Overlap {
     pub extra_rows: u64,
 }
 
+/// A file a tier-2 merge replaced, still stored until its grace has passed;
+/// its rows are counted in its merged file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingDelete {
+    /// The replaced file (full key).
+    pub key: String,
+    /// Its size.
+    pub bytes: u64,
+    /// The stored file that holds its rows (full key).
+    pub merged: String,
+    /// When tier-2 compaction may delete it (RFC 3339; empty when unknown).
+    pub delete_after: String,
+}
+
 /// One station's part of the archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StationListing {
@@ -141,6 +163,8 @@ pub struct StationListing {
     /// Gaps recorded by the NATS source: messages the stream expelled
     /// before Strata read them.
     pub lost: Vec<GapRecord>,
+    /// Replaced files still stored (not in `partitions`, rows, gaps or overlaps).
+    pub pending_deletes: Vec<PendingDelete>,
 }
 
 impl StationListing {
@@ -195,15 +219,24 @@ pub async fn list(
         .filter_map(|meta| DataKey::parse(&meta.location).map(|k| (k, meta)))
         .collect();
     let committed = committed_files(archive).await?;
+    let stored: BTreeSet<DataKey> = data.iter().map(|(k, _)| k.clone()).collect();
+    let index = replacements::load(archive, station, &stored, Fetch::All)
+        .await
+        .map_err(Box::new)?;
+    let (data, pending) = split_replaced(archive, data, &stored, &index);
 
     let files: Vec<(DataKey, ArchivedFile)> = futures::stream::iter(data)
         .map(|(key, meta)| {
             // Commit records and the listing show the full key, prefix included.
             let full = archive.key(&meta.location).to_string();
-            let from_commit = committed.get(&full).map(|f| f.rows);
+            let recorded = match (committed.get(&full), index.record(&key)) {
+                (Some(f), _) => Some((f.rows, RowSource::CommitRecord)),
+                (None, Some(r)) => Some((r.record.merged.rows, RowSource::ReplacementRecord)),
+                (None, None) => None,
+            };
             async move {
-                let (rows, rows_from) = match from_commit {
-                    Some(rows) => (rows, RowSource::CommitRecord),
+                let (rows, rows_from) = match recorded {
+                    Some(found) => found,
                     None => (footer_rows(archive, &meta).await?, RowSource::Footer),
                 };
                 let file = ArchivedFile {
@@ -221,6 +254,20 @@ pub async fn list(
         .try_collect()
         .await?;
     let mut stations = group(files);
+    for (station_name, p) in pending {
+        match stations.iter_mut().find(|s| s.station == station_name) {
+            Some(s) => s.pending_deletes.push(p),
+            None => stations.push(StationListing {
+                station: station_name,
+                partitions: Vec::new(),
+                gaps: Vec::new(),
+                overlaps: Vec::new(),
+                incarnations: Vec::new(),
+                lost: Vec::new(),
+                pending_deletes: vec![p],
+            }),
+        }
+    }
     let ledger = Ledger::new(archive.clone());
     for listing in &mut stations {
         listing.incarnations = ledger.incarnations(&listing.station).await?;
@@ -240,6 +287,7 @@ pub async fn list(
             overlaps: Vec::new(),
             incarnations,
             lost,
+            pending_deletes: Vec::new(),
         });
     }
     stations.sort_by(|a, b| a.station.cmp(&b.station));
@@ -264,6 +312,43 @@ async fn ledger_stations(
         .filter_map(|p| p.filename().and_then(|n| StationName::new(n).ok()))
         .filter(|n| only.is_none_or(|o| o == n))
         .collect())
+}
+
+/// Stored data files with their listing entries.
+type Listed = Vec<(DataKey, ObjectMeta)>;
+
+/// Splits the stored data files into those read and those a stored merged
+/// file replaced (pending deletes, with their station).
+fn split_replaced(
+    archive: &Archive,
+    data: Listed,
+    stored: &BTreeSet<DataKey>,
+    index: &Replacements,
+) -> (Listed, Vec<(StationName, PendingDelete)>) {
+    let mut live = Vec::new();
+    let mut pending = Vec::new();
+    for (key, meta) in data {
+        match index.covering(&key, |k| stored.contains(k)) {
+            None => live.push((key, meta)),
+            Some(merged) => {
+                let delete_after = index
+                    .records()
+                    .find(|r| r.replaced.contains(&key))
+                    .map(|r| r.record.delete_after.clone())
+                    .unwrap_or_default();
+                pending.push((
+                    key.station.clone(),
+                    PendingDelete {
+                        key: archive.key(&meta.location).to_string(),
+                        bytes: meta.size,
+                        merged: archive.key(&merged.path()).to_string(),
+                        delete_after,
+                    },
+                ));
+            }
+        }
+    }
+    (live, pending)
 }
 
 /// Files listed in commit records, by full key.
@@ -353,6 +438,7 @@ fn group(files: Vec<(DataKey, ArchivedFile)>) -> Vec<StationListing> {
                 overlaps,
                 incarnations: Vec::new(),
                 lost: Vec::new(),
+                pending_deletes: Vec::new(),
             }
         })
         .collect()
@@ -501,6 +587,26 @@ impl fmt::Display for Listing {
                     )?;
                 }
             }
+            let mut by_merged: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+            for p in &s.pending_deletes {
+                let e = by_merged
+                    .entry((p.merged.as_str(), p.delete_after.as_str()))
+                    .or_default();
+                e.0 += 1;
+                e.1 += p.bytes;
+            }
+            for ((merged, after), (files, bytes)) in by_merged {
+                let when = if after.is_empty() {
+                    String::new()
+                } else {
+                    format!(", deleted by tier-2 compaction after {after}")
+                };
+                writeln!(
+                    f,
+                    "  PENDING DELETE: {files} replaced file(s), {}, rows held by {merged}{when}",
+                    human_bytes(bytes)
+                )?;
+            }
             for o in &s.overlaps {
                 writeln!(
                     f,
@@ -512,8 +618,8 @@ impl fmt::Display for Listing {
         if uncommitted {
             writeln!(
                 f,
-                "\n* not in a commit record: its segment's compaction has not committed yet \
-                 (in progress or interrupted; the next compaction rewrites the same file)"
+                "\n* not in a commit record: its segment's compaction (or tier-2 merge) has not \
+                 committed yet (in progress or interrupted; the next run rewrites the same file)"
             )?;
         }
         Ok(())
@@ -620,6 +726,12 @@ mod tests {
                 overlaps: vec![],
                 incarnations: vec![],
                 lost: vec![],
+                pending_deletes: vec![PendingDelete {
+                    key: "station=orders/date=2026-11-24/hour=10/a.parquet".into(),
+                    bytes: 1024,
+                    merged: "station=orders/date=2026-11-24/hour=10/m.parquet".into(),
+                    delete_after: "2026-11-24T11:00:00Z".into(),
+                }],
             }],
         };
         let text = listing.to_string();
@@ -634,6 +746,10 @@ mod tests {
         assert!(text.contains("2026-11-24    10"), "{text}");
         assert!(text.contains("8.0 KiB") && text.contains("*\n"), "{text}");
         assert!(text.contains("not in a commit record"), "{text}");
+        assert!(
+            text.contains("PENDING DELETE: 1 replaced file(s), 1.0 KiB, rows held by station=orders/date=2026-11-24/hour=10/m.parquet, deleted by tier-2 compaction after 2026-11-24T11:00:00Z"),
+            "{text}"
+        );
         let json = serde_json::to_value(&listing).expect("json");
         assert_eq!(json["stations"][0]["station"], "orders");
         assert_eq!(

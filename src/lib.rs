@@ -22,10 +22,12 @@ pub mod message;
 pub mod metrics;
 pub mod nats;
 pub mod ndjson;
+pub mod replacements;
 pub mod restore;
 pub mod source;
 pub mod status;
 pub mod store;
+pub mod tier2;
 pub mod wal;
 
 pub use message::{Draft, Header, Message, StationName, Timestamp};

@@ -147,8 +147,9 @@ async fn archive_files(archive: &Archive) -> Vec<(DataKey, Vec<Message>)> {
     let mut files = Vec::new();
     for meta in objects {
         let Some(key) = DataKey::parse(&meta.location) else {
+            let record = ["_strata/commits/", "_strata/replacements/"];
             assert!(
-                meta.location.as_ref().contains("_strata/commits/"),
+                record.iter().any(|r| meta.location.as_ref().contains(r)),
                 "unexpected object {}",
                 meta.location
             );
@@ -965,4 +966,73 @@ async fn the_catalog_reads_footers_without_commit_records_and_reports_gaps() {
         "{text}"
     );
     assert!(text.contains("not in a commit record"), "{text}");
+}
+
+/// A segment committed but not yet deleted (crash after the commit record),
+/// whose file tier-2 compaction then merges and deletes: the redo must see the
+/// merged file holding its rows and only delete the segment, not upload the
+/// small file again beside the merged one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redo_after_a_tier2_merge_does_not_upload_the_merged_file_again() {
+    use strata::tier2::{NoopHook, NoopTier2Observer, Tier2, Tier2Options};
+
+    let wal_dir = TempDir::new().expect("tempdir");
+    let archive_dir = TempDir::new().expect("tempdir");
+    let archive = local_archive(archive_dir.path());
+    let wal = open_wal(wal_dir.path(), 1 << 30);
+    let at = |seq: u64| DAY + 10 * HOUR + seq as i64;
+    let first: Vec<Message> = (1..=5)
+        .map(|s| message("orders", s, at(s), Bytes::from("a")))
+        .collect();
+    let second: Vec<Message> = (6..=9)
+        .map(|s| message("orders", s, at(s), Bytes::from("b")))
+        .collect();
+    let compactor = Compactor::new(
+        wal.clone(),
+        archive.clone(),
+        &config(),
+        Arc::new(NoopObserver),
+    );
+    append(&wal, &first).await;
+    compactor.flush().await.expect("first segment");
+    append(&wal, &second).await;
+    wal.seal().expect("seal");
+    let stopped = Compactor::new(
+        wal.clone(),
+        archive.clone(),
+        &config(),
+        Arc::new(NoopObserver),
+    )
+    .with_failpoint(Some(FailPoint::AfterCommit));
+    stopped
+        .compact_sealed()
+        .await
+        .expect_err("stops after the commit record");
+    assert_eq!(wal.sealed().len(), 1, "the second segment stays in the WAL");
+
+    let tier2 = Tier2::new(
+        archive.clone(),
+        Tier2Options {
+            target_file_bytes: 1 << 20,
+            grace: Duration::ZERO,
+        },
+        &config(),
+        Arc::new(NoopHook),
+        Arc::new(NoopTier2Observer),
+    );
+    let report = tier2.pass().await.expect("tier-2 pass");
+    assert_eq!(report.merges.len(), 1, "{report}");
+    assert_eq!(report.merges[0].replaced_files, 2, "{report}");
+
+    let redo = compactor.compact_sealed().await.expect("redo");
+    assert!(redo.segments[0].already_committed, "{redo}");
+    assert!(wal.sealed().is_empty());
+    let files = archive_files(&archive).await;
+    let keys: Vec<(u64, u64)> = files
+        .iter()
+        .map(|(k, _)| (k.first_seq, k.last_seq))
+        .collect();
+    assert_eq!(keys, [(1, 9)], "only the merged file");
+    let seqs: Vec<u64> = files[0].1.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
 }

@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch. Each subcommand lives in its own
 //! module; this one only parses arguments and wires configuration.
 
+mod compact_tier2;
 mod failpoint;
 mod flush;
 mod ingest;
@@ -50,6 +51,9 @@ enum Command {
     Flush(flush::FlushArgs),
     /// List the archive's partitions and files.
     Ls(ls::LsArgs),
+    /// Merge small archived files into larger ones now (one tier-2 pass).
+    #[command(name = "compact-tier2")]
+    CompactTier2(compact_tier2::CompactTier2Args),
     /// Replay archived messages into a NATS station or to NDJSON.
     Restore(restore::RestoreCmd),
     /// Inspect the write-ahead log.
@@ -110,6 +114,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Ingest(args) => ingest::ingest(config, args).await,
         Command::Flush(args) => flush::flush(config, args).await,
         Command::Ls(args) => ls::ls(config, args).await,
+        Command::CompactTier2(args) => compact_tier2::compact_tier2(config, args).await,
         Command::Restore(cmd) => restore::restore(config, cmd).await,
         Command::Wal(WalCommand::Inspect(wal_dir)) => {
             wal_dir.apply(&mut config);
@@ -157,6 +162,7 @@ mod tests {
                 "--json",
             ],
             &["ls", "--archive", "s3://b/p"],
+            &["compact-tier2", "--archive", "s3://b/p", "--json"],
             &[
                 "restore",
                 "--archive",
@@ -175,6 +181,7 @@ mod tests {
         }
         // Commands that do not touch the WAL do not pretend to take --wal-dir.
         assert!(parse(&["ls", "--wal-dir", "w"]).is_err());
+        assert!(parse(&["compact-tier2", "--wal-dir", "w"]).is_err());
         assert!(parse(&["storage", "check", "--wal-dir", "w"]).is_err());
         let e = parse(&["ls", "--archive", "gs://b"])
             .unwrap_err()

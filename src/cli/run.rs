@@ -1,5 +1,5 @@
 //! `strata run`: the archiver process. Wiring only: the WAL, the background
-//! compactor, HTTP ingest with the admin endpoints, the NATS source (as a
+//! compactor (and, with `[tier2] enabled`, the tier-2 pass), HTTP ingest with the admin endpoints, the NATS source (as a
 //! member of the cluster of processes sharing its consumer), metrics, and a
 //! clean stop on SIGINT/SIGTERM.
 
@@ -20,6 +20,7 @@ use strata::source::nats::NatsSource;
 use strata::source::owners::NatsStations;
 use strata::status::Uploads;
 use strata::store::Archive;
+use strata::tier2::{NoopHook, Tier2, Tier2Error, Tier2Options};
 use strata::wal::Wal;
 use tokio::sync::watch;
 
@@ -142,6 +143,16 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
     let compactor_rt =
         compactor_runtime().map_err(|e| format!("cannot start the compactor's runtime: {e}"))?;
     let compactor_task = compactor_rt.spawn(compactor.clone().run(stop_rx.clone()));
+    let tier2_task = config.tier2.enabled.then(|| {
+        let tier2 = Tier2::new(
+            archive.clone(),
+            Tier2Options::from(&config.tier2),
+            &config.compaction,
+            Arc::new(NoopHook),
+            Arc::new(CrashAt::from_env()),
+        );
+        compactor_rt.spawn(tier2_loop(tier2, config.tier2.interval, stop_rx.clone()))
+    });
     let gauges_task = tokio::spawn(refresh_gauges(
         wal.clone(),
         metrics.clone(),
@@ -171,6 +182,9 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
         }
     }
     let _ = compactor_task.await;
+    if let Some(task) = tier2_task {
+        let _ = task.await;
+    }
     compactor_rt.shutdown_background();
     let _ = gauges_task.await;
     let mut code = ExitCode::SUCCESS;
@@ -269,6 +283,37 @@ async fn flush_before_leases(compactor: &Compactor, mut stop: watch::Receiver<bo
                     _ = stop.wait_for(|s| *s) => return false,
                 }
             }
+        }
+    }
+}
+
+/// The background tier-2 pass: one every `interval`, the first one
+/// `interval` after the start. A pass cut short by the stop is safe: the next
+/// one goes on from where it stopped.
+async fn tier2_loop(tier2: Tier2, interval: Duration, mut stop: watch::Receiver<bool>) {
+    tracing::info!(every = ?interval, "tier-2 compaction is on");
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let pass = tokio::select! {
+            r = tier2.pass() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match pass {
+            Ok(report) => {
+                if !report.merges.is_empty() || report.files_deleted() > 0 {
+                    tracing::info!(
+                        merges = report.merges.len(),
+                        files_merged = report.merges.iter().map(|m| m.replaced_files).sum::<u64>(),
+                        files_deleted = report.files_deleted(),
+                        "tier-2 pass done"
+                    );
+                }
+            }
+            Err(e @ Tier2Error::Locked { .. }) => tracing::info!("tier-2 pass skipped: {e}"),
+            Err(e) => tracing::warn!("tier-2 pass failed: {e}"),
         }
     }
 }

@@ -37,8 +37,9 @@ use tokio::sync::{watch, Mutex};
 use crate::columnar::{ColumnarError, ParquetOptions};
 use crate::config::CompactionConfig;
 use crate::health::PERMANENT_RETRY;
-use crate::layout::{self, CommitRecord, CommittedFile, COMMIT_RECORD_VERSION};
+use crate::layout::{self, CommitRecord, CommittedFile, DataKey, COMMIT_RECORD_VERSION};
 use crate::message::{StationName, Timestamp};
+use crate::replacements;
 use crate::store::{Archive, StoreError};
 use crate::wal::{SealedSegment, SegmentId, Wal, WalError};
 
@@ -707,8 +708,8 @@ impl Compactor {
     }
 
     /// The segment's commit record, when it is stored and every file it lists
-    /// is present with its recorded size. Anything less means the segment
-    /// must be compacted (again).
+    /// is present with its recorded size, or was replaced by a stored tier-2
+    /// merged file. Anything less means the segment must be compacted (again).
     async fn stored_commit(
         &self,
         path: &Path,
@@ -749,6 +750,20 @@ impl Compactor {
                     return Ok(None);
                 }
                 Err(e) if e.is_not_found() => {
+                    // Tier-2 compaction may have merged it and deleted it: then
+                    // the merged file holds its rows and uploading it again would
+                    // store them twice.
+                    let merged = match DataKey::parse(&key) {
+                        Some(k) => replacements::covering_in_store(archive, &k)
+                            .await
+                            .map_err(store_err)?,
+                        None => None,
+                    };
+                    if let Some(m) = merged {
+                        tracing::debug!(key = %full, merged = %archive.key(&m.path()),
+                            "committed file was replaced by a tier-2 merge");
+                        continue;
+                    }
                     tracing::warn!(key = %full, "committed file is missing: compacting the segment again");
                     return Ok(None);
                 }

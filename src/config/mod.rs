@@ -1,5 +1,5 @@
-//! `strata.toml`: the `[wal]`, `[storage]`, `[compaction]`, `[http]`, `[nats]`
-//! and `[cluster]` tables, with defaults that make `strata run` work with no file at all.
+//! `strata.toml`: the `[wal]`, `[storage]`, `[compaction]`, `[http]`, `[nats]`,
+//! `[cluster]` and `[tier2]` tables, with defaults that make `strata run` work with no file at all.
 //!
 //! Parsing is pure: [`Config::from_toml`] turns text into a validated [`Config`]
 //! and [`Config::load_with_env`] adds secrets from an injectable environment.
@@ -16,7 +16,7 @@
 //!   64000000.
 //!
 //! Each table lives in its own file (`wal`, `storage`, `compaction`, `http`,
-//! `nats`, `cluster`) with its keys, defaults, value checks and the rules between its keys;
+//! `nats`, `cluster`, `tier2`) with its keys, defaults, value checks and the rules between its keys;
 //! the value forms they share are in `values`. This module reads the file,
 //! rewrites TOML errors to name the line, table and key, runs each table's rules,
 //! and applies the environment.
@@ -30,6 +30,7 @@ mod compaction;
 mod http;
 mod nats;
 mod storage;
+mod tier2;
 mod values;
 mod wal;
 
@@ -38,6 +39,7 @@ pub use compaction::{CompactionConfig, MIN_PART_SIZE};
 pub use http::HttpConfig;
 pub use nats::NatsConfig;
 pub use storage::StorageConfig;
+pub use tier2::Tier2Config;
 pub use values::{parse_duration, parse_size, Secret};
 pub use wal::WalConfig;
 
@@ -60,6 +62,8 @@ pub struct Config {
     pub nats: NatsConfig,
     /// `[cluster]`
     pub cluster: ClusterConfig,
+    /// `[tier2]`
+    pub tier2: Tier2Config,
 }
 
 /// Errors reading the configuration.
@@ -562,5 +566,9 @@ mod tests {
         assert_eq!(c.compaction.unhealthy_after, d.compaction.unhealthy_after);
         assert_eq!(c.nats.fetch_batch, d.nats.fetch_batch);
         assert_eq!(c.cluster.lease, d.cluster.lease);
+        assert_eq!(c.tier2.enabled, d.tier2.enabled);
+        assert_eq!(c.tier2.target_file_bytes, d.tier2.target_file_bytes);
+        assert_eq!(c.tier2.grace, d.tier2.grace);
+        assert_eq!(c.tier2.interval, d.tier2.interval);
     }
 }

@@ -1,7 +1,13 @@
-//! An [`ObjectStore`] wrapper that counts what a restore reads: list requests,
-//! get requests, bytes fetched and distinct objects touched. It adds one
-//! behaviour and forwards everything else, so the figures in the summary are
-//! what the store really served, whichever reader asked.
+//! An [`ObjectStore`] wrapper that counts requests: what a restore reads (list
+//! requests, get requests, bytes fetched, distinct objects touched) and, for
+//! the request budget (`examples/request_budget.rs`), every request class a
+//! bucket bills ([`RequestCounts`]: put, get, list, head, delete). It adds one
+//! behaviour and forwards everything else, so the figures are what the store
+//! really served, whichever reader or writer asked.
+//!
+//! A listing counts one request per started page of 1,000 keys (S3's page);
+//! a multipart upload counts its start, each part and its completion (or
+//! abort) as put requests.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -11,8 +17,12 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use futures::StreamExt;
 use object_store::path::Path;
-use object_store::{GetOptions, GetResult, ListResult, ObjectMeta, ObjectStore, Result};
+use object_store::{
+    GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
+};
 
 /// What a [`CountingStore`] has served so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,11 +37,45 @@ pub struct ReadCounts {
     pub lists: u64,
 }
 
+/// Requests of each class a [`CountingStore`] has forwarded so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    /// Writes: puts, and a multipart upload's start, parts and completion.
+    pub puts: u64,
+    /// Reads of object bytes (one per range).
+    pub gets: u64,
+    /// List requests (one per page of 1,000 keys).
+    pub lists: u64,
+    /// Metadata reads.
+    pub heads: u64,
+    /// Deletes.
+    pub deletes: u64,
+}
+
+impl RequestCounts {
+    /// The requests made since `earlier` was taken.
+    pub fn since(&self, earlier: &RequestCounts) -> RequestCounts {
+        RequestCounts {
+            puts: self.puts - earlier.puts,
+            gets: self.gets - earlier.gets,
+            lists: self.lists - earlier.lists,
+            heads: self.heads - earlier.heads,
+            deletes: self.deletes - earlier.deletes,
+        }
+    }
+}
+
+/// Keys in one page of a listing (S3's `max-keys` default).
+const LIST_PAGE: u64 = 1000;
+
 #[derive(Debug, Default)]
 struct Counters {
     bytes: AtomicU64,
     gets: AtomicU64,
     lists: AtomicU64,
+    puts: AtomicU64,
+    heads: AtomicU64,
+    deletes: AtomicU64,
     objects: Mutex<HashSet<Path>>,
 }
 
@@ -66,6 +110,36 @@ impl CountingStore {
         }
     }
 
+    /// Requests of every class so far.
+    pub fn requests(&self) -> RequestCounts {
+        let c = &self.counters;
+        RequestCounts {
+            puts: c.puts.load(Ordering::Relaxed),
+            gets: c.gets.load(Ordering::Relaxed),
+            lists: c.lists.load(Ordering::Relaxed),
+            heads: c.heads.load(Ordering::Relaxed),
+            deletes: c.deletes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A listing stream that counts one more request per page beyond the first.
+    fn paged(
+        &self,
+        inner: BoxStream<'static, Result<ObjectMeta>>,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.listed();
+        let counters = Arc::clone(&self.counters);
+        let mut seen = 0u64;
+        inner
+            .inspect(move |_| {
+                if seen > 0 && seen % LIST_PAGE == 0 {
+                    counters.lists.fetch_add(1, Ordering::Relaxed);
+                }
+                seen += 1;
+            })
+            .boxed()
+    }
+
     fn read(&self, location: &Path, requests: u64, bytes: u64) {
         self.counters.gets.fetch_add(requests, Ordering::Relaxed);
         self.counters.bytes.fetch_add(bytes, Ordering::Relaxed);
@@ -89,10 +163,41 @@ impl fmt::Display for CountingStore {
 
 crate::forward_object_store! {
     impl ObjectStore for CountingStore => inner {
-        forward: [put_opts, put_multipart_opts, head, delete, copy, copy_if_not_exists];
+        forward: [copy, copy_if_not_exists];
+
+        async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+            self.counters.puts.fetch_add(1, Ordering::Relaxed);
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> Result<Box<dyn MultipartUpload>> {
+            self.counters.puts.fetch_add(1, Ordering::Relaxed);
+            let inner = self.inner.put_multipart_opts(location, opts).await?;
+            Ok(Box::new(CountingUpload {
+                inner,
+                counters: Arc::clone(&self.counters),
+            }))
+        }
+
+        async fn head(&self, location: &Path) -> Result<ObjectMeta> {
+            self.counters.heads.fetch_add(1, Ordering::Relaxed);
+            self.inner.head(location).await
+        }
+
+        async fn delete(&self, location: &Path) -> Result<()> {
+            self.counters.deletes.fetch_add(1, Ordering::Relaxed);
+            self.inner.delete(location).await
+        }
 
         async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
             let head = options.head;
+            if head {
+                self.counters.heads.fetch_add(1, Ordering::Relaxed);
+            }
             let r = self.inner.get_opts(location, options).await?;
             if !head {
                 self.read(location, 1, r.range.end.saturating_sub(r.range.start));
@@ -114,8 +219,7 @@ crate::forward_object_store! {
         }
 
         fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-            self.listed();
-            self.inner.list(prefix)
+            self.paged(self.inner.list(prefix))
         }
 
         fn list_with_offset(
@@ -123,14 +227,38 @@ crate::forward_object_store! {
             prefix: Option<&Path>,
             offset: &Path,
         ) -> BoxStream<'static, Result<ObjectMeta>> {
-            self.listed();
-            self.inner.list_with_offset(prefix, offset)
+            self.paged(self.inner.list_with_offset(prefix, offset))
         }
 
         async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
             self.listed();
             self.inner.list_with_delimiter(prefix).await
         }
+    }
+}
+
+/// A multipart upload that counts its parts and its completion or abort.
+#[derive(Debug)]
+struct CountingUpload {
+    inner: Box<dyn MultipartUpload>,
+    counters: Arc<Counters>,
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for CountingUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.counters.puts.fetch_add(1, Ordering::Relaxed);
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        self.counters.puts.fetch_add(1, Ordering::Relaxed);
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.counters.deletes.fetch_add(1, Ordering::Relaxed);
+        self.inner.abort().await
     }
 }
 
@@ -169,5 +297,39 @@ mod tests {
                 lists: 1
             }
         );
+    }
+
+    #[tokio::test]
+    async fn counts_every_request_class_and_list_pages() {
+        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let store = CountingStore::new(inner);
+        for i in 0..1001 {
+            store
+                .put(&Path::from(format!("p/{i:04}")), vec![1u8].into())
+                .await
+                .unwrap();
+        }
+        let mut up = store.put_multipart(&Path::from("big")).await.unwrap();
+        up.put_part(vec![0u8; 10].into()).await.unwrap();
+        up.put_part(vec![0u8; 10].into()).await.unwrap();
+        up.complete().await.unwrap();
+        let listed: Vec<_> = store.list(Some(&Path::from("p"))).collect().await;
+        assert_eq!(listed.len(), 1001);
+        store.head(&Path::from("big")).await.unwrap();
+        store.delete(&Path::from("big")).await.unwrap();
+        store.get(&Path::from("p/0000")).await.unwrap();
+        assert_eq!(
+            store.requests(),
+            RequestCounts {
+                puts: 1001 + 4,
+                gets: 1,
+                lists: 2,
+                heads: 1,
+                deletes: 1
+            }
+        );
+        let before = store.requests();
+        store.head(&Path::from("p/0001")).await.unwrap();
+        assert_eq!(store.requests().since(&before).heads, 1);
     }
 }

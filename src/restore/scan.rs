@@ -2,9 +2,13 @@
 //! partitions that can hold the time range (or, without time bounds, the whole
 //! station in one paginated listing), keep the data files whose names can
 //! hold the seq range, read each kept file's Parquet footer and keep the row
-//! groups whose statistics can hold the selection. The result is a [`Plan`] in
+//! groups whose statistics can hold the selection. Files a tier-2 merge
+//! replaced are skipped when the file that holds their rows is listed too
+//! ([`crate::replacements`]): each message is read once, during the grace as
+//! after it. The result is a [`Plan`] in
 //! reading order; decisions come from the pure rules in [`super::select`].
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use futures::{stream, StreamExt, TryStreamExt};
@@ -18,6 +22,7 @@ use crate::columnar::{
 };
 use crate::layout::{self, DataKey, Hour};
 use crate::message::StationName;
+use crate::replacements::{self, Fetch, Replacements};
 use crate::store::Archive;
 
 use super::select;
@@ -76,6 +81,8 @@ pub struct PlanStats {
     pub max_overlap: usize,
     /// Objects under the station that are not data files (ignored).
     pub foreign_objects: u64,
+    /// Data files skipped because a listed tier-2 merged file holds their rows.
+    pub files_replaced: u64,
 }
 
 /// The files to read, in reading order.
@@ -122,11 +129,29 @@ pub async fn plan(
         listings.into_iter().flatten().collect()
     };
 
+    let listed: BTreeSet<DataKey> = objects
+        .iter()
+        .filter_map(|m| DataKey::parse(&m.location))
+        .filter(|k| &k.station == station)
+        .collect();
+    // A replaced file and the file holding its rows share an hour partition,
+    // so whatever hours were listed, both are in `listed`.
+    let index = if replacements::any_nested(&listed) {
+        replacements::load(archive, Some(station), &listed, Fetch::Relevant).await?
+    } else {
+        // No file lies inside another's span, so none can have replaced it:
+        // no request for the records.
+        Replacements::default()
+    };
     let mut candidates = Vec::new();
     for meta in objects {
         match DataKey::parse(&meta.location) {
             Some(key) if &key.station == station => {
                 stats.files_listed += 1;
+                if index.covering(&key, |k| listed.contains(k)).is_some() {
+                    stats.files_replaced += 1;
+                    continue;
+                }
                 if select::key_may_hold(sel, &key) {
                     candidates.push((key, meta));
                 }

@@ -9,7 +9,8 @@ ROOT is the archive prefix: the folder that holds `station=<S>/` directories
 the column types the engine sees, the Parquet physical schema and codecs,
 layout violations (a file outside the documented key layout, a row whose
 timestamp is outside its path's date/hour, a seq outside the file name's
-range), the commit records, and a digest of every row in canonical form, so
+range), the commit records (a committed file that tier-2 compaction merged
+and deleted counts as replaced, not missing), and a digest of every row in canonical form, so
 the two engines can be compared with each other. With --rows every row is
 also written as one JSON line, sorted by (station, seq):
 
@@ -205,14 +206,43 @@ def layout_violations(root, files, rows):
     return bad[:50]
 
 
+def replaced_tails(root, by_tail):
+    """Tails (station=/date=/hour=/file) of data files a tier-2 merge replaced
+    whose rows a present file holds, following merges of merged files."""
+    paths = glob.glob(os.path.join(root, "_strata", "replacements", "**", "*.json"), recursive=True)
+    merged_of = {}
+    for p in paths:
+        with open(p, "rb") as fh:
+            rec = json.loads(fh.read())
+        merged = "/".join(str(rec["merged"]["key"]).split("/")[-4:])
+        for cf in rec.get("replaced", []):
+            merged_of.setdefault("/".join(str(cf["key"]).split("/")[-4:]), []).append(merged)
+    out = set()
+    for tail in merged_of:
+        seen, todo = set(), [tail]
+        while todo:
+            for m in merged_of.get(todo.pop(), []):
+                if m in seen or m == tail:
+                    continue
+                seen.add(m)
+                if m in by_tail:
+                    out.add(tail)
+                    todo = []
+                    break
+                todo.append(m)
+    return out
+
+
 def commits(root, files):
     paths = sorted(glob.glob(os.path.join(root, "_strata", "commits", "**", "*"), recursive=True))
     paths = [p for p in paths if os.path.isfile(p)]
-    report = {"count": len(paths), "files": 0, "rows": 0, "unparsed": [], "missing_keys": [], "sha_mismatch": []}
+    report = {"count": len(paths), "files": 0, "rows": 0, "unparsed": [], "missing_keys": [], "sha_mismatch": [],
+              "replaced_keys": 0}
     by_tail = {}
     for f in files:
         tail = "/".join(os.path.relpath(f, root).replace(os.sep, "/").split("/")[-4:])
         by_tail[tail] = f
+    replaced = replaced_tails(root, by_tail)
     for p in paths:
         try:
             with open(p, "rb") as fh:
@@ -222,7 +252,10 @@ def commits(root, files):
                 report["rows"] += int(cf.get("rows", 0))
                 tail = "/".join(str(cf.get("key", "")).split("/")[-4:])
                 local = by_tail.get(tail)
-                if local is None:
+                if local is None and tail in replaced:
+                    # Merged by tier-2 compaction: a present file holds its rows.
+                    report["replaced_keys"] += 1
+                elif local is None:
                     report["missing_keys"].append(cf.get("key"))
                 elif cf.get("sha256"):
                     with open(local, "rb") as fh:
