@@ -1,5 +1,5 @@
-//! `strata.toml`: the `[wal]`, `[storage]`, `[compaction]`, `[http]`, `[nats]`
-//! and `[cluster]` tables, with defaults that make `strata run` work with no file at all.
+//! `strata.toml`: the `[wal]`, `[storage]`, `[compaction]`, `[http]`, `[nats]`,
+//! `[cluster]` and `[iceberg]` tables, with defaults that make `strata run` work with no file at all.
 //!
 //! Parsing is pure: [`Config::from_toml`] turns text into a validated [`Config`]
 //! and [`Config::load_with_env`] adds secrets from an injectable environment.
@@ -16,7 +16,7 @@
 //!   64000000.
 //!
 //! Each table lives in its own file (`wal`, `storage`, `compaction`, `http`,
-//! `nats`, `cluster`) with its keys, defaults, value checks and the rules between its keys;
+//! `nats`, `cluster`, `iceberg`) with its keys, defaults, value checks and the rules between its keys;
 //! the value forms they share are in `values`. This module reads the file,
 //! rewrites TOML errors to name the line, table and key, runs each table's rules,
 //! and applies the environment.
@@ -28,6 +28,7 @@ use serde::Deserialize;
 mod cluster;
 mod compaction;
 mod http;
+mod iceberg;
 mod nats;
 mod storage;
 mod values;
@@ -36,6 +37,7 @@ mod wal;
 pub use cluster::ClusterConfig;
 pub use compaction::{CompactionConfig, MIN_PART_SIZE};
 pub use http::HttpConfig;
+pub use iceberg::{Catalog as IcebergCatalog, IcebergConfig};
 pub use nats::NatsConfig;
 pub use storage::StorageConfig;
 pub use values::{parse_duration, parse_size, Secret};
@@ -60,6 +62,8 @@ pub struct Config {
     pub nats: NatsConfig,
     /// `[cluster]`
     pub cluster: ClusterConfig,
+    /// `[iceberg]`
+    pub iceberg: IcebergConfig,
 }
 
 /// Errors reading the configuration.
@@ -156,7 +160,8 @@ impl Config {
         self.wal.validate()?;
         self.http.validate()?;
         self.nats.validate()?;
-        self.cluster.validate()
+        self.cluster.validate()?;
+        self.iceberg.validate()
     }
 }
 

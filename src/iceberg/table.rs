@@ -1,0 +1,587 @@
+//! The table in the archive: load the current metadata, commit a new version.
+//!
+//! A commit reads the current version (`version-hint.text`, then forward
+//! while `v<N+1>.metadata.json` exists), writes the new manifest(s) and the
+//! manifest list under fresh names, then creates `v<N+1>.metadata.json` with
+//! `put_if_absent`: the one atomic step. When another process got there first
+//! the commit starts over from the newer version (its files of the lost
+//! attempt stay, unreferenced). Last, `version-hint.text` is rewritten; a
+//! crash before that only leaves the hint behind, which loading corrects.
+//!
+//! Every snapshot names the record it came from ([`spec::RECORD_PROPERTY`]),
+//! so a redo after a crash finds it and commits nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::PutPayload;
+
+use super::manifest::{self, ManifestEntry, ManifestFile, Status};
+use super::plan;
+use super::spec::{self, DataFile, Snapshot, TableMetadata};
+use super::IcebergError;
+use crate::config::{IcebergCatalog, IcebergConfig};
+use crate::layout::{self, CommitRecord, CommittedFile, DataKey, ReplacementRecord};
+use crate::message::Timestamp;
+use crate::store::Archive;
+
+/// Commits attempted before giving up when other processes keep winning.
+const MAX_ATTEMPTS: usize = 25;
+
+/// A step of a commit where crash tests stop it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitStep {
+    /// The new manifests and manifest list are stored; no new metadata version.
+    AfterManifest,
+    /// The new metadata version is stored; `version-hint.text` not yet updated.
+    AfterMetadata,
+}
+
+/// Called at each [`CommitStep`]; returning `false` stops the commit there
+/// with [`IcebergError::Stopped`] (crash tests abort the process instead).
+pub type StepHook = Arc<dyn Fn(CommitStep) -> bool + Send + Sync>;
+
+/// What a commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// A new snapshot is current in metadata version `version`.
+    Committed {
+        /// The metadata version written.
+        version: u64,
+        /// The new snapshot.
+        snapshot_id: i64,
+    },
+    /// The record's snapshot was already in the table (a redo), or there was
+    /// nothing to change; no version was written.
+    AlreadyDone,
+}
+
+/// The current metadata and its version.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// `N` of `vN.metadata.json`.
+    pub version: u64,
+    /// The metadata.
+    pub metadata: TableMetadata,
+}
+
+/// What a change adds and deletes.
+#[derive(Debug, Clone)]
+struct Change {
+    operation: &'static str,
+    record: String,
+    added: Vec<DataFile>,
+    deleted: BTreeSet<String>,
+    /// Leave out added files the table already lists (a redo, a rebuild).
+    skip_live: bool,
+    /// Replace every file the table lists (a rebuild).
+    replace_all: bool,
+}
+
+/// The archive's Iceberg table (catalog `file`): see the module doc.
+#[derive(Clone)]
+pub struct IcebergTable {
+    archive: Archive,
+    hook: Option<StepHook>,
+}
+
+impl fmt::Debug for IcebergTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IcebergTable")
+            .field("location", &self.location())
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
+}
+
+impl IcebergTable {
+    /// The table of `archive`, as `[iceberg]` says; `None` when disabled.
+    ///
+    /// # Errors
+    /// [`IcebergError::RestCatalog`] for `catalog = "rest"`, not yet supported.
+    pub fn open(archive: &Archive, cfg: &IcebergConfig) -> Result<Option<IcebergTable>, IcebergError> {
+        if !cfg.enabled {
+            return Ok(None);
+        }
+        if cfg.catalog == IcebergCatalog::Rest {
+            return Err(IcebergError::RestCatalog { uri: cfg.uri.clone() });
+        }
+        Ok(Some(IcebergTable::new(archive.clone())))
+    }
+
+    /// The table under `archive`'s `_strata/iceberg/`.
+    pub fn new(archive: Archive) -> IcebergTable {
+        IcebergTable { archive, hook: None }
+    }
+
+    /// Calls `hook` at each [`CommitStep`] (crash tests).
+    pub fn with_hook(mut self, hook: StepHook) -> Self {
+        self.hook = Some(hook);
+        self
+    }
+
+    /// The table's location, an absolute URL (`s3://…/_strata/iceberg`).
+    pub fn location(&self) -> String {
+        self.archive.object_url(&layout::iceberg_prefix())
+    }
+
+    /// The absolute URL of metadata version `version`.
+    pub fn metadata_url(&self, version: u64) -> String {
+        self.archive.object_url(&layout::iceberg_metadata_path(version))
+    }
+
+    fn store_err(&self) -> impl Fn(crate::store::StoreError) -> IcebergError {
+        |e| IcebergError::Store(Box::new(e))
+    }
+
+    /// The current version, or `None` when the table was never written.
+    ///
+    /// # Errors
+    /// [`IcebergError::Store`], or [`IcebergError::Metadata`] when the file
+    /// does not read as table metadata.
+    pub async fn current(&self) -> Result<Option<Current>, IcebergError> {
+        let hint_path = layout::iceberg_version_hint_path();
+        let hint = self.archive.get_if_exists(&hint_path).await.map_err(self.store_err())?;
+        let mut version = hint
+            .and_then(|b| std::str::from_utf8(&b).ok()?.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        // The hint may be behind: a crash before it was updated, or a slower
+        // writer overwriting a newer hint.
+        loop {
+            match self.archive.head(&layout::iceberg_metadata_path(version + 1)).await {
+                Ok(_) => version += 1,
+                Err(e) if e.is_not_found() => break,
+                Err(e) => return Err(self.store_err()(e)),
+            }
+        }
+        if version == 0 {
+            return Ok(None);
+        }
+        let path = layout::iceberg_metadata_path(version);
+        let bytes = self.archive.get(&path).await.map_err(self.store_err())?;
+        let metadata = TableMetadata::from_json(&bytes).map_err(|reason| IcebergError::Metadata {
+            url: self.archive.object_url(&path),
+            reason,
+        })?;
+        Ok(Some(Current { version, metadata }))
+    }
+
+    /// The URL of the current metadata file, or `None` when there is no table.
+    ///
+    /// # Errors
+    /// As [`IcebergTable::current`].
+    pub async fn current_metadata_url(&self) -> Result<Option<String>, IcebergError> {
+        Ok(self.current().await?.map(|c| self.metadata_url(c.version)))
+    }
+
+    /// The data file entry of `file` (a committed file, key with the prefix).
+    fn data_file(&self, file: &CommittedFile) -> Result<DataFile, IcebergError> {
+        let full = Path::from(file.key.as_str());
+        let rel = self
+            .archive
+            .relative(&full)
+            .ok_or_else(|| IcebergError::OutsideArchive { key: file.key.clone() })?;
+        Ok(DataFile::from_committed(file, self.archive.object_url(&rel))?)
+    }
+
+    /// The keys (with the prefix) of files replaced by the replacement records
+    /// of the partitions of `files`.
+    async fn replaced_keys(&self, files: &[CommittedFile]) -> Result<BTreeSet<String>, IcebergError> {
+        let mut partitions = BTreeSet::new();
+        for f in files {
+            let rel = self.archive.relative(&Path::from(f.key.as_str()));
+            if let Some(key) = rel.as_ref().and_then(DataKey::parse) {
+                partitions.insert((key.station, key.hour));
+            }
+        }
+        let mut replaced = BTreeSet::new();
+        for (station, hour) in partitions {
+            let dir = layout::replacements_hour_prefix(&station, hour);
+            for meta in self.archive.list_all(Some(&dir)).await.map_err(self.store_err())? {
+                if let Some(r) = self.replacement(&meta.location).await? {
+                    replaced.extend(r.replaced.into_iter().map(|f| f.key));
+                }
+            }
+        }
+        Ok(replaced)
+    }
+
+    async fn replacement(&self, path: &Path) -> Result<Option<ReplacementRecord>, IcebergError> {
+        let Some(bytes) = self.archive.get_if_exists(path).await.map_err(self.store_err())? else {
+            return Ok(None);
+        };
+        match ReplacementRecord::from_json(&bytes) {
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                tracing::warn!(path = %self.archive.key(path), error = %e, "unreadable replacement record: ignored by the Iceberg table");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Appends the files of `record` (a commit record stored at `record_path`)
+    /// as one `append` snapshot, leaving out files a replacement record already
+    /// replaced. Idempotent: when a snapshot of the record is in the table,
+    /// nothing is written. `redo` (the record was stored by an earlier run)
+    /// also leaves out files the table already lists.
+    ///
+    /// # Errors
+    /// [`IcebergError`]; the caller retries (the record stays the proof).
+    pub async fn append_commit(
+        &self,
+        record: &CommitRecord,
+        record_path: &Path,
+        redo: bool,
+    ) -> Result<CommitOutcome, IcebergError> {
+        let replaced = self.replaced_keys(&record.files).await?;
+        let added = record
+            .files
+            .iter()
+            .filter(|f| !replaced.contains(&f.key))
+            .map(|f| self.data_file(f))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.commit(Change {
+            operation: plan::APPEND,
+            record: self.archive.key(record_path).to_string(),
+            added,
+            deleted: BTreeSet::new(),
+            skip_live: redo,
+            replace_all: false,
+        })
+        .await
+    }
+
+    /// Commits one `replace` snapshot for a tier-2 merge: `record.merged`
+    /// added, the files of `record.replaced` deleted. Idempotent like
+    /// [`IcebergTable::append_commit`]; files the table does not list are
+    /// left alone, and the merged file is not added twice.
+    ///
+    /// # Errors
+    /// [`IcebergError`]; call again (the replacement record stays the proof).
+    pub async fn replace(&self, record: &ReplacementRecord) -> Result<CommitOutcome, IcebergError> {
+        let rel = self
+            .archive
+            .relative(&Path::from(record.merged.key.as_str()))
+            .ok_or_else(|| IcebergError::OutsideArchive { key: record.merged.key.clone() })?;
+        let merged = DataKey::parse(&rel).ok_or_else(|| IcebergError::OutsideArchive {
+            key: record.merged.key.clone(),
+        })?;
+        let deleted = record
+            .replaced
+            .iter()
+            .map(|f| self.data_file(f).map(|d| d.path))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        self.commit(Change {
+            operation: plan::REPLACE,
+            record: self
+                .archive
+                .key(&layout::replacement_record_path(&merged))
+                .to_string(),
+            added: vec![self.data_file(&record.merged)?],
+            deleted,
+            skip_live: true,
+            replace_all: false,
+        })
+        .await
+    }
+
+    /// Rebuilds the table from the archive's commit and replacement records:
+    /// one snapshot whose files are the committed and merged files less the
+    /// replaced ones ([`plan::live_files`]), replacing whatever the table
+    /// listed. Returns the outcome and the number of live files.
+    ///
+    /// # Errors
+    /// [`IcebergError`]; a record that does not parse is an error, not skipped.
+    pub async fn rebuild(&self) -> Result<(CommitOutcome, usize), IcebergError> {
+        let mut commits = Vec::new();
+        let listed = self
+            .archive
+            .list(Some(&layout::commits_prefix()))
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(self.store_err())?;
+        for meta in listed {
+            if layout::parse_commit_record_path(&meta.location).is_none() {
+                continue;
+            }
+            let bytes = self.archive.get(&meta.location).await.map_err(self.store_err())?;
+            let record = CommitRecord::from_json(&bytes).map_err(|e| IcebergError::Record {
+                key: self.archive.key(&meta.location).to_string(),
+                reason: e.to_string(),
+            })?;
+            commits.push(record);
+        }
+        let mut replacements = Vec::new();
+        let listed = self
+            .archive
+            .list_all(Some(&layout::replacements_prefix()))
+            .await
+            .map_err(self.store_err())?;
+        for meta in listed {
+            if layout::parse_replacement_record_path(&meta.location).is_none() {
+                continue;
+            }
+            let bytes = self.archive.get(&meta.location).await.map_err(self.store_err())?;
+            let record = ReplacementRecord::from_json(&bytes).map_err(|e| IcebergError::Record {
+                key: self.archive.key(&meta.location).to_string(),
+                reason: e.to_string(),
+            })?;
+            replacements.push(record);
+        }
+        let live = plan::live_files(&commits, &replacements);
+        let added = live
+            .iter()
+            .map(|f| self.data_file(f))
+            .collect::<Result<Vec<_>, _>>()?;
+        let count = added.len();
+        let outcome = self
+            .commit(Change {
+                operation: "overwrite",
+                record: format!("rebuild-{}", uuid::Uuid::new_v4()),
+                added,
+                deleted: BTreeSet::new(),
+                skip_live: false,
+                replace_all: true,
+            })
+            .await?;
+        Ok((outcome, count))
+    }
+
+    /// Commits `change`, retrying from the newer version when another process
+    /// commits first.
+    async fn commit(&self, change: Change) -> Result<CommitOutcome, IcebergError> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let current = self.current().await?;
+            if let Some(c) = &current {
+                if c.metadata.has_record(&change.record) {
+                    return Ok(CommitOutcome::AlreadyDone);
+                }
+            }
+            match self.try_commit(current, &change).await? {
+                Some(outcome) => return Ok(outcome),
+                None => {
+                    tracing::debug!(attempt, record = %change.record, "another process committed to the Iceberg table first: retrying");
+                    tokio::time::sleep(crate::backoff::nth(
+                        std::time::Duration::from_millis(20),
+                        std::time::Duration::from_secs(1),
+                        attempt as u32,
+                    ))
+                    .await;
+                }
+            }
+        }
+        Err(IcebergError::Conflict { attempts: MAX_ATTEMPTS })
+    }
+
+    async fn get_bytes(&self, url: &str) -> Result<bytes::Bytes, IcebergError> {
+        let rel = self.rel_of_url(url)?;
+        self.archive.get(&rel).await.map_err(self.store_err())
+    }
+
+    /// The archive path of an absolute URL this table wrote.
+    fn rel_of_url(&self, url: &str) -> Result<Path, IcebergError> {
+        let root = self.archive.object_url(&Path::default());
+        let rest = url
+            .strip_prefix(root.trim_end_matches('/'))
+            .map(|r| r.trim_start_matches('/'))
+            .ok_or_else(|| IcebergError::Metadata {
+                url: url.to_string(),
+                reason: format!("not under the archive {root}"),
+            })?;
+        Path::parse(rest).map_err(|e| IcebergError::Metadata {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    async fn put_avro(&self, path: &Path, bytes: Vec<u8>) -> Result<(), IcebergError> {
+        self.archive
+            .put(path, PutPayload::from(bytes))
+            .await
+            .map_err(self.store_err())
+    }
+
+    fn step(&self, step: CommitStep) -> Result<(), IcebergError> {
+        match &self.hook {
+            Some(hook) if !hook(step) => Err(IcebergError::Stopped(step)),
+            _ => Ok(()),
+        }
+    }
+
+    /// One attempt; `None` when another process wrote the version first.
+    async fn try_commit(
+        &self,
+        current: Option<Current>,
+        change: &Change,
+    ) -> Result<Option<CommitOutcome>, IcebergError> {
+        let now_ms = Timestamp::now().micros() / 1000;
+        let (version, metadata, previous) = match current {
+            Some(c) => {
+                let url = self.metadata_url(c.version);
+                (c.version, c.metadata, Some(url))
+            }
+            None => {
+                let m = TableMetadata::new(self.location(), uuid::Uuid::new_v4().to_string(), now_ms)?;
+                (0, m, None)
+            }
+        };
+        let parent = metadata.current_snapshot().cloned();
+        let sequence_number = metadata.last_sequence_number + 1;
+        let snapshot_id = new_snapshot_id(&metadata);
+        let commit_uuid = uuid::Uuid::new_v4().to_string();
+
+        let list: Vec<ManifestFile> = match &parent {
+            Some(s) if !change.replace_all => {
+                manifest::read_manifest_list(&self.get_bytes(&s.manifest_list).await?)
+                    .map_err(|e| self.manifest_err(&s.manifest_list, e))?
+            }
+            _ => Vec::new(),
+        };
+
+        // Manifests that may list an added or deleted file are read: to leave
+        // out files already listed, and to rewrite those that delete.
+        let touched: Vec<(&str, i32)> = change
+            .added
+            .iter()
+            .map(|f| (f.station.as_str(), f.hour))
+            .collect();
+        let deleted_partitions: Vec<(String, i32)> = if change.deleted.is_empty() {
+            Vec::new()
+        } else {
+            change.added.iter().map(|f| (f.station.clone(), f.hour)).collect()
+        };
+        let mut live_paths = BTreeSet::new();
+        let mut new_list = Vec::new();
+        let mut written = Vec::new();
+        let mut deleted_files = Vec::new();
+        for m in list.iter().filter(|m| plan::has_live_files(m)) {
+            let may_delete = !change.deleted.is_empty()
+                && (deleted_partitions.is_empty()
+                    || deleted_partitions
+                        .iter()
+                        .any(|(s, h)| plan::may_hold(m, s, *h)));
+            let may_list_added =
+                change.skip_live && touched.iter().any(|(s, h)| plan::may_hold(m, s, *h));
+            if !(may_delete || may_list_added) {
+                new_list.push(m.clone());
+                continue;
+            }
+            let entries = manifest::read_manifest(&self.get_bytes(&m.path).await?, m.sequence_number, m.added_snapshot_id)
+                .map_err(|e| self.manifest_err(&m.path, e))?;
+            live_paths.extend(
+                entries
+                    .iter()
+                    .filter(|e| e.status != Status::Deleted)
+                    .map(|e| e.file.path.clone()),
+            );
+            let hits = entries
+                .iter()
+                .any(|e| e.status != Status::Deleted && change.deleted.contains(&e.file.path));
+            if !hits {
+                new_list.push(m.clone());
+                continue;
+            }
+            let (rewritten, gone) = plan::rewrite_for_delete(&entries, &change.deleted, snapshot_id);
+            deleted_files.extend(gone);
+            written.push(rewritten);
+        }
+        let added: Vec<DataFile> = change
+            .added
+            .iter()
+            .filter(|f| !(change.skip_live && live_paths.contains(&f.path)))
+            .cloned()
+            .collect();
+        if added.is_empty() && deleted_files.is_empty() && !change.replace_all {
+            return Ok(Some(CommitOutcome::AlreadyDone));
+        }
+        if !added.is_empty() {
+            written.push(
+                added
+                    .iter()
+                    .map(|f| ManifestEntry {
+                        status: Status::Added,
+                        snapshot_id,
+                        sequence_number,
+                        file_sequence_number: sequence_number,
+                        file: f.clone(),
+                    })
+                    .collect(),
+            );
+        }
+        for (i, entries) in written.iter().enumerate() {
+            let path = layout::iceberg_manifest_path(&commit_uuid, i);
+            let bytes = manifest::write_manifest(entries).map_err(|e| self.manifest_err("(new)", e))?;
+            let length = bytes.len() as i64;
+            self.put_avro(&path, bytes).await?;
+            new_list.push(manifest::summarize(
+                self.archive.object_url(&path),
+                length,
+                entries,
+                snapshot_id,
+                sequence_number,
+            ));
+        }
+        let list_path = layout::iceberg_manifest_list_path(snapshot_id, &commit_uuid);
+        let parent_id = parent.as_ref().map(|s| s.snapshot_id);
+        let list_bytes = manifest::write_manifest_list(&new_list, snapshot_id, parent_id, sequence_number)
+            .map_err(|e| self.manifest_err("(new list)", e))?;
+        self.put_avro(&list_path, list_bytes).await?;
+        self.step(CommitStep::AfterManifest)?;
+
+        let snapshot = Snapshot {
+            snapshot_id,
+            parent_snapshot_id: parent_id,
+            sequence_number,
+            timestamp_ms: now_ms.max(metadata.last_updated_ms),
+            manifest_list: self.archive.object_url(&list_path),
+            summary: plan::summary(change.operation, &added, &deleted_files, &new_list, &change.record),
+            schema_id: spec::SCHEMA_ID,
+        };
+        let next = metadata.with_snapshot(snapshot, previous);
+        let next_version = version + 1;
+        let path = layout::iceberg_metadata_path(next_version);
+        // The commit: exactly one writer creates version N+1.
+        let created = self
+            .archive
+            .put_if_absent(&path, PutPayload::from(next.to_json()))
+            .await
+            .map_err(self.store_err())?;
+        if !created {
+            return Ok(None);
+        }
+        self.step(CommitStep::AfterMetadata)?;
+        self.archive
+            .put(
+                &layout::iceberg_version_hint_path(),
+                PutPayload::from(next_version.to_string().into_bytes()),
+            )
+            .await
+            .map_err(self.store_err())?;
+        tracing::debug!(version = next_version, snapshot_id, operation = change.operation, record = %change.record, "Iceberg snapshot committed");
+        Ok(Some(CommitOutcome::Committed {
+            version: next_version,
+            snapshot_id,
+        }))
+    }
+
+    fn manifest_err(&self, url: &str, source: manifest::ManifestError) -> IcebergError {
+        IcebergError::Manifest {
+            url: url.to_string(),
+            source,
+        }
+    }
+}
+
+/// A positive snapshot id no kept snapshot has.
+fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
+    let taken: BTreeMap<i64, ()> = metadata.snapshots.iter().map(|s| (s.snapshot_id, ())).collect();
+    loop {
+        let id = (uuid::Uuid::new_v4().as_u128() as u64 & (i64::MAX as u64)) as i64;
+        if id != 0 && !taken.contains_key(&id) {
+            return id;
+        }
+    }
+}
