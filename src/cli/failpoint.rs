@@ -1,5 +1,5 @@
 //! Crash injection for tests of the real binary: `STRATA_FAILPOINT=after-upload`
-//! (or `after-commit`) makes `strata run` and `strata flush` abort the process
+//! (or `after-commit`, `iceberg-after-manifest`, `iceberg-after-metadata`) makes `strata run` and `strata flush` abort the process
 //! at that point of a segment's compaction. Only the command line reads the
 //! variable; the library never crashes by itself.
 

@@ -3,6 +3,7 @@
 
 mod failpoint;
 mod flush;
+mod iceberg;
 mod ingest;
 mod inspect;
 mod ls;
@@ -60,6 +61,9 @@ enum Command {
     Storage(StorageCommand),
     /// Print which process archives which station (the cluster sharing a NATS consumer).
     Status(status::StatusArgs),
+    /// The archive's Apache Iceberg table.
+    #[command(subcommand)]
+    Iceberg(iceberg::IcebergCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +124,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             storage::check(config).await
         }
         Command::Status(args) => status::status(config, args).await,
+        Command::Iceberg(cmd) => iceberg::iceberg(config, cmd).await,
     }
 }
 
@@ -168,6 +173,8 @@ mod tests {
             ],
             &["wal", "inspect", "--wal-dir", "w"],
             &["storage", "check", "--archive", "file:///tmp/a"],
+            &["iceberg", "rebuild", "--archive", "s3://b/p"],
+            &["ls", "--iceberg", "--archive", "file:///tmp/a"],
         ] {
             if let Err(e) = parse(ok) {
                 panic!("{ok:?}: {e}");

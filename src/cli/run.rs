@@ -13,6 +13,7 @@ use strata::compactor::{
 };
 use strata::config::Config;
 use strata::health::Health;
+use strata::iceberg::IcebergTable;
 use strata::identity::ledger::Ledger;
 use strata::metrics::Metrics;
 use strata::source::http::{self, FlushHandle, HttpState};
@@ -86,7 +87,8 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
             uploads: uploads.clone(),
             crash_at: CrashAt::from_env(),
         }),
-    );
+    )
+    .with_iceberg(IcebergTable::open(&archive, &config.iceberg)?);
     if let Some(c) = &cluster {
         compactor = compactor.with_upload_claims(c.upload_claims());
     }

@@ -102,7 +102,14 @@ pub struct ManifestFile {
     pub partitions: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-fn map_of(name: &str, key_id: i32, value_id: i32, value: &str, field_id: i32, field: &str) -> String {
+fn map_of(
+    name: &str,
+    key_id: i32,
+    value_id: i32,
+    value: &str,
+    field_id: i32,
+    field: &str,
+) -> String {
     format!(
         r#"{{"name": "{field}", "type": ["null", {{"type": "array", "logicalType": "map", "items": {{
             "type": "record", "name": "k{key_id}_v{value_id}", "fields": [
@@ -140,7 +147,14 @@ static MANIFEST_SCHEMA: LazyLock<Schema> = LazyLock::new(|| {
         hour = spec::HOUR_PARTITION,
         hour_id = spec::HOUR_PARTITION_ID,
         value_counts = map_of("value counts", 119, 120, "long", 109, "value_counts"),
-        null_counts = map_of("null value counts", 121, 122, "long", 110, "null_value_counts"),
+        null_counts = map_of(
+            "null value counts",
+            121,
+            122,
+            "long",
+            110,
+            "null_value_counts"
+        ),
         lower = map_of("lower bounds", 126, 127, "bytes", 125, "lower_bounds"),
         upper = map_of("upper bounds", 129, 130, "bytes", 128, "upper_bounds"),
     );
@@ -183,7 +197,12 @@ fn none() -> Value {
 }
 
 fn record(fields: Vec<(&str, Value)>) -> Value {
-    Value::Record(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Value::Record(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 fn long_map(entries: &[(i32, i64)]) -> Value {
@@ -198,7 +217,12 @@ fn long_map(entries: &[(i32, i64)]) -> Value {
 fn bytes_map(m: &BTreeMap<i32, Vec<u8>>) -> Value {
     some(Value::Array(
         m.iter()
-            .map(|(k, v)| record(vec![("key", Value::Int(*k)), ("value", Value::Bytes(v.clone()))]))
+            .map(|(k, v)| {
+                record(vec![
+                    ("key", Value::Int(*k)),
+                    ("value", Value::Bytes(v.clone())),
+                ])
+            })
             .collect(),
     ))
 }
@@ -232,7 +256,10 @@ fn entry_value(e: &ManifestEntry) -> Value {
         ("status", Value::Int(e.status as i32)),
         ("snapshot_id", some(Value::Long(e.snapshot_id))),
         ("sequence_number", some(Value::Long(e.sequence_number))),
-        ("file_sequence_number", some(Value::Long(e.file_sequence_number))),
+        (
+            "file_sequence_number",
+            some(Value::Long(e.file_sequence_number)),
+        ),
         ("data_file", data_file),
     ])
 }
@@ -243,11 +270,18 @@ fn entry_value(e: &ManifestEntry) -> Value {
 /// [`ManifestError::Avro`] when the encoder refuses a value (a bug).
 pub fn write_manifest(entries: &[ManifestEntry]) -> Result<Vec<u8>, ManifestError> {
     let schema = &*MANIFEST_SCHEMA;
-    let mut w = Writer::with_codec(schema, Vec::new(), Codec::Deflate(DeflateSettings::default()));
+    let mut w = Writer::with_codec(
+        schema,
+        Vec::new(),
+        Codec::Deflate(DeflateSettings::default()),
+    );
     let cols = spec::columns().map_err(|e| ManifestError::Shape(e.to_string()))?;
     w.add_user_metadata("schema".into(), spec::schema_json(&cols).to_string())?;
     w.add_user_metadata("schema-id".into(), spec::SCHEMA_ID.to_string())?;
-    w.add_user_metadata("partition-spec".into(), spec::partition_fields_json().to_string())?;
+    w.add_user_metadata(
+        "partition-spec".into(),
+        spec::partition_fields_json().to_string(),
+    )?;
     w.add_user_metadata("partition-spec-id".into(), spec::SPEC_ID.to_string())?;
     w.add_user_metadata("format-version".into(), spec::FORMAT_VERSION.to_string())?;
     w.add_user_metadata("content".into(), "data")?;
@@ -285,7 +319,9 @@ pub fn summarize(
     for e in entries {
         let rows = e.file.record_count;
         match e.status {
-            Status::Added => (m.added_files, m.added_rows) = (m.added_files + 1, m.added_rows + rows),
+            Status::Added => {
+                (m.added_files, m.added_rows) = (m.added_files + 1, m.added_rows + rows)
+            }
             Status::Existing => {
                 (m.existing_files, m.existing_rows) = (m.existing_files + 1, m.existing_rows + rows)
             }
@@ -323,7 +359,11 @@ pub fn write_manifest_list(
     sequence_number: i64,
 ) -> Result<Vec<u8>, ManifestError> {
     let schema = &*MANIFEST_LIST_SCHEMA;
-    let mut w = Writer::with_codec(schema, Vec::new(), Codec::Deflate(DeflateSettings::default()));
+    let mut w = Writer::with_codec(
+        schema,
+        Vec::new(),
+        Codec::Deflate(DeflateSettings::default()),
+    );
     w.add_user_metadata("snapshot-id".into(), snapshot_id.to_string())?;
     w.add_user_metadata(
         "parent-snapshot-id".into(),
@@ -463,7 +503,9 @@ pub fn read_manifest(
         let status = Status::from_i32(status)
             .ok_or_else(|| shape(format!("status {status} is not 0, 1 or 2")))?;
         let snapshot_id = e.long("snapshot_id")?.unwrap_or(inherited_snapshot_id);
-        let sequence_number = e.long("sequence_number")?.unwrap_or(inherited_sequence_number);
+        let sequence_number = e
+            .long("sequence_number")?
+            .unwrap_or(inherited_sequence_number);
         let file_sequence_number = e
             .long("file_sequence_number")?
             .unwrap_or(inherited_sequence_number);
@@ -515,7 +557,10 @@ pub fn read_manifest_list(bytes: &[u8]) -> Result<Vec<ManifestFile>, ManifestErr
                         Value::Bytes(b) => Ok(b),
                         other => Err(shape(format!("a partition bound is not bytes: {other:?}"))),
                     };
-                    parts.push((bound(p.take("lower_bound")?)?, bound(p.take("upper_bound")?)?));
+                    parts.push((
+                        bound(p.take("lower_bound")?)?,
+                        bound(p.take("upper_bound")?)?,
+                    ));
                 }
                 parts
             }
@@ -573,7 +618,14 @@ mod tests {
     fn header_carries_what_the_spec_requires() {
         let bytes = write_manifest(&[]).unwrap();
         let h = header_metadata(&bytes).unwrap();
-        for k in ["schema", "schema-id", "partition-spec", "partition-spec-id", "format-version", "content"] {
+        for k in [
+            "schema",
+            "schema-id",
+            "partition-spec",
+            "partition-spec-id",
+            "format-version",
+            "content",
+        ] {
             assert!(h.contains_key(k), "{k} missing: {h:?}");
         }
         assert_eq!(h["format-version"], "2");
@@ -583,7 +635,12 @@ mod tests {
         // The Avro schema keeps Iceberg's field ids.
         let avro = Reader::new(&bytes[..]).unwrap().writer_schema().clone();
         let text = serde_json::to_string(&avro).unwrap();
-        for id in ["\"field-id\":102", "\"field-id\":1000", "\"field-id\":127", "\"logicalType\":\"map\""] {
+        for id in [
+            "\"field-id\":102",
+            "\"field-id\":1000",
+            "\"field-id\":127",
+            "\"logicalType\":\"map\"",
+        ] {
             assert!(text.contains(id), "{id} missing: {text}");
         }
         let list = write_manifest_list(&[], 5, None, 1).unwrap();
@@ -598,12 +655,33 @@ mod tests {
     #[test]
     fn summary_counts_and_bounds() {
         let entries = vec![
-            ManifestEntry { status: Status::Added, snapshot_id: 9, sequence_number: 3, file_sequence_number: 3, file: file("b", 10, 1, 5) },
-            ManifestEntry { status: Status::Existing, snapshot_id: 8, sequence_number: 2, file_sequence_number: 2, file: file("a", 12, 6, 6) },
-            ManifestEntry { status: Status::Deleted, snapshot_id: 9, sequence_number: 1, file_sequence_number: 1, file: file("c", 11, 7, 9) },
+            ManifestEntry {
+                status: Status::Added,
+                snapshot_id: 9,
+                sequence_number: 3,
+                file_sequence_number: 3,
+                file: file("b", 10, 1, 5),
+            },
+            ManifestEntry {
+                status: Status::Existing,
+                snapshot_id: 8,
+                sequence_number: 2,
+                file_sequence_number: 2,
+                file: file("a", 12, 6, 6),
+            },
+            ManifestEntry {
+                status: Status::Deleted,
+                snapshot_id: 9,
+                sequence_number: 1,
+                file_sequence_number: 1,
+                file: file("c", 11, 7, 9),
+            },
         ];
         let m = summarize("m".into(), 10, &entries, 9, 3);
-        assert_eq!((m.added_files, m.existing_files, m.deleted_files), (1, 1, 1));
+        assert_eq!(
+            (m.added_files, m.existing_files, m.deleted_files),
+            (1, 1, 1)
+        );
         assert_eq!((m.added_rows, m.existing_rows, m.deleted_rows), (5, 1, 3));
         assert_eq!(m.min_sequence_number, 2);
         assert_eq!(m.partitions[0], (b"a".to_vec(), b"c".to_vec()));
@@ -611,15 +689,21 @@ mod tests {
     }
 
     fn any_entry() -> impl Strategy<Value = ManifestEntry> {
-        ("[a-z]{1,8}", any::<i32>(), 0i64..1 << 40, 0i64..1000, 0usize..3, any::<i64>()).prop_map(
-            |(station, hour, first, n, status, snap)| ManifestEntry {
+        (
+            "[a-z]{1,8}",
+            any::<i32>(),
+            0i64..1 << 40,
+            0i64..1000,
+            0usize..3,
+            any::<i64>(),
+        )
+            .prop_map(|(station, hour, first, n, status, snap)| ManifestEntry {
                 status: [Status::Existing, Status::Added, Status::Deleted][status],
                 snapshot_id: snap,
                 sequence_number: n,
                 file_sequence_number: n + 1,
                 file: file(&station, hour, first, first + n),
-            },
-        )
+            })
     }
 
     proptest! {

@@ -167,7 +167,10 @@ mod tests {
         let (out, gone) = rewrite_for_delete(&entries, &deleted, 9);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].status, Status::Existing);
-        assert_eq!(out[0].snapshot_id, 1, "existing entries keep their snapshot");
+        assert_eq!(
+            out[0].snapshot_id, 1,
+            "existing entries keep their snapshot"
+        );
         assert_eq!(out[1].status, Status::Deleted);
         assert_eq!(out[1].snapshot_id, 9);
         assert_eq!(gone, vec![file("b", "s", 1, 3)]);
@@ -242,7 +245,10 @@ mod tests {
             .map(|f| f.key)
             .collect();
         assert_eq!(keys, ["c", "m"]);
-        let keys: Vec<String> = live_files(&commits, &[]).into_iter().map(|f| f.key).collect();
+        let keys: Vec<String> = live_files(&commits, &[])
+            .into_iter()
+            .map(|f| f.key)
+            .collect();
         assert_eq!(keys, ["a", "b", "c"]);
     }
 }

@@ -235,7 +235,8 @@ pub fn name_mapping(cols: &[Column]) -> Value {
                 element,
                 ..
             } => {
-                let mut m = json!({"field-id": element_id, "names": [columnar::schema::HEADER_ELEMENT]});
+                let mut m =
+                    json!({"field-id": element_id, "names": [columnar::schema::HEADER_ELEMENT]});
                 if let Some(f) = kind_fields(element) {
                     m["fields"] = json!(f);
                 }
@@ -467,7 +468,10 @@ impl TableMetadata {
                 "write.parquet.compression-codec".to_string(),
                 "zstd".to_string(),
             ),
-            ("strata.version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+            (
+                "strata.version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
         ]);
         Ok(TableMetadata {
             format_version: FORMAT_VERSION,
@@ -548,7 +552,8 @@ impl TableMetadata {
 
     /// The metadata as pretty JSON bytes.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).expect("metadata of strings, numbers and JSON values serializes")
+        serde_json::to_vec_pretty(self)
+            .expect("metadata of strings, numbers and JSON values serializes")
     }
 
     /// Reads metadata written by [`TableMetadata::to_json`] (or another v2 writer
@@ -598,10 +603,10 @@ mod tests {
         assert_eq!(
             name_mapping(&cols)[4],
             json!({"field-id": 5, "names": ["headers"], "fields": [
-                {"field-id": 8, "names": ["element"], "fields": [
-                    {"field-id": 9, "names": ["name"]},
-                    {"field-id": 10, "names": ["value"]},
-                ]}]})
+            {"field-id": 8, "names": ["element"], "fields": [
+                {"field-id": 9, "names": ["name"]},
+                {"field-id": 10, "names": ["value"]},
+            ]}]})
         );
     }
 
@@ -649,7 +654,10 @@ mod tests {
         assert_eq!(m.snapshots.len(), MAX_SNAPSHOTS);
         assert_eq!(m.snapshot_log.len(), MAX_SNAPSHOTS);
         assert_eq!(m.metadata_log.len(), MAX_METADATA_LOG);
-        assert_eq!(m.current_snapshot().unwrap().snapshot_id, MAX_SNAPSHOTS as i64 + 5);
+        assert_eq!(
+            m.current_snapshot().unwrap().snapshot_id,
+            MAX_SNAPSHOTS as i64 + 5
+        );
         assert!(m.has_record(&format!("r{}", MAX_SNAPSHOTS + 4)));
         assert!(!m.has_record("r0"));
         let back = TableMetadata::from_json(&m.to_json()).unwrap();

@@ -102,19 +102,27 @@ impl IcebergTable {
     ///
     /// # Errors
     /// [`IcebergError::RestCatalog`] for `catalog = "rest"`, not yet supported.
-    pub fn open(archive: &Archive, cfg: &IcebergConfig) -> Result<Option<IcebergTable>, IcebergError> {
+    pub fn open(
+        archive: &Archive,
+        cfg: &IcebergConfig,
+    ) -> Result<Option<IcebergTable>, IcebergError> {
         if !cfg.enabled {
             return Ok(None);
         }
         if cfg.catalog == IcebergCatalog::Rest {
-            return Err(IcebergError::RestCatalog { uri: cfg.uri.clone() });
+            return Err(IcebergError::RestCatalog {
+                uri: cfg.uri.clone(),
+            });
         }
         Ok(Some(IcebergTable::new(archive.clone())))
     }
 
     /// The table under `archive`'s `_strata/iceberg/`.
     pub fn new(archive: Archive) -> IcebergTable {
-        IcebergTable { archive, hook: None }
+        IcebergTable {
+            archive,
+            hook: None,
+        }
     }
 
     /// Calls `hook` at each [`CommitStep`] (crash tests).
@@ -130,7 +138,8 @@ impl IcebergTable {
 
     /// The absolute URL of metadata version `version`.
     pub fn metadata_url(&self, version: u64) -> String {
-        self.archive.object_url(&layout::iceberg_metadata_path(version))
+        self.archive
+            .object_url(&layout::iceberg_metadata_path(version))
     }
 
     fn store_err(&self) -> impl Fn(crate::store::StoreError) -> IcebergError {
@@ -144,14 +153,22 @@ impl IcebergTable {
     /// does not read as table metadata.
     pub async fn current(&self) -> Result<Option<Current>, IcebergError> {
         let hint_path = layout::iceberg_version_hint_path();
-        let hint = self.archive.get_if_exists(&hint_path).await.map_err(self.store_err())?;
+        let hint = self
+            .archive
+            .get_if_exists(&hint_path)
+            .await
+            .map_err(self.store_err())?;
         let mut version = hint
             .and_then(|b| std::str::from_utf8(&b).ok()?.trim().parse::<u64>().ok())
             .unwrap_or(0);
         // The hint may be behind: a crash before it was updated, or a slower
         // writer overwriting a newer hint.
         loop {
-            match self.archive.head(&layout::iceberg_metadata_path(version + 1)).await {
+            match self
+                .archive
+                .head(&layout::iceberg_metadata_path(version + 1))
+                .await
+            {
                 Ok(_) => version += 1,
                 Err(e) if e.is_not_found() => break,
                 Err(e) => return Err(self.store_err()(e)),
@@ -162,10 +179,11 @@ impl IcebergTable {
         }
         let path = layout::iceberg_metadata_path(version);
         let bytes = self.archive.get(&path).await.map_err(self.store_err())?;
-        let metadata = TableMetadata::from_json(&bytes).map_err(|reason| IcebergError::Metadata {
-            url: self.archive.object_url(&path),
-            reason,
-        })?;
+        let metadata =
+            TableMetadata::from_json(&bytes).map_err(|reason| IcebergError::Metadata {
+                url: self.archive.object_url(&path),
+                reason,
+            })?;
         Ok(Some(Current { version, metadata }))
     }
 
@@ -183,13 +201,21 @@ impl IcebergTable {
         let rel = self
             .archive
             .relative(&full)
-            .ok_or_else(|| IcebergError::OutsideArchive { key: file.key.clone() })?;
-        Ok(DataFile::from_committed(file, self.archive.object_url(&rel))?)
+            .ok_or_else(|| IcebergError::OutsideArchive {
+                key: file.key.clone(),
+            })?;
+        Ok(DataFile::from_committed(
+            file,
+            self.archive.object_url(&rel),
+        )?)
     }
 
     /// The keys (with the prefix) of files replaced by the replacement records
     /// of the partitions of `files`.
-    async fn replaced_keys(&self, files: &[CommittedFile]) -> Result<BTreeSet<String>, IcebergError> {
+    async fn replaced_keys(
+        &self,
+        files: &[CommittedFile],
+    ) -> Result<BTreeSet<String>, IcebergError> {
         let mut partitions = BTreeSet::new();
         for f in files {
             let rel = self.archive.relative(&Path::from(f.key.as_str()));
@@ -200,7 +226,12 @@ impl IcebergTable {
         let mut replaced = BTreeSet::new();
         for (station, hour) in partitions {
             let dir = layout::replacements_hour_prefix(&station, hour);
-            for meta in self.archive.list_all(Some(&dir)).await.map_err(self.store_err())? {
+            for meta in self
+                .archive
+                .list_all(Some(&dir))
+                .await
+                .map_err(self.store_err())?
+            {
                 if let Some(r) = self.replacement(&meta.location).await? {
                     replaced.extend(r.replaced.into_iter().map(|f| f.key));
                 }
@@ -210,7 +241,12 @@ impl IcebergTable {
     }
 
     async fn replacement(&self, path: &Path) -> Result<Option<ReplacementRecord>, IcebergError> {
-        let Some(bytes) = self.archive.get_if_exists(path).await.map_err(self.store_err())? else {
+        let Some(bytes) = self
+            .archive
+            .get_if_exists(path)
+            .await
+            .map_err(self.store_err())?
+        else {
             return Ok(None);
         };
         match ReplacementRecord::from_json(&bytes) {
@@ -265,7 +301,9 @@ impl IcebergTable {
         let rel = self
             .archive
             .relative(&Path::from(record.merged.key.as_str()))
-            .ok_or_else(|| IcebergError::OutsideArchive { key: record.merged.key.clone() })?;
+            .ok_or_else(|| IcebergError::OutsideArchive {
+                key: record.merged.key.clone(),
+            })?;
         let merged = DataKey::parse(&rel).ok_or_else(|| IcebergError::OutsideArchive {
             key: record.merged.key.clone(),
         })?;
@@ -307,7 +345,11 @@ impl IcebergTable {
             if layout::parse_commit_record_path(&meta.location).is_none() {
                 continue;
             }
-            let bytes = self.archive.get(&meta.location).await.map_err(self.store_err())?;
+            let bytes = self
+                .archive
+                .get(&meta.location)
+                .await
+                .map_err(self.store_err())?;
             let record = CommitRecord::from_json(&bytes).map_err(|e| IcebergError::Record {
                 key: self.archive.key(&meta.location).to_string(),
                 reason: e.to_string(),
@@ -324,11 +366,16 @@ impl IcebergTable {
             if layout::parse_replacement_record_path(&meta.location).is_none() {
                 continue;
             }
-            let bytes = self.archive.get(&meta.location).await.map_err(self.store_err())?;
-            let record = ReplacementRecord::from_json(&bytes).map_err(|e| IcebergError::Record {
-                key: self.archive.key(&meta.location).to_string(),
-                reason: e.to_string(),
-            })?;
+            let bytes = self
+                .archive
+                .get(&meta.location)
+                .await
+                .map_err(self.store_err())?;
+            let record =
+                ReplacementRecord::from_json(&bytes).map_err(|e| IcebergError::Record {
+                    key: self.archive.key(&meta.location).to_string(),
+                    reason: e.to_string(),
+                })?;
             replacements.push(record);
         }
         let live = plan::live_files(&commits, &replacements);
@@ -373,7 +420,9 @@ impl IcebergTable {
                 }
             }
         }
-        Err(IcebergError::Conflict { attempts: MAX_ATTEMPTS })
+        Err(IcebergError::Conflict {
+            attempts: MAX_ATTEMPTS,
+        })
     }
 
     async fn get_bytes(&self, url: &str) -> Result<bytes::Bytes, IcebergError> {
@@ -424,7 +473,8 @@ impl IcebergTable {
                 (c.version, c.metadata, Some(url))
             }
             None => {
-                let m = TableMetadata::new(self.location(), uuid::Uuid::new_v4().to_string(), now_ms)?;
+                let m =
+                    TableMetadata::new(self.location(), uuid::Uuid::new_v4().to_string(), now_ms)?;
                 (0, m, None)
             }
         };
@@ -451,7 +501,11 @@ impl IcebergTable {
         let deleted_partitions: Vec<(String, i32)> = if change.deleted.is_empty() {
             Vec::new()
         } else {
-            change.added.iter().map(|f| (f.station.clone(), f.hour)).collect()
+            change
+                .added
+                .iter()
+                .map(|f| (f.station.clone(), f.hour))
+                .collect()
         };
         let mut live_paths = BTreeSet::new();
         let mut new_list = Vec::new();
@@ -469,8 +523,12 @@ impl IcebergTable {
                 new_list.push(m.clone());
                 continue;
             }
-            let entries = manifest::read_manifest(&self.get_bytes(&m.path).await?, m.sequence_number, m.added_snapshot_id)
-                .map_err(|e| self.manifest_err(&m.path, e))?;
+            let entries = manifest::read_manifest(
+                &self.get_bytes(&m.path).await?,
+                m.sequence_number,
+                m.added_snapshot_id,
+            )
+            .map_err(|e| self.manifest_err(&m.path, e))?;
             live_paths.extend(
                 entries
                     .iter()
@@ -484,7 +542,8 @@ impl IcebergTable {
                 new_list.push(m.clone());
                 continue;
             }
-            let (rewritten, gone) = plan::rewrite_for_delete(&entries, &change.deleted, snapshot_id);
+            let (rewritten, gone) =
+                plan::rewrite_for_delete(&entries, &change.deleted, snapshot_id);
             deleted_files.extend(gone);
             written.push(rewritten);
         }
@@ -513,7 +572,8 @@ impl IcebergTable {
         }
         for (i, entries) in written.iter().enumerate() {
             let path = layout::iceberg_manifest_path(&commit_uuid, i);
-            let bytes = manifest::write_manifest(entries).map_err(|e| self.manifest_err("(new)", e))?;
+            let bytes =
+                manifest::write_manifest(entries).map_err(|e| self.manifest_err("(new)", e))?;
             let length = bytes.len() as i64;
             self.put_avro(&path, bytes).await?;
             new_list.push(manifest::summarize(
@@ -526,8 +586,9 @@ impl IcebergTable {
         }
         let list_path = layout::iceberg_manifest_list_path(snapshot_id, &commit_uuid);
         let parent_id = parent.as_ref().map(|s| s.snapshot_id);
-        let list_bytes = manifest::write_manifest_list(&new_list, snapshot_id, parent_id, sequence_number)
-            .map_err(|e| self.manifest_err("(new list)", e))?;
+        let list_bytes =
+            manifest::write_manifest_list(&new_list, snapshot_id, parent_id, sequence_number)
+                .map_err(|e| self.manifest_err("(new list)", e))?;
         self.put_avro(&list_path, list_bytes).await?;
         self.step(CommitStep::AfterManifest)?;
 
@@ -537,7 +598,13 @@ impl IcebergTable {
             sequence_number,
             timestamp_ms: now_ms.max(metadata.last_updated_ms),
             manifest_list: self.archive.object_url(&list_path),
-            summary: plan::summary(change.operation, &added, &deleted_files, &new_list, &change.record),
+            summary: plan::summary(
+                change.operation,
+                &added,
+                &deleted_files,
+                &new_list,
+                &change.record,
+            ),
             schema_id: spec::SCHEMA_ID,
         };
         let next = metadata.with_snapshot(snapshot, previous);
@@ -577,7 +644,11 @@ impl IcebergTable {
 
 /// A positive snapshot id no kept snapshot has.
 fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
-    let taken: BTreeMap<i64, ()> = metadata.snapshots.iter().map(|s| (s.snapshot_id, ())).collect();
+    let taken: BTreeMap<i64, ()> = metadata
+        .snapshots
+        .iter()
+        .map(|s| (s.snapshot_id, ()))
+        .collect();
     loop {
         let id = (uuid::Uuid::new_v4().as_u128() as u64 & (i64::MAX as u64)) as i64;
         if id != 0 && !taken.contains_key(&id) {
