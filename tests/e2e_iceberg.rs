@@ -1,0 +1,255 @@
+//! End to end: the archive as an Iceberg table, read by pyiceberg
+//! (`StaticTable` on the metadata file `strata ls --iceberg` prints), on a
+//! local folder and on the S3-compatible server: the scan returns exactly the
+//! rows DuckDB reads by glob, byte for byte; a filter on station and time plans
+//! fewer files; a crash at each commit step then a rerun leaves a valid current
+//! snapshot with every message once; an archive written with
+//! `[iceberg] enabled = false` gets an equal table from `strata iceberg rebuild`.
+
+#[macro_use]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine as _;
+use support::iceberg::{metadata_url, scan, Filter, Scan};
+use support::{conf::*, python::*, strata::*, *};
+
+/// 2026-11-30T00:00:00Z in microseconds.
+const DAY_US: i64 = 1_796_000_400_000_000 - 3_600_000_000;
+const HOUR_US: i64 = 3_600_000_000;
+
+/// `n` messages of batch `batch`: two stations, three hours, optional id and
+/// subject, headers, binary payloads (not UTF-8).
+fn batch(batch: u32, n: u32) -> Vec<u8> {
+    let mut out = String::new();
+    for i in 0..n {
+        let k = batch * 1000 + i;
+        let station = if k % 3 == 0 { "payments" } else { "orders" };
+        let ts = DAY_US + i64::from(k % 3) * HOUR_US + i64::from(k) * 1_000_003;
+        let t = chrono::DateTime::from_timestamp_micros(ts).expect("in range");
+        let payload: Vec<u8> = (0..(k % 17 + 1)).map(|j| (k * 31 + j * 7) as u8 | 0x80).collect();
+        let mut line = serde_json::json!({
+            "station": station,
+            "timestamp": t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "headers": [["k", k.to_string()], ["batch", batch.to_string()]],
+            "payload_base64": base64::engine::general_purpose::STANDARD.encode(payload),
+        });
+        if k % 4 != 0 {
+            line["id"] = format!("id-{k}").into();
+        }
+        if k % 5 != 0 {
+            line["subject"] = format!("{station}.created").into();
+        }
+        out += &line.to_string();
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+fn ingest(config: &Path, body: &[u8]) {
+    strata_with(
+        args!["ingest", "--config", config, "-"],
+        Some(body),
+        Duration::from_secs(120),
+    )
+    .ok();
+}
+
+fn flush(config: &Path) {
+    strata(args!["flush", "--config", config]).ok();
+}
+
+/// `strata flush` that aborts at `point` (`STRATA_FAILPOINT`).
+fn flush_crashing_at(config: &Path, point: &str) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args!["flush", "--config", config])
+        .env("STRATA_FAILPOINT", point);
+    let out = run_command(cmd, None, Duration::from_secs(120));
+    assert!(
+        !out.status.success() && out.stderr.contains(point),
+        "flush should have aborted at {point}:\n{out}"
+    );
+}
+
+/// Where glob readers find the archive: the folder, or a download of the bucket.
+fn glob_root(conf: &Conf, dir: &Path) -> PathBuf {
+    match &conf.storage {
+        Storage::File(p) => p.clone(),
+        Storage::S3 {
+            endpoint,
+            bucket,
+            prefix,
+        } => {
+            let mirror = dir.join(format!("mirror-{}", unique("m")));
+            s3::download(endpoint, bucket, prefix, &mirror);
+            mirror
+        }
+    }
+}
+
+fn endpoint_of(conf: &Conf) -> Option<String> {
+    match &conf.storage {
+        Storage::S3 { endpoint, .. } => Some(endpoint.clone()),
+        Storage::File(_) => None,
+    }
+}
+
+/// Reads the table with pyiceberg and the archive with DuckDB by glob, and
+/// checks they hold the same rows, each once; a filter on one station and hour
+/// plans fewer files and reads exactly that station's rows of that hour.
+#[track_caller]
+fn assert_table_equals_glob(conf: &Conf, config: &Path, dir: &Path) -> Scan {
+    let url = metadata_url(config);
+    let duck = read_archive_checked(&glob_root(conf, dir));
+    assert!(duck.count() > 0, "the archive is empty");
+    let filter = Filter {
+        station: "orders".into(),
+        from_us: DAY_US + HOUR_US,
+        to_us: DAY_US + 2 * HOUR_US - 1,
+    };
+    let got = scan(&url, endpoint_of(conf).as_deref(), Some(&filter));
+    let s = &got.summary;
+    assert_eq!(s["rows"], s["distinct_station_seq"], "a row twice: {s}");
+    assert_eq!(got.rows.len(), duck.rows.len(), "row counts differ: {s}");
+    assert!(got.rows == duck.rows, "pyiceberg and DuckDB read different rows: {s}");
+    let expected = duck
+        .rows
+        .iter()
+        .filter(|r| {
+            r.station == filter.station
+                && (filter.from_us..=filter.to_us).contains(&r.timestamp_us)
+        })
+        .count();
+    assert!(expected > 0, "the filter should select rows");
+    assert_eq!(s["filtered_rows"], expected, "{s}");
+    assert_eq!(s["filtered_ok"], true, "{s}");
+    let planned = s["filtered_files_planned"].as_u64().expect("planned");
+    assert!(
+        planned >= 1 && planned < got.files(),
+        "the filter should plan fewer files than the full scan: {s}"
+    );
+    got
+}
+
+fn write_two_batches_and_check(conf: Conf) {
+    let dir = tempdir();
+    let config = conf.write(&dir.path().join("strata.toml"));
+    ingest(&config, &batch(1, 60));
+    flush(&config);
+    ingest(&config, &batch(2, 45));
+    flush(&config);
+    let got = assert_table_equals_glob(&conf, &config, dir.path());
+    assert_eq!(got.summary["snapshots"], 2, "one snapshot per commit record");
+    assert_eq!(got.summary["operation"], "append");
+    let paths = got.summary["file_paths"].as_array().expect("paths");
+    let scheme = if endpoint_of(&conf).is_some() { "s3://" } else { "file:///" };
+    assert!(
+        paths.iter().all(|p| p.as_str().is_some_and(|p| p.starts_with(scheme))),
+        "data file paths are absolute URLs: {paths:?}"
+    );
+}
+
+#[test]
+fn pyiceberg_reads_the_glob_rows_from_a_folder() {
+    need!(python());
+    let dir = tempdir();
+    write_two_batches_and_check(Conf::local(dir.path()));
+}
+
+#[test]
+fn pyiceberg_reads_the_glob_rows_from_s3() {
+    need!(python());
+    let endpoint = need!(s3::endpoint());
+    let dir = tempdir();
+    let bucket = s3::unique_bucket("strata-iceberg");
+    s3::create_bucket(&endpoint, &bucket);
+    let mut conf = Conf::local(dir.path());
+    conf.storage = Storage::S3 {
+        endpoint,
+        bucket,
+        prefix: "archive/ice".into(),
+    };
+    write_two_batches_and_check(conf);
+}
+
+/// A crash at each step of a snapshot commit (and between the commit record
+/// and the snapshot), then a rerun: the current snapshot is valid, every
+/// message is there once, and the crashed commit has exactly one snapshot.
+fn crash_then_rerun(conf: &Conf, dir: &Path, point: &str) {
+    let config = conf.write(&dir.join("strata.toml"));
+    ingest(&config, &batch(1, 40));
+    flush(&config);
+    ingest(&config, &batch(2, 40));
+    flush_crashing_at(&config, point);
+    flush(&config);
+    let got = assert_table_equals_glob(conf, &config, dir);
+    assert_eq!(got.rows.len(), 80, "{point}: every message once");
+    assert_eq!(
+        got.summary["snapshots"], 2,
+        "{point}: one snapshot per commit record, none twice"
+    );
+}
+
+#[test]
+fn a_crash_at_each_commit_step_leaves_a_valid_table() {
+    need!(python());
+    for point in [
+        "after-commit",
+        "iceberg-after-manifest",
+        "iceberg-after-metadata",
+    ] {
+        let dir = tempdir();
+        crash_then_rerun(&Conf::local(dir.path()), dir.path(), point);
+    }
+}
+
+#[test]
+fn a_crash_after_the_metadata_on_s3_leaves_a_valid_table() {
+    need!(python());
+    let endpoint = need!(s3::endpoint());
+    let dir = tempdir();
+    let bucket = s3::unique_bucket("strata-iceberg-crash");
+    s3::create_bucket(&endpoint, &bucket);
+    let mut conf = Conf::local(dir.path());
+    conf.storage = Storage::S3 {
+        endpoint,
+        bucket,
+        prefix: String::new(),
+    };
+    crash_then_rerun(&conf, dir.path(), "iceberg-after-metadata");
+}
+
+#[test]
+fn rebuild_gives_an_archive_without_a_table_one_equal_to_the_glob() {
+    need!(python());
+    let dir = tempdir();
+    let conf = Conf::local(dir.path());
+    let config = dir.path().join("strata.toml");
+    std::fs::write(&config, conf.toml() + "\n[iceberg]\nenabled = false\n").expect("write config");
+    ingest(&config, &batch(1, 50));
+    flush(&config);
+    ingest(&config, &batch(2, 30));
+    flush(&config);
+    let archive = dir.path().join("archive");
+    assert!(
+        !archive.join("_strata/iceberg").exists(),
+        "[iceberg] enabled = false writes no table"
+    );
+    let out = strata(args!["ls", "--iceberg", "--config", config]).ok();
+    assert!(out.stdout.contains("iceberg metadata: none"), "{out}");
+
+    let out = strata(args!["iceberg", "rebuild", "--config", config]).ok();
+    assert!(out.stdout.contains("iceberg metadata: file:///"), "{out}");
+    let got = assert_table_equals_glob(&conf, &config, dir.path());
+    assert_eq!(got.summary["snapshots"], 1);
+    assert_eq!(got.summary["operation"], "overwrite");
+
+    // Rebuilding again replaces the table's files with the same ones.
+    strata(args!["iceberg", "rebuild", "--config", config]).ok();
+    let again = assert_table_equals_glob(&conf, &config, dir.path());
+    assert_eq!(again.summary["snapshots"], 2);
+    assert_eq!(again.files(), got.files());
+}
