@@ -567,5 +567,9 @@ mod tests {
         assert_eq!(c.compaction.unhealthy_after, d.compaction.unhealthy_after);
         assert_eq!(c.nats.fetch_batch, d.nats.fetch_batch);
         assert_eq!(c.cluster.lease, d.cluster.lease);
+        assert_eq!(c.iceberg.enabled, d.iceberg.enabled);
+        assert_eq!(c.iceberg.catalog, d.iceberg.catalog);
+        assert_eq!(c.iceberg.namespace, d.iceberg.namespace);
+        assert_eq!(c.iceberg.table, d.iceberg.table);
     }
 }
