@@ -520,7 +520,11 @@ async fn rerun_after_failpoint(archive: Archive, point: FailPoint) {
     // The Iceberg table: one snapshot per segment, none twice, every row once.
     let current = table.current().await.expect("load").expect("a table");
     assert_eq!(current.metadata.snapshots.len(), segments, "{point}");
-    let summary = &current.metadata.current_snapshot().expect("current").summary;
+    let summary = &current
+        .metadata
+        .current_snapshot()
+        .expect("current")
+        .summary;
     assert_eq!(summary["total-records"], msgs.len().to_string(), "{point}");
     assert!(wal.sealed().is_empty());
     assert_archive_holds_exactly(&archive, &msgs).await;

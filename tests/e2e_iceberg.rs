@@ -4,16 +4,26 @@
 //! rows DuckDB reads by glob, byte for byte; a filter on station and time plans
 //! fewer files; a crash at each commit step then a rerun leaves a valid current
 //! snapshot with every message once; an archive written with
-//! `[iceberg] enabled = false` gets an equal table from `strata iceberg rebuild`.
+//! `[iceberg] enabled = false` gets an equal table from `strata iceberg rebuild`;
+//! a tier-2 merge committed as a `replace` snapshot swaps files without
+//! changing a row, and files it replaced are never appended again.
 
 #[macro_use]
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use ::strata::columnar::{self, Selection};
+use ::strata::config::{CompactionConfig, StorageConfig};
+use ::strata::iceberg::{CommitOutcome, IcebergTable};
+use ::strata::layout::{self, CommitRecord, CommittedFile, DataKey, Hour, ReplacementRecord};
+use ::strata::store::Archive;
+use ::strata::{StationName, Timestamp};
 use base64::Engine as _;
+use sha2::Digest as _;
 use support::iceberg::{metadata_url, scan, Filter, Scan};
 use support::{conf::*, python::*, strata::*, *};
 
@@ -30,7 +40,9 @@ fn batch(batch: u32, n: u32) -> Vec<u8> {
         let station = if k % 3 == 0 { "payments" } else { "orders" };
         let ts = DAY_US + i64::from(k % 3) * HOUR_US + i64::from(k) * 1_000_003;
         let t = chrono::DateTime::from_timestamp_micros(ts).expect("in range");
-        let payload: Vec<u8> = (0..(k % 17 + 1)).map(|j| (k * 31 + j * 7) as u8 | 0x80).collect();
+        let payload: Vec<u8> = (0..(k % 17 + 1))
+            .map(|j| (k * 31 + j * 7) as u8 | 0x80)
+            .collect();
         let mut line = serde_json::json!({
             "station": station,
             "timestamp": t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -102,8 +114,22 @@ fn endpoint_of(conf: &Conf) -> Option<String> {
 /// plans fewer files and reads exactly that station's rows of that hour.
 #[track_caller]
 fn assert_table_equals_glob(conf: &Conf, config: &Path, dir: &Path) -> Scan {
+    assert_table_equals(conf, config, read_archive_checked(&glob_root(conf, dir)))
+}
+
+/// [`assert_table_equals_glob`] for an archive after a tier-2 merge: its
+/// commit records name the deleted small files, which the full archive check
+/// would report as missing.
+#[track_caller]
+fn assert_table_equals_glob_after_merge(conf: &Conf, config: &Path, dir: &Path) -> Scan {
+    let duck = read_archive(&glob_root(conf, dir), "duckdb");
+    assert_eq!(duck.summary["rows"], duck.summary["distinct_station_seq"]);
+    assert_table_equals(conf, config, duck)
+}
+
+#[track_caller]
+fn assert_table_equals(conf: &Conf, config: &Path, duck: ArchiveRead) -> Scan {
     let url = metadata_url(config);
-    let duck = read_archive_checked(&glob_root(conf, dir));
     assert!(duck.count() > 0, "the archive is empty");
     let filter = Filter {
         station: "orders".into(),
@@ -114,13 +140,15 @@ fn assert_table_equals_glob(conf: &Conf, config: &Path, dir: &Path) -> Scan {
     let s = &got.summary;
     assert_eq!(s["rows"], s["distinct_station_seq"], "a row twice: {s}");
     assert_eq!(got.rows.len(), duck.rows.len(), "row counts differ: {s}");
-    assert!(got.rows == duck.rows, "pyiceberg and DuckDB read different rows: {s}");
+    assert!(
+        got.rows == duck.rows,
+        "pyiceberg and DuckDB read different rows: {s}"
+    );
     let expected = duck
         .rows
         .iter()
         .filter(|r| {
-            r.station == filter.station
-                && (filter.from_us..=filter.to_us).contains(&r.timestamp_us)
+            r.station == filter.station && (filter.from_us..=filter.to_us).contains(&r.timestamp_us)
         })
         .count();
     assert!(expected > 0, "the filter should select rows");
@@ -142,12 +170,21 @@ fn write_two_batches_and_check(conf: Conf) {
     ingest(&config, &batch(2, 45));
     flush(&config);
     let got = assert_table_equals_glob(&conf, &config, dir.path());
-    assert_eq!(got.summary["snapshots"], 2, "one snapshot per commit record");
+    assert_eq!(
+        got.summary["snapshots"], 2,
+        "one snapshot per commit record"
+    );
     assert_eq!(got.summary["operation"], "append");
     let paths = got.summary["file_paths"].as_array().expect("paths");
-    let scheme = if endpoint_of(&conf).is_some() { "s3://" } else { "file:///" };
+    let scheme = if endpoint_of(&conf).is_some() {
+        "s3://"
+    } else {
+        "file:///"
+    };
     assert!(
-        paths.iter().all(|p| p.as_str().is_some_and(|p| p.starts_with(scheme))),
+        paths
+            .iter()
+            .all(|p| p.as_str().is_some_and(|p| p.starts_with(scheme))),
         "data file paths are absolute URLs: {paths:?}"
     );
 }
@@ -252,4 +289,178 @@ fn rebuild_gives_an_archive_without_a_table_one_equal_to_the_glob() {
     let again = assert_table_equals_glob(&conf, &config, dir.path());
     assert_eq!(again.summary["snapshots"], 2);
     assert_eq!(again.files(), got.files());
+}
+
+// ------------------------------------------------------------ tier-2 replace
+
+fn open_archive(dir: &Path) -> Archive {
+    Archive::open(&StorageConfig {
+        url: format!("file://{}", dir.join("archive").display()),
+        ..StorageConfig::default()
+    })
+    .expect("open the archive")
+}
+
+/// Every commit record of the archive, with its path.
+async fn commit_records(archive: &Archive) -> Vec<(object_store::path::Path, CommitRecord)> {
+    let mut out = Vec::new();
+    for meta in archive
+        .list_all(Some(&layout::commits_prefix()))
+        .await
+        .expect("list")
+    {
+        let bytes = archive.get(&meta.location).await.expect("get");
+        out.push((
+            meta.location,
+            CommitRecord::from_json(&bytes).expect("a commit record"),
+        ));
+    }
+    out
+}
+
+/// What tier-2 compaction does to one partition: merges the committed files
+/// of the first (station, hour) that has several into one file and stores the
+/// replacement record. The small files stay (the grace period).
+async fn merge_one_partition(archive: &Archive) -> ReplacementRecord {
+    let mut groups: BTreeMap<(String, Hour), Vec<CommittedFile>> = BTreeMap::new();
+    for (_, record) in commit_records(archive).await {
+        for f in record.files {
+            let rel = archive
+                .relative(&object_store::path::Path::from(f.key.as_str()))
+                .expect("under the prefix");
+            let key = DataKey::parse(&rel).expect("a data key");
+            groups
+                .entry((key.station.to_string(), key.hour))
+                .or_default()
+                .push(f);
+        }
+    }
+    let ((station, hour), replaced) = groups
+        .into_iter()
+        .find(|(_, files)| files.len() >= 2)
+        .expect("a partition with two files");
+    let station = StationName::new(station).expect("station");
+    let mut msgs = Vec::new();
+    for f in &replaced {
+        let rel = archive
+            .relative(&object_store::path::Path::from(f.key.as_str()))
+            .expect("under the prefix");
+        let bytes = archive.get(&rel).await.expect("get");
+        msgs.extend(columnar::decode_file(&station, bytes, &Selection::default()).expect("decode"));
+    }
+    msgs.sort_by_key(|m| m.seq);
+    let opts = CompactionConfig::default().parquet_options();
+    let (bytes, summary) = columnar::encode_file(&station, &msgs, &opts).expect("encode");
+    let key = DataKey {
+        station,
+        hour,
+        first_seq: summary.first_seq,
+        last_seq: summary.last_seq,
+    };
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    let size = bytes.len() as u64;
+    archive
+        .put(&key.path(), bytes.into())
+        .await
+        .expect("put merged");
+    let record = ReplacementRecord {
+        version: layout::REPLACEMENT_RECORD_VERSION,
+        merged: CommittedFile::new(&archive.key(&key.path()), &key, &summary, size, sha),
+        replaced,
+        committed_at: Timestamp::now().to_rfc3339(),
+        delete_after: Timestamp::now().to_rfc3339(),
+        strata_version: "test".into(),
+    };
+    archive
+        .put(
+            &layout::replacement_record_path(&key),
+            record.to_json().into(),
+        )
+        .await
+        .expect("put record");
+    record
+}
+
+/// The small files go once the grace period is over.
+async fn delete_replaced(archive: &Archive, record: &ReplacementRecord) {
+    for f in &record.replaced {
+        let rel = archive
+            .relative(&object_store::path::Path::from(f.key.as_str()))
+            .expect("under the prefix");
+        archive.delete(&rel).await.expect("delete");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replace_snapshot_swaps_the_small_files_for_the_merged_one() {
+    need!(python());
+    let dir = tempdir();
+    let conf = Conf::local(dir.path());
+    let config = conf.write(&dir.path().join("strata.toml"));
+    ingest(&config, &batch(1, 60));
+    flush(&config);
+    ingest(&config, &batch(2, 45));
+    flush(&config);
+    let archive = open_archive(dir.path());
+    let before = scan(&metadata_url(&config), None, None);
+
+    let record = merge_one_partition(&archive).await;
+    let table = IcebergTable::new(archive.clone());
+    let outcome = table.replace(&record).await.expect("replace");
+    assert!(
+        matches!(outcome, CommitOutcome::Committed { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        table.replace(&record).await.expect("replace again"),
+        CommitOutcome::AlreadyDone,
+        "a redo adds no snapshot"
+    );
+
+    // During the grace period the glob sees both; the table each message once.
+    let during = scan(&metadata_url(&config), None, None);
+    assert_eq!(during.summary["operation"], "replace");
+    assert_eq!(during.summary["snapshots"], 3);
+    assert!(during.rows == before.rows, "the same rows after the swap");
+    assert_eq!(
+        during.files(),
+        before.files() + 1 - record.replaced.len() as u64
+    );
+
+    delete_replaced(&archive, &record).await;
+    assert_table_equals_glob_after_merge(&conf, &config, dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_a_replacement_record_replaced_are_not_appended() {
+    need!(python());
+    let dir = tempdir();
+    let conf = Conf::local(dir.path());
+    let config = dir.path().join("strata.toml");
+    std::fs::write(&config, conf.toml() + "\n[iceberg]\nenabled = false\n").expect("write config");
+    ingest(&config, &batch(1, 60));
+    flush(&config);
+    ingest(&config, &batch(2, 45));
+    flush(&config);
+    let archive = open_archive(dir.path());
+    let record = merge_one_partition(&archive).await;
+
+    // Appends that come after the merge (a redo, a table turned on later)
+    // leave out the replaced files; the replace adds the merged one.
+    let table = IcebergTable::new(archive.clone());
+    for (path, commit) in commit_records(&archive).await {
+        table
+            .append_commit(&commit, &path, true)
+            .await
+            .expect("append");
+    }
+    table.replace(&record).await.expect("replace");
+    delete_replaced(&archive, &record).await;
+    assert_table_equals_glob_after_merge(&conf, &config, dir.path());
+
+    // The rebuild agrees: committed + merged - replaced.
+    let files = scan(&metadata_url(&config), None, None).files();
+    strata(args!["iceberg", "rebuild", "--config", config]).ok();
+    let rebuilt = assert_table_equals_glob_after_merge(&conf, &config, dir.path());
+    assert_eq!(rebuilt.files(), files);
 }

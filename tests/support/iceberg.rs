@@ -51,7 +51,9 @@ pub struct Scan {
 impl Scan {
     /// Files the full scan planned.
     pub fn files(&self) -> u64 {
-        self.summary["files_planned"].as_u64().expect("files_planned")
+        self.summary["files_planned"]
+            .as_u64()
+            .expect("files_planned")
     }
 }
 
