@@ -464,3 +464,97 @@ async fn files_a_replacement_record_replaced_are_not_appended() {
     let rebuilt = assert_table_equals_glob_after_merge(&conf, &config, dir.path());
     assert_eq!(rebuilt.files(), files);
 }
+
+// ------------------------------------------------------- concurrent writers
+
+/// A commit record of one synthetic file (appends read only the records).
+fn synthetic_record(archive: &Archive, writer: usize, segment: u64) -> CommitRecord {
+    let key = DataKey {
+        station: StationName::new(format!("s{writer}")).expect("station"),
+        hour: Hour::of(Timestamp(DAY_US)),
+        first_seq: segment * 10 + 1,
+        last_seq: segment * 10 + 10,
+    };
+    CommitRecord {
+        version: layout::COMMIT_RECORD_VERSION,
+        wal_id: format!("w{writer}"),
+        segment,
+        files: vec![CommittedFile {
+            key: archive.key(&key.path()).to_string(),
+            station: key.station.to_string(),
+            rows: 10,
+            first_seq: key.first_seq,
+            last_seq: key.last_seq,
+            min_timestamp: Timestamp(DAY_US).to_rfc3339(),
+            max_timestamp: Timestamp(DAY_US + 9).to_rfc3339(),
+            bytes: 100,
+            sha256: String::new(),
+        }],
+        committed_at: Timestamp::now().to_rfc3339(),
+        strata_version: "test".into(),
+    }
+}
+
+/// Several writers (as several `strata run` processes) commit at once: the
+/// conditional create of `v<N+1>` lets exactly one win each version, the
+/// others retry, and every record ends up in exactly one snapshot.
+async fn concurrent_commits_all_land(archive: Archive) {
+    const WRITERS: usize = 4;
+    const EACH: u64 = 4;
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let archive = archive.clone();
+        tasks.push(tokio::spawn(async move {
+            let table = IcebergTable::new(archive.clone());
+            for seg in 0..EACH {
+                let record = synthetic_record(&archive, w, seg);
+                let path = layout::commit_record_path(&record.wal_id, seg);
+                let outcome = table
+                    .append_commit(&record, &path, false)
+                    .await
+                    .expect("commit");
+                assert!(
+                    matches!(outcome, CommitOutcome::Committed { .. }),
+                    "{outcome:?}"
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let table = IcebergTable::new(archive.clone());
+    let current = table.current().await.expect("load").expect("a table");
+    let total = WRITERS * EACH as usize;
+    assert_eq!(current.version, total as u64, "one version per commit");
+    assert_eq!(current.metadata.snapshots.len(), total);
+    for w in 0..WRITERS {
+        for seg in 0..EACH {
+            let path = layout::commit_record_path(&format!("w{w}"), seg);
+            assert!(current.metadata.has_record(archive.key(&path).as_ref()));
+        }
+    }
+    let summary = &current
+        .metadata
+        .current_snapshot()
+        .expect("current")
+        .summary;
+    assert_eq!(summary["total-data-files"], total.to_string());
+    assert_eq!(summary["total-records"], (total * 10).to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_each_land_once_in_a_folder() {
+    let dir = tempdir();
+    concurrent_commits_all_land(open_archive(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_each_land_once_on_s3() {
+    need!(python());
+    let endpoint = need!(s3::endpoint());
+    let bucket = s3::unique_bucket("strata-iceberg-race");
+    s3::create_bucket(&endpoint, &bucket);
+    let archive = Archive::open(&s3::storage(&endpoint, &bucket, "p")).expect("open");
+    concurrent_commits_all_land(archive).await;
+}
