@@ -14,6 +14,16 @@ pub const APPEND: &str = "append";
 /// Snapshot operation `replace` (files swapped, same rows).
 pub const REPLACE: &str = "replace";
 
+/// Prefix of the [`spec::RECORD_PROPERTY`] of a rebuild's snapshot.
+pub const REBUILD_PREFIX: &str = "rebuild-";
+
+/// Whether `s` is the snapshot of a `strata iceberg rebuild`.
+pub fn is_rebuild(s: &spec::Snapshot) -> bool {
+    s.summary
+        .get(spec::RECORD_PROPERTY)
+        .is_some_and(|r| r.starts_with(REBUILD_PREFIX))
+}
+
 /// Whether manifest `m` may list a file of `station` in `hour` (its partition
 /// summary says so, or it has none).
 pub fn may_hold(m: &ManifestFile, station: &str, hour: i32) -> bool {
@@ -59,6 +69,47 @@ pub fn rewrite_for_delete(
         }
     }
     (out, gone)
+}
+
+/// Manifests a snapshot may carry before the small ones are merged into one.
+pub const MERGE_AFTER: usize = 100;
+/// A manifest listing fewer live files than this counts as small.
+pub const SMALL_MANIFEST_FILES: i64 = 1000;
+
+/// The manifests of `list` to merge into one: every small one, once there are
+/// more than [`MERGE_AFTER`] manifests and at least two are small. Each
+/// append adds a manifest; merging now and then keeps the manifest list (read
+/// by every commit and every reader) short.
+pub fn manifests_to_merge(list: &[ManifestFile]) -> Vec<usize> {
+    if list.len() <= MERGE_AFTER {
+        return Vec::new();
+    }
+    let small: Vec<usize> = list
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| {
+            i64::from(m.added_files) + i64::from(m.existing_files) < SMALL_MANIFEST_FILES
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if small.len() < 2 {
+        return Vec::new();
+    }
+    small
+}
+
+/// The live entries of several manifests as one manifest's entries, each
+/// [`Status::Existing`] with its snapshot and sequence numbers kept.
+pub fn merge_entries(manifests: Vec<Vec<ManifestEntry>>) -> Vec<ManifestEntry> {
+    manifests
+        .into_iter()
+        .flatten()
+        .filter(|e| e.status != Status::Deleted)
+        .map(|e| ManifestEntry {
+            status: Status::Existing,
+            ..e
+        })
+        .collect()
 }
 
 /// Whether a manifest list entry still lists a live file.
@@ -187,6 +238,42 @@ mod tests {
         assert!(!may_hold(&m, "e-station", 11));
         assert!(!may_hold(&m, "c-station", 13));
         assert!(may_hold(&summarize("m".into(), 1, &[], 1, 1), "x", 0));
+    }
+
+    #[test]
+    fn small_manifests_merge_once_there_are_many() {
+        let small = summarize(
+            "m".into(),
+            1,
+            &[entry(Status::Added, file("a", "s", 1, 1))],
+            1,
+            1,
+        );
+        let mut big = small.clone();
+        big.existing_files = SMALL_MANIFEST_FILES as i32;
+        let mut list = vec![small.clone(); MERGE_AFTER];
+        assert!(manifests_to_merge(&list).is_empty(), "not yet");
+        list.push(big.clone());
+        assert_eq!(
+            manifests_to_merge(&list),
+            (0..MERGE_AFTER).collect::<Vec<_>>()
+        );
+        let mostly_big = [vec![big; MERGE_AFTER], vec![small]].concat();
+        assert!(
+            manifests_to_merge(&mostly_big).is_empty(),
+            "one small one stays"
+        );
+
+        let merged = merge_entries(vec![
+            vec![entry(Status::Added, file("a", "s", 1, 1))],
+            vec![
+                entry(Status::Deleted, file("b", "s", 1, 1)),
+                entry(Status::Existing, file("c", "s", 1, 1)),
+            ],
+        ]);
+        let paths: Vec<&str> = merged.iter().map(|e| e.file.path.as_str()).collect();
+        assert_eq!(paths, ["a", "c"]);
+        assert!(merged.iter().all(|e| e.status == Status::Existing));
     }
 
     #[test]

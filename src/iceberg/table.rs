@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::PutPayload;
 
@@ -28,6 +27,8 @@ use crate::layout::{self, CommitRecord, CommittedFile, DataKey, ReplacementRecor
 use crate::message::Timestamp;
 use crate::store::Archive;
 
+/// Clocks of the processes writing the table may differ by this much.
+const CLOCK_SKEW_MS: i64 = 60_000;
 /// Commits attempted before giving up when other processes keep winning.
 const MAX_ATTEMPTS: usize = 25;
 
@@ -77,6 +78,9 @@ struct Change {
     deleted: BTreeSet<String>,
     /// Leave out added files the table already lists (a redo, a rebuild).
     skip_live: bool,
+    /// When the record was stored (ms since the epoch): a rebuild snapshot
+    /// taken after it may already list its files, so they are checked.
+    stored_ms: Option<i64>,
     /// Replace every file the table lists (a rebuild).
     replace_all: bool,
 }
@@ -285,6 +289,9 @@ impl IcebergTable {
             added,
             deleted: BTreeSet::new(),
             skip_live: redo,
+            stored_ms: Timestamp::parse_rfc3339(&record.committed_at)
+                .ok()
+                .map(|t| t.micros() / 1000),
             replace_all: false,
         })
         .await
@@ -321,6 +328,7 @@ impl IcebergTable {
             added: vec![self.data_file(&record.merged)?],
             deleted,
             skip_live: true,
+            stored_ms: None,
             replace_all: false,
         })
         .await
@@ -334,11 +342,45 @@ impl IcebergTable {
     /// # Errors
     /// [`IcebergError`]; a record that does not parse is an error, not skipped.
     pub async fn rebuild(&self) -> Result<(CommitOutcome, usize), IcebergError> {
+        let record = uuid::Uuid::new_v4().to_string();
+        for attempt in 1..=MAX_ATTEMPTS {
+            // Read before the records: a commit that lands after this read
+            // makes the conditional create fail, and the records are read again.
+            let current = self.current().await?;
+            let live = self.live_files().await?;
+            let added = live
+                .iter()
+                .map(|f| self.data_file(f))
+                .collect::<Result<Vec<_>, _>>()?;
+            let count = added.len();
+            let change = Change {
+                operation: "overwrite",
+                record: format!("{}{record}", plan::REBUILD_PREFIX),
+                added,
+                deleted: BTreeSet::new(),
+                skip_live: false,
+                stored_ms: None,
+                replace_all: true,
+            };
+            if let Some(outcome) = self.try_commit(current, &change).await? {
+                return Ok((outcome, count));
+            }
+            tracing::debug!(
+                attempt,
+                "another process committed during the rebuild: reading the records again"
+            );
+        }
+        Err(IcebergError::Conflict {
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Every live file of the archive according to its records.
+    async fn live_files(&self) -> Result<Vec<CommittedFile>, IcebergError> {
         let mut commits = Vec::new();
         let listed = self
             .archive
-            .list(Some(&layout::commits_prefix()))
-            .try_collect::<Vec<_>>()
+            .list_all(Some(&layout::commits_prefix()))
             .await
             .map_err(self.store_err())?;
         for meta in listed {
@@ -378,23 +420,7 @@ impl IcebergTable {
                 })?;
             replacements.push(record);
         }
-        let live = plan::live_files(&commits, &replacements);
-        let added = live
-            .iter()
-            .map(|f| self.data_file(f))
-            .collect::<Result<Vec<_>, _>>()?;
-        let count = added.len();
-        let outcome = self
-            .commit(Change {
-                operation: "overwrite",
-                record: format!("rebuild-{}", uuid::Uuid::new_v4()),
-                added,
-                deleted: BTreeSet::new(),
-                skip_live: false,
-                replace_all: true,
-            })
-            .await?;
-        Ok((outcome, count))
+        Ok(plan::live_files(&commits, &replacements))
     }
 
     /// Commits `change`, retrying from the newer version when another process
@@ -407,6 +433,21 @@ impl IcebergTable {
                     return Ok(CommitOutcome::AlreadyDone);
                 }
             }
+            let rebuilt_since = |c: &Current| {
+                change.stored_ms.is_some_and(|stored| {
+                    c.metadata
+                        .snapshots
+                        .iter()
+                        .any(|s| plan::is_rebuild(s) && s.timestamp_ms >= stored - CLOCK_SKEW_MS)
+                })
+            };
+            let change = match &current {
+                Some(c) if !change.skip_live && rebuilt_since(c) => Change {
+                    skip_live: true,
+                    ..change.clone()
+                },
+                _ => change.clone(),
+            };
             match self.try_commit(current, &change).await? {
                 Some(outcome) => return Ok(outcome),
                 None => {
@@ -556,6 +597,28 @@ impl IcebergTable {
         if added.is_empty() && deleted_files.is_empty() && !change.replace_all {
             return Ok(Some(CommitOutcome::AlreadyDone));
         }
+        let merge = plan::manifests_to_merge(&new_list);
+        if !merge.is_empty() {
+            let mut parts = Vec::with_capacity(merge.len());
+            for &i in &merge {
+                let m = &new_list[i];
+                let entries = manifest::read_manifest(
+                    &self.get_bytes(&m.path).await?,
+                    m.sequence_number,
+                    m.added_snapshot_id,
+                )
+                .map_err(|e| self.manifest_err(&m.path, e))?;
+                parts.push(entries);
+            }
+            let merged: BTreeSet<usize> = merge.into_iter().collect();
+            new_list = new_list
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !merged.contains(i))
+                .map(|(_, m)| m)
+                .collect();
+            written.push(plan::merge_entries(parts));
+        }
         if !added.is_empty() {
             written.push(
                 added
@@ -654,5 +717,123 @@ fn new_snapshot_id(metadata: &TableMetadata) -> i64 {
         if id != 0 && !taken.contains_key(&id) {
             return id;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::COMMIT_RECORD_VERSION;
+    use object_store::memory::InMemory;
+
+    fn record(segment: u64) -> CommitRecord {
+        let ts = Timestamp(1_796_000_400_000_000 + segment as i64);
+        let key = DataKey {
+            station: crate::message::StationName::new("orders").unwrap(),
+            hour: layout::Hour::of(ts),
+            first_seq: segment + 1,
+            last_seq: segment + 1,
+        };
+        CommitRecord {
+            version: COMMIT_RECORD_VERSION,
+            wal_id: "w".into(),
+            segment,
+            files: vec![CommittedFile {
+                key: key.path().to_string(),
+                station: "orders".into(),
+                rows: 1,
+                first_seq: key.first_seq,
+                last_seq: key.last_seq,
+                min_timestamp: ts.to_rfc3339(),
+                max_timestamp: ts.to_rfc3339(),
+                bytes: 10,
+                sha256: String::new(),
+            }],
+            committed_at: String::new(),
+            strata_version: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn many_appends_keep_the_manifest_list_short_and_every_file() {
+        let archive = Archive::from_store(Arc::new(InMemory::new()), Path::default(), "memory://");
+        let table = IcebergTable::new(archive);
+        let n = plan::MERGE_AFTER as u64 + 30;
+        for seg in 0..n {
+            let r = record(seg);
+            let path = layout::commit_record_path("w", seg);
+            table.append_commit(&r, &path, false).await.unwrap();
+            // A redo of the same record adds nothing.
+            assert_eq!(
+                table.append_commit(&r, &path, true).await.unwrap(),
+                CommitOutcome::AlreadyDone
+            );
+        }
+        let current = table.current().await.unwrap().unwrap();
+        assert_eq!(current.version, n);
+        let snap = current.metadata.current_snapshot().unwrap();
+        assert_eq!(snap.summary["total-records"], n.to_string());
+        let list =
+            manifest::read_manifest_list(&table.get_bytes(&snap.manifest_list).await.unwrap())
+                .unwrap();
+        assert!(
+            list.len() <= plan::MERGE_AFTER + 1,
+            "{} manifests",
+            list.len()
+        );
+        let mut paths = BTreeSet::new();
+        for m in &list {
+            let entries = manifest::read_manifest(
+                &table.get_bytes(&m.path).await.unwrap(),
+                m.sequence_number,
+                m.added_snapshot_id,
+            )
+            .unwrap();
+            for e in entries.into_iter().filter(|e| e.status != Status::Deleted) {
+                assert!(paths.insert(e.file.path), "a file listed twice");
+            }
+        }
+        assert_eq!(paths.len() as u64, n);
+        assert_eq!(current.metadata.snapshots.len(), spec::MAX_SNAPSHOTS);
+    }
+
+    #[tokio::test]
+    async fn an_append_racing_a_rebuild_lists_its_files_once() {
+        let archive = Archive::from_store(Arc::new(InMemory::new()), Path::default(), "memory://");
+        let table = IcebergTable::new(archive.clone());
+        let mut r = record(1);
+        r.committed_at = Timestamp::now().to_rfc3339();
+        let path = layout::commit_record_path("w", 1);
+        archive
+            .put(&path, PutPayload::from(r.to_json()))
+            .await
+            .unwrap();
+        // The rebuild lists the record before the compactor appends it.
+        let (outcome, files) = table.rebuild().await.unwrap();
+        assert!(matches!(
+            outcome,
+            CommitOutcome::Committed { version: 1, .. }
+        ));
+        assert_eq!(files, 1);
+        assert_eq!(
+            table.append_commit(&r, &path, false).await.unwrap(),
+            CommitOutcome::AlreadyDone,
+            "the rebuild already lists the record's files"
+        );
+        // A record stored after the rebuild is appended as usual.
+        let mut later = record(2);
+        later.committed_at = Timestamp(Timestamp::now().micros() + 120_000_000).to_rfc3339();
+        let outcome = table
+            .append_commit(&later, &layout::commit_record_path("w", 2), false)
+            .await
+            .unwrap();
+        assert!(matches!(
+            outcome,
+            CommitOutcome::Committed { version: 2, .. }
+        ));
+        let current = table.current().await.unwrap().unwrap();
+        let summary = &current.metadata.current_snapshot().unwrap().summary;
+        assert_eq!(summary["total-data-files"], "2");
+        assert!(plan::is_rebuild(&current.metadata.snapshots[0]));
     }
 }
