@@ -558,3 +558,24 @@ async fn concurrent_writers_each_land_once_on_s3() {
     let archive = Archive::open(&s3::storage(&endpoint, &bucket, "p")).expect("open");
     concurrent_commits_all_land(archive).await;
 }
+
+#[test]
+fn a_rest_catalog_is_refused_with_what_to_do() {
+    let dir = tempdir();
+    let conf = Conf::local(dir.path());
+    let config = dir.path().join("strata.toml");
+    std::fs::write(
+        &config,
+        conf.toml() + "\n[iceberg]\ncatalog = \"rest\"\nuri = \"http://127.0.0.1:9\"\ntoken = \"t0ps3cret\"\n",
+    )
+    .expect("write config");
+    ingest(&config, &batch(1, 5));
+    let out = strata(args!["flush", "--config", config]).failed();
+    assert!(
+        out.stderr.contains("catalog = \"rest\"") && out.stderr.contains("catalog = \"file\""),
+        "{out}"
+    );
+    assert!(!out.text().contains("t0ps3cret"), "{out}");
+    let out = strata(args!["iceberg", "rebuild", "--config", config]).failed();
+    assert!(out.stderr.contains("not supported"), "{out}");
+}
