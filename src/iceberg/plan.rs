@@ -41,6 +41,19 @@ pub fn may_hold(m: &ManifestFile, station: &str, hour: i32) -> bool {
     station_in && hour_in
 }
 
+/// Whether a commit must read manifest `m`: it may list a file to delete, or
+/// (with `skip_live`) a file about to be added that must not be listed twice.
+/// Its partition summary decides; the others are carried over unread.
+pub fn must_read(
+    m: &ManifestFile,
+    added: &[DataFile],
+    deleted: &[DataFile],
+    skip_live: bool,
+) -> bool {
+    let holds = |files: &[DataFile]| files.iter().any(|f| may_hold(m, &f.station, f.hour));
+    holds(deleted) || (skip_live && holds(added))
+}
+
 /// The entries of a manifest rewritten for snapshot `snapshot_id`, which
 /// deletes the files at `deleted` (paths): those become [`Status::Deleted`],
 /// the other live ones [`Status::Existing`] (keeping their snapshot and
@@ -238,6 +251,18 @@ mod tests {
         assert!(!may_hold(&m, "e-station", 11));
         assert!(!may_hold(&m, "c-station", 13));
         assert!(may_hold(&summarize("m".into(), 1, &[], 1, 1), "x", 0));
+        let elsewhere = [file("x", "e-station", 11, 1)];
+        let inside = [file("y", "c-station", 11, 1)];
+        assert!(
+            must_read(&m, &[], &inside, false),
+            "it may list a file to delete"
+        );
+        assert!(!must_read(&m, &[], &elsewhere, false));
+        assert!(
+            must_read(&m, &inside, &[], true),
+            "it may list a file to add"
+        );
+        assert!(!must_read(&m, &inside, &[], false), "appends need not look");
     }
 
     #[test]

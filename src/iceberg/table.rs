@@ -75,7 +75,7 @@ struct Change {
     operation: &'static str,
     record: String,
     added: Vec<DataFile>,
-    deleted: BTreeSet<String>,
+    deleted: Vec<DataFile>,
     /// Leave out added files the table already lists (a redo, a rebuild).
     skip_live: bool,
     /// When the record was stored (ms since the epoch): a rebuild snapshot
@@ -287,7 +287,7 @@ impl IcebergTable {
             operation: plan::APPEND,
             record: self.archive.key(record_path).to_string(),
             added,
-            deleted: BTreeSet::new(),
+            deleted: Vec::new(),
             skip_live: redo,
             stored_ms: Timestamp::parse_rfc3339(&record.committed_at)
                 .ok()
@@ -317,8 +317,8 @@ impl IcebergTable {
         let deleted = record
             .replaced
             .iter()
-            .map(|f| self.data_file(f).map(|d| d.path))
-            .collect::<Result<BTreeSet<_>, _>>()?;
+            .map(|f| self.data_file(f))
+            .collect::<Result<Vec<_>, _>>()?;
         self.commit(Change {
             operation: plan::REPLACE,
             record: self
@@ -357,7 +357,7 @@ impl IcebergTable {
                 operation: "overwrite",
                 record: format!("{}{record}", plan::REBUILD_PREFIX),
                 added,
-                deleted: BTreeSet::new(),
+                deleted: Vec::new(),
                 skip_live: false,
                 stored_ms: None,
                 replace_all: true,
@@ -487,6 +487,14 @@ impl IcebergTable {
         })
     }
 
+    /// The entries of manifest `m` (sequence numbers and snapshot inherited
+    /// from its list entry where null).
+    async fn read_manifest(&self, m: &ManifestFile) -> Result<Vec<ManifestEntry>, IcebergError> {
+        let bytes = self.get_bytes(&m.path).await?;
+        manifest::read_manifest(&bytes, m.sequence_number, m.added_snapshot_id)
+            .map_err(|e| self.manifest_err(&m.path, e))
+    }
+
     async fn put_avro(&self, path: &Path, bytes: Vec<u8>) -> Result<(), IcebergError> {
         self.archive
             .put(path, PutPayload::from(bytes))
@@ -534,59 +542,30 @@ impl IcebergTable {
 
         // Manifests that may list an added or deleted file are read: to leave
         // out files already listed, and to rewrite those that delete.
-        let touched: Vec<(&str, i32)> = change
-            .added
-            .iter()
-            .map(|f| (f.station.as_str(), f.hour))
-            .collect();
-        let deleted_partitions: Vec<(String, i32)> = if change.deleted.is_empty() {
-            Vec::new()
-        } else {
-            change
-                .added
-                .iter()
-                .map(|f| (f.station.clone(), f.hour))
-                .collect()
-        };
+        let deleted: BTreeSet<String> = change.deleted.iter().map(|f| f.path.clone()).collect();
         let mut live_paths = BTreeSet::new();
         let mut new_list = Vec::new();
         let mut written = Vec::new();
         let mut deleted_files = Vec::new();
-        for m in list.iter().filter(|m| plan::has_live_files(m)) {
-            let may_delete = !change.deleted.is_empty()
-                && (deleted_partitions.is_empty()
-                    || deleted_partitions
-                        .iter()
-                        .any(|(s, h)| plan::may_hold(m, s, *h)));
-            let may_list_added =
-                change.skip_live && touched.iter().any(|(s, h)| plan::may_hold(m, s, *h));
-            if !(may_delete || may_list_added) {
-                new_list.push(m.clone());
+        for m in list.into_iter().filter(plan::has_live_files) {
+            if !plan::must_read(&m, &change.added, &change.deleted, change.skip_live) {
+                new_list.push(m);
                 continue;
             }
-            let entries = manifest::read_manifest(
-                &self.get_bytes(&m.path).await?,
-                m.sequence_number,
-                m.added_snapshot_id,
-            )
-            .map_err(|e| self.manifest_err(&m.path, e))?;
+            let entries = self.read_manifest(&m).await?;
             live_paths.extend(
                 entries
                     .iter()
                     .filter(|e| e.status != Status::Deleted)
                     .map(|e| e.file.path.clone()),
             );
-            let hits = entries
-                .iter()
-                .any(|e| e.status != Status::Deleted && change.deleted.contains(&e.file.path));
-            if !hits {
-                new_list.push(m.clone());
-                continue;
+            let (rewritten, gone) = plan::rewrite_for_delete(&entries, &deleted, snapshot_id);
+            if gone.is_empty() {
+                new_list.push(m);
+            } else {
+                deleted_files.extend(gone);
+                written.push(rewritten);
             }
-            let (rewritten, gone) =
-                plan::rewrite_for_delete(&entries, &change.deleted, snapshot_id);
-            deleted_files.extend(gone);
-            written.push(rewritten);
         }
         let added: Vec<DataFile> = change
             .added
@@ -601,14 +580,7 @@ impl IcebergTable {
         if !merge.is_empty() {
             let mut parts = Vec::with_capacity(merge.len());
             for &i in &merge {
-                let m = &new_list[i];
-                let entries = manifest::read_manifest(
-                    &self.get_bytes(&m.path).await?,
-                    m.sequence_number,
-                    m.added_snapshot_id,
-                )
-                .map_err(|e| self.manifest_err(&m.path, e))?;
-                parts.push(entries);
+                parts.push(self.read_manifest(&new_list[i]).await?);
             }
             let merged: BTreeSet<usize> = merge.into_iter().collect();
             new_list = new_list
