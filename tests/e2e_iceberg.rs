@@ -28,7 +28,7 @@ use support::iceberg::{metadata_url, scan, Filter, Scan};
 use support::{conf::*, python::*, strata::*, *};
 
 /// 2026-11-30T00:00:00Z in microseconds.
-const DAY_US: i64 = 1_796_000_400_000_000 - 3_600_000_000;
+const DAY_US: i64 = 1_795_996_800_000_000;
 const HOUR_US: i64 = 3_600_000_000;
 
 /// `n` messages of batch `batch`: two stations, three hours, optional id and
