@@ -401,6 +401,21 @@ pub fn iceberg_metadata_path(version: u64) -> Path {
     iceberg_metadata_prefix().child(format!("v{version}.metadata.json"))
 }
 
+/// Parses a path produced by [`iceberg_metadata_path`] into its version.
+pub fn parse_iceberg_metadata_path(path: &Path) -> Option<u64> {
+    let mut parts = path.prefix_match(&iceberg_metadata_prefix())?;
+    let file = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let digits = file
+        .as_ref()
+        .strip_prefix('v')?
+        .strip_suffix(".metadata.json")?;
+    let version = parse_digits(digits)?;
+    (iceberg_metadata_path(version) == *path).then_some(version)
+}
+
 /// `_strata/iceberg/metadata/version-hint.text`: the latest version number
 /// (a hint: a newer `v<N>.metadata.json` may exist).
 pub fn iceberg_version_hint_path() -> Path {
@@ -690,6 +705,19 @@ mod tests {
             "_strata/iceberg/metadata/version-hint.text"
         );
         assert!(iceberg_manifest_path("u", 0).prefix_matches(&iceberg_prefix()));
+        assert_eq!(
+            parse_iceberg_metadata_path(&iceberg_metadata_path(12)),
+            Some(12)
+        );
+        for bad in [
+            "_strata/iceberg/metadata/v012.metadata.json",
+            "_strata/iceberg/metadata/v.metadata.json",
+            "_strata/iceberg/metadata/12.metadata.json",
+            "_strata/iceberg/metadata/version-hint.text",
+            "_strata/iceberg/v12.metadata.json",
+        ] {
+            assert_eq!(parse_iceberg_metadata_path(&Path::from(bad)), None, "{bad}");
+        }
         assert!(iceberg_manifest_list_path(5, "u").prefix_matches(&iceberg_metadata_prefix()));
     }
 

@@ -27,6 +27,9 @@ use crate::layout::{self, CommitRecord, CommittedFile, DataKey, ReplacementRecor
 use crate::message::Timestamp;
 use crate::store::Archive;
 
+/// Metadata versions kept: older ones are deleted after each commit (the
+/// metadata log of the current version names at most this many).
+const KEEP_VERSIONS: u64 = spec::MAX_METADATA_LOG as u64;
 /// Clocks of the processes writing the table may differ by this much.
 const CLOCK_SKEW_MS: i64 = 60_000;
 /// Commits attempted before giving up when other processes keep winning.
@@ -179,16 +182,73 @@ impl IcebergTable {
             }
         }
         if version == 0 {
-            return Ok(None);
+            // No hint, or one naming a version since expired: the listing knows.
+            version = self.latest_listed_version().await?;
+            if version == 0 {
+                return Ok(None);
+            }
         }
-        let path = layout::iceberg_metadata_path(version);
-        let bytes = self.archive.get(&path).await.map_err(self.store_err())?;
+        let mut path = layout::iceberg_metadata_path(version);
+        let bytes = match self
+            .archive
+            .get_if_exists(&path)
+            .await
+            .map_err(self.store_err())?
+        {
+            Some(bytes) => bytes,
+            None => {
+                // The hint named an expired version (a writer far behind wrote it).
+                version = self.latest_listed_version().await?;
+                path = layout::iceberg_metadata_path(version);
+                self.archive.get(&path).await.map_err(self.store_err())?
+            }
+        };
         let metadata =
             TableMetadata::from_json(&bytes).map_err(|reason| IcebergError::Metadata {
                 url: self.archive.object_url(&path),
                 reason,
             })?;
         Ok(Some(Current { version, metadata }))
+    }
+
+    /// The highest `v<N>.metadata.json` in a listing of `metadata/` (0: none).
+    async fn latest_listed_version(&self) -> Result<u64, IcebergError> {
+        let listed = self
+            .archive
+            .list_all(Some(&layout::iceberg_metadata_prefix()))
+            .await
+            .map_err(self.store_err())?;
+        Ok(listed
+            .iter()
+            .filter_map(|m| layout::parse_iceberg_metadata_path(&m.location))
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// Deletes what version `version` (just committed, `next`) no longer
+    /// needs: metadata version `version - KEEP_VERSIONS` and the manifest
+    /// lists of the snapshots `previous` kept and `next` dropped. Best effort:
+    /// a failure leaves a file behind and is logged.
+    async fn expire(&self, version: u64, previous: &TableMetadata, next: &TableMetadata) {
+        let kept: BTreeSet<i64> = next.snapshots.iter().map(|s| s.snapshot_id).collect();
+        let mut doomed: Vec<Path> = previous
+            .snapshots
+            .iter()
+            .filter(|s| !kept.contains(&s.snapshot_id))
+            .filter_map(|s| self.rel_of_url(&s.manifest_list).ok())
+            .collect();
+        if let Some(old) = version.checked_sub(KEEP_VERSIONS).filter(|v| *v > 0) {
+            doomed.push(layout::iceberg_metadata_path(old));
+        }
+        for path in doomed {
+            match self.archive.delete(&path).await {
+                Ok(()) => {}
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not delete an expired Iceberg metadata file; it stays, unreferenced")
+                }
+            }
+        }
     }
 
     /// The URL of the current metadata file, or `None` when there is no table.
@@ -663,6 +723,7 @@ impl IcebergTable {
             .await
             .map_err(self.store_err())?;
         tracing::debug!(version = next_version, snapshot_id, operation = change.operation, record = %change.record, "Iceberg snapshot committed");
+        self.expire(next_version, &metadata, &next).await;
         Ok(Some(CommitOutcome::Committed {
             version: next_version,
             snapshot_id,
@@ -729,7 +790,7 @@ mod tests {
     #[tokio::test]
     async fn many_appends_keep_the_manifest_list_short_and_every_file() {
         let archive = Archive::from_store(Arc::new(InMemory::new()), Path::default(), "memory://");
-        let table = IcebergTable::new(archive);
+        let table = IcebergTable::new(archive.clone());
         let n = plan::MERGE_AFTER as u64 + 30;
         for seg in 0..n {
             let r = record(seg);
@@ -767,6 +828,40 @@ mod tests {
         }
         assert_eq!(paths.len() as u64, n);
         assert_eq!(current.metadata.snapshots.len(), spec::MAX_SNAPSHOTS);
+
+        // Expired: metadata versions older than the last KEEP_VERSIONS, and
+        // the manifest lists of the snapshots no longer kept.
+        let files = archive
+            .list_all(Some(&layout::iceberg_metadata_prefix()))
+            .await
+            .unwrap();
+        let versions: Vec<u64> = files
+            .iter()
+            .filter_map(|m| layout::parse_iceberg_metadata_path(&m.location))
+            .collect();
+        assert_eq!(versions.len() as u64, KEEP_VERSIONS);
+        assert_eq!(versions.iter().min(), Some(&(n - KEEP_VERSIONS + 1)));
+        let lists = files
+            .iter()
+            .filter(|m| {
+                m.location
+                    .filename()
+                    .is_some_and(|f| f.starts_with("snap-"))
+            })
+            .count();
+        assert_eq!(lists, spec::MAX_SNAPSHOTS);
+
+        // A hint naming an expired version (or nonsense) still finds the latest.
+        for hint in ["3", "not a number"] {
+            archive
+                .put(
+                    &layout::iceberg_version_hint_path(),
+                    PutPayload::from(hint.as_bytes().to_vec()),
+                )
+                .await
+                .unwrap();
+            assert_eq!(table.current().await.unwrap().unwrap().version, n);
+        }
     }
 
     #[tokio::test]
