@@ -139,6 +139,8 @@ fn assert_table_equals(conf: &Conf, config: &Path, duck: ArchiveRead) -> Scan {
     let got = scan(&url, endpoint_of(conf).as_deref(), Some(&filter));
     let s = &got.summary;
     assert_eq!(s["rows"], s["distinct_station_seq"], "a row twice: {s}");
+    assert_eq!(s["bounds_errors"], serde_json::json!([]), "{s}");
+    assert_eq!(s["bounds_checked"], s["files_planned"], "{s}");
     assert_eq!(got.rows.len(), duck.rows.len(), "row counts differ: {s}");
     assert!(
         got.rows == duck.rows,

@@ -9,7 +9,8 @@ filter on station and time. Prints one JSON summary on stdout.
 METADATA_URL is what `strata ls --iceberg` prints (file:// or s3://). With
 --s3-endpoint, S3 goes to that endpoint (moto) with the test credentials.
 The summary: the current snapshot (id, operation, summary), the files a full
-scan plans, the rows read, and with --station the files the filtered scan
+scan plans, the rows read, the data file entries whose partition values or
+seq/timestamp bounds disagree with their key (`bounds_errors`), and with --station the files the filtered scan
 plans and the rows it reads. With --rows every row is written as one JSON line
 in the form of check_archive.py (station, seq, timestamp_us, id, subject,
 headers, payload_b64, date, hour), sorted by (station, seq).
@@ -19,6 +20,7 @@ import argparse
 import base64
 import datetime as dt
 import json
+import re
 import sys
 
 
@@ -63,6 +65,41 @@ def rows_of(table):
     return out
 
 
+NAME_RE = re.compile(
+    r"station=(?P<station>[^/]+)/date=(?P<date>\d{4}-\d{2}-\d{2})/hour=(?P<hour>\d{2})/"
+    r"(?P<first>\d{20})-(?P<last>\d{20})\.parquet$"
+)
+
+
+def bounds_errors(table):
+    """Every data file entry as a reader decodes it: partition values and the
+    seq and timestamp bounds must agree with the file's key."""
+    errors = []
+    files = table.inspect.files().to_pylist()
+    for f in files:
+        m = NAME_RE.search(f["file_path"])
+        if not m:
+            errors.append("not a Strata data key: " + f["file_path"])
+            continue
+        seq = f["readable_metrics"]["seq"]
+        ts = f["readable_metrics"]["timestamp"]
+        if (seq["lower_bound"], seq["upper_bound"]) != (int(m["first"]), int(m["last"])):
+            errors.append("seq bounds %s..%s for %s" % (seq["lower_bound"], seq["upper_bound"], f["file_path"]))
+        part = f["partition"]
+        hour_start = dt.datetime.strptime(m["date"] + m["hour"], "%Y-%m-%d%H").replace(tzinfo=dt.timezone.utc)
+        epoch_hours = int(hour_start.timestamp()) // 3600
+        if part["station"] != m["station"] or part["timestamp_hour"] != epoch_hours:
+            errors.append("partition %s for %s" % (part, f["file_path"]))
+        for b in (ts["lower_bound"], ts["upper_bound"]):
+            if not (hour_start <= b < hour_start + dt.timedelta(hours=1)):
+                errors.append("timestamp bound %s outside the hour of %s" % (b, f["file_path"]))
+        if ts["lower_bound"] > ts["upper_bound"]:
+            errors.append("timestamp bounds reversed for " + f["file_path"])
+        if seq["value_count"] != f["record_count"] or seq["null_value_count"] != 0:
+            errors.append("counts for " + f["file_path"])
+    return len(files), errors
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("url")
@@ -90,6 +127,7 @@ def main():
         "distinct_station_seq": len({(r["station"], r["seq"]) for r in rows}),
         "schema": str(table.schema()),
     }
+    summary["bounds_checked"], summary["bounds_errors"] = bounds_errors(table)
     if a.station:
         from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThanOrEqual
 
