@@ -16,6 +16,7 @@
 //!   entries with bounds.
 //! - [`manifest`] (pure): manifests and manifest lists in Avro.
 //! - [`plan`] (pure): what a snapshot changes; the live files of an archive.
+//! - `records` (I/O): the commit and replacement records the table follows.
 //! - [`table`] (I/O through [`crate::store::Archive`]): load, commit with
 //!   `put_if_absent` and retry, append, replace, rebuild.
 //!
@@ -27,6 +28,7 @@
 
 pub mod manifest;
 pub mod plan;
+mod records;
 pub mod spec;
 pub mod table;
 

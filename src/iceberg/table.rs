@@ -20,6 +20,7 @@ use object_store::PutPayload;
 
 use super::manifest::{self, ManifestEntry, ManifestFile, Status};
 use super::plan;
+use super::records;
 use super::spec::{self, DataFile, Snapshot, TableMetadata};
 use super::IcebergError;
 use crate::config::{IcebergCatalog, IcebergConfig};
@@ -274,54 +275,6 @@ impl IcebergTable {
         )?)
     }
 
-    /// The keys (with the prefix) of files replaced by the replacement records
-    /// of the partitions of `files`.
-    async fn replaced_keys(
-        &self,
-        files: &[CommittedFile],
-    ) -> Result<BTreeSet<String>, IcebergError> {
-        let mut partitions = BTreeSet::new();
-        for f in files {
-            let rel = self.archive.relative(&Path::from(f.key.as_str()));
-            if let Some(key) = rel.as_ref().and_then(DataKey::parse) {
-                partitions.insert((key.station, key.hour));
-            }
-        }
-        let mut replaced = BTreeSet::new();
-        for (station, hour) in partitions {
-            let dir = layout::replacements_hour_prefix(&station, hour);
-            for meta in self
-                .archive
-                .list_all(Some(&dir))
-                .await
-                .map_err(self.store_err())?
-            {
-                if let Some(r) = self.replacement(&meta.location).await? {
-                    replaced.extend(r.replaced.into_iter().map(|f| f.key));
-                }
-            }
-        }
-        Ok(replaced)
-    }
-
-    async fn replacement(&self, path: &Path) -> Result<Option<ReplacementRecord>, IcebergError> {
-        let Some(bytes) = self
-            .archive
-            .get_if_exists(path)
-            .await
-            .map_err(self.store_err())?
-        else {
-            return Ok(None);
-        };
-        match ReplacementRecord::from_json(&bytes) {
-            Ok(r) => Ok(Some(r)),
-            Err(e) => {
-                tracing::warn!(path = %self.archive.key(path), error = %e, "unreadable replacement record: ignored by the Iceberg table");
-                Ok(None)
-            }
-        }
-    }
-
     /// Appends the files of `record` (a commit record stored at `record_path`)
     /// as one `append` snapshot, leaving out files a replacement record already
     /// replaced. Idempotent: when a snapshot of the record is in the table,
@@ -336,7 +289,7 @@ impl IcebergTable {
         record_path: &Path,
         redo: bool,
     ) -> Result<CommitOutcome, IcebergError> {
-        let replaced = self.replaced_keys(&record.files).await?;
+        let replaced = records::replaced_keys(&self.archive, &record.files).await?;
         let added = record
             .files
             .iter()
@@ -407,7 +360,7 @@ impl IcebergTable {
             // Read before the records: a commit that lands after this read
             // makes the conditional create fail, and the records are read again.
             let current = self.current().await?;
-            let live = self.live_files().await?;
+            let live = records::live_files(&self.archive).await?;
             let added = live
                 .iter()
                 .map(|f| self.data_file(f))
@@ -433,54 +386,6 @@ impl IcebergTable {
         Err(IcebergError::Conflict {
             attempts: MAX_ATTEMPTS,
         })
-    }
-
-    /// Every live file of the archive according to its records.
-    async fn live_files(&self) -> Result<Vec<CommittedFile>, IcebergError> {
-        let mut commits = Vec::new();
-        let listed = self
-            .archive
-            .list_all(Some(&layout::commits_prefix()))
-            .await
-            .map_err(self.store_err())?;
-        for meta in listed {
-            if layout::parse_commit_record_path(&meta.location).is_none() {
-                continue;
-            }
-            let bytes = self
-                .archive
-                .get(&meta.location)
-                .await
-                .map_err(self.store_err())?;
-            let record = CommitRecord::from_json(&bytes).map_err(|e| IcebergError::Record {
-                key: self.archive.key(&meta.location).to_string(),
-                reason: e.to_string(),
-            })?;
-            commits.push(record);
-        }
-        let mut replacements = Vec::new();
-        let listed = self
-            .archive
-            .list_all(Some(&layout::replacements_prefix()))
-            .await
-            .map_err(self.store_err())?;
-        for meta in listed {
-            if layout::parse_replacement_record_path(&meta.location).is_none() {
-                continue;
-            }
-            let bytes = self
-                .archive
-                .get(&meta.location)
-                .await
-                .map_err(self.store_err())?;
-            let record =
-                ReplacementRecord::from_json(&bytes).map_err(|e| IcebergError::Record {
-                    key: self.archive.key(&meta.location).to_string(),
-                    reason: e.to_string(),
-                })?;
-            replacements.push(record);
-        }
-        Ok(plan::live_files(&commits, &replacements))
     }
 
     /// Commits `change`, retrying from the newer version when another process
