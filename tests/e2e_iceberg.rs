@@ -581,3 +581,24 @@ fn a_rest_catalog_is_refused_with_what_to_do() {
     let out = strata(args!["iceberg", "rebuild", "--config", config]).failed();
     assert!(out.stderr.contains("not supported"), "{out}");
 }
+
+#[test]
+fn a_table_turned_on_later_lists_the_older_files_too() {
+    need!(python());
+    let dir = tempdir();
+    let conf = Conf::local(dir.path());
+    let config = dir.path().join("strata.toml");
+    std::fs::write(&config, conf.toml() + "\n[iceberg]\nenabled = false\n").expect("write config");
+    ingest(&config, &batch(1, 50));
+    flush(&config);
+    // The next compaction with the table on (the default) starts it complete.
+    conf.write(&config);
+    ingest(&config, &batch(2, 30));
+    flush(&config);
+    let got = assert_table_equals_glob(&conf, &config, dir.path());
+    assert_eq!(got.rows.len(), 80);
+    // One snapshot: built from every record, the new one included, whose
+    // append then finds its files listed.
+    assert_eq!(got.summary["snapshots"], 1, "{}", got.summary);
+    assert_eq!(got.summary["operation"], "overwrite");
+}

@@ -281,6 +281,11 @@ impl IcebergTable {
     /// nothing is written. `redo` (the record was stored by an earlier run)
     /// also leaves out files the table already lists.
     ///
+    /// When there is no table yet and the archive holds other files (written
+    /// before the table existed, or with `[iceberg] enabled = false`), the
+    /// table is first built from every record ([`IcebergTable::rebuild`]),
+    /// so it starts complete.
+    ///
     /// # Errors
     /// [`IcebergError`]; the caller retries (the record stays the proof).
     pub async fn append_commit(
@@ -289,6 +294,21 @@ impl IcebergTable {
         record_path: &Path,
         redo: bool,
     ) -> Result<CommitOutcome, IcebergError> {
+        let mut skip_live = redo;
+        if self.current().await?.is_none() {
+            let live = records::live_files(&self.archive).await?;
+            let own: BTreeSet<&str> = record.files.iter().map(|f| f.key.as_str()).collect();
+            if live.iter().any(|f| !own.contains(f.key.as_str())) {
+                tracing::info!(
+                    files = live.len(),
+                    "no Iceberg table yet: its first snapshot lists every file the archive's records name"
+                );
+                // Lists the records again, after reading the current version:
+                // a commit landing meanwhile is then seen (see `rebuild`).
+                self.rebuild().await?;
+                skip_live = true;
+            }
+        }
         let replaced = records::replaced_keys(&self.archive, &record.files).await?;
         let added = record
             .files
@@ -301,7 +321,7 @@ impl IcebergTable {
             record: self.archive.key(record_path).to_string(),
             added,
             deleted: Vec::new(),
-            skip_live: redo,
+            skip_live,
             stored_ms: Timestamp::parse_rfc3339(&record.committed_at)
                 .ok()
                 .map(|t| t.micros() / 1000),
