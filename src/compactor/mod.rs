@@ -140,6 +140,15 @@ impl FailPoint {
     }
 }
 
+impl From<CommitStep> for FailPoint {
+    fn from(step: CommitStep) -> Self {
+        match step {
+            CommitStep::AfterManifest => FailPoint::IcebergAfterManifest,
+            CommitStep::AfterMetadata => FailPoint::IcebergAfterMetadata,
+        }
+    }
+}
+
 impl fmt::Display for FailPoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -814,10 +823,7 @@ impl Compactor {
         let armed = self.failpoint;
         let observer = Arc::clone(&self.observer);
         let table = table.clone().with_hook(Arc::new(move |step| {
-            let point = match step {
-                CommitStep::AfterManifest => FailPoint::IcebergAfterManifest,
-                CommitStep::AfterMetadata => FailPoint::IcebergAfterMetadata,
-            };
+            let point = FailPoint::from(step);
             armed != Some(point)
                 && observer.at_fail_point(point, segment) == FailPointAction::Continue
         }));
@@ -828,10 +834,7 @@ impl Compactor {
             }
             Err(IcebergError::Stopped(step)) => Err(CompactionError::FailPoint {
                 segment,
-                point: match step {
-                    CommitStep::AfterManifest => FailPoint::IcebergAfterManifest,
-                    CommitStep::AfterMetadata => FailPoint::IcebergAfterMetadata,
-                },
+                point: step.into(),
             }),
             Err(e) => Err(CompactionError::Iceberg {
                 segment,
