@@ -25,6 +25,17 @@
 //! through a FileIO of their own rather than Strata's store. The metadata is
 //! small and its format well specified, so Strata writes it with `apache-avro`
 //! (manifests) and `serde_json` (table metadata); no Avro is hand-encoded.
+//!
+//! REST catalogs (`[iceberg] catalog = "rest"`) are refused for now
+//! ([`IcebergError::RestCatalog`]). The plan: the file table stays the source
+//! of truth; after each commit, Strata registers the table once
+//! (`POST /v1/{prefix}/namespaces/{ns}/register` with the metadata location)
+//! and then sends each new snapshot as a table commit (`POST
+//! /v1/{prefix}/namespaces/{ns}/tables/{table}`: requirement
+//! `assert-ref-snapshot-id` on `main`, updates `add-snapshot` and
+//! `set-snapshot-ref`), with the bearer token or the OAuth2 client credential
+//! of `[iceberg]`. No REST catalog server could be run locally from the
+//! package registries to test it against.
 
 pub mod manifest;
 pub mod plan;

@@ -3,7 +3,7 @@
 //! file entries with their statistics.
 //!
 //! The schema is derived from the Arrow schema of the data files
-//! ([`crate::columnar::schema`]) plus the partition source column `station`
+//! ([`crate::columnar::schema()`]) plus the partition source column `station`
 //! (in the path only, like every Hive partition column). Field ids are given in
 //! a fixed order — top-level columns `1..=6`, `station` 7, then nested fields —
 //! and pinned by a test: they are a contract with every reader of the table.
