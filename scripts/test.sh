@@ -3,7 +3,7 @@
 #
 # On a fresh Debian machine it installs what the tests need (nats-server;
 # chromium and promtool, for the status page and alert rules tests, which fail
-# if they could not be installed; a virtualenv in target/venv with moto, duckdb, pyarrow and boto3), starts an
+# if they could not be installed; a virtualenv in target/venv with moto, duckdb, pyarrow, boto3 and pyiceberg), starts an
 # S3-compatible server (moto) and a NATS JetStream server on free loopback ports,
 # runs `cargo test --all-targets --no-run` (one build of every test binary, benches
 # included so they keep compiling), then `cargo test --lib --bins --tests --examples "$@"`
@@ -22,8 +22,9 @@ cd "$ROOT"
 VENV="$ROOT/target/venv"
 SERVERS="$ROOT/target/test-servers"
 # Versions checked to install together on Python 3.11 (Debian 12 / the CI image).
-PY_PACKAGES=("moto[server]==5.2.5" "duckdb==2.0.1" "pyarrow==26.0.1" "boto3==1.44.8" "PyYAML==6.0.4")
-PY_IMPORTS="import moto, moto.server, duckdb, pyarrow, pyarrow.parquet, boto3, yaml"
+# pyiceberg reads the archive's Iceberg table (tests/e2e_iceberg.rs); 0.12.0 works with pyarrow 26.
+PY_PACKAGES=("moto[server]==5.2.5" "duckdb==2.0.1" "pyarrow==26.0.1" "boto3==1.44.8" "PyYAML==6.0.4" "pyiceberg==0.12.0")
+PY_IMPORTS="import moto, moto.server, duckdb, pyarrow, pyarrow.parquet, boto3, yaml, pyiceberg.table"
 READY_TIMEOUT_S=60
 
 log() { echo "test.sh: $*" >&2; }

@@ -5,6 +5,10 @@
 //! <prefix>/station=<station>/date=<YYYY-MM-DD>/hour=<HH>/<first_seq>-<last_seq>.parquet
 //! <prefix>/_strata/commits/<wal_id>-<segment>.json
 //! <prefix>/_strata/replacements/station=<station>/date=<D>/hour=<HH>/<first_seq>-<last_seq>.json
+//! <prefix>/_strata/iceberg/metadata/v<N>.metadata.json        (Iceberg table metadata)
+//! <prefix>/_strata/iceberg/metadata/version-hint.text         (N)
+//! <prefix>/_strata/iceberg/metadata/snap-<id>-<uuid>.avro     (manifest lists)
+//! <prefix>/_strata/iceberg/metadata/<uuid>-m<i>.avro          (manifests)
 //! ```
 //!
 //! - `station` is a [`StationName`], which can never contain `/`, `=` or start with `.`,
@@ -381,6 +385,53 @@ pub fn parse_replacement_record_path(path: &Path) -> Option<DataKey> {
     DataKey::from_path_str(&data)
 }
 
+/// `_strata/iceberg/`: the Iceberg table over the data files (its `location`).
+pub fn iceberg_prefix() -> Path {
+    Path::from_iter(["_strata", "iceberg"])
+}
+
+/// `_strata/iceberg/metadata/`: table metadata, manifest lists and manifests.
+pub fn iceberg_metadata_prefix() -> Path {
+    iceberg_prefix().child("metadata")
+}
+
+/// `_strata/iceberg/metadata/v<version>.metadata.json`: one version of the
+/// table metadata, created once (`put_if_absent`), never rewritten.
+pub fn iceberg_metadata_path(version: u64) -> Path {
+    iceberg_metadata_prefix().child(format!("v{version}.metadata.json"))
+}
+
+/// Parses a path produced by [`iceberg_metadata_path`] into its version.
+pub fn parse_iceberg_metadata_path(path: &Path) -> Option<u64> {
+    let mut parts = path.prefix_match(&iceberg_metadata_prefix())?;
+    let file = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let digits = file
+        .as_ref()
+        .strip_prefix('v')?
+        .strip_suffix(".metadata.json")?;
+    let version = parse_digits(digits)?;
+    (iceberg_metadata_path(version) == *path).then_some(version)
+}
+
+/// `_strata/iceberg/metadata/version-hint.text`: the latest version number
+/// (a hint: a newer `v<N>.metadata.json` may exist).
+pub fn iceberg_version_hint_path() -> Path {
+    iceberg_metadata_prefix().child("version-hint.text")
+}
+
+/// `_strata/iceberg/metadata/<uuid>-m<index>.avro`: a manifest.
+pub fn iceberg_manifest_path(commit_uuid: &str, index: usize) -> Path {
+    iceberg_metadata_prefix().child(format!("{commit_uuid}-m{index}.avro"))
+}
+
+/// `_strata/iceberg/metadata/snap-<snapshot id>-<uuid>.avro`: a manifest list.
+pub fn iceberg_manifest_list_path(snapshot_id: i64, commit_uuid: &str) -> Path {
+    iceberg_metadata_prefix().child(format!("snap-{snapshot_id}-{commit_uuid}.avro"))
+}
+
 /// The current version of [`ReplacementRecord`]; readers refuse newer records.
 pub const REPLACEMENT_RECORD_VERSION: u32 = 1;
 
@@ -645,6 +696,29 @@ mod tests {
             "_strata/stations/orders/incarnations/0000000003.json"
         );
         assert!(gap_path(&s, 1, 2).prefix_matches(&ledgers_prefix()));
+        assert_eq!(
+            iceberg_metadata_path(12).as_ref(),
+            "_strata/iceberg/metadata/v12.metadata.json"
+        );
+        assert_eq!(
+            iceberg_version_hint_path().as_ref(),
+            "_strata/iceberg/metadata/version-hint.text"
+        );
+        assert!(iceberg_manifest_path("u", 0).prefix_matches(&iceberg_prefix()));
+        assert_eq!(
+            parse_iceberg_metadata_path(&iceberg_metadata_path(12)),
+            Some(12)
+        );
+        for bad in [
+            "_strata/iceberg/metadata/v012.metadata.json",
+            "_strata/iceberg/metadata/v.metadata.json",
+            "_strata/iceberg/metadata/12.metadata.json",
+            "_strata/iceberg/metadata/version-hint.text",
+            "_strata/iceberg/v12.metadata.json",
+        ] {
+            assert_eq!(parse_iceberg_metadata_path(&Path::from(bad)), None, "{bad}");
+        }
+        assert!(iceberg_manifest_list_path(5, "u").prefix_matches(&iceberg_metadata_prefix()));
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod config;
 pub mod display;
 pub mod fsio;
 pub mod health;
+pub mod iceberg;
 pub mod identity;
 pub mod layout;
 pub mod message;

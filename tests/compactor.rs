@@ -25,6 +25,7 @@ use strata::catalog;
 use strata::columnar::{self, Selection};
 use strata::compactor::{CompactionError, CompactionObserver, Compactor, FailPoint, NoopObserver};
 use strata::config::{CompactionConfig, StorageConfig};
+use strata::iceberg::IcebergTable;
 use strata::layout::{self, CommitRecord, DataKey, Hour};
 use strata::store::Archive;
 use strata::wal::{Wal, WalOptions};
@@ -147,7 +148,11 @@ async fn archive_files(archive: &Archive) -> Vec<(DataKey, Vec<Message>)> {
     let mut files = Vec::new();
     for meta in objects {
         let Some(key) = DataKey::parse(&meta.location) else {
-            let record = ["_strata/commits/", "_strata/replacements/"];
+            let record = [
+                "_strata/commits/",
+                "_strata/replacements/",
+                "_strata/iceberg/",
+            ];
             assert!(
                 record.iter().any(|r| meta.location.as_ref().contains(r)),
                 "unexpected object {}",
@@ -469,12 +474,14 @@ async fn rerun_after_failpoint(archive: Archive, point: FailPoint) {
     let segments = wal.sealed().len();
     assert!(segments > 1);
 
+    let table = IcebergTable::new(archive.clone());
     let crashing = Compactor::new(
         wal.clone(),
         archive.clone(),
         &config(),
         Arc::new(NoopObserver),
     )
+    .with_iceberg(Some(table.clone()))
     .with_failpoint(Some(point));
     let err = crashing
         .compact_sealed()
@@ -488,7 +495,11 @@ async fn rerun_after_failpoint(archive: Archive, point: FailPoint) {
     let records = commit_records(&archive).await;
     match point {
         FailPoint::AfterUpload => assert!(records.is_empty(), "no commit record yet"),
-        FailPoint::AfterCommit => assert_eq!(records.len(), 1, "the first segment committed"),
+        FailPoint::AfterCommit
+        | FailPoint::IcebergAfterManifest
+        | FailPoint::IcebergAfterMetadata => {
+            assert_eq!(records.len(), 1, "the first segment committed")
+        }
     }
     assert!(
         !archive_files(&archive).await.is_empty(),
@@ -501,14 +512,24 @@ async fn rerun_after_failpoint(archive: Archive, point: FailPoint) {
         archive.clone(),
         &config(),
         Arc::new(NoopObserver),
-    );
+    )
+    .with_iceberg(Some(table.clone()));
     let report = compactor.compact_sealed().await.expect("rerun");
     assert_eq!(report.segments.len(), segments);
     assert_eq!(
         report.segments[0].already_committed,
-        point == FailPoint::AfterCommit,
+        point != FailPoint::AfterUpload,
         "{report}"
     );
+    // The Iceberg table: one snapshot per segment, none twice, every row once.
+    let current = table.current().await.expect("load").expect("a table");
+    assert_eq!(current.metadata.snapshots.len(), segments, "{point}");
+    let summary = &current
+        .metadata
+        .current_snapshot()
+        .expect("current")
+        .summary;
+    assert_eq!(summary["total-records"], msgs.len().to_string(), "{point}");
     assert!(wal.sealed().is_empty());
     assert_archive_holds_exactly(&archive, &msgs).await;
     assert_eq!(commit_records(&archive).await.len(), segments);
@@ -531,8 +552,24 @@ async fn rerun_after_a_stop_after_commit_archives_each_message_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_after_a_stop_in_an_iceberg_commit_archives_each_message_once() {
+    for point in [
+        FailPoint::IcebergAfterManifest,
+        FailPoint::IcebergAfterMetadata,
+    ] {
+        let dir = TempDir::new().expect("tempdir");
+        rerun_after_failpoint(local_archive(dir.path()), point).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerun_after_failpoints_on_s3() {
-    for point in [FailPoint::AfterUpload, FailPoint::AfterCommit] {
+    for point in [
+        FailPoint::AfterUpload,
+        FailPoint::AfterCommit,
+        FailPoint::IcebergAfterManifest,
+        FailPoint::IcebergAfterMetadata,
+    ] {
         if let Some(archive) = s3_archive(point.as_str()) {
             rerun_after_failpoint(archive, point).await;
         }

@@ -208,6 +208,27 @@ impl Setup {
             let seqs: Vec<u64> = read.station(s).iter().map(|r| r.seq as u64).collect();
             assert_eq!(seqs, (1..=per_stream).collect::<Vec<u64>>(), "station {s}");
         }
+        // The Iceberg table every member committed to, concurrently: the same
+        // rows, each once.
+        let config = self
+            .configs
+            .lock()
+            .expect("configs")
+            .values()
+            .next()
+            .map(|(path, _)| path.clone())
+            .expect("a member");
+        let endpoint = self.endpoint.clone();
+        let table = blocking(move || {
+            let url = support::iceberg::metadata_url(&config);
+            support::iceberg::scan(&url, Some(&endpoint), None)
+        })
+        .await;
+        assert_eq!(table.summary["rows"], table.summary["distinct_station_seq"]);
+        assert!(
+            table.rows == read.rows,
+            "pyiceberg and DuckDB read different rows"
+        );
     }
 }
 

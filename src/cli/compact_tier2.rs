@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use strata::config::Config;
+use strata::iceberg::IcebergTable;
 use strata::store::Archive;
-use strata::tier2::{NoopHook, Tier2, Tier2Options};
+use strata::tier2::{replace_hook, Tier2, Tier2Options};
 
 use super::failpoint::CrashAt;
 use super::overrides::ArchiveArg;
@@ -31,11 +32,12 @@ pub(crate) async fn compact_tier2(
 ) -> Result<ExitCode, CliError> {
     args.archive.apply(&mut config);
     let archive = Archive::open(&config.storage)?;
+    let iceberg = IcebergTable::open(&archive, &config.iceberg)?;
     let tier2 = Tier2::new(
         archive,
         Tier2Options::from(&config.tier2),
         &config.compaction,
-        Arc::new(NoopHook),
+        replace_hook(iceberg),
         Arc::new(CrashAt::from_env()),
     );
     let report = tier2.pass().await?;

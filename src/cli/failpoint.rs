@@ -1,10 +1,11 @@
 //! Crash injection for tests of the real binary: `STRATA_FAILPOINT=after-upload`
-//! (or `after-commit`) makes `strata run` and `strata flush` abort the process
-//! at that point of a segment's compaction; `tier2-after-upload`,
-//! `tier2-after-record`, `tier2-after-hook` or `tier2-after-delete` make a
-//! tier-2 pass (`strata compact-tier2`, the background pass of `strata run`)
-//! abort at that step of a merge. Only the command line reads the variable;
-//! the library never crashes by itself.
+//! (or `after-commit`, `iceberg-after-manifest`, `iceberg-after-metadata`)
+//! makes `strata run` and `strata flush` abort the process at that point of a
+//! segment's compaction; `tier2-after-upload`, `tier2-after-record`,
+//! `tier2-after-hook` or `tier2-after-delete` make a tier-2 pass
+//! (`strata compact-tier2`, the background pass of `strata run`) abort at that
+//! step of a merge. Only the command line reads the variable; the library never
+//! crashes by itself.
 
 use strata::compactor::{FailPoint, FailPointAction};
 use strata::tier2::{Tier2FailPoint, Tier2Observer};

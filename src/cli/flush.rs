@@ -10,6 +10,7 @@ use strata::compactor::{
     CompactionObserver, CompactionReport, Compactor, FailPoint, FailPointAction,
 };
 use strata::config::Config;
+use strata::iceberg::IcebergTable;
 use strata::store::Archive;
 use strata::wal::{Wal, WalError};
 
@@ -92,12 +93,14 @@ impl CompactionObserver for FlushObserver {
 /// member archived after a takeover).
 async fn flush_here(config: &Config, wal: Wal) -> Result<CompactionReport, CliError> {
     let archive = Archive::open(&config.storage)?;
+    let iceberg = IcebergTable::open(&archive, &config.iceberg)?;
     let mut compactor = Compactor::new(
         wal.clone(),
         archive,
         &config.compaction,
         Arc::new(FlushObserver(CrashAt::from_env())),
-    );
+    )
+    .with_iceberg(iceberg);
     if !config.nats.url.is_empty() {
         let cluster =
             strata::cluster::Cluster::join(&config.nats, &config.cluster, wal.wal_id(), None)

@@ -4,6 +4,7 @@
 mod compact_tier2;
 mod failpoint;
 mod flush;
+mod iceberg;
 mod ingest;
 mod inspect;
 mod ls;
@@ -64,6 +65,9 @@ enum Command {
     Storage(StorageCommand),
     /// Print which process archives which station (the cluster sharing a NATS consumer).
     Status(status::StatusArgs),
+    /// The archive's Apache Iceberg table.
+    #[command(subcommand)]
+    Iceberg(iceberg::IcebergCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +129,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
             storage::check(config).await
         }
         Command::Status(args) => status::status(config, args).await,
+        Command::Iceberg(cmd) => iceberg::iceberg(config, cmd).await,
     }
 }
 
@@ -174,6 +179,8 @@ mod tests {
             ],
             &["wal", "inspect", "--wal-dir", "w"],
             &["storage", "check", "--archive", "file:///tmp/a"],
+            &["iceberg", "rebuild", "--archive", "s3://b/p"],
+            &["ls", "--iceberg", "--archive", "file:///tmp/a"],
         ] {
             if let Err(e) = parse(ok) {
                 panic!("{ok:?}: {e}");

@@ -13,6 +13,7 @@ use strata::compactor::{
 };
 use strata::config::Config;
 use strata::health::Health;
+use strata::iceberg::IcebergTable;
 use strata::identity::ledger::Ledger;
 use strata::metrics::Metrics;
 use strata::source::http::{self, FlushHandle, HttpState};
@@ -20,7 +21,7 @@ use strata::source::nats::NatsSource;
 use strata::source::owners::NatsStations;
 use strata::status::Uploads;
 use strata::store::Archive;
-use strata::tier2::{NoopHook, Tier2, Tier2Error, Tier2Options};
+use strata::tier2::{replace_hook, Tier2, Tier2Error, Tier2Options};
 use strata::wal::Wal;
 use tokio::sync::watch;
 
@@ -77,6 +78,7 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
             .await?,
         )
     };
+    let iceberg = IcebergTable::open(&archive, &config.iceberg)?;
     let mut compactor = Compactor::new(
         wal.clone(),
         archive.clone(),
@@ -87,7 +89,8 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
             uploads: uploads.clone(),
             crash_at: CrashAt::from_env(),
         }),
-    );
+    )
+    .with_iceberg(iceberg.clone());
     if let Some(c) = &cluster {
         compactor = compactor.with_upload_claims(c.upload_claims());
     }
@@ -148,7 +151,7 @@ pub(crate) async fn run(mut config: Config, args: RunArgs) -> Result<ExitCode, C
             archive.clone(),
             Tier2Options::from(&config.tier2),
             &config.compaction,
-            Arc::new(NoopHook),
+            replace_hook(iceberg.clone()),
             Arc::new(CrashAt::from_env()),
         );
         compactor_rt.spawn(tier2_loop(tier2, config.tier2.interval, stop_rx.clone()))

@@ -7,12 +7,15 @@
 //! 3. encode and upload each file under a key derived only from its content
 //!    ([`worker`], [`upload`]: one `put`, or a multipart upload above the threshold);
 //! 4. store the commit record `_strata/commits/<wal_id>-<segment>.json`;
-//! 5. delete the segment from the WAL.
+//! 5. append the record's files to the Iceberg table as one snapshot
+//!    ([`crate::iceberg`], when `[iceberg] enabled`);
+//! 6. delete the segment from the WAL.
 //!
 //! A crash between any two steps leaves the segment in the WAL; the rerun
 //! rewrites the same keys (never a second copy) or, when the commit record is
-//! already stored, only deletes the segment. So every message ends up in the
-//! archive exactly once.
+//! already stored, appends it to the Iceberg table (a snapshot of the record
+//! already there is found and nothing is added) and deletes the segment. So
+//! every message ends up in the archive, and in the table, exactly once.
 //!
 //! In a cluster ([`Compactor::with_upload_claims`]) step 3 first claims the
 //! segment's stations and leaves out rows another process already archived
@@ -37,6 +40,7 @@ use tokio::sync::{watch, Mutex};
 use crate::columnar::{ColumnarError, ParquetOptions};
 use crate::config::CompactionConfig;
 use crate::health::PERMANENT_RETRY;
+use crate::iceberg::{CommitStep, IcebergError, IcebergTable};
 use crate::layout::{self, CommitRecord, CommittedFile, DataKey, COMMIT_RECORD_VERSION};
 use crate::message::{StationName, Timestamp};
 use crate::replacements;
@@ -119,6 +123,10 @@ pub enum FailPoint {
     AfterUpload,
     /// The commit record is stored; the segment is not yet deleted.
     AfterCommit,
+    /// The Iceberg snapshot's manifests are stored; no new metadata version.
+    IcebergAfterManifest,
+    /// The Iceberg metadata version is stored; `version-hint.text` is not updated.
+    IcebergAfterMetadata,
 }
 
 impl FailPoint {
@@ -127,6 +135,17 @@ impl FailPoint {
         match self {
             FailPoint::AfterUpload => "after-upload",
             FailPoint::AfterCommit => "after-commit",
+            FailPoint::IcebergAfterManifest => "iceberg-after-manifest",
+            FailPoint::IcebergAfterMetadata => "iceberg-after-metadata",
+        }
+    }
+}
+
+impl From<CommitStep> for FailPoint {
+    fn from(step: CommitStep) -> Self {
+        match step {
+            CommitStep::AfterManifest => FailPoint::IcebergAfterManifest,
+            CommitStep::AfterMetadata => FailPoint::IcebergAfterMetadata,
         }
     }
 }
@@ -143,8 +162,11 @@ impl FromStr for FailPoint {
         match s {
             "after-upload" => Ok(FailPoint::AfterUpload),
             "after-commit" => Ok(FailPoint::AfterCommit),
+            "iceberg-after-manifest" => Ok(FailPoint::IcebergAfterManifest),
+            "iceberg-after-metadata" => Ok(FailPoint::IcebergAfterMetadata),
             other => Err(format!(
-                "unknown failpoint {other:?}: use after-upload or after-commit"
+                "unknown failpoint {other:?}: use after-upload, after-commit, \
+                 iceberg-after-manifest or iceberg-after-metadata"
             )),
         }
     }
@@ -201,6 +223,15 @@ pub enum CompactionError {
         segment: u64,
         /// What happened.
         reason: String,
+    },
+    /// The Iceberg table could not take the segment's snapshot; the commit
+    /// record is stored, and the next pass appends it.
+    #[error("segment {segment}: {source}; the segment stays in the WAL and compaction retries the Iceberg commit")]
+    Iceberg {
+        /// The segment.
+        segment: u64,
+        /// What the table said.
+        source: Box<IcebergError>,
     },
     /// Something that should not happen; the segment stays in the WAL.
     #[error("compaction of segment {segment} failed: {reason} (please report this as a bug)")]
@@ -341,6 +372,11 @@ impl CompactionError {
     pub fn is_permanent(&self) -> bool {
         match self {
             CompactionError::Store { source, .. } => source.is_permanent(),
+            CompactionError::Iceberg { source, .. } => match source.as_ref() {
+                IcebergError::Store(e) => e.is_permanent(),
+                IcebergError::RestCatalog { .. } => true,
+                _ => false,
+            },
             _ => false,
         }
     }
@@ -356,6 +392,7 @@ pub struct Compactor {
     observer: Arc<dyn CompactionObserver>,
     failpoint: Option<FailPoint>,
     claims: Option<Arc<dyn UploadClaims>>,
+    iceberg: Option<IcebergTable>,
     state: Mutex<State>,
 }
 
@@ -384,6 +421,7 @@ impl Compactor {
             observer,
             failpoint: None,
             claims: None,
+            iceberg: None,
             state: Mutex::new(State::default()),
         }
     }
@@ -399,6 +437,12 @@ impl Compactor {
     /// leave out rows another process already archived (see [`claims`]).
     pub fn with_upload_claims(mut self, claims: Arc<dyn UploadClaims>) -> Self {
         self.claims = Some(claims);
+        self
+    }
+
+    /// Appends every committed segment to `table` (`[iceberg] enabled`).
+    pub fn with_iceberg(mut self, table: Option<IcebergTable>) -> Self {
+        self.iceberg = table;
         self
     }
 
@@ -601,6 +645,8 @@ impl Compactor {
         // crashed before deleting: uploading again would only rewrite the same
         // objects, so just finish the job.
         if let Some(record) = self.stored_commit(&commit_path, segment).await? {
+            self.append_to_table(&record, &commit_path, segment, true)
+                .await?;
             self.remove_segment(seg.id).await?;
             return Ok(Outcome::Compacted(SegmentReport {
                 segment,
@@ -679,6 +725,8 @@ impl Compactor {
             })?;
         self.failpoint(FailPoint::AfterCommit, segment)?;
 
+        self.append_to_table(&record, &commit_path, segment, false)
+            .await?;
         self.remove_segment(seg.id).await?;
 
         let rows: u64 = written.iter().map(|f| f.summary.rows).sum();
@@ -771,6 +819,43 @@ impl Compactor {
             }
         }
         Ok(Some(record))
+    }
+
+    /// Appends a stored commit record to the Iceberg table, if there is one:
+    /// after the record (the proof) and before the segment goes, so a crash
+    /// in between leaves the append to the redo. `redo`: an earlier run
+    /// stored the record, and may have appended some of it.
+    async fn append_to_table(
+        &self,
+        record: &CommitRecord,
+        path: &Path,
+        segment: u64,
+        redo: bool,
+    ) -> Result<(), CompactionError> {
+        let Some(table) = &self.iceberg else {
+            return Ok(());
+        };
+        let armed = self.failpoint;
+        let observer = Arc::clone(&self.observer);
+        let table = table.clone().with_hook(Arc::new(move |step| {
+            let point = FailPoint::from(step);
+            armed != Some(point)
+                && observer.at_fail_point(point, segment) == FailPointAction::Continue
+        }));
+        match table.append_commit(record, path, redo).await {
+            Ok(outcome) => {
+                tracing::debug!(segment, ?outcome, "segment appended to the Iceberg table");
+                Ok(())
+            }
+            Err(IcebergError::Stopped(step)) => Err(CompactionError::FailPoint {
+                segment,
+                point: step.into(),
+            }),
+            Err(e) => Err(CompactionError::Iceberg {
+                segment,
+                source: Box::new(e),
+            }),
+        }
     }
 
     async fn remove_segment(&self, id: SegmentId) -> Result<(), CompactionError> {
@@ -866,7 +951,12 @@ mod tests {
 
     #[test]
     fn failpoints_parse_their_names() {
-        for p in [FailPoint::AfterUpload, FailPoint::AfterCommit] {
+        for p in [
+            FailPoint::AfterUpload,
+            FailPoint::AfterCommit,
+            FailPoint::IcebergAfterManifest,
+            FailPoint::IcebergAfterMetadata,
+        ] {
             assert_eq!(p.as_str().parse::<FailPoint>(), Ok(p));
         }
         let e = "after-lunch".parse::<FailPoint>().unwrap_err();

@@ -1,5 +1,5 @@
 //! `strata.toml`: the `[wal]`, `[storage]`, `[compaction]`, `[http]`, `[nats]`,
-//! `[cluster]` and `[tier2]` tables, with defaults that make `strata run` work with no file at all.
+//! `[cluster]`, `[tier2]` and `[iceberg]` tables, with defaults that make `strata run` work with no file at all.
 //!
 //! Parsing is pure: [`Config::from_toml`] turns text into a validated [`Config`]
 //! and [`Config::load_with_env`] adds secrets from an injectable environment.
@@ -16,7 +16,7 @@
 //!   64000000.
 //!
 //! Each table lives in its own file (`wal`, `storage`, `compaction`, `http`,
-//! `nats`, `cluster`, `tier2`) with its keys, defaults, value checks and the rules between its keys;
+//! `nats`, `cluster`, `tier2`, `iceberg`) with its keys, defaults, value checks and the rules between its keys;
 //! the value forms they share are in `values`. This module reads the file,
 //! rewrites TOML errors to name the line, table and key, runs each table's rules,
 //! and applies the environment.
@@ -28,6 +28,7 @@ use serde::Deserialize;
 mod cluster;
 mod compaction;
 mod http;
+mod iceberg;
 mod nats;
 mod storage;
 mod tier2;
@@ -37,6 +38,7 @@ mod wal;
 pub use cluster::ClusterConfig;
 pub use compaction::{CompactionConfig, MIN_PART_SIZE};
 pub use http::HttpConfig;
+pub use iceberg::{Catalog as IcebergCatalog, IcebergConfig};
 pub use nats::NatsConfig;
 pub use storage::StorageConfig;
 pub use tier2::Tier2Config;
@@ -64,6 +66,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// `[tier2]`
     pub tier2: Tier2Config,
+    /// `[iceberg]`
+    pub iceberg: IcebergConfig,
 }
 
 /// Errors reading the configuration.
@@ -160,7 +164,8 @@ impl Config {
         self.wal.validate()?;
         self.http.validate()?;
         self.nats.validate()?;
-        self.cluster.validate()
+        self.cluster.validate()?;
+        self.iceberg.validate()
     }
 }
 
@@ -570,5 +575,9 @@ mod tests {
         assert_eq!(c.tier2.target_file_bytes, d.tier2.target_file_bytes);
         assert_eq!(c.tier2.grace, d.tier2.grace);
         assert_eq!(c.tier2.interval, d.tier2.interval);
+        assert_eq!(c.iceberg.enabled, d.iceberg.enabled);
+        assert_eq!(c.iceberg.catalog, d.iceberg.catalog);
+        assert_eq!(c.iceberg.namespace, d.iceberg.namespace);
+        assert_eq!(c.iceberg.table, d.iceberg.table);
     }
 }

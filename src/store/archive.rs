@@ -95,6 +95,18 @@ impl Archive {
         &self.url
     }
 
+    /// The absolute URL of `rel` that another program opens: `s3://bucket/<full
+    /// key>` or `file:///folder/<full key>` (what Iceberg metadata holds).
+    /// Archives over another store (tests) give `<url>/<full key>`.
+    pub fn object_url(&self, rel: &Path) -> String {
+        let key = self.key(rel);
+        match super::StorageUrl::parse(&self.url) {
+            Ok(super::StorageUrl::S3 { bucket, .. }) => format!("s3://{bucket}/{key}"),
+            // A folder's prefix is empty (`within` adds one), its url absolute.
+            _ => format!("{}/{key}", self.url.trim_end_matches('/')),
+        }
+    }
+
     /// The full key of `rel` in the bucket or folder: the prefix, then `rel`.
     /// What messages, reports and commit records show.
     pub fn key(&self, rel: &Path) -> Path {
@@ -256,6 +268,13 @@ mod tests {
         assert_eq!(listed[0].location, rel);
         assert_eq!(a.get(&rel).await.unwrap().as_ref(), b"abc");
         assert_eq!(a.key(&rel).as_ref(), "p/q/station=s/x");
+        let s3 = Archive::from_store(inner.clone(), Path::from("p/q"), "s3://bkt/p/q");
+        assert_eq!(s3.object_url(&rel), "s3://bkt/p/q/station=s/x");
+        let folder = Archive::from_store(inner.clone(), Path::default(), "file:///srv/a");
+        assert_eq!(
+            folder.within(&Path::from("sub")).object_url(&rel),
+            "file:///srv/a/sub/station=s/x"
+        );
         assert_eq!(a.relative(&a.key(&rel)), Some(rel.clone()));
         assert_eq!(a.relative(&Path::from("other/station=s/x")), None);
 

@@ -26,6 +26,7 @@ mod runner;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::columnar::ColumnarError;
 use crate::compactor::FailPointAction;
 use crate::display::human_bytes;
+use crate::iceberg::IcebergTable;
 use crate::layout::ReplacementRecord;
 use crate::store::StoreError;
 
@@ -52,6 +54,27 @@ pub trait ReplaceHook: Send + Sync + fmt::Debug {
         &self,
         record: &ReplacementRecord,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>;
+}
+
+/// The Iceberg table's `replace` snapshot (idempotent: a redo commits nothing).
+#[async_trait::async_trait]
+impl ReplaceHook for IcebergTable {
+    async fn replace(
+        &self,
+        record: &ReplacementRecord,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        IcebergTable::replace(self, record).await?;
+        Ok(())
+    }
+}
+
+/// The hook `[iceberg]` asks for: the table's `replace` snapshot when the
+/// table is kept, else [`NoopHook`].
+pub fn replace_hook(table: Option<IcebergTable>) -> Arc<dyn ReplaceHook> {
+    match table {
+        Some(table) => Arc::new(table),
+        None => Arc::new(NoopHook),
+    }
 }
 
 /// A [`ReplaceHook`] that does nothing (no Iceberg table).

@@ -11,6 +11,7 @@
 //! | [`python`] | DuckDB and pyarrow reading the archive back (`tests/py/`) |
 //! | [`msg`] | the messages tests publish and the NDJSON lines they expect |
 //! | [`figures`] | seeded tests and the reliability figures they record |
+//! | [`iceberg`] | the Iceberg table as pyiceberg reads it (`tests/py/iceberg_scan.py`) |
 //!
 //! `scripts/test.sh` starts an S3-compatible server (moto) and `nats-server -js`
 //! on loopback and exports where they are:
@@ -35,6 +36,7 @@
 
 pub mod conf;
 pub mod figures;
+pub mod iceberg;
 pub mod msg;
 pub mod nats;
 pub mod python;

@@ -1,0 +1,87 @@
+//! The archive's Iceberg table as pyiceberg reads it (`tests/py/iceberg_scan.py`):
+//! `strata ls --iceberg` for the metadata URL, then a scan of it.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::python::{python_json, Row};
+use super::strata::strata;
+use crate::args;
+
+/// The current metadata URL `strata ls --iceberg --config CONFIG` prints on its
+/// line `iceberg metadata: <url>`.
+#[track_caller]
+pub fn metadata_url(config: &Path) -> String {
+    let out = strata(args!["ls", "--iceberg", "--config", config]).ok();
+    let line = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("iceberg metadata: "))
+        .unwrap_or_else(|| panic!("no `iceberg metadata:` line:\n{out}"));
+    assert!(
+        line.starts_with("file:///") || line.starts_with("s3://"),
+        "not a URL a reader opens: {line}"
+    );
+    line.to_string()
+}
+
+/// A filter on one station and a time range (microseconds, inclusive).
+#[derive(Debug, Clone)]
+pub struct Filter {
+    /// The station.
+    pub station: String,
+    /// First microsecond.
+    pub from_us: i64,
+    /// Last microsecond.
+    pub to_us: i64,
+}
+
+/// What pyiceberg read.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    /// The JSON summary of `iceberg_scan.py`.
+    pub summary: Value,
+    /// Every row, sorted by (station, seq).
+    pub rows: Vec<Row>,
+}
+
+impl Scan {
+    /// Files the full scan planned.
+    pub fn files(&self) -> u64 {
+        self.summary["files_planned"]
+            .as_u64()
+            .expect("files_planned")
+    }
+}
+
+/// Loads the table at `url` with pyiceberg (`StaticTable`, pyarrow FileIO;
+/// S3 through `s3_endpoint`) and scans it, and with `filter` a filtered scan.
+pub fn scan(url: &str, s3_endpoint: Option<&str>, filter: Option<&Filter>) -> Scan {
+    let rows_file = tempfile::NamedTempFile::new().expect("temp file");
+    let mut a: Vec<std::ffi::OsString> = args![url, "--rows", rows_file.path()];
+    if let Some(e) = s3_endpoint {
+        a.extend(args!["--s3-endpoint", e]);
+    }
+    if let Some(f) = filter {
+        a.extend(args![
+            "--station",
+            f.station,
+            "--from-us",
+            f.from_us.to_string(),
+            "--to-us",
+            f.to_us.to_string()
+        ]);
+    }
+    let refs: Vec<&OsStr> = a.iter().map(|s| s.as_os_str()).collect();
+    let summary = python_json("iceberg_scan.py", &refs);
+    let text = fs::read_to_string(rows_file.path()).expect("read rows");
+    let rows = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad row {l}: {e}")))
+        .collect();
+    Scan { summary, rows }
+}
