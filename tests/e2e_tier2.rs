@@ -2,7 +2,8 @@
 //! station (segments flushed one by one into a real WAL and compacted, as
 //! `strata flush` does), merged by the real `strata compact-tier2`, then read
 //! by every reader: DuckDB and pyarrow by glob after the grace, `strata
-//! restore` (NDJSON) and `strata ls` during and after it. The crash test
+//! restore` (NDJSON), `strata ls` and pyiceberg (the Iceberg table, at every
+//! snapshot) during and after it. The crash test
 //! aborts the pass at each of its steps (`STRATA_FAILPOINT`, an abort is a
 //! kill -9 to the archive) on the S3-compatible server and reruns it.
 
@@ -16,11 +17,13 @@ use std::time::Duration;
 
 use ::strata::compactor::{Compactor, NoopObserver};
 use ::strata::config::Config;
+use ::strata::iceberg::IcebergTable;
 use ::strata::store::Archive;
 use ::strata::wal::{Wal, WalOptions};
 use ::strata::{Draft, Header, StationName, Timestamp};
 use bytes::Bytes;
 use serde_json::Value;
+use support::iceberg::{metadata_url, scan_with};
 use support::{conf::*, msg::*, python::*, strata::*, *};
 
 const STATION: &str = "orders";
@@ -75,12 +78,15 @@ async fn small_files(config: &Path, files: u64) -> u64 {
     opts.segment_max_age = Duration::from_secs(3600);
     let wal = Wal::open(opts).expect("open WAL");
     let archive = Archive::open(&cfg.storage).expect("archive");
+    // As `strata flush` does: each commit is appended to the Iceberg table.
+    let table = IcebergTable::open(&archive, &cfg.iceberg).expect("iceberg table");
     let compactor = Compactor::new(
         wal.clone(),
         archive,
         &cfg.compaction,
         Arc::new(NoopObserver),
-    );
+    )
+    .with_iceberg(table);
     for f in 0..files {
         let drafts = (1..=PER_FILE).map(|i| draft(f * PER_FILE + i)).collect();
         wal.append(drafts).await.expect("append");
@@ -143,6 +149,30 @@ fn assert_restore_once(config: &Path, n: u64) {
 }
 
 /// `strata ls` text.
+/// pyiceberg reads the table's current snapshot: each of seqs 1..=n once.
+/// With `history`, every snapshot the table keeps holds each seq at most once
+/// (its files must all still be stored: during the grace). Returns the
+/// scan's summary.
+fn assert_iceberg_once(config: &Path, s3: Option<&str>, n: u64, history: bool) -> Value {
+    let url = metadata_url(config);
+    let scan = scan_with(&url, s3, None, history);
+    let seqs: Vec<u64> = scan.rows.iter().map(|r| r.seq as u64).collect();
+    assert_eq!(
+        seqs,
+        (1..=n).collect::<Vec<_>>(),
+        "the table's current snapshot must hold each message once: {}",
+        scan.summary
+    );
+    assert_eq!(scan.summary["bounds_errors"], serde_json::json!([]));
+    if history {
+        let snapshots = scan.summary["history"].as_array().expect("history");
+        for s in snapshots {
+            assert_eq!(s["rows"], s["distinct_station_seq"], "a duplicate in {s}");
+        }
+    }
+    scan.summary
+}
+
 fn ls(config: &Path) -> String {
     strata(args!["--config", config, "ls"]).ok().stdout
 }
@@ -209,11 +239,22 @@ async fn two_hundred_small_files_become_one_and_every_reader_sees_each_message_o
     assert!(!text.contains("OVERLAP") && !text.contains("GAP"), "{text}");
     assert!(!text.contains('*'), "the merged file is committed:\n{text}");
     assert_restore_once(&config, n);
-
     // A pass within the grace deletes nothing and merges nothing more.
     let r = report(&compact(&config, &[]).ok());
     assert_eq!(r["merges"].as_array().map(Vec::len), Some(0));
     assert_eq!(r["pending"][0]["files"].as_array().map(Vec::len), Some(200));
+
+    // The table swapped the 200 files for the merged one in one snapshot;
+    // no snapshot before or after it holds a message twice.
+    let summary = assert_iceberg_once(&config, None, n, true);
+    assert_eq!(summary["operation"], "replace", "{summary}");
+    assert_eq!(summary["files_planned"], 1, "{summary}");
+    // The table keeps its last 100 snapshots: 99 appends, then the replace;
+    // the last append held all 200 small files.
+    let history = summary["history"].as_array().expect("history");
+    assert_eq!(history.len(), 100, "{summary}");
+    assert!(history[..99].iter().all(|s| s["operation"] == "append"));
+    assert_eq!(history[98]["rows"], n, "{summary}");
 
     // After the grace the next pass deletes them.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -229,6 +270,7 @@ async fn two_hundred_small_files_become_one_and_every_reader_sees_each_message_o
     assert!(!text.contains("PENDING DELETE"), "{text}");
     assert_glob_once(&root, n);
     assert_restore_once(&config, n);
+    assert_iceberg_once(&config, None, n, false);
 }
 
 #[tokio::test]
@@ -254,6 +296,12 @@ async fn a_target_size_cuts_the_merge_into_several_files() {
     assert_eq!(parquet_files(&root), 40 - merged as usize + merges.len());
     assert_glob_once(&root, n);
     assert_restore_once(&config, n);
+    let summary = assert_iceberg_once(&config, None, n, false);
+    assert_eq!(
+        summary["files_planned"].as_u64(),
+        Some(40 - merged + merges.len() as u64),
+        "{summary}"
+    );
     let text = ls(&config);
     assert!(!text.contains("OVERLAP") && !text.contains("GAP"), "{text}");
 }
@@ -283,8 +331,9 @@ async fn a_crash_at_each_step_then_a_rerun_keeps_every_message_once_on_s3() {
             !out.status.success() && out.stderr.contains(point),
             "{point}: the pass should have aborted:\n{out}"
         );
-        // Whatever the step, restore reads each message once.
+        // Whatever the step, restore and the table read each message once.
         assert_restore_once(&config, n);
+        assert_iceberg_once(&config, Some(&endpoint), n, false);
         let text = ls(&config);
         if point != "tier2-after-upload" {
             // From the record on, the merged file is committed.
@@ -309,6 +358,8 @@ async fn a_crash_at_each_step_then_a_rerun_keeps_every_message_once_on_s3() {
             assert!(!text.contains(bad), "{point}: {bad}\n{text}");
         }
         assert_restore_once(&config, n);
+        let summary = assert_iceberg_once(&config, Some(&endpoint), n, false);
+        assert_eq!(summary["files_planned"], 1, "{point}: {summary}");
         let local = dir.path().join("download");
         s3::download(&endpoint, &bucket, point, &local);
         assert_eq!(parquet_files(&local), 1, "{point}");

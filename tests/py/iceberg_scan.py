@@ -108,6 +108,11 @@ def main():
     ap.add_argument("--station")
     ap.add_argument("--from-us", type=int)
     ap.add_argument("--to-us", type=int)
+    ap.add_argument(
+        "--all-snapshots",
+        action="store_true",
+        help="also scan every snapshot of the history (its files must still be stored)",
+    )
     a = ap.parse_args()
 
     table = load(a.url, a.s3_endpoint)
@@ -147,6 +152,19 @@ def main():
         summary["filtered_ok"] = all(
             r["station"] == a.station and a.from_us <= r["timestamp_us"] <= a.to_us for r in frows
         )
+    if a.all_snapshots:
+        history = []
+        for s in table.metadata.snapshots:
+            srows = rows_of(table.scan(snapshot_id=s.snapshot_id).to_arrow())
+            history.append(
+                {
+                    "snapshot_id": s.snapshot_id,
+                    "operation": str(s.summary.operation.value) if s.summary else None,
+                    "rows": len(srows),
+                    "distinct_station_seq": len({(r["station"], r["seq"]) for r in srows}),
+                }
+            )
+        summary["history"] = history
     if a.rows:
         with open(a.rows, "w") as f:
             for r in rows:

@@ -60,8 +60,23 @@ impl Scan {
 /// Loads the table at `url` with pyiceberg (`StaticTable`, pyarrow FileIO;
 /// S3 through `s3_endpoint`) and scans it, and with `filter` a filtered scan.
 pub fn scan(url: &str, s3_endpoint: Option<&str>, filter: Option<&Filter>) -> Scan {
+    scan_with(url, s3_endpoint, filter, false)
+}
+
+/// [`scan`], and with `history` also a scan of every snapshot the table keeps
+/// (in `summary["history"]`: snapshot id, operation, rows, distinct
+/// `(station, seq)`); every file they name must still be stored.
+pub fn scan_with(
+    url: &str,
+    s3_endpoint: Option<&str>,
+    filter: Option<&Filter>,
+    history: bool,
+) -> Scan {
     let rows_file = tempfile::NamedTempFile::new().expect("temp file");
     let mut a: Vec<std::ffi::OsString> = args![url, "--rows", rows_file.path()];
+    if history {
+        a.extend(args!["--all-snapshots"]);
+    }
     if let Some(e) = s3_endpoint {
         a.extend(args!["--s3-endpoint", e]);
     }
