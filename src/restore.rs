@@ -41,16 +41,17 @@ use crate::store::{Archive, StoreError};
 use crate::display::human_bytes;
 use crate::identity::ledger::Ledger;
 use crate::identity::mac::RestoreKey;
-use crate::message::StationName;
+use crate::message::{Message, StationName};
 use checkpoint::{Checkpoint, RangeSpec, TargetSpec};
 use counting::CountingStore;
 use merge::Merge;
 use pace::Pacer;
 pub use progress::{NoProgress, Progress};
 pub use request::{NatsTarget, Range, Request, RequestError, Target, TimeBound};
-use sink::{Delivered, Sink};
+use sink::{Delivered, Prepare, Prepared, Sink};
 use sink_nats::NatsSink;
 use sink_ndjson::NdjsonSink;
+use tokio::sync::mpsc;
 
 /// Checkpoint at least this often while messages flow.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -460,24 +461,83 @@ async fn open_sink(
     })
 }
 
+/// Messages handed from the staging task to the delivery loop at a time.
+const STAGE_BATCH: usize = 256;
+/// Batches staged ahead of the delivery loop.
+const STAGE_AHEAD: usize = 4;
+
+/// A batch of merged messages with what the sink's [`Prepare`] made of them.
+type StagedBatch = Result<Vec<(Message, Prepared)>, RestoreError>;
+
+/// Merges in seq order and prepares each message for the sink (builds and
+/// signs the NATS headers) on a task of its own, so that this work overlaps
+/// the delivery loop; hands batches over in order. Ends at the end of the
+/// merge, at the first error (sent on), or once the receiver is gone.
+fn stage<F>(mut merge: Merge<F>, prepare: Option<Arc<dyn Prepare>>) -> mpsc::Receiver<StagedBatch>
+where
+    F: FnMut(usize) -> read::Chunks + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(STAGE_AHEAD);
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(STAGE_BATCH);
+        loop {
+            let staged = match merge.next().await {
+                Ok(Some(m)) => match &prepare {
+                    Some(p) => p.prepare(&m).map(|prepared| (m, prepared)),
+                    None => Ok((m, Prepared::default())),
+                },
+                Ok(None) => break,
+                Err(e) => Err(e),
+            };
+            match staged {
+                Ok(item) => batch.push(item),
+                Err(e) => {
+                    if !batch.is_empty() && tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                        return;
+                    }
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+            if batch.len() == STAGE_BATCH
+                && tx
+                    .send(Ok(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(STAGE_BATCH),
+                    )))
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.send(Ok(batch)).await;
+        }
+    });
+    rx
+}
+
 /// Moves every merged message into the sink, checkpointing as it goes.
-async fn pump<F: FnMut(usize) -> read::Chunks>(
-    merge: &mut Merge<F>,
+async fn pump(
+    mut staged: mpsc::Receiver<StagedBatch>,
     sink: &mut dyn Sink,
     pacer: &mut Pacer,
     progress: &dyn Progress,
     checkpointer: &mut Option<Checkpointer>,
     first_seq: &mut Option<u64>,
 ) -> Result<Delivered, RestoreError> {
-    while let Some(m) = merge.next().await? {
-        first_seq.get_or_insert(m.seq);
-        pacer.wait().await;
-        sink.deliver(m).await?;
-        progress.delivered(1);
-        if let Some(c) = checkpointer {
-            if c.due() {
-                let d = sink.sync().await?;
-                c.record(&d)?;
+    while let Some(batch) = staged.recv().await {
+        for (m, prepared) in batch? {
+            first_seq.get_or_insert(m.seq);
+            pacer.wait().await;
+            sink.deliver(m, prepared).await?;
+            progress.delivered(1);
+            if let Some(c) = checkpointer {
+                if c.due() {
+                    let d = sink.sync().await?;
+                    c.record(&d)?;
+                }
             }
         }
     }
@@ -535,14 +595,15 @@ pub async fn run(
     progress.planned(plan.stats.rows_planned);
     let files = plan.files;
     let first_seqs: Vec<u64> = files.iter().map(|f| f.key.first_seq).collect();
-    let mut merge = Merge::new(first_seqs, move |i| {
+    let merge = Merge::new(first_seqs, move |i| {
         read::spawn_file_reader(counted.clone(), files[i].clone(), sel)
     });
+    let staged = stage(merge, sink.preparer());
     let mut pacer = Pacer::new(req.rate);
 
     let mut first_seq = None;
     let pumped = pump(
-        &mut merge,
+        staged,
         sink.as_mut(),
         &mut pacer,
         progress,

@@ -3,7 +3,9 @@
 //! ([`super::sink_nats`]), and the [`Delivered`] position a checkpoint records.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use async_nats::HeaderMap;
 use async_trait::async_trait;
 
 use crate::message::Message;
@@ -27,11 +29,35 @@ pub struct Delivered {
     pub already_present: u64,
 }
 
+/// What a sink's [`Prepare`] made of a message ahead of its delivery.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// The NATS headers the message is published with (built and signed).
+    pub headers: Option<HeaderMap>,
+}
+
+/// Work a sink does for each message that does not depend on earlier
+/// deliveries (building and signing headers). The restore runs it on another
+/// task, ahead of [`Sink::deliver`], so that it overlaps the delivery loop.
+pub trait Prepare: Send + Sync {
+    /// Prepares `m` for delivery.
+    ///
+    /// # Errors
+    /// As [`Sink::deliver`] would for the same message.
+    fn prepare(&self, m: &Message) -> Result<Prepared, RestoreError>;
+}
+
 /// A destination for messages in seq order.
 #[async_trait]
 pub trait Sink: Send {
-    /// Hands over the next message; may wait for room (acks outstanding).
-    async fn deliver(&mut self, m: Message) -> Result<(), RestoreError>;
+    /// The work to do ahead of [`Sink::deliver`], if the sink has any.
+    fn preparer(&self) -> Option<Arc<dyn Prepare>> {
+        None
+    }
+    /// Hands over the next message with what the [`Sink::preparer`] made of it
+    /// (or [`Prepared::default`]: the sink then does that work itself); may
+    /// wait for room (acks outstanding).
+    async fn deliver(&mut self, m: Message, prepared: Prepared) -> Result<(), RestoreError>;
     /// Makes what was delivered durable where the sink can (flush and fsync a
     /// file) and returns the confirmed position, without waiting for
     /// outstanding acknowledgements.

@@ -25,6 +25,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
@@ -47,7 +48,7 @@ use crate::nats::{
 };
 
 use super::request::NatsTarget;
-use super::sink::{Delivered, Sink};
+use super::sink::{Delivered, Prepare, Prepared, Sink};
 use super::RestoreError;
 
 /// How long one acknowledgement may take.
@@ -362,9 +363,29 @@ impl NatsSink {
     }
 }
 
+/// Builds and signs the headers of each message ([`publish_headers`]) ahead
+/// of the publishing loop.
+struct SignHeaders {
+    key: Option<RestoreKey>,
+}
+
+impl Prepare for SignHeaders {
+    fn prepare(&self, m: &Message) -> Result<Prepared, RestoreError> {
+        Ok(Prepared {
+            headers: Some(publish_headers(m, self.key.as_ref())?),
+        })
+    }
+}
+
 #[async_trait]
 impl Sink for NatsSink {
-    async fn deliver(&mut self, m: Message) -> Result<(), RestoreError> {
+    fn preparer(&self) -> Option<Arc<dyn Prepare>> {
+        Some(Arc::new(SignHeaders {
+            key: self.key.clone(),
+        }))
+    }
+
+    async fn deliver(&mut self, m: Message, prepared: Prepared) -> Result<(), RestoreError> {
         let subject = subject_for(&m, self.subject.as_deref())?.to_string();
         let stream = self.stream_for(&subject).await?;
         if self.already_in(&stream, &m.station, m.seq).await? {
@@ -372,7 +393,10 @@ impl Sink for NatsSink {
                 .push_back(futures::future::ready(Outcome::Present(m.seq)).boxed());
             return self.settle_ready();
         }
-        let headers = publish_headers(&m, self.key.as_ref())?;
+        let headers = match prepared.headers {
+            Some(headers) => headers,
+            None => publish_headers(&m, self.key.as_ref())?,
+        };
         while self.inflight.len() >= self.max_inflight {
             if let Some(outcome) = self.inflight.next().await {
                 self.settle(outcome)?;

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use crate::message::Message;
 use crate::ndjson;
 
-use super::sink::{Delivered, Sink};
+use super::sink::{Delivered, Prepared, Sink};
 use super::RestoreError;
 
 /// Output buffer size: large writes keep the export fast.
@@ -191,7 +191,7 @@ impl NdjsonSink {
 
 #[async_trait]
 impl Sink for NdjsonSink {
-    async fn deliver(&mut self, m: Message) -> Result<(), RestoreError> {
+    async fn deliver(&mut self, m: Message, _prepared: Prepared) -> Result<(), RestoreError> {
         let mut counted = CountingWriter {
             inner: match &mut self.out {
                 Out::File { w, .. } => w as &mut dyn Write,
@@ -235,19 +235,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.ndjson");
         let mut sink = NdjsonSink::file(&path, None, false).unwrap();
-        sink.deliver(msg(1)).await.unwrap();
-        sink.deliver(msg(2)).await.unwrap();
+        sink.deliver(msg(1), Prepared::default()).await.unwrap();
+        sink.deliver(msg(2), Prepared::default()).await.unwrap();
         let at = sink.sync().await.unwrap();
         let len = std::fs::metadata(&path).unwrap().len();
         assert_eq!(at.output_bytes, Some(len));
         assert_eq!((at.last_seq, at.messages), (Some(2), 2));
-        sink.deliver(msg(3)).await.unwrap();
+        sink.deliver(msg(3), Prepared::default()).await.unwrap();
         assert_eq!(sink.confirmed().last_seq, Some(2));
         sink.finish().await.unwrap();
         drop(sink);
 
         let mut resumed = NdjsonSink::file(&path, Some(len), false).unwrap();
-        resumed.deliver(msg(3)).await.unwrap();
+        resumed.deliver(msg(3), Prepared::default()).await.unwrap();
         resumed.finish().await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let expected: String = (1..=3).map(|s| ndjson::to_line(&msg(s)) + "\n").collect();
@@ -268,7 +268,7 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"keep me\n");
 
         let mut sink = NdjsonSink::file(&path, None, true).unwrap();
-        sink.deliver(msg(1)).await.unwrap();
+        sink.deliver(msg(1), Prepared::default()).await.unwrap();
         sink.finish().await.unwrap();
         drop(sink);
         assert_eq!(
@@ -281,7 +281,7 @@ mod tests {
     #[tokio::test]
     async fn writes_to_devices_without_fsync() {
         let mut sink = NdjsonSink::file(Path::new("/dev/null"), None, false).unwrap();
-        sink.deliver(msg(1)).await.unwrap();
+        sink.deliver(msg(1), Prepared::default()).await.unwrap();
         let at = sink.sync().await.unwrap();
         assert_eq!((at.last_seq, at.output_bytes), (Some(1), None));
     }
