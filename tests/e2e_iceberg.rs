@@ -203,14 +203,8 @@ fn pyiceberg_reads_the_glob_rows_from_s3() {
     need!(python());
     let endpoint = need!(s3::endpoint());
     let dir = tempdir();
-    let bucket = s3::unique_bucket("strata-iceberg");
-    s3::create_bucket(&endpoint, &bucket);
     let mut conf = Conf::local(dir.path());
-    conf.storage = Storage::S3 {
-        endpoint,
-        bucket,
-        prefix: "archive/ice".into(),
-    };
+    conf.storage = s3::fresh_storage(&endpoint, "strata-iceberg", "archive/ice");
     write_two_batches_and_check(conf);
 }
 
@@ -250,14 +244,8 @@ fn a_crash_after_the_metadata_on_s3_leaves_a_valid_table() {
     need!(python());
     let endpoint = need!(s3::endpoint());
     let dir = tempdir();
-    let bucket = s3::unique_bucket("strata-iceberg-crash");
-    s3::create_bucket(&endpoint, &bucket);
     let mut conf = Conf::local(dir.path());
-    conf.storage = Storage::S3 {
-        endpoint,
-        bucket,
-        prefix: String::new(),
-    };
+    conf.storage = s3::fresh_storage(&endpoint, "strata-iceberg-crash", "");
     crash_then_rerun(&conf, dir.path(), "iceberg-after-metadata");
 }
 

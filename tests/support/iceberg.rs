@@ -2,12 +2,11 @@
 //! `strata ls --iceberg` for the metadata URL, then a scan of it.
 
 use std::ffi::OsStr;
-use std::fs;
 use std::path::Path;
 
 use serde_json::Value;
 
-use super::python::{python_json, Row};
+use super::python::{python_json, read_rows, Row};
 use super::strata::strata;
 use crate::args;
 
@@ -92,11 +91,6 @@ pub fn scan_with(
     }
     let refs: Vec<&OsStr> = a.iter().map(|s| s.as_os_str()).collect();
     let summary = python_json("iceberg_scan.py", &refs);
-    let text = fs::read_to_string(rows_file.path()).expect("read rows");
-    let rows = text
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad row {l}: {e}")))
-        .collect();
+    let rows = read_rows(rows_file.path());
     Scan { summary, rows }
 }

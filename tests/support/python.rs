@@ -117,13 +117,18 @@ pub fn read_archive(root: &Path, engine: &str) -> ArchiveRead {
             rows_file.path().as_os_str(),
         ],
     );
-    let text = fs::read_to_string(rows_file.path()).expect("read rows");
-    let rows = text
-        .lines()
+    let rows = read_rows(rows_file.path());
+    ArchiveRead { summary, rows }
+}
+
+/// The rows a Python helper wrote with `--rows FILE`: one JSON [`Row`] a line.
+#[track_caller]
+pub fn read_rows(path: &std::path::Path) -> Vec<Row> {
+    let text = fs::read_to_string(path).expect("read rows");
+    text.lines()
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad row {l}: {e}")))
-        .collect();
-    ArchiveRead { summary, rows }
+        .collect()
 }
 
 /// Reads `root` with both DuckDB and pyarrow, checks that they agree, that the

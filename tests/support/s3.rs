@@ -43,6 +43,18 @@ pub fn create_bucket(endpoint: &str, bucket: &str) {
     );
 }
 
+/// A new bucket (named from `bucket_prefix`, see [`unique_bucket`]) on the S3
+/// test server at `endpoint`, as `[storage]` for `s3://<bucket>/<prefix>`.
+pub fn fresh_storage(endpoint: &str, bucket_prefix: &str, prefix: &str) -> super::conf::Storage {
+    let bucket = unique_bucket(bucket_prefix);
+    create_bucket(endpoint, &bucket);
+    super::conf::Storage::S3 {
+        endpoint: endpoint.to_string(),
+        bucket,
+        prefix: prefix.to_string(),
+    }
+}
+
 /// Downloads every object under `prefix` into `dest` (keys relative to the prefix).
 pub fn download(endpoint: &str, bucket: &str, prefix: &str, dest: &Path) -> Vec<String> {
     let v = python_json(
