@@ -12,8 +12,12 @@
 //!
 //! ```text
 //! cargo run --example request_budget -- [--quiet-segments 240] [--quiet-kib 64]
-//!     [--busy-segments 2] [--busy-mib 64] [--part-mib 8]
+//!     [--busy-segments 2] [--busy-mib 64] [--part-mib 8] [--no-iceberg]
 //! ```
+//!
+//! The Iceberg table is kept, as `strata run` does by default (`[iceberg]
+//! enabled = true`): each flush appends a snapshot, each tier-2 merge commits a
+//! `replace` snapshot. `--no-iceberg` leaves it out.
 //!
 //! `--part-mib` is `[compaction] part_size` (default 8 MiB): files above
 //! `multipart_threshold` (16 MiB) go up in parts of that size, one request each.
@@ -29,10 +33,11 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use strata::compactor::{Compactor, NoopObserver};
 use strata::config::CompactionConfig;
+use strata::iceberg::IcebergTable;
 use strata::restore::counting::{CountingStore, RequestCounts};
 use strata::restore::{NoProgress, Request, Target};
 use strata::store::Archive;
-use strata::tier2::{NoopHook, NoopTier2Observer, Tier2, Tier2Options};
+use strata::tier2::{replace_hook, NoopTier2Observer, Tier2, Tier2Options};
 use strata::wal::{Wal, WalOptions};
 use strata::{Draft, StationName, Timestamp};
 
@@ -99,7 +104,10 @@ async fn run(s: &Scenario) -> Result<(), Error> {
     opts.segment_max_bytes = 4 * s.segment_bytes + (1 << 20);
     opts.segment_max_age = Duration::from_secs(24 * 3600);
     let wal = Wal::open(opts)?;
-    let compactor = Compactor::new(wal.clone(), archive.clone(), &cfg, Arc::new(NoopObserver));
+    let iceberg = (!std::env::args().any(|a| a == "--no-iceberg"))
+        .then(|| IcebergTable::new(archive.clone()));
+    let compactor = Compactor::new(wal.clone(), archive.clone(), &cfg, Arc::new(NoopObserver))
+        .with_iceberg(iceberg.clone());
     let station = StationName::new(s.name)?;
     let per_segment = (s.segment_bytes as usize / MESSAGE_BYTES).max(1) as u64;
     let mut seq = 0u64;
@@ -153,7 +161,7 @@ async fn run(s: &Scenario) -> Result<(), Error> {
             grace: Duration::ZERO,
         },
         &cfg,
-        Arc::new(NoopHook),
+        replace_hook(iceberg),
         Arc::new(NoopTier2Observer),
     );
     let report = tier2.pass().await?;
