@@ -3,7 +3,8 @@
 #
 # On a fresh Debian machine it installs what the tests need (nats-server;
 # chromium and promtool, for the status page and alert rules tests, which fail
-# if they could not be installed; a virtualenv in target/venv with moto, duckdb, pyarrow, boto3 and pyiceberg), starts an
+# if they could not be installed; a virtualenv in target/venv with moto, duckdb, pyarrow, boto3 and pyiceberg,
+# and a second one in target/venv-duckdb-iceberg with DuckDB and its iceberg extension), starts an
 # S3-compatible server (moto) and a NATS JetStream server on free loopback ports,
 # runs `cargo test --all-targets --no-run` (one build of every test binary, benches
 # included so they keep compiling), then `cargo test --lib --bins --tests --examples "$@"`
@@ -25,6 +26,14 @@ SERVERS="$ROOT/target/test-servers"
 # pyiceberg reads the archive's Iceberg table (tests/e2e_iceberg.rs); 0.12.0 works with pyarrow 26.
 PY_PACKAGES=("moto[server]==5.2.5" "duckdb==2.0.1" "pyarrow==26.0.1" "boto3==1.44.8" "PyYAML==6.0.4" "pyiceberg==0.12.0")
 PY_IMPORTS="import moto, moto.server, duckdb, pyarrow, pyarrow.parquet, boto3, yaml, pyiceberg.table"
+# DuckDB's iceberg_scan (tests/e2e_iceberg.rs) in a virtualenv of its own: no
+# iceberg extension exists on PyPI for the duckdb pinned above, and
+# extensions.duckdb.org is not needed when the extensions come as PyPI
+# packages of the same version (loaded from their files by tests/py/duckdb_iceberg_scan.py).
+DUCKDB_ICEBERG_VENV="$ROOT/target/venv-duckdb-iceberg"
+DUCKDB_ICEBERG_PACKAGES=("duckdb==1.5.5" "duckdb-extension-iceberg==1.5.5" "duckdb-extension-avro==1.5.5"
+    "duckdb-extension-httpfs==1.5.5")
+DUCKDB_ICEBERG_IMPORTS="import duckdb, duckdb_extension_iceberg, duckdb_extension_avro, duckdb_extension_httpfs"
 READY_TIMEOUT_S=60
 
 log() { echo "test.sh: $*" >&2; }
@@ -131,21 +140,29 @@ mkdir -p "$ROOT/target" "$SERVERS"
 exec 9>"$ROOT/target/.venv.lock"
 flock 9 # one setup at a time when two test runs start together
 
-STAMP="$VENV/.strata-packages"
-WANT="$("$PYTHON" -c 'import sys; print(sys.version.split()[0])') ${PY_PACKAGES[*]}"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] && "$VENV/bin/python" -c "$PY_IMPORTS" 2>/dev/null; then
-    log "reusing virtualenv $VENV"
-else
-    log "creating virtualenv $VENV (${PY_PACKAGES[*]})"
+# ensure_venv DIR IMPORTS PACKAGE...: a virtualenv in DIR with exactly these
+# pinned packages, made afresh unless its stamp names them and IMPORTS runs.
+ensure_venv() {
+    local venv=$1 imports=$2
+    shift 2
+    local stamp="$venv/.strata-packages" want start
+    want="$("$PYTHON" -c 'import sys; print(sys.version.split()[0])') $*"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c "$imports" 2>/dev/null; then
+        log "reusing virtualenv $venv"
+        return 0
+    fi
+    log "creating virtualenv $venv ($*)"
     start=$SECONDS
-    rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV" || die "python3 -m venv $VENV failed"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input "${PY_PACKAGES[@]}" ||
-        die "pip install ${PY_PACKAGES[*]} failed"
-    "$VENV/bin/python" -c "$PY_IMPORTS" || die "the virtualenv cannot import its packages"
-    echo "$WANT" >"$STAMP" # written last: marks the virtualenv complete
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv" || die "python3 -m venv $venv failed"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input "$@" ||
+        die "pip install $* failed"
+    "$venv/bin/python" -c "$imports" || die "the virtualenv $venv cannot import its packages"
+    echo "$want" >"$stamp" # written last: marks the virtualenv complete
     log "virtualenv ready in $((SECONDS - start))s"
-fi
+}
+ensure_venv "$VENV" "$PY_IMPORTS" "${PY_PACKAGES[@]}"
+ensure_venv "$DUCKDB_ICEBERG_VENV" "$DUCKDB_ICEBERG_IMPORTS" "${DUCKDB_ICEBERG_PACKAGES[@]}"
 flock -u 9
 
 # --- servers -----------------------------------------------------------------
@@ -240,6 +257,7 @@ log "servers ready in $((SECONDS - start))s: moto on 127.0.0.1:$S3_PORT, nats-se
 export STRATA_TEST_S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
 export STRATA_TEST_NATS_URL="nats://127.0.0.1:$NATS_PORT"
 export STRATA_TEST_PYTHON="$VENV/bin/python"
+export STRATA_TEST_DUCKDB_ICEBERG_PYTHON="$DUCKDB_ICEBERG_VENV/bin/python"
 if [ -n "$CHROMIUM_BIN" ]; then
     export STRATA_TEST_CHROMIUM="$CHROMIUM_BIN"
 fi

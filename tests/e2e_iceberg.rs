@@ -6,7 +6,9 @@
 //! snapshot with every message once; an archive written with
 //! `[iceberg] enabled = false` gets an equal table from `strata iceberg rebuild`;
 //! a tier-2 merge committed as a `replace` snapshot swaps files without
-//! changing a row, and files it replaced are never appended again.
+//! changing a row, and files it replaced are never appended again. DuckDB's
+//! `iceberg_scan` on the same metadata file reads the glob's rows too, after
+//! a few flushes and after `strata compact-tier2`, from a folder and from S3.
 
 #[macro_use]
 mod support;
@@ -24,7 +26,7 @@ use ::strata::store::Archive;
 use ::strata::{StationName, Timestamp};
 use base64::Engine as _;
 use sha2::Digest as _;
-use support::iceberg::{metadata_url, scan, Filter, Scan};
+use support::iceberg::{duckdb_scan, metadata_url, scan, Filter, Scan};
 use support::{conf::*, python::*, strata::*, *};
 
 /// 2026-11-30T00:00:00Z in microseconds.
@@ -279,6 +281,96 @@ fn rebuild_gives_an_archive_without_a_table_one_equal_to_the_glob() {
     let again = assert_table_equals_glob(&conf, &config, dir.path());
     assert_eq!(again.summary["snapshots"], 2);
     assert_eq!(again.files(), got.files());
+}
+
+// ------------------------------------------------------ DuckDB iceberg_scan
+
+/// DuckDB's `iceberg_scan` of the metadata file at `url` reads exactly the
+/// rows of `glob` (DuckDB by glob), each once, byte for byte; returns what it
+/// read.
+#[track_caller]
+fn assert_iceberg_scan_equals(conf: &Conf, url: &str, glob: &ArchiveRead) -> Scan {
+    assert!(glob.count() > 0, "the archive is empty");
+    let got = duckdb_scan(url, endpoint_of(conf).as_deref());
+    let s = &got.summary;
+    assert_eq!(s["rows"], s["distinct_station_seq"], "a row twice: {s}");
+    assert_eq!(
+        s["columns"]["station"], "VARCHAR",
+        "station comes from the identity partition: {s}"
+    );
+    assert_eq!(got.rows.len(), glob.rows.len(), "row counts differ: {s}");
+    assert!(
+        got.rows == glob.rows,
+        "iceberg_scan and DuckDB by glob read different rows: {s}"
+    );
+    got
+}
+
+/// Three flushes, then a tier-2 merge of every partition (`grace = "0s"`:
+/// the small files are deleted in the same pass): `iceberg_scan` reads the
+/// glob's rows before the merge and after it, at the `replace` snapshot.
+fn iceberg_scan_before_and_after_a_merge(conf: Conf) {
+    let dir = tempdir();
+    let config = dir.path().join("strata.toml");
+    std::fs::write(&config, conf.toml() + "\n[tier2]\ngrace = \"0s\"\n").expect("write config");
+    for b in 1..=3 {
+        ingest(&config, &batch(b, 40));
+        flush(&config);
+    }
+    let before_url = metadata_url(&config);
+    let glob = read_archive_checked(&glob_root(&conf, dir.path()));
+    let before = assert_iceberg_scan_equals(&conf, &before_url, &glob);
+    assert_eq!(before.rows.len(), 120, "every message once");
+
+    let out = strata(args!["--config", config, "compact-tier2", "--json"]).ok();
+    let line = out.stdout.lines().find(|l| !l.is_empty()).unwrap_or("{}");
+    let report: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"));
+    let merges = report["merges"].as_array().expect("merges");
+    assert!(
+        !merges.is_empty(),
+        "three flushes leave files to merge:\n{out}"
+    );
+    assert!(
+        merges.iter().all(|m| m["deleted"] == true),
+        "grace 0s deletes the small files at once:\n{out}"
+    );
+
+    let after_url = metadata_url(&config);
+    assert_ne!(
+        after_url, before_url,
+        "the merge commits new table metadata"
+    );
+    // The commit records still name the deleted files: no full archive check.
+    let glob = read_archive(&glob_root(&conf, dir.path()), "duckdb");
+    assert_eq!(glob.summary["rows"], glob.summary["distinct_station_seq"]);
+    let after = assert_iceberg_scan_equals(&conf, &after_url, &glob);
+    assert!(after.rows == before.rows, "the merge changed no row");
+}
+
+#[test]
+fn duckdb_iceberg_scan_reads_the_glob_rows_from_a_folder() {
+    need!(python());
+    need!(duckdb_iceberg_python());
+    let dir = tempdir();
+    iceberg_scan_before_and_after_a_merge(Conf::local(dir.path()));
+}
+
+#[test]
+fn duckdb_iceberg_scan_reads_the_glob_rows_from_s3() {
+    need!(python());
+    need!(duckdb_iceberg_python());
+    let endpoint = need!(s3::endpoint());
+    let dir = tempdir();
+    let bucket = s3::unique_bucket("strata-duckdb-iceberg");
+    s3::create_bucket(&endpoint, &bucket);
+    let mut conf = Conf::local(dir.path());
+    conf.storage = Storage::S3 {
+        endpoint,
+        bucket,
+        prefix: "archive/ice".into(),
+    };
+    iceberg_scan_before_and_after_a_merge(conf);
 }
 
 // ------------------------------------------------------------ tier-2 replace

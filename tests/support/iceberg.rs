@@ -1,4 +1,5 @@
-//! The archive's Iceberg table as pyiceberg reads it (`tests/py/iceberg_scan.py`):
+//! The archive's Iceberg table as pyiceberg (`tests/py/iceberg_scan.py`) and
+//! DuckDB's `iceberg_scan` (`tests/py/duckdb_iceberg_scan.py`) read it:
 //! `strata ls --iceberg` for the metadata URL, then a scan of it.
 
 use std::ffi::OsStr;
@@ -6,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::python::{python_json, read_rows, Row};
+use super::python::{duckdb_iceberg_python, python_json, python_json_with, read_rows, Row};
 use super::strata::strata;
 use crate::args;
 
@@ -38,17 +39,17 @@ pub struct Filter {
     pub to_us: i64,
 }
 
-/// What pyiceberg read.
+/// What a reader of the table read.
 #[derive(Debug, Clone)]
 pub struct Scan {
-    /// The JSON summary of `iceberg_scan.py`.
+    /// The reader script's JSON summary.
     pub summary: Value,
     /// Every row, sorted by (station, seq).
     pub rows: Vec<Row>,
 }
 
 impl Scan {
-    /// Files the full scan planned.
+    /// Files pyiceberg's full scan planned.
     pub fn files(&self) -> u64 {
         self.summary["files_planned"]
             .as_u64()
@@ -91,6 +92,24 @@ pub fn scan_with(
     }
     let refs: Vec<&OsStr> = a.iter().map(|s| s.as_os_str()).collect();
     let summary = python_json("iceberg_scan.py", &refs);
+    let rows = read_rows(rows_file.path());
+    Scan { summary, rows }
+}
+
+/// Reads the table at `url` with DuckDB's `iceberg_scan`
+/// (`tests/py/duckdb_iceberg_scan.py` in the [`duckdb_iceberg_python`]
+/// virtualenv; S3 through `s3_endpoint`). Its summary has DuckDB's and the
+/// extensions' versions, the columns, `rows` and `distinct_station_seq`.
+pub fn duckdb_scan(url: &str, s3_endpoint: Option<&str>) -> Scan {
+    let py = duckdb_iceberg_python()
+        .unwrap_or_else(|why| panic!("iceberg_scan needs DuckDB's iceberg extension: {why}"));
+    let rows_file = tempfile::NamedTempFile::new().expect("temp file");
+    let mut a: Vec<std::ffi::OsString> = args![url, "--rows", rows_file.path()];
+    if let Some(e) = s3_endpoint {
+        a.extend(args!["--s3-endpoint", e]);
+    }
+    let refs: Vec<&OsStr> = a.iter().map(|s| s.as_os_str()).collect();
+    let summary = python_json_with(&py, "duckdb_iceberg_scan.py", &refs);
     let rows = read_rows(rows_file.path());
     Scan { summary, rows }
 }

@@ -11,7 +11,7 @@
 //! | [`python`] | DuckDB and pyarrow reading the archive back (`tests/py/`) |
 //! | [`msg`] | the messages tests publish and the NDJSON lines they expect |
 //! | [`figures`] | seeded tests and the reliability figures they record |
-//! | [`iceberg`] | the Iceberg table as pyiceberg reads it (`tests/py/iceberg_scan.py`) |
+//! | [`iceberg`] | the Iceberg table as pyiceberg and DuckDB's `iceberg_scan` read it (`tests/py/`) |
 //!
 //! `scripts/test.sh` starts an S3-compatible server (moto) and `nats-server -js`
 //! on loopback and exports where they are:
@@ -21,6 +21,7 @@
 //! | `STRATA_TEST_S3_ENDPOINT` | `http://127.0.0.1:PORT` (any credentials, path style) |
 //! | `STRATA_TEST_NATS_URL` | `nats://127.0.0.1:PORT` (JetStream enabled) |
 //! | `STRATA_TEST_PYTHON` | a Python with `duckdb`, `pyarrow`, `boto3` |
+//! | `STRATA_TEST_DUCKDB_ICEBERG_PYTHON` | a Python with DuckDB and its `iceberg`, `avro`, `httpfs` extensions |
 //! | `STRATA_TEST_REQUIRE_SERVERS` | `1`: a missing variable fails the test |
 //!
 //! Under plain `cargo test` a test whose server is missing prints a note and

@@ -24,10 +24,25 @@ pub fn python() -> Result<PathBuf, String> {
     .map(PathBuf::from)
 }
 
+/// A Python with DuckDB and its iceberg, avro and httpfs extensions as PyPI
+/// packages (`STRATA_TEST_DUCKDB_ICEBERG_PYTHON`, a virtualenv of its own).
+pub fn duckdb_iceberg_python() -> Result<PathBuf, String> {
+    env_var(
+        "STRATA_TEST_DUCKDB_ICEBERG_PYTHON",
+        "a Python with DuckDB's iceberg extension",
+    )
+    .map(PathBuf::from)
+}
+
 /// The test Python running `args` (at most 5 minutes); panics with its output
 /// unless it succeeds. Check [`python`] first to skip when there is none.
 fn run(what: &str, args: &[&OsStr]) -> Out {
     let py = python().unwrap_or_else(|why| panic!("{what} needs the test Python: {why}"));
+    run_with(&py, args)
+}
+
+/// `py ARGS` (at most 5 minutes); panics with its output unless it succeeds.
+fn run_with(py: &Path, args: &[&OsStr]) -> Out {
     let mut cmd = Command::new(py);
     cmd.args(args);
     run_command(cmd, None, Duration::from_secs(300)).ok()
@@ -42,14 +57,29 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
 
 /// Runs `tests/py/<script> ARGS` and parses its standard output as JSON.
 pub fn python_json(script: &str, args: &[&OsStr]) -> Value {
+    let py = python().unwrap_or_else(|why| panic!("{script} needs the test Python: {why}"));
+    python_json_with(&py, script, args)
+}
+
+/// [`python_json`] with the interpreter `py`.
+pub fn python_json_with(py: &Path, script: &str, args: &[&OsStr]) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/py")
         .join(script);
     let mut all = vec![path.as_os_str()];
     all.extend_from_slice(args);
-    let out = run(script, &all);
+    let out = run_with(py, &all);
     serde_json::from_str(out.stdout.trim())
         .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}):\n{out}"))
+}
+
+/// The rows a script wrote to `path`, one JSON [`Row`] a line.
+pub fn read_rows(path: &Path) -> Vec<Row> {
+    let text = fs::read_to_string(path).expect("read rows");
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad row {l}: {e}")))
+        .collect()
 }
 
 /// One archived row as the readers see it.
@@ -119,16 +149,6 @@ pub fn read_archive(root: &Path, engine: &str) -> ArchiveRead {
     );
     let rows = read_rows(rows_file.path());
     ArchiveRead { summary, rows }
-}
-
-/// The rows a Python helper wrote with `--rows FILE`: one JSON [`Row`] a line.
-#[track_caller]
-pub fn read_rows(path: &std::path::Path) -> Vec<Row> {
-    let text = fs::read_to_string(path).expect("read rows");
-    text.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad row {l}: {e}")))
-        .collect()
 }
 
 /// Reads `root` with both DuckDB and pyarrow, checks that they agree, that the
