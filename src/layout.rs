@@ -344,6 +344,11 @@ pub fn gap_path(station: &StationName, first_seq: u64, last_seq: u64) -> Path {
     ))
 }
 
+/// `_strata/tier2.lock`: the lock of the one tier-2 pass running (`tier2::lock`).
+pub fn tier2_lock_path() -> Path {
+    Path::from_iter(["_strata", "tier2.lock"])
+}
+
 /// `_strata/replacements/`: every tier-2 replacement record.
 pub fn replacements_prefix() -> Path {
     Path::from_iter(["_strata", "replacements"])

@@ -12,20 +12,15 @@
 
 use std::time::Duration;
 
-use object_store::path::Path;
 use object_store::PutPayload;
 use serde::{Deserialize, Serialize};
 
+use crate::layout::tier2_lock_path as lock_path;
 use crate::message::Timestamp;
 use crate::store::{Archive, StoreError};
 
 /// How long a lock lasts without renewal.
 pub const LOCK_TTL: Duration = Duration::from_secs(120);
-
-/// `_strata/tier2.lock`.
-pub fn lock_path() -> Path {
-    Path::from_iter(["_strata", "tier2.lock"])
-}
 
 /// What the lock object holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,7 +203,11 @@ mod tests {
 
     #[tokio::test]
     async fn one_holder_at_a_time_and_a_stale_lock_is_taken_over() {
-        let archive = Archive::from_store(Arc::new(InMemory::new()), Path::default(), "memory://");
+        let archive = Archive::from_store(
+            Arc::new(InMemory::new()),
+            object_store::path::Path::default(),
+            "memory://",
+        );
         let mut first = Tier2Lock::acquire(&archive).await.unwrap().unwrap();
         let held = Tier2Lock::acquire(&archive).await.unwrap().unwrap_err();
         assert_eq!(held.owner, crate::status::this_owner());

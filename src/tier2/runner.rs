@@ -540,7 +540,7 @@ mod tests {
         );
         assert!(
             archive
-                .get_if_exists(&super::super::lock::lock_path())
+                .get_if_exists(&crate::layout::tier2_lock_path())
                 .await
                 .unwrap()
                 .is_none(),
