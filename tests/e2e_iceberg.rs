@@ -210,6 +210,15 @@ fn pyiceberg_reads_the_glob_rows_from_s3() {
     write_two_batches_and_check(conf);
 }
 
+/// A local-folder config at `dir/strata.toml` with `[iceberg] enabled = false`,
+/// and the [`Conf`] it was made from.
+fn config_without_table(dir: &Path) -> (Conf, std::path::PathBuf) {
+    let conf = Conf::local(dir);
+    let config = dir.join("strata.toml");
+    std::fs::write(&config, conf.toml() + "\n[iceberg]\nenabled = false\n").expect("write config");
+    (conf, config)
+}
+
 /// A crash at each step of a snapshot commit (and between the commit record
 /// and the snapshot), then a rerun: the current snapshot is valid, every
 /// message is there once, and the crashed commit has exactly one snapshot.
@@ -255,9 +264,7 @@ fn a_crash_after_the_metadata_on_s3_leaves_a_valid_table() {
 fn rebuild_gives_an_archive_without_a_table_one_equal_to_the_glob() {
     need!(python());
     let dir = tempdir();
-    let conf = Conf::local(dir.path());
-    let config = dir.path().join("strata.toml");
-    std::fs::write(&config, conf.toml() + "\n[iceberg]\nenabled = false\n").expect("write config");
+    let (conf, config) = config_without_table(dir.path());
     ingest(&config, &batch(1, 50));
     flush(&config);
     ingest(&config, &batch(2, 30));
@@ -517,9 +524,7 @@ async fn a_replace_snapshot_swaps_the_small_files_for_the_merged_one() {
 async fn files_a_replacement_record_replaced_are_not_appended() {
     need!(python());
     let dir = tempdir();
-    let conf = Conf::local(dir.path());
-    let config = dir.path().join("strata.toml");
-    std::fs::write(&config, conf.toml() + "\n[iceberg]\nenabled = false\n").expect("write config");
+    let (conf, config) = config_without_table(dir.path());
     ingest(&config, &batch(1, 60));
     flush(&config);
     ingest(&config, &batch(2, 45));
@@ -666,9 +671,7 @@ fn a_rest_catalog_is_refused_with_what_to_do() {
 fn a_table_turned_on_later_lists_the_older_files_too() {
     need!(python());
     let dir = tempdir();
-    let conf = Conf::local(dir.path());
-    let config = dir.path().join("strata.toml");
-    std::fs::write(&config, conf.toml() + "\n[iceberg]\nenabled = false\n").expect("write config");
+    let (conf, config) = config_without_table(dir.path());
     ingest(&config, &batch(1, 50));
     flush(&config);
     // The next compaction with the table on (the default) starts it complete.

@@ -18,14 +18,14 @@ payload_b64, date, hour), sorted by (station, seq).
 """
 
 import argparse
-import base64
-import datetime as dt
 import glob
 import json
 import os
 import sys
 
 import duckdb
+
+from rows import row
 
 EXTENSIONS = ("avro", "httpfs", "iceberg")
 
@@ -70,22 +70,7 @@ def main():
         + scan
         + " ORDER BY station, seq"
     ).fetchall()
-    out = []
-    for station, seq, ts, id_, subject, headers, payload in rows:
-        t = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=ts)
-        out.append(
-            {
-                "station": station,
-                "seq": seq,
-                "timestamp_us": ts,
-                "id": id_,
-                "subject": subject,
-                "headers": [[h["name"], h["value"]] for h in (headers or [])],
-                "payload_b64": base64.b64encode(payload if payload is not None else b"").decode(),
-                "date": t.strftime("%Y-%m-%d"),
-                "hour": t.strftime("%H"),
-            }
-        )
+    out = [row(*r) for r in rows]
     versions = dict(
         con.execute(
             "SELECT extension_name, extension_version FROM duckdb_extensions() WHERE extension_name IN ?",

@@ -17,11 +17,12 @@ headers, payload_b64, date, hour), sorted by (station, seq).
 """
 
 import argparse
-import base64
 import datetime as dt
 import json
 import re
 import sys
+
+from rows import row
 
 
 def load(url, endpoint):
@@ -46,20 +47,16 @@ def rows_of(table):
     ts = table.column("timestamp").cast("int64").to_pylist()
     cols = {n: table.column(n).to_pylist() for n in ("station", "seq", "id", "subject", "headers", "payload")}
     for i in range(table.num_rows):
-        t = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=ts[i])
-        payload = cols["payload"][i]
         out.append(
-            {
-                "station": cols["station"][i],
-                "seq": cols["seq"][i],
-                "timestamp_us": ts[i],
-                "id": cols["id"][i],
-                "subject": cols["subject"][i],
-                "headers": [[x["name"], x["value"]] for x in (cols["headers"][i] or [])],
-                "payload_b64": base64.b64encode(payload if payload is not None else b"").decode(),
-                "date": t.strftime("%Y-%m-%d"),
-                "hour": t.strftime("%H"),
-            }
+            row(
+                cols["station"][i],
+                cols["seq"][i],
+                ts[i],
+                cols["id"][i],
+                cols["subject"][i],
+                cols["headers"][i],
+                cols["payload"][i],
+            )
         )
     out.sort(key=lambda r: (r["station"], r["seq"]))
     return out
