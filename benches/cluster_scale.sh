@@ -30,15 +30,7 @@ WORK=$(mktemp -d /tmp/strata-cluster-bench.XXXXXX)
 PIDS=()
 NATS_PID=""
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
+. "$ROOT/benches/ports.sh"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 cleanup() {
     rc=$?

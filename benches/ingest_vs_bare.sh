@@ -49,15 +49,7 @@ STRATA_PID=""
 WAL_BASE=$WORK
 if [ -n "$WAL_ROOT" ]; then WAL_BASE=$(mktemp -d "$WAL_ROOT/strata-ingest-bench-wal.XXXXXX"); fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "nothing listens on port $1" >&2
-    return 1
-}
+. "$ROOT/benches/ports.sh"
 now() { date +%s.%N; }
 # CPU seconds (user + system) a process has used so far, from /proc.
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"; }

@@ -54,14 +54,12 @@ if [ "$EXPORT" != 0 ] && ! "$VENV/bin/python" -c 'import duckdb' 2>/dev/null; th
     "$VENV/bin/pip" install --quiet duckdb
 fi
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+. "$ROOT/benches/ports.sh"
+PORT=$(free_port)
 URL="nats://127.0.0.1:$PORT"
 nats-server -js -a 127.0.0.1 -p "$PORT" -sd "$WORK/js" >"$WORK/nats.log" 2>&1 &
 NATS_PID=$!
-for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break; fi
-    sleep 0.05
-done
+wait_port "$PORT"
 
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.readline())['$1'])"; }
 
