@@ -480,39 +480,33 @@ where
     let (tx, rx) = mpsc::channel(STAGE_AHEAD);
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(STAGE_BATCH);
-        loop {
-            let staged = match merge.next().await {
-                Ok(Some(m)) => match &prepare {
-                    Some(p) => p.prepare(&m).map(|prepared| (m, prepared)),
-                    None => Ok((m, Prepared::default())),
-                },
-                Ok(None) => break,
-                Err(e) => Err(e),
+        let ended = loop {
+            let m = match merge.next().await {
+                Ok(Some(m)) => m,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
             };
-            match staged {
-                Ok(item) => batch.push(item),
-                Err(e) => {
-                    if !batch.is_empty() && tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
-                        return;
-                    }
-                    let _ = tx.send(Err(e)).await;
-                    return;
+            let prepared = match &prepare {
+                Some(p) => match p.prepare(&m) {
+                    Ok(prepared) => prepared,
+                    Err(e) => break Err(e),
+                },
+                None => Prepared::default(),
+            };
+            batch.push((m, prepared));
+            if batch.len() == STAGE_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(STAGE_BATCH));
+                if tx.send(Ok(full)).await.is_err() {
+                    return; // the delivery loop has stopped
                 }
             }
-            if batch.len() == STAGE_BATCH
-                && tx
-                    .send(Ok(std::mem::replace(
-                        &mut batch,
-                        Vec::with_capacity(STAGE_BATCH),
-                    )))
-                    .await
-                    .is_err()
-            {
-                return;
-            }
+        };
+        // What was staged before the end or the error goes first.
+        if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
+            return;
         }
-        if !batch.is_empty() {
-            let _ = tx.send(Ok(batch)).await;
+        if let Err(e) = ended {
+            let _ = tx.send(Err(e)).await;
         }
     });
     rx
