@@ -473,7 +473,10 @@ type StagedBatch = Result<Vec<(Message, Prepared)>, RestoreError>;
 /// signs the NATS headers) on a task of its own, so that this work overlaps
 /// the delivery loop; hands batches over in order. Ends at the end of the
 /// merge, at the first error (sent on), or once the receiver is gone.
-fn stage<F>(mut merge: Merge<F>, prepare: Option<Arc<dyn Prepare>>) -> mpsc::Receiver<StagedBatch>
+fn stage<F>(
+    mut merge: Merge<F>,
+    mut prepare: Option<Box<dyn Prepare>>,
+) -> mpsc::Receiver<StagedBatch>
 where
     F: FnMut(usize) -> read::Chunks + Send + 'static,
 {
@@ -486,7 +489,7 @@ where
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             };
-            let prepared = match &prepare {
+            let prepared = match &mut prepare {
                 Some(p) => match p.prepare(&m) {
                     Ok(prepared) => prepared,
                     Err(e) => break Err(e),

@@ -24,24 +24,27 @@
 //! duplicate even after the duplicate window has passed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::context::{
     GetStreamByNameErrorKind, Publish, PublishError, PublishErrorKind,
 };
 use async_nats::jetstream::publish::PublishAck;
-use async_nats::jetstream::{self, Context};
-use async_nats::{HeaderMap, HeaderName, HeaderValue};
+use async_nats::jetstream::{self, Context as JetStream};
+use async_nats::{HeaderMap, HeaderName, HeaderValue, Subject};
 use async_trait::async_trait;
-use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 
-use crate::identity::mac::RestoreKey;
+use crate::identity::mac::{RestoreKey, Signer};
 use crate::message::{Message, StationName};
+use crate::nats::text::{rfc3339, Decimal};
 use crate::nats::{
     restore_msg_id, NatsAuth, NatsUrl, Provenance, NATS_MSG_ID, RESTORE_HEADERS,
     STRATA_ORIGINAL_MSG_ID, STRATA_SEQ, STRATA_STATION, STRATA_TIMESTAMP,
@@ -59,69 +62,122 @@ const SUBJECT_CACHE: usize = 4096;
 const SCAN_IDLE: Duration = Duration::from_secs(10);
 
 /// The headers a message is published with (module doc); signed when the
-/// archive's restore key is known.
+/// archive's restore key is known. One message; for many, a
+/// [`HeaderBuilder`] keeps what they share.
 ///
 /// # Errors
 /// [`RestoreError::BadHeader`] when an archived header cannot travel over NATS
 /// (a name with `:`, spaces or control characters, a value with CR or LF).
 pub fn publish_headers(m: &Message, key: Option<&RestoreKey>) -> Result<HeaderMap, RestoreError> {
-    let mut map = HeaderMap::new();
-    let mut original_id: Option<&str> = None;
-    let bad = |name: &str, reason: &str| RestoreError::BadHeader {
-        seq: m.seq,
-        name: name.to_string(),
-        reason: reason.to_string(),
-    };
-    for h in &m.headers {
-        if h.name == NATS_MSG_ID {
-            original_id.get_or_insert(h.value.as_str());
-            continue;
+    HeaderBuilder::new(key.cloned()).build(m)
+}
+
+/// Archived header names remembered by a [`HeaderBuilder`].
+const NAME_CACHE: usize = 32;
+
+/// Builds the headers of message after message ([`publish_headers`]),
+/// keeping the station's signer and the archived header names already seen.
+#[derive(Debug)]
+pub struct HeaderBuilder {
+    key: Option<RestoreKey>,
+    signer: Option<Signer>,
+    names: Vec<(String, HeaderName)>,
+}
+
+impl HeaderBuilder {
+    /// A builder signing with `key` (unsigned without).
+    pub fn new(key: Option<RestoreKey>) -> Self {
+        Self {
+            key,
+            signer: None,
+            names: Vec::new(),
         }
-        if RESTORE_HEADERS
-            .iter()
-            .any(|r| r.eq_ignore_ascii_case(&h.name))
-        {
-            continue;
+    }
+
+    /// The signer of `station` (made on first use, again when the station changes).
+    fn signer(&mut self, station: &StationName) -> Option<&Signer> {
+        let key = self.key.as_ref()?;
+        if self.signer.as_ref().is_none_or(|s| s.station() != station) {
+            self.signer = Some(key.signer(station));
         }
-        let name = HeaderName::from_str(&h.name).map_err(|_| {
-            bad(
-                &h.name,
-                "header names must be printable ASCII without ':' or spaces",
-            )
-        })?;
-        let value = HeaderValue::from_str(&h.value)
-            .map_err(|_| bad(&h.name, "header values cannot contain CR or LF"))?;
-        map.append(name, value);
+        self.signer.as_ref()
     }
-    let original_id = original_id.or(m.id.as_deref().filter(|id| !id.is_empty()));
-    if let Some(id) = original_id {
-        let value = HeaderValue::from_str(id)
-            .map_err(|_| bad(NATS_MSG_ID, "header values cannot contain CR or LF"))?;
-        map.insert(HeaderName::from_static(STRATA_ORIGINAL_MSG_ID), value);
+
+    /// An archived header name as NATS takes it; `None` when it cannot be one.
+    fn name(&mut self, name: &str) -> Option<HeaderName> {
+        if let Some((_, known)) = self.names.iter().find(|(n, _)| n == name) {
+            return Some(known.clone());
+        }
+        let parsed = HeaderName::from_str(name).ok()?;
+        if self.names.len() < NAME_CACHE {
+            self.names.push((name.to_string(), parsed.clone()));
+        }
+        Some(parsed)
     }
-    map.insert(
-        HeaderName::from_static(NATS_MSG_ID),
-        restore_msg_id(&m.station, m.seq).as_str(),
-    );
-    match key {
-        Some(key) => {
-            for (name, value) in Provenance::sign(key, &m.station, m.seq, m.timestamp, &m.payload) {
-                map.insert(HeaderName::from_static(name), value.as_str());
+
+    /// The headers `m` is published with.
+    ///
+    /// # Errors
+    /// As [`publish_headers`].
+    pub fn build(&mut self, m: &Message) -> Result<HeaderMap, RestoreError> {
+        let mut map = HeaderMap::new();
+        let mut original_id: Option<&str> = None;
+        let bad = |name: &str, reason: &str| RestoreError::BadHeader {
+            seq: m.seq,
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
+        for h in &m.headers {
+            if h.name == NATS_MSG_ID {
+                original_id.get_or_insert(h.value.as_str());
+                continue;
+            }
+            if RESTORE_HEADERS
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(&h.name))
+            {
+                continue;
+            }
+            let name = self.name(&h.name).ok_or_else(|| {
+                bad(
+                    &h.name,
+                    "header names must be printable ASCII without ':' or spaces",
+                )
+            })?;
+            let value = HeaderValue::from_str(&h.value)
+                .map_err(|_| bad(&h.name, "header values cannot contain CR or LF"))?;
+            map.append(name, value);
+        }
+        let original_id = original_id.or(m.id.as_deref().filter(|id| !id.is_empty()));
+        if let Some(id) = original_id {
+            let value = HeaderValue::from_str(id)
+                .map_err(|_| bad(NATS_MSG_ID, "header values cannot contain CR or LF"))?;
+            map.insert(HeaderName::from_static(STRATA_ORIGINAL_MSG_ID), value);
+        }
+        map.insert(
+            HeaderName::from_static(NATS_MSG_ID),
+            restore_msg_id(&m.station, m.seq),
+        );
+        match self.signer(&m.station) {
+            Some(signer) => {
+                for (name, value) in Provenance::sign_with(signer, m.seq, m.timestamp, &m.payload) {
+                    map.insert(HeaderName::from_static(name), value);
+                }
+            }
+            None => {
+                map.insert(HeaderName::from_static(STRATA_STATION), m.station.as_str());
+                map.insert(
+                    HeaderName::from_static(STRATA_SEQ),
+                    Decimal::new(m.seq).as_str(),
+                );
+                map.insert(
+                    HeaderName::from_static(STRATA_TIMESTAMP),
+                    rfc3339(m.timestamp),
+                );
             }
         }
-        None => {
-            map.insert(HeaderName::from_static(STRATA_STATION), m.station.as_str());
-            map.insert(
-                HeaderName::from_static(STRATA_SEQ),
-                m.seq.to_string().as_str(),
-            );
-            map.insert(
-                HeaderName::from_static(STRATA_TIMESTAMP),
-                m.timestamp.to_rfc3339().as_str(),
-            );
-        }
+        Ok(map)
     }
-    Ok(map)
 }
 
 /// The subject a message is published on: the override, else its own.
@@ -138,9 +194,42 @@ pub fn subject_for<'a>(m: &'a Message, over: Option<&'a str>) -> Result<&'a str,
 
 /// What came back for one message.
 enum Outcome {
-    Acked(u64, Result<PublishAck, PublishError>, String),
+    Acked(u64, Result<PublishAck, PublishError>, Subject),
     /// Found in the stream by a resumed run; not published again.
     Present(u64),
+}
+
+/// The acknowledgement future of an async-nats publish.
+type AckFuture = <PublishAckFuture as IntoFuture>::IntoFuture;
+
+/// One message whose outcome is awaited, in publish order.
+enum Pending {
+    /// Published; its acknowledgement is on its way.
+    Acked(u64, AckFuture, Subject),
+    /// Already in the stream.
+    Present(u64),
+}
+
+impl Future for Pending {
+    type Output = Outcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        match &mut *self {
+            Pending::Acked(seq, ack, subject) => ack
+                .as_mut()
+                .poll(cx)
+                .map(|r| Outcome::Acked(*seq, r, subject.clone())),
+            Pending::Present(seq) => Poll::Ready(Outcome::Present(*seq)),
+        }
+    }
+}
+
+/// The subject and stream of the previous message, which the next one
+/// most likely shares.
+#[derive(Debug)]
+struct Route {
+    subject: Subject,
+    stream: String,
 }
 
 /// What a resumed run knows about the previous one.
@@ -156,12 +245,13 @@ struct Resume {
 
 /// Publishes to JetStream (module doc).
 pub struct NatsSink {
-    js: Context,
+    js: JetStream,
     url: NatsUrl,
     key: Option<RestoreKey>,
     subject: Option<String>,
     stream_of: HashMap<String, String>,
-    inflight: FuturesOrdered<BoxFuture<'static, Outcome>>,
+    inflight: FuturesOrdered<Pending>,
+    route: Option<Route>,
     max_inflight: usize,
     confirmed: Delivered,
     resume: Option<Resume>,
@@ -214,6 +304,7 @@ impl NatsSink {
             subject: target.subject.clone(),
             stream_of: HashMap::new(),
             inflight: FuturesOrdered::new(),
+            route: None,
             max_inflight: target.max_inflight.max(1),
             confirmed: Delivered::default(),
             resume: None,
@@ -338,14 +429,16 @@ impl NatsSink {
             }
             Outcome::Acked(seq, Err(e), subject) => {
                 return Err(match e.kind() {
-                    PublishErrorKind::StreamNotFound => RestoreError::NoStream { subject },
+                    PublishErrorKind::StreamNotFound => RestoreError::NoStream {
+                        subject: subject.to_string(),
+                    },
                     PublishErrorKind::TimedOut => RestoreError::AckTimeout {
                         seq,
                         secs: ACK_TIMEOUT.as_secs(),
                     },
                     _ => RestoreError::Publish {
                         seq,
-                        subject,
+                        subject: subject.to_string(),
                         reason: e.to_string(),
                     },
                 })
@@ -363,34 +456,41 @@ impl NatsSink {
     }
 }
 
-/// Builds and signs the headers of each message ([`publish_headers`]) ahead
-/// of the publishing loop.
-struct SignHeaders {
-    key: Option<RestoreKey>,
-}
-
-impl Prepare for SignHeaders {
-    fn prepare(&self, m: &Message) -> Result<Prepared, RestoreError> {
+impl Prepare for HeaderBuilder {
+    fn prepare(&mut self, m: &Message) -> Result<Prepared, RestoreError> {
         Ok(Prepared {
-            headers: Some(publish_headers(m, self.key.as_ref())?),
+            headers: Some(self.build(m)?),
         })
     }
 }
 
 #[async_trait]
 impl Sink for NatsSink {
-    fn preparer(&self) -> Option<Arc<dyn Prepare>> {
-        Some(Arc::new(SignHeaders {
-            key: self.key.clone(),
-        }))
+    fn preparer(&self) -> Option<Box<dyn Prepare>> {
+        Some(Box::new(HeaderBuilder::new(self.key.clone())))
     }
 
     async fn deliver(&mut self, m: Message, prepared: Prepared) -> Result<(), RestoreError> {
-        let subject = subject_for(&m, self.subject.as_deref())?.to_string();
-        let stream = self.stream_for(&subject).await?;
-        if self.already_in(&stream, &m.station, m.seq).await? {
-            self.inflight
-                .push_back(futures::future::ready(Outcome::Present(m.seq)).boxed());
+        let subject = subject_for(&m, self.subject.as_deref())?;
+        let same = self
+            .route
+            .as_ref()
+            .is_some_and(|r| r.subject.as_str() == subject);
+        let route = match self.route.take() {
+            Some(r) if same => r,
+            _ => {
+                let subject = subject.to_string();
+                Route {
+                    stream: self.stream_for(&subject).await?,
+                    subject: Subject::from(subject),
+                }
+            }
+        };
+        let present = self.already_in(&route.stream, &m.station, m.seq).await;
+        let subject = route.subject.clone();
+        self.route = Some(route);
+        if present? {
+            self.inflight.push_back(Pending::Present(m.seq));
             return self.settle_ready();
         }
         let headers = match prepared.headers {
@@ -412,11 +512,11 @@ impl Sink for NatsSink {
             .await
             .map_err(|e| RestoreError::Publish {
                 seq,
-                subject: subject.clone(),
+                subject: subject.to_string(),
                 reason: e.to_string(),
             })?;
         self.inflight
-            .push_back(async move { Outcome::Acked(seq, ack.await, subject) }.boxed());
+            .push_back(Pending::Acked(seq, ack.into_future(), subject));
         self.settle_ready()
     }
 
@@ -440,7 +540,7 @@ impl Sink for NatsSink {
 /// The seqs above `after` of `station` that `stream` holds after stream
 /// sequence `after_stream_seq`, read from message headers only.
 async fn scan_stream(
-    js: &Context,
+    js: &JetStream,
     stream: &str,
     after_stream_seq: u64,
     subject: Option<&str>,
