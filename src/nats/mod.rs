@@ -114,7 +114,7 @@ impl Provenance {
             (STRATA_STATION, signer.station().as_str().to_string()),
             (STRATA_SEQ, text::Decimal::new(seq).as_str().to_string()),
             (STRATA_TIMESTAMP, text::rfc3339(timestamp)),
-            (STRATA_MAC, mac.iter().map(|&b| char::from(b)).collect()),
+            (STRATA_MAC, String::from_utf8_lossy(&mac).into_owned()),
         ]
     }
 

@@ -43,7 +43,7 @@ const LAST_FAST: i64 = 253_402_300_799_999_999;
 /// (`2026-11-24T10:00:00.123456Z`), the text of [`Timestamp::to_rfc3339`].
 pub fn rfc3339(ts: Timestamp) -> String {
     match rfc3339_fixed(ts) {
-        Some(text) => text.iter().map(|&b| char::from(b)).collect(),
+        Some(text) => String::from_utf8_lossy(&text).into_owned(),
         None => ts.to_rfc3339(),
     }
 }

@@ -491,7 +491,7 @@ impl Sink for NatsSink {
         self.route = Some(route);
         if present? {
             self.inflight.push_back(Pending::Present(m.seq));
-            return self.settle_ready();
+            return Ok(());
         }
         let headers = match prepared.headers {
             Some(headers) => headers,
@@ -515,9 +515,11 @@ impl Sink for NatsSink {
                 subject: subject.to_string(),
                 reason: e.to_string(),
             })?;
+        // Acknowledgements are settled when the window is full, at `sync`
+        // and at `finish`: not polled after every publish.
         self.inflight
             .push_back(Pending::Acked(seq, ack.into_future(), subject));
-        self.settle_ready()
+        Ok(())
     }
 
     async fn sync(&mut self) -> Result<Delivered, RestoreError> {
