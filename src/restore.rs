@@ -484,13 +484,13 @@ where
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(STAGE_BATCH);
         let ended = loop {
-            let m = match merge.next().await {
+            let mut m = match merge.next().await {
                 Ok(Some(m)) => m,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             };
             let prepared = match &mut prepare {
-                Some(p) => match p.prepare(&m) {
+                Some(p) => match p.prepare(&mut m) {
                     Ok(prepared) => prepared,
                     Err(e) => break Err(e),
                 },

@@ -39,11 +39,13 @@ pub struct Prepared {
 /// deliveries (building and signing headers). The restore runs it on another
 /// task, ahead of [`Sink::deliver`], so that it overlaps the delivery loop.
 pub trait Prepare: Send {
-    /// Prepares `m` for delivery.
+    /// Prepares `m` for delivery; may take out of `m` what the sink's
+    /// delivery then no longer needs (the archived headers, once in the
+    /// prepared NATS headers).
     ///
     /// # Errors
     /// As [`Sink::deliver`] would for the same message.
-    fn prepare(&mut self, m: &Message) -> Result<Prepared, RestoreError>;
+    fn prepare(&mut self, m: &mut Message) -> Result<Prepared, RestoreError>;
 }
 
 /// A destination for messages in seq order.

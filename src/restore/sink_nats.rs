@@ -120,39 +120,77 @@ impl HeaderBuilder {
     /// # Errors
     /// As [`publish_headers`].
     pub fn build(&mut self, m: &Message) -> Result<HeaderMap, RestoreError> {
+        let archived = m
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_str()));
+        self.assemble(m, archived, m.id.as_deref())
+    }
+
+    /// [`HeaderBuilder::build`], moving the archived headers and id out of `m`
+    /// into the header map instead of copying them (`m` keeps neither).
+    ///
+    /// # Errors
+    /// As [`publish_headers`]; `m` has lost its headers and id then too.
+    pub fn build_taking(&mut self, m: &mut Message) -> Result<HeaderMap, RestoreError> {
+        let headers = std::mem::take(&mut m.headers);
+        let id = m.id.take();
+        let archived = headers.into_iter().map(|h| (h.name, h.value));
+        self.assemble(m, archived, id)
+    }
+
+    /// The header map of `m` with the archived headers and id given apart
+    /// (borrowed or owned values).
+    fn assemble<N, V>(
+        &mut self,
+        m: &Message,
+        archived: impl Iterator<Item = (N, V)>,
+        id: Option<V>,
+    ) -> Result<HeaderMap, RestoreError>
+    where
+        N: AsRef<str>,
+        V: AsRef<str> + Into<HeaderValue>,
+    {
         let mut map = HeaderMap::new();
-        let mut original_id: Option<&str> = None;
+        let mut original_id: Option<V> = None;
         let bad = |name: &str, reason: &str| RestoreError::BadHeader {
             seq: m.seq,
             name: name.to_string(),
             reason: reason.to_string(),
         };
-        for h in &m.headers {
-            if h.name == NATS_MSG_ID {
-                original_id.get_or_insert(h.value.as_str());
+        // What `HeaderValue::from_str` refuses.
+        let value_of = |name: &str, value: V| -> Result<HeaderValue, RestoreError> {
+            if value.as_ref().contains(['\r', '\n']) {
+                Err(bad(name, "header values cannot contain CR or LF"))
+            } else {
+                Ok(value.into())
+            }
+        };
+        for (name, value) in archived {
+            let name = name.as_ref();
+            if name == NATS_MSG_ID {
+                if original_id.is_none() {
+                    original_id = Some(value);
+                }
                 continue;
             }
-            if RESTORE_HEADERS
-                .iter()
-                .any(|r| r.eq_ignore_ascii_case(&h.name))
-            {
+            if RESTORE_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
                 continue;
             }
-            let name = self.name(&h.name).ok_or_else(|| {
+            let header = self.name(name).ok_or_else(|| {
                 bad(
-                    &h.name,
+                    name,
                     "header names must be printable ASCII without ':' or spaces",
                 )
             })?;
-            let value = HeaderValue::from_str(&h.value)
-                .map_err(|_| bad(&h.name, "header values cannot contain CR or LF"))?;
-            map.append(name, value);
+            map.append(header, value_of(name, value)?);
         }
-        let original_id = original_id.or(m.id.as_deref().filter(|id| !id.is_empty()));
+        let original_id = original_id.or(id.filter(|id| !id.as_ref().is_empty()));
         if let Some(id) = original_id {
-            let value = HeaderValue::from_str(id)
-                .map_err(|_| bad(NATS_MSG_ID, "header values cannot contain CR or LF"))?;
-            map.insert(HeaderName::from_static(STRATA_ORIGINAL_MSG_ID), value);
+            map.insert(
+                HeaderName::from_static(STRATA_ORIGINAL_MSG_ID),
+                value_of(NATS_MSG_ID, id)?,
+            );
         }
         map.insert(
             HeaderName::from_static(NATS_MSG_ID),
@@ -457,9 +495,11 @@ impl NatsSink {
 }
 
 impl Prepare for HeaderBuilder {
-    fn prepare(&mut self, m: &Message) -> Result<Prepared, RestoreError> {
+    /// Builds the headers, moving the archived headers and id out of `m`:
+    /// delivery needs only its station, seq, subject and payload then.
+    fn prepare(&mut self, m: &mut Message) -> Result<Prepared, RestoreError> {
         Ok(Prepared {
-            headers: Some(self.build(m)?),
+            headers: Some(self.build_taking(m)?),
         })
     }
 }
@@ -696,6 +736,31 @@ mod tests {
             1,
             "the archived one is replaced"
         );
+    }
+
+    #[test]
+    fn taking_builds_the_same_headers_as_borrowing() {
+        let key = RestoreKey::from_bytes([5; 32]);
+        let headers = vec![
+            Header::new("X-Trace", "a"),
+            Header::new("Nats-Msg-Id", "from-header"),
+            Header::new("X-Trace", "b"),
+            Header::new("strata-mac", "forged"),
+            Header::new("Other", ""),
+        ];
+        for id in [None, Some("order-7")] {
+            for key in [None, Some(key.clone())] {
+                let mut m = message(headers.clone(), id);
+                let mut builder = HeaderBuilder::new(key);
+                let borrowed = builder.build(&m).unwrap();
+                let taken = builder.build_taking(&mut m).unwrap();
+                assert_eq!(borrowed, taken);
+                assert!(m.headers.is_empty() && m.id.is_none());
+            }
+        }
+        let mut bad = message(vec![Header::new("a", "v\nb")], None);
+        let e = HeaderBuilder::new(None).build_taking(&mut bad).unwrap_err();
+        assert!(matches!(e, RestoreError::BadHeader { seq: 42, .. }), "{e}");
     }
 
     #[test]
