@@ -19,10 +19,16 @@
 #   (c) strata restore --output FILE;
 #   (d) DuckDB: COPY (SELECT the same fields, in seq order) TO FILE (FORMAT JSON)
 #       over the same Parquet files (DuckDB from the test virtualenv).
+# With BEFORE=path/to/an/older/restore_bench, each round also runs (b0): that
+# binary's restore, right after (b), for before/after figures in one run.
 # Prints every round, then the medians of the per-round ratios.
 # Goal: (b) >= 0.9x (a).
 #
 #   N=100000 SIZE=1024 ROUNDS=6 benches/restore_vs_bare.sh
+#   BEFORE=/tmp/restore_bench.old EXPORT=0 benches/restore_vs_bare.sh
+# CPU=1 also reports the CPU time (perf stat task-clock) of every (b) and (b0)
+# run: the restore process's own CPU per message, which varies far less than
+# throughput on a shared machine.
 set -euo pipefail
 
 N=${N:-100000}
@@ -30,6 +36,8 @@ SIZE=${SIZE:-1024}
 ROUNDS=${ROUNDS:-6}
 INFLIGHT=${INFLIGHT:-256}
 EXPORT=${EXPORT:-1}
+BEFORE=${BEFORE:-}
+CPU=${CPU:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d /tmp/strata-restore-bench.XXXXXX)
@@ -80,11 +88,26 @@ run_plain() {
     "$BIN/bare_publisher" --url "$URL" --recreate --stream BENCH --subject bench.restore \
         --archive "$WORK/arch" --station bench --max-inflight "$INFLIGHT" --no-headers | field rate
 }
+# Runs "$@", recording its CPU milliseconds in $WORK/cpu.$TAG when CPU=1.
+timed() {
+    if [ "$CPU" = 1 ]; then
+        perf stat -x, -e task-clock -o "$WORK/stat" "$@"
+        grep task-clock "$WORK/stat" | cut -d, -f1 >>"$WORK/cpu.$TAG"
+    else
+        "$@"
+    fi
+}
 run_restore() {
     fresh_stream
     # stderr is not a terminal here, so restore prints its JSON summary on stdout.
-    "$BIN/restore_bench" restore --dir "$WORK/arch" --station bench --nats "$URL" \
+    TAG=b timed "$BIN/restore_bench" restore --dir "$WORK/arch" --station bench --nats "$URL" \
         --max-inflight "$INFLIGHT" 2>"$WORK/restore.err" | field rate
+}
+
+run_before() {
+    fresh_stream
+    TAG=b0 timed "$BEFORE" restore --dir "$WORK/arch" --station bench --nats "$URL" \
+        --max-inflight "$INFLIGHT" 2>"$WORK/before.err" | field rate
 }
 
 for r in $(seq "$ROUNDS"); do
@@ -94,7 +117,9 @@ for r in $(seq "$ROUNDS"); do
         2) P=$(run_plain); R=$(run_restore); S=$(run_same) ;;
         0) R=$(run_restore); S=$(run_same); P=$(run_plain) ;;
     esac
-    echo "$r $S $P $R" >>"$WORK/rounds.txt"
+    B0=-
+    if [ -n "$BEFORE" ]; then B0=$(run_before); fi
+    echo "$r $S $P $R $B0" >>"$WORK/rounds.txt"
 done
 
 if [ "$EXPORT" != 0 ]; then
@@ -137,19 +162,32 @@ PY
     done
 fi
 
-python3 - "$N" "$SIZE" "$INFLIGHT" "$WORK/rounds.txt" "$WORK/export.txt" <<'PY'
+python3 - "$N" "$SIZE" "$INFLIGHT" "$WORK/rounds.txt" "$WORK/export.txt" "$WORK" <<'PY'
 import os, statistics, sys
-n, size, inflight, rounds, export = sys.argv[1:]
+n, size, inflight, rounds, export, work = sys.argv[1:]
 med = statistics.median
 print(f"messages: {n} x {size} B, {inflight} acks in flight")
-print(f"{'round':>5} {'(a) bare, same msgs':>20} {'(a0) no headers':>16} {'(b) restore':>12} {'b/a':>6} {'b/a0':>6}")
-ra, ra0, A, A0, B = [], [], [], [], []
+before = any(line.split()[4] != "-" for line in open(rounds))
+extra = f" {'(b0) before':>12} {'b0/a':>6}" if before else ""
+print(f"{'round':>5} {'(a) bare, same msgs':>20} {'(a0) no headers':>16} {'(b) restore':>12} {'b/a':>6} {'b/a0':>6}{extra}")
+ra, ra0, A, A0, B, B0, rb0 = [], [], [], [], [], [], []
 for line in open(rounds):
-    r, s, p, b = line.split(); s, p, b = float(s), float(p), float(b)
+    r, s, p, b, b0 = line.split(); s, p, b = float(s), float(p), float(b)
     A.append(s); A0.append(p); B.append(b); ra.append(b / s); ra0.append(b / p)
-    print(f"{r:>5} {s:20,.0f} {p:16,.0f} {b:12,.0f} {b / s:6.2f} {b / p:6.2f}")
-print(f"median {med(A):19,.0f} {med(A0):16,.0f} {med(B):12,.0f} {med(ra):6.2f} {med(ra0):6.2f}"
+    tail = ""
+    if before:
+        b0 = float(b0); B0.append(b0); rb0.append(b0 / s)
+        tail = f" {b0:12,.0f} {b0 / s:6.2f}"
+    print(f"{r:>5} {s:20,.0f} {p:16,.0f} {b:12,.0f} {b / s:6.2f} {b / p:6.2f}{tail}")
+tail = f" {med(B0):12,.0f} {med(rb0):6.2f}" if before else ""
+print(f"median {med(A):19,.0f} {med(A0):16,.0f} {med(B):12,.0f} {med(ra):6.2f} {med(ra0):6.2f}{tail}"
       f"   (ratios: medians of the per-round ratios; b/a range {min(ra):.2f}-{max(ra):.2f})")
+for tag in ["b", "b0"]:
+    path = os.path.join(work, f"cpu.{tag}")
+    if os.path.exists(path):
+        ms = [float(x) for x in open(path) if x.strip()]
+        print(f"({tag}) CPU ms per run: {' '.join(f'{x:.0f}' for x in ms)}; median {med(ms):.0f}"
+              f" ({1000 * med(ms) / int(n):.2f} us per message)")
 if os.path.exists(export):
     print(f"{'round':>5} {'(c) strata NDJSON':>18} {'(d) duckdb COPY':>16} {'c/d':>6}")
     E, D, rd = [], [], []

@@ -8,11 +8,23 @@
 //! restore_bench write --dir /tmp/arch --station bench --subject bench.restore \
 //!     --count 200000 --size 1024
 //! restore_bench restore --dir /tmp/arch --station bench --nats nats://127.0.0.1:14333
+//! restore_bench headers --count 100000 --size 1024 --rounds 5
 //! ```
+//!
+//! `headers` times, in this process and on one thread, building the NATS
+//! headers of in-memory messages two ways: restore's `HeaderBuilder` and the
+//! way restore built them before (a `format!`/chrono/`hex::encode` and
+//! per-message HMAC key version, kept here), after checking that both give
+//! the same header map for every message. The last line compares the
+//! fastest round of each, the least disturbed on a shared machine.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
@@ -21,9 +33,11 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 
 use strata::columnar::{encode_file, ParquetOptions};
+use strata::identity::mac::RestoreKey;
 use strata::layout::{DataKey, Hour};
 use strata::message::{Header, Message, StationName, Timestamp};
 use strata::nats::NatsUrl;
+use strata::restore::sink_nats::HeaderBuilder;
 use strata::restore::{NatsTarget, NoProgress, Request, Target};
 use strata::store::Archive;
 
@@ -80,6 +94,18 @@ enum Command {
         #[arg(long, requires = "output")]
         force: bool,
     },
+    /// Time building the headers of `count` messages, old way and new.
+    Headers {
+        /// Messages.
+        #[arg(long, default_value_t = 100_000)]
+        count: u64,
+        /// Payload bytes per message.
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        /// Rounds (old and new alternate).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
 }
 
 #[tokio::main]
@@ -94,6 +120,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             per_file,
             row_group_rows,
         } => write(dir, station, subject, count, size, per_file, row_group_rows).await,
+        Command::Headers {
+            count,
+            size,
+            rounds,
+        } => headers(count, size, rounds),
         Command::Restore {
             dir,
             station,
@@ -209,4 +240,93 @@ async fn put(
     let n = bytes.len() as u64;
     archive.put(&key.path(), bytes.into()).await?;
     Ok(n)
+}
+
+/// Headers as restore built them before `HeaderBuilder` (archived headers
+/// without `Nats-Msg-Id` or `Strata-*` names, no message id), signed with `key`.
+fn old_headers(m: &Message, key: &[u8; 32]) -> HeaderMap {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let mut map = HeaderMap::new();
+    for h in &m.headers {
+        let name = HeaderName::from_str(&h.name).expect("bench header names are valid");
+        let value = HeaderValue::from_str(&h.value).expect("bench header values are valid");
+        map.append(name, value);
+    }
+    map.insert(
+        HeaderName::from_static("Nats-Msg-Id"),
+        format!("strata:{}:{}", m.station, m.seq).as_str(),
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(b"strata-restore-v1");
+    mac.update(&[0]);
+    mac.update(m.station.as_str().as_bytes());
+    mac.update(&[0]);
+    mac.update(&m.seq.to_be_bytes());
+    mac.update(&m.timestamp.micros().to_be_bytes());
+    mac.update(&Sha256::digest(&m.payload));
+    let signature = hex::encode(mac.finalize().into_bytes());
+    for (name, value) in [
+        ("Strata-Station", m.station.to_string()),
+        ("Strata-Seq", m.seq.to_string()),
+        ("Strata-Timestamp", m.timestamp.to_rfc3339()),
+        ("Strata-Mac", signature),
+    ] {
+        map.insert(HeaderName::from_static(name), value.as_str());
+    }
+    map
+}
+
+fn headers(
+    count: u64,
+    size: usize,
+    rounds: usize,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let station = StationName::new("bench")?;
+    let start = Timestamp::parse_rfc3339("2026-11-24T08:00:00Z")?.micros();
+    let messages: Vec<Message> = (1..=count)
+        .map(|seq| Message {
+            station: station.clone(),
+            seq,
+            timestamp: Timestamp(start + seq as i64 * 144_000),
+            id: None,
+            subject: Some("bench.restore".into()),
+            headers: vec![Header::new("X-Bench", "1")],
+            payload: Bytes::from(vec![(seq % 251) as u8; size]),
+        })
+        .collect();
+    let key = [7u8; 32];
+    let mut builder = HeaderBuilder::new(Some(RestoreKey::from_bytes(key)));
+    for m in &messages {
+        if builder.build(m)? != old_headers(m, &key) {
+            return Err(format!("seq {}: the two ways disagree", m.seq).into());
+        }
+    }
+    let (mut olds, mut news) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let t = Instant::now();
+        for m in &messages {
+            std::hint::black_box(old_headers(m, &key));
+        }
+        let old = t.elapsed().as_nanos() as f64 / count as f64;
+        let t = Instant::now();
+        for m in &messages {
+            std::hint::black_box(builder.build(m)?);
+        }
+        let new = t.elapsed().as_nanos() as f64 / count as f64;
+        println!(
+            "{{\"round\":{round},\"old_ns\":{old:.0},\"new_ns\":{new:.0},\"new_over_old\":{:.3}}}",
+            new / old
+        );
+        olds.push(old);
+        news.push(new);
+    }
+    // The fastest round of each: the least disturbed by other processes.
+    let min = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
+    let (old, new) = (min(&olds), min(&news));
+    println!(
+        "{{\"fastest_old_ns\":{old:.0},\"fastest_new_ns\":{new:.0},\"new_over_old\":{:.3}}}",
+        new / old
+    );
+    Ok(())
 }

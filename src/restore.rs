@@ -473,7 +473,10 @@ type StagedBatch = Result<Vec<(Message, Prepared)>, RestoreError>;
 /// signs the NATS headers) on a task of its own, so that this work overlaps
 /// the delivery loop; hands batches over in order. Ends at the end of the
 /// merge, at the first error (sent on), or once the receiver is gone.
-fn stage<F>(mut merge: Merge<F>, prepare: Option<Arc<dyn Prepare>>) -> mpsc::Receiver<StagedBatch>
+fn stage<F>(
+    mut merge: Merge<F>,
+    mut prepare: Option<Box<dyn Prepare>>,
+) -> mpsc::Receiver<StagedBatch>
 where
     F: FnMut(usize) -> read::Chunks + Send + 'static,
 {
@@ -481,13 +484,13 @@ where
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(STAGE_BATCH);
         let ended = loop {
-            let m = match merge.next().await {
+            let mut m = match merge.next().await {
                 Ok(Some(m)) => m,
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             };
-            let prepared = match &prepare {
-                Some(p) => match p.prepare(&m) {
+            let prepared = match &mut prepare {
+                Some(p) => match p.prepare(&mut m) {
                     Ok(prepared) => prepared,
                     Err(e) => break Err(e),
                 },

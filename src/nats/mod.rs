@@ -15,12 +15,13 @@
 //! | `Strata-Mac` | the restore signature over station, seq, timestamp and payload ([`crate::identity::mac`]) |
 
 mod connect;
+pub mod text;
 pub mod url;
 
 pub use connect::{check_jetstream, connect, connect_jetstream, NatsAuth, NatsConnectError};
 pub use url::{redact_url, NatsUrl, UrlCredentials};
 
-use crate::identity::mac::RestoreKey;
+use crate::identity::mac::{RestoreKey, Signer};
 use crate::message::{Seq, StationName, Timestamp};
 
 /// The JetStream de-duplication id header.
@@ -49,7 +50,13 @@ pub const RESTORE_HEADERS: [&str; 6] = [
 
 /// The de-duplication id of a restored message: unique per archived message.
 pub fn restore_msg_id(station: &StationName, seq: u64) -> String {
-    format!("strata:{station}:{seq}")
+    let seq = text::Decimal::new(seq);
+    let mut id = String::with_capacity(8 + station.as_str().len() + seq.as_str().len());
+    id.push_str("strata:");
+    id.push_str(station.as_str());
+    id.push(':');
+    id.push_str(seq.as_str());
+    id
 }
 
 /// What a message's `Strata-*` headers claim about where it came from. A
@@ -91,11 +98,23 @@ impl Provenance {
         timestamp: Timestamp,
         payload: &[u8],
     ) -> [(&'static str, String); 4] {
+        Self::sign_with(&key.signer(station), seq, timestamp, payload)
+    }
+
+    /// [`Provenance::sign`] with a station's [`Signer`] made once for many
+    /// messages.
+    pub fn sign_with(
+        signer: &Signer,
+        seq: u64,
+        timestamp: Timestamp,
+        payload: &[u8],
+    ) -> [(&'static str, String); 4] {
+        let mac = signer.sign_hex(seq, timestamp, payload);
         [
-            (STRATA_STATION, station.to_string()),
-            (STRATA_SEQ, seq.to_string()),
-            (STRATA_TIMESTAMP, timestamp.to_rfc3339()),
-            (STRATA_MAC, key.sign(station, seq, timestamp, payload)),
+            (STRATA_STATION, signer.station().as_str().to_string()),
+            (STRATA_SEQ, text::Decimal::new(seq).as_str().to_string()),
+            (STRATA_TIMESTAMP, text::rfc3339(timestamp)),
+            (STRATA_MAC, String::from_utf8_lossy(&mac).into_owned()),
         ]
     }
 

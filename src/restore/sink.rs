@@ -3,7 +3,6 @@
 //! ([`super::sink_nats`]), and the [`Delivered`] position a checkpoint records.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use async_nats::HeaderMap;
 use async_trait::async_trait;
@@ -39,19 +38,21 @@ pub struct Prepared {
 /// Work a sink does for each message that does not depend on earlier
 /// deliveries (building and signing headers). The restore runs it on another
 /// task, ahead of [`Sink::deliver`], so that it overlaps the delivery loop.
-pub trait Prepare: Send + Sync {
-    /// Prepares `m` for delivery.
+pub trait Prepare: Send {
+    /// Prepares `m` for delivery; may take out of `m` what the sink's
+    /// delivery then no longer needs (the archived headers, once in the
+    /// prepared NATS headers).
     ///
     /// # Errors
     /// As [`Sink::deliver`] would for the same message.
-    fn prepare(&self, m: &Message) -> Result<Prepared, RestoreError>;
+    fn prepare(&mut self, m: &mut Message) -> Result<Prepared, RestoreError>;
 }
 
 /// A destination for messages in seq order.
 #[async_trait]
 pub trait Sink: Send {
     /// The work to do ahead of [`Sink::deliver`], if the sink has any.
-    fn preparer(&self) -> Option<Arc<dyn Prepare>> {
+    fn preparer(&self) -> Option<Box<dyn Prepare>> {
         None
     }
     /// Hands over the next message with what the [`Sink::preparer`] made of it

@@ -24,24 +24,27 @@
 //! duplicate even after the duplicate window has passed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::context::{
     GetStreamByNameErrorKind, Publish, PublishError, PublishErrorKind,
 };
 use async_nats::jetstream::publish::PublishAck;
-use async_nats::jetstream::{self, Context};
-use async_nats::{HeaderMap, HeaderName, HeaderValue};
+use async_nats::jetstream::{self, Context as JetStream};
+use async_nats::{HeaderMap, HeaderName, HeaderValue, Subject};
 use async_trait::async_trait;
-use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 
-use crate::identity::mac::RestoreKey;
+use crate::identity::mac::{RestoreKey, Signer};
 use crate::message::{Message, StationName};
+use crate::nats::text::{rfc3339, Decimal};
 use crate::nats::{
     restore_msg_id, NatsAuth, NatsUrl, Provenance, NATS_MSG_ID, RESTORE_HEADERS,
     STRATA_ORIGINAL_MSG_ID, STRATA_SEQ, STRATA_STATION, STRATA_TIMESTAMP,
@@ -59,69 +62,160 @@ const SUBJECT_CACHE: usize = 4096;
 const SCAN_IDLE: Duration = Duration::from_secs(10);
 
 /// The headers a message is published with (module doc); signed when the
-/// archive's restore key is known.
+/// archive's restore key is known. One message; for many, a
+/// [`HeaderBuilder`] keeps what they share.
 ///
 /// # Errors
 /// [`RestoreError::BadHeader`] when an archived header cannot travel over NATS
 /// (a name with `:`, spaces or control characters, a value with CR or LF).
 pub fn publish_headers(m: &Message, key: Option<&RestoreKey>) -> Result<HeaderMap, RestoreError> {
-    let mut map = HeaderMap::new();
-    let mut original_id: Option<&str> = None;
-    let bad = |name: &str, reason: &str| RestoreError::BadHeader {
-        seq: m.seq,
-        name: name.to_string(),
-        reason: reason.to_string(),
-    };
-    for h in &m.headers {
-        if h.name == NATS_MSG_ID {
-            original_id.get_or_insert(h.value.as_str());
-            continue;
+    HeaderBuilder::new(key.cloned()).build(m)
+}
+
+/// Archived header names remembered by a [`HeaderBuilder`].
+const NAME_CACHE: usize = 32;
+
+/// Builds the headers of message after message ([`publish_headers`]),
+/// keeping the station's signer and the archived header names already seen.
+#[derive(Debug)]
+pub struct HeaderBuilder {
+    key: Option<RestoreKey>,
+    signer: Option<Signer>,
+    names: Vec<(String, HeaderName)>,
+}
+
+impl HeaderBuilder {
+    /// A builder signing with `key` (unsigned without).
+    pub fn new(key: Option<RestoreKey>) -> Self {
+        Self {
+            key,
+            signer: None,
+            names: Vec::new(),
         }
-        if RESTORE_HEADERS
+    }
+
+    /// The signer of `station` (made on first use, again when the station changes).
+    fn signer(&mut self, station: &StationName) -> Option<&Signer> {
+        let key = self.key.as_ref()?;
+        if self.signer.as_ref().is_none_or(|s| s.station() != station) {
+            self.signer = Some(key.signer(station));
+        }
+        self.signer.as_ref()
+    }
+
+    /// An archived header name as NATS takes it; `None` when it cannot be one.
+    fn name(&mut self, name: &str) -> Option<HeaderName> {
+        if let Some((_, known)) = self.names.iter().find(|(n, _)| n == name) {
+            return Some(known.clone());
+        }
+        let parsed = HeaderName::from_str(name).ok()?;
+        if self.names.len() < NAME_CACHE {
+            self.names.push((name.to_string(), parsed.clone()));
+        }
+        Some(parsed)
+    }
+
+    /// The headers `m` is published with.
+    ///
+    /// # Errors
+    /// As [`publish_headers`].
+    pub fn build(&mut self, m: &Message) -> Result<HeaderMap, RestoreError> {
+        let archived = m
+            .headers
             .iter()
-            .any(|r| r.eq_ignore_ascii_case(&h.name))
-        {
-            continue;
+            .map(|h| (h.name.as_str(), h.value.as_str()));
+        self.assemble(m, archived, m.id.as_deref())
+    }
+
+    /// [`HeaderBuilder::build`], moving the archived headers and id out of `m`
+    /// into the header map instead of copying them (`m` keeps neither).
+    ///
+    /// # Errors
+    /// As [`publish_headers`]; `m` has lost its headers and id then too.
+    pub fn build_taking(&mut self, m: &mut Message) -> Result<HeaderMap, RestoreError> {
+        let headers = std::mem::take(&mut m.headers);
+        let id = m.id.take();
+        let archived = headers.into_iter().map(|h| (h.name, h.value));
+        self.assemble(m, archived, id)
+    }
+
+    /// The header map of `m` with the archived headers and id given apart
+    /// (borrowed or owned values).
+    fn assemble<N, V>(
+        &mut self,
+        m: &Message,
+        archived: impl Iterator<Item = (N, V)>,
+        id: Option<V>,
+    ) -> Result<HeaderMap, RestoreError>
+    where
+        N: AsRef<str>,
+        V: AsRef<str> + Into<HeaderValue>,
+    {
+        let mut map = HeaderMap::new();
+        let mut original_id: Option<V> = None;
+        let bad = |name: &str, reason: &str| RestoreError::BadHeader {
+            seq: m.seq,
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
+        // What `HeaderValue::from_str` refuses.
+        let value_of = |name: &str, value: V| -> Result<HeaderValue, RestoreError> {
+            if value.as_ref().contains(['\r', '\n']) {
+                Err(bad(name, "header values cannot contain CR or LF"))
+            } else {
+                Ok(value.into())
+            }
+        };
+        for (name, value) in archived {
+            let name = name.as_ref();
+            if name == NATS_MSG_ID {
+                if original_id.is_none() {
+                    original_id = Some(value);
+                }
+                continue;
+            }
+            if RESTORE_HEADERS.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+                continue;
+            }
+            let header = self.name(name).ok_or_else(|| {
+                bad(
+                    name,
+                    "header names must be printable ASCII without ':' or spaces",
+                )
+            })?;
+            map.append(header, value_of(name, value)?);
         }
-        let name = HeaderName::from_str(&h.name).map_err(|_| {
-            bad(
-                &h.name,
-                "header names must be printable ASCII without ':' or spaces",
-            )
-        })?;
-        let value = HeaderValue::from_str(&h.value)
-            .map_err(|_| bad(&h.name, "header values cannot contain CR or LF"))?;
-        map.append(name, value);
-    }
-    let original_id = original_id.or(m.id.as_deref().filter(|id| !id.is_empty()));
-    if let Some(id) = original_id {
-        let value = HeaderValue::from_str(id)
-            .map_err(|_| bad(NATS_MSG_ID, "header values cannot contain CR or LF"))?;
-        map.insert(HeaderName::from_static(STRATA_ORIGINAL_MSG_ID), value);
-    }
-    map.insert(
-        HeaderName::from_static(NATS_MSG_ID),
-        restore_msg_id(&m.station, m.seq).as_str(),
-    );
-    match key {
-        Some(key) => {
-            for (name, value) in Provenance::sign(key, &m.station, m.seq, m.timestamp, &m.payload) {
-                map.insert(HeaderName::from_static(name), value.as_str());
+        let original_id = original_id.or(id.filter(|id| !id.as_ref().is_empty()));
+        if let Some(id) = original_id {
+            map.insert(
+                HeaderName::from_static(STRATA_ORIGINAL_MSG_ID),
+                value_of(NATS_MSG_ID, id)?,
+            );
+        }
+        map.insert(
+            HeaderName::from_static(NATS_MSG_ID),
+            restore_msg_id(&m.station, m.seq),
+        );
+        match self.signer(&m.station) {
+            Some(signer) => {
+                for (name, value) in Provenance::sign_with(signer, m.seq, m.timestamp, &m.payload) {
+                    map.insert(HeaderName::from_static(name), value);
+                }
+            }
+            None => {
+                map.insert(HeaderName::from_static(STRATA_STATION), m.station.as_str());
+                map.insert(
+                    HeaderName::from_static(STRATA_SEQ),
+                    Decimal::new(m.seq).as_str(),
+                );
+                map.insert(
+                    HeaderName::from_static(STRATA_TIMESTAMP),
+                    rfc3339(m.timestamp),
+                );
             }
         }
-        None => {
-            map.insert(HeaderName::from_static(STRATA_STATION), m.station.as_str());
-            map.insert(
-                HeaderName::from_static(STRATA_SEQ),
-                m.seq.to_string().as_str(),
-            );
-            map.insert(
-                HeaderName::from_static(STRATA_TIMESTAMP),
-                m.timestamp.to_rfc3339().as_str(),
-            );
-        }
+        Ok(map)
     }
-    Ok(map)
 }
 
 /// The subject a message is published on: the override, else its own.
@@ -138,9 +232,42 @@ pub fn subject_for<'a>(m: &'a Message, over: Option<&'a str>) -> Result<&'a str,
 
 /// What came back for one message.
 enum Outcome {
-    Acked(u64, Result<PublishAck, PublishError>, String),
+    Acked(u64, Result<PublishAck, PublishError>, Subject),
     /// Found in the stream by a resumed run; not published again.
     Present(u64),
+}
+
+/// The acknowledgement future of an async-nats publish.
+type AckFuture = <PublishAckFuture as IntoFuture>::IntoFuture;
+
+/// One message whose outcome is awaited, in publish order.
+enum Pending {
+    /// Published; its acknowledgement is on its way.
+    Acked(u64, AckFuture, Subject),
+    /// Already in the stream.
+    Present(u64),
+}
+
+impl Future for Pending {
+    type Output = Outcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        match &mut *self {
+            Pending::Acked(seq, ack, subject) => ack
+                .as_mut()
+                .poll(cx)
+                .map(|r| Outcome::Acked(*seq, r, subject.clone())),
+            Pending::Present(seq) => Poll::Ready(Outcome::Present(*seq)),
+        }
+    }
+}
+
+/// The subject and stream of the previous message, which the next one
+/// most likely shares.
+#[derive(Debug)]
+struct Route {
+    subject: Subject,
+    stream: String,
 }
 
 /// What a resumed run knows about the previous one.
@@ -156,12 +283,13 @@ struct Resume {
 
 /// Publishes to JetStream (module doc).
 pub struct NatsSink {
-    js: Context,
+    js: JetStream,
     url: NatsUrl,
     key: Option<RestoreKey>,
     subject: Option<String>,
     stream_of: HashMap<String, String>,
-    inflight: FuturesOrdered<BoxFuture<'static, Outcome>>,
+    inflight: FuturesOrdered<Pending>,
+    route: Option<Route>,
     max_inflight: usize,
     confirmed: Delivered,
     resume: Option<Resume>,
@@ -214,6 +342,7 @@ impl NatsSink {
             subject: target.subject.clone(),
             stream_of: HashMap::new(),
             inflight: FuturesOrdered::new(),
+            route: None,
             max_inflight: target.max_inflight.max(1),
             confirmed: Delivered::default(),
             resume: None,
@@ -338,14 +467,16 @@ impl NatsSink {
             }
             Outcome::Acked(seq, Err(e), subject) => {
                 return Err(match e.kind() {
-                    PublishErrorKind::StreamNotFound => RestoreError::NoStream { subject },
+                    PublishErrorKind::StreamNotFound => RestoreError::NoStream {
+                        subject: subject.to_string(),
+                    },
                     PublishErrorKind::TimedOut => RestoreError::AckTimeout {
                         seq,
                         secs: ACK_TIMEOUT.as_secs(),
                     },
                     _ => RestoreError::Publish {
                         seq,
-                        subject,
+                        subject: subject.to_string(),
                         reason: e.to_string(),
                     },
                 })
@@ -363,35 +494,44 @@ impl NatsSink {
     }
 }
 
-/// Builds and signs the headers of each message ([`publish_headers`]) ahead
-/// of the publishing loop.
-struct SignHeaders {
-    key: Option<RestoreKey>,
-}
-
-impl Prepare for SignHeaders {
-    fn prepare(&self, m: &Message) -> Result<Prepared, RestoreError> {
+impl Prepare for HeaderBuilder {
+    /// Builds the headers, moving the archived headers and id out of `m`:
+    /// delivery needs only its station, seq, subject and payload then.
+    fn prepare(&mut self, m: &mut Message) -> Result<Prepared, RestoreError> {
         Ok(Prepared {
-            headers: Some(publish_headers(m, self.key.as_ref())?),
+            headers: Some(self.build_taking(m)?),
         })
     }
 }
 
 #[async_trait]
 impl Sink for NatsSink {
-    fn preparer(&self) -> Option<Arc<dyn Prepare>> {
-        Some(Arc::new(SignHeaders {
-            key: self.key.clone(),
-        }))
+    fn preparer(&self) -> Option<Box<dyn Prepare>> {
+        Some(Box::new(HeaderBuilder::new(self.key.clone())))
     }
 
     async fn deliver(&mut self, m: Message, prepared: Prepared) -> Result<(), RestoreError> {
-        let subject = subject_for(&m, self.subject.as_deref())?.to_string();
-        let stream = self.stream_for(&subject).await?;
-        if self.already_in(&stream, &m.station, m.seq).await? {
-            self.inflight
-                .push_back(futures::future::ready(Outcome::Present(m.seq)).boxed());
-            return self.settle_ready();
+        let subject = subject_for(&m, self.subject.as_deref())?;
+        let same = self
+            .route
+            .as_ref()
+            .is_some_and(|r| r.subject.as_str() == subject);
+        let route = match self.route.take() {
+            Some(r) if same => r,
+            _ => {
+                let subject = subject.to_string();
+                Route {
+                    stream: self.stream_for(&subject).await?,
+                    subject: Subject::from(subject),
+                }
+            }
+        };
+        let present = self.already_in(&route.stream, &m.station, m.seq).await;
+        let subject = route.subject.clone();
+        self.route = Some(route);
+        if present? {
+            self.inflight.push_back(Pending::Present(m.seq));
+            return Ok(());
         }
         let headers = match prepared.headers {
             Some(headers) => headers,
@@ -412,12 +552,14 @@ impl Sink for NatsSink {
             .await
             .map_err(|e| RestoreError::Publish {
                 seq,
-                subject: subject.clone(),
+                subject: subject.to_string(),
                 reason: e.to_string(),
             })?;
+        // Acknowledgements are settled when the window is full, at `sync`
+        // and at `finish`: not polled after every publish.
         self.inflight
-            .push_back(async move { Outcome::Acked(seq, ack.await, subject) }.boxed());
-        self.settle_ready()
+            .push_back(Pending::Acked(seq, ack.into_future(), subject));
+        Ok(())
     }
 
     async fn sync(&mut self) -> Result<Delivered, RestoreError> {
@@ -440,7 +582,7 @@ impl Sink for NatsSink {
 /// The seqs above `after` of `station` that `stream` holds after stream
 /// sequence `after_stream_seq`, read from message headers only.
 async fn scan_stream(
-    js: &Context,
+    js: &JetStream,
     stream: &str,
     after_stream_seq: u64,
     subject: Option<&str>,
@@ -594,6 +736,31 @@ mod tests {
             1,
             "the archived one is replaced"
         );
+    }
+
+    #[test]
+    fn taking_builds_the_same_headers_as_borrowing() {
+        let key = RestoreKey::from_bytes([5; 32]);
+        let headers = vec![
+            Header::new("X-Trace", "a"),
+            Header::new("Nats-Msg-Id", "from-header"),
+            Header::new("X-Trace", "b"),
+            Header::new("strata-mac", "forged"),
+            Header::new("Other", ""),
+        ];
+        for id in [None, Some("order-7")] {
+            for key in [None, Some(key.clone())] {
+                let mut m = message(headers.clone(), id);
+                let mut builder = HeaderBuilder::new(key);
+                let borrowed = builder.build(&m).unwrap();
+                let taken = builder.build_taking(&mut m).unwrap();
+                assert_eq!(borrowed, taken);
+                assert!(m.headers.is_empty() && m.id.is_none());
+            }
+        }
+        let mut bad = message(vec![Header::new("a", "v\nb")], None);
+        let e = HeaderBuilder::new(None).build_taking(&mut bad).unwrap_err();
+        assert!(matches!(e, RestoreError::BadHeader { seq: 42, .. }), "{e}");
     }
 
     #[test]
