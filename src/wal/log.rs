@@ -23,6 +23,7 @@ use super::entry;
 use super::error::{io_at, WalError};
 use super::lock::lock as lock_dir;
 use super::options::WalOptions;
+use super::reader;
 use super::recovery::{self, RecoveryMode};
 use super::segment::{
     self, Expect, SealedSegment, SegmentId, SegmentIo, StationLoad,
@@ -239,6 +240,20 @@ impl Inner {
             messages.extend(entry.messages);
         }
         Ok(messages)
+    }
+
+    pub(crate) fn index_segment(
+        &self,
+        id: SegmentId,
+    ) -> Result<(reader::SegmentFile, Vec<reader::IndexedMessage>), WalError> {
+        let path = self.sealed_path(id)?;
+        reader::index(
+            &path,
+            Expect {
+                wal_id: Some(self.shared.wal_id_bytes),
+                id,
+            },
+        )
     }
 
     fn check_open(&self) -> Result<(), WalError> {

@@ -407,7 +407,8 @@ pub fn scan(bytes: &Bytes, expect: Expect) -> Scan {
     scan
 }
 
-fn check_header(bytes: &[u8], expect: Expect) -> Result<SegmentHeader, HeaderError> {
+/// Parses the header at the start of `bytes` and checks it against `expect`.
+pub(crate) fn check_header(bytes: &[u8], expect: Expect) -> Result<SegmentHeader, HeaderError> {
     let h = SegmentHeader::parse(bytes)?;
     if let Some(wal_id) = expect.wal_id {
         if wal_id != h.wal_id {
