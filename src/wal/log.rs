@@ -14,7 +14,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::dedup::PlanError;
@@ -217,29 +216,8 @@ impl Inner {
     }
 
     pub(crate) fn read_segment(&self, id: SegmentId) -> Result<Vec<Message>, WalError> {
-        let path = self.sealed_path(id)?;
-        let bytes = Bytes::from(std::fs::read(&path).map_err(io_at(&path))?);
-        let scan = segment::scan(
-            &bytes,
-            Expect {
-                wal_id: Some(self.shared.wal_id_bytes),
-                id,
-            },
-        );
-        if let Some(d) = scan.damage {
-            return Err(WalError::Corrupt {
-                path,
-                offset: d.offset,
-                reason: d.reason,
-            });
-        }
-        // Sized once: growing by doubling would briefly hold the messages twice.
-        let count = scan.entries.iter().map(|e| e.messages.len()).sum();
-        let mut messages = Vec::with_capacity(count);
-        for entry in scan.entries {
-            messages.extend(entry.messages);
-        }
-        Ok(messages)
+        let (file, index) = self.index_segment(id)?;
+        file.read(&index)
     }
 
     pub(crate) fn index_segment(
@@ -415,7 +393,7 @@ mod tests {
             id: None,
             subject: None,
             headers: vec![],
-            payload: Bytes::copy_from_slice(payload),
+            payload: bytes::Bytes::copy_from_slice(payload),
         }
     }
 
