@@ -105,7 +105,7 @@ pub fn plan_segment<M: PlanRow>(mut messages: Vec<M>) -> SegmentPlan<M> {
     // come in seq order within an hour, so few comparisons are made.
     messages.sort_by(|a, b| {
         a.station()
-            .cmp(&b.station())
+            .cmp(b.station())
             .then(hour_number(a).cmp(&hour_number(b)))
             .then(a.seq().cmp(&b.seq()))
     });

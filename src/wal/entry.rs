@@ -385,7 +385,7 @@ impl RawMessage<'_> {
     }
 
     /// The message, its payload a slice of `buf` (the buffer it was read from).
-    fn to_message(self, station: StationName, buf: &Bytes) -> Message {
+    fn into_message(self, station: StationName, buf: &Bytes) -> Message {
         let mut headers = Vec::with_capacity(self.header_count);
         let mut r = Reader::new(self.headers);
         for _ in 0..self.header_count {
@@ -452,7 +452,7 @@ fn decode_body(body: &Bytes) -> Result<Vec<Message>, DecodeError> {
     let mut last: Option<StationName> = None;
     walk_body(body, |m, _| {
         let station = station_of(m.station, &mut last);
-        messages.push(m.to_message(station, body));
+        messages.push(m.into_message(station, body));
         Ok(())
     })?;
     Ok(messages)
@@ -485,7 +485,7 @@ pub fn decode_message(buf: &Bytes, last: &mut Option<StationName>) -> Result<Mes
         )));
     }
     let station = station_of(m.station, last);
-    Ok(m.to_message(station, buf))
+    Ok(m.into_message(station, buf))
 }
 
 /// A bounds-checked cursor over a body.
