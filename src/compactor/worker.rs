@@ -1,9 +1,12 @@
-//! Turns one segment into uploaded files: a thread of its own reads the
-//! segment, plans it ([`plan_segment`]) and encodes each planned file (its row
-//! groups on one thread per core), streaming its bytes, row group by row
-//! group, into an [`ObjectUpload`] on the async side. A bounded channel between the two keeps memory bounded: the
-//! encoder waits while the store is slow, and at most a few row groups plus the
-//! upload's buffer are held besides the segment's messages.
+//! Turns one segment into uploaded files: a thread of its own checks and
+//! indexes the segment (no payload held), plans it ([`plan_segment`]) and
+//! encodes each planned file, its row groups on one thread per core, each
+//! thread reading back only its row group's messages from the segment file.
+//! The file's bytes stream, row group by row group, into an [`ObjectUpload`]
+//! on the async side. A bounded channel between the two keeps memory bounded:
+//! the encoder waits while the store is slow, and at most one row group's
+//! messages and pages per encoding thread, a few encoded row groups and the
+//! upload's buffer are held, besides the segment's index.
 
 use std::ops::ControlFlow;
 
@@ -92,11 +95,11 @@ enum ThreadError {
 /// stations are claimed first and rows already stored are left out (see
 /// [`super::claims`]); the claims are released once the files are stored.
 ///
-/// Reading and planning run on one thread of their own, which also hands out
-/// the encoded bytes: the segment's large buffers are then allocated and freed
-/// by a single thread, which keeps the allocator from spreading them over
-/// several arenas (and the process's resident memory well above what is live).
-/// The encoding threads allocate only a row group's Arrow chunks and pages.
+/// Indexing and planning run on one thread of their own, which also hands out
+/// the encoded bytes. The encoding threads read a row group's messages into a
+/// buffer mapped for it (see [`crate::wal::reader`]: the allocator's
+/// per-thread arenas would keep such buffers resident) and allocate its Arrow
+/// chunks and pages.
 pub(crate) async fn compact_files(
     wal: Wal,
     id: SegmentId,

@@ -375,6 +375,12 @@ mod tests {
         assert_eq!(index.len(), all.len());
         for (i, m) in index.iter().zip(&all) {
             assert_eq!((i.station.as_str(), i.seq), (m.station.as_str(), m.seq));
+            // Row groups cut from the index are the ones cut from the messages.
+            assert_eq!(
+                i.data_len as usize,
+                crate::columnar::message_data_len(m),
+                "{m:?}"
+            );
         }
         assert_eq!(file.read(&index).unwrap(), all);
         // Reversed, and a subset: each row as indexed.
