@@ -7,6 +7,13 @@
 //! then reads back the messages of one group (a row group) with a few large
 //! reads, so the compactor holds one row group's messages at a time instead of
 //! the whole segment.
+//!
+//! The second read is not CRC-checked again: a sealed segment does not change
+//! while the WAL owns its directory, and the first pass checked the bytes the
+//! second one reads (from the page cache, as a rule). It still decodes each
+//! message by the format's rules and compares its station, seq and timestamp
+//! with the index, so a file replaced or damaged in between is reported as
+//! corrupt rather than archived.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
