@@ -4,6 +4,7 @@
 #
 #   benches/flush_vs_pyarrow.sh            # N=300000 ROUNDS=5
 #   N=300000 ROUNDS=7 benches/flush_vs_pyarrow.sh
+#   BASELINE=/path/to/old/strata benches/flush_vs_pyarrow.sh   # old build's flush too, each round
 #
 # 1. Generates N order events (~300 B JSON payloads, fixed seed) as NDJSON, and the same rows
 #    as an Arrow table (benches/flush_vs_pyarrow.py generate).
@@ -17,6 +18,8 @@
 #      one thread (pa.set_cpu_count(1)), into memory: encode only.
 #    The ratio of a round is pyarrow's seconds over Strata's wall seconds (>= 1.0: the whole
 #    flush is at least as fast as pyarrow's encoding alone); the median of the rounds counts.
+#    With BASELINE=<binary>, each round first runs that binary's flush the same way, and the
+#    medians of its ratio and of baseline wall / Strata wall are printed (interleaved A/B).
 # 4. pyarrow reads the archive of the last round back and checks it equals the table.
 #
 # Needs a Python with pyarrow: PY (default target/venv/bin/python, which scripts/test.sh
@@ -53,27 +56,45 @@ echo "WAL: $(du -sb wal-template | cut -f1) bytes in $(ls wal-template | grep -c
 # Seconds since the epoch, nanosecond resolution.
 now() { date +%s.%N; }
 
-strata_s=(); pyarrow_s=(); ratios=()
-printf '%-6s %10s %8s %8s %10s %12s %8s\n' round "strata s" "user s" "sys s" "peak MiB" "pyarrow s" ratio
-for round in $(seq 1 "$ROUNDS"); do
+# One whole flush of a fresh copy of the template WAL by binary $1; sets wall, user, sys, rss.
+flush_once() {
     rm -rf wal archive && cp -a wal-template wal
     sync
     start=$(now)
-    /usr/bin/time -v -o time.txt "$STRATA" flush --wal-dir wal --archive "file://$OUT/archive" --json >flush.json
+    /usr/bin/time -v -o time.txt "$1" flush --wal-dir wal --archive "file://$OUT/archive" --json >flush.json
     end=$(now)
     wall=$(echo "$end - $start" | bc -l)
     user=$(awk -F': ' '/User time/ {print $2}' time.txt)
     sys=$(awk -F': ' '/System time/ {print $2}' time.txt)
     rss=$(awk -F': ' '/Maximum resident/ {printf "%.0f", $2 / 1024}' time.txt)
+}
+
+strata_s=(); pyarrow_s=(); ratios=(); base_ratios=(); speedups=()
+printf '%-6s %10s %8s %8s %10s %12s %8s\n' round "strata s" "user s" "sys s" "peak MiB" "pyarrow s" ratio
+for round in $(seq 1 "$ROUNDS"); do
+    if [ -n "${BASELINE:-}" ]; then
+        flush_once "$BASELINE"
+        base_wall=$wall
+        printf '%-6s %10.3f %8s %8s %10s   (baseline %s)\n' "$round" "$wall" "$user" "$sys" "$rss" "$BASELINE"
+    fi
+    flush_once "$STRATA"
     pa=$("$PY" "$HELPER" encode "table-$N-$SEED.arrow" pyarrow.parquet | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["encode_seconds"])')
     ratio=$(echo "$pa / $wall" | bc -l)
     strata_s+=("$wall"); pyarrow_s+=("$pa"); ratios+=("$ratio")
     printf '%-6s %10.3f %8s %8s %10s %12.3f %7.2fx\n' "$round" "$wall" "$user" "$sys" "$rss" "$pa" "$ratio"
+    if [ -n "${BASELINE:-}" ]; then
+        base_ratios+=("$(echo "$pa / $base_wall" | bc -l)")
+        speedups+=("$(echo "$base_wall / $wall" | bc -l)")
+    fi
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 printf '%-6s %10.3f %8s %8s %10s %12.3f %7.2fx\n' median "$(median "${strata_s[@]}")" "" "" "" \
     "$(median "${pyarrow_s[@]}")" "$(median "${ratios[@]}")"
+if [ -n "${BASELINE:-}" ]; then
+    printf 'baseline ratio (median) %.2fx; baseline wall / strata wall (median of rounds) %.2fx\n' \
+        "$(median "${base_ratios[@]}")" "$(median "${speedups[@]}")"
+fi
 "$PY" -c 'import json,sys; r=json.load(open("flush.json")); print("last flush:", len(r["segments"]), "segments,", sum(len(s["files"]) for s in r["segments"]), "files,", sum(f["bytes"] for s in r["segments"] for f in s["files"]), "bytes")'
 echo "pyarrow file: $(stat -c %s pyarrow.parquet) bytes"
 "$PY" "$HELPER" check "$OUT/archive" "table-$N-$SEED.arrow"

@@ -184,16 +184,27 @@ fn facts_of(station: &StationName, msgs: &[Message]) -> Result<Option<Written>, 
 /// it holds `row_group_rows` of them or their bytes reach `row_group_bytes`.
 /// [`FileEncoder::write`] cuts its row groups by the same rule.
 pub fn row_group_ends(msgs: &[Message], opts: &ParquetOptions) -> Vec<usize> {
+    row_group_ends_by_size(msgs.iter().map(message_data_len), opts)
+}
+
+/// [`row_group_ends`] of rows given by their data lengths (see
+/// [`message_data_len`]), for messages not in memory.
+pub fn row_group_ends_by_size(
+    data_lens: impl IntoIterator<Item = usize>,
+    opts: &ParquetOptions,
+) -> Vec<usize> {
     let mut ends = Vec::new();
     let mut fill = Fill::default();
-    for (i, m) in msgs.iter().enumerate() {
-        if fill.add(m, opts) {
-            ends.push(i + 1);
+    let mut n = 0;
+    for data_len in data_lens {
+        n += 1;
+        if fill.add_len(data_len, opts) {
+            ends.push(n);
             fill = Fill::default();
         }
     }
     if fill.rows > 0 {
-        ends.push(msgs.len());
+        ends.push(n);
     }
     ends
 }
@@ -208,8 +219,14 @@ struct Fill {
 impl Fill {
     /// Counts `m` in; returns whether the row group is then full.
     fn add(&mut self, m: &Message, opts: &ParquetOptions) -> bool {
+        self.add_len(message_data_len(m), opts)
+    }
+
+    /// Counts in a message of `data_len` data bytes; returns whether the row
+    /// group is then full.
+    fn add_len(&mut self, data_len: usize, opts: &ParquetOptions) -> bool {
         self.rows += 1;
-        self.bytes += message_size(m);
+        self.bytes += ROW_OVERHEAD + data_len;
         self.rows >= opts.row_group_rows || self.bytes >= opts.row_group_bytes
     }
 }
@@ -573,8 +590,13 @@ impl FileEncoder {
 
 /// Approximate in-memory size of a message's variable-length fields.
 fn message_size(m: &Message) -> usize {
-    ROW_OVERHEAD
-        + m.payload.len()
+    ROW_OVERHEAD + message_data_len(m)
+}
+
+/// The bytes of a message that count towards a row group's size: payload, id,
+/// subject, and per header its name, its value and 8.
+pub fn message_data_len(m: &Message) -> usize {
+    m.payload.len()
         + m.id.as_ref().map_or(0, String::len)
         + m.subject.as_ref().map_or(0, String::len)
         + m.headers

@@ -44,10 +44,10 @@ pub use decode::{
     Selection,
 };
 pub use encode::{
-    encode_file, row_group_ends, writer_properties, EncodedRowGroup, FileEncoder, FileSummary,
-    RowGroupEncoder,
+    encode_file, message_data_len, row_group_ends, row_group_ends_by_size, writer_properties,
+    EncodedRowGroup, FileEncoder, FileSummary, RowGroupEncoder,
 };
-pub use parallel::{encode_file_on_threads, encode_in_order, RowGroupJob};
+pub use parallel::{encode_each_in_order, encode_file_on_threads, encode_in_order, RowGroupJob};
 pub use schema::{check_schema, from_record_batch, schema, to_record_batch};
 
 /// Version of the data file schema, stored as `strata.schema_version`. Readers refuse

@@ -38,31 +38,61 @@ pub fn encode_in_order<E>(
     encoder: &RowGroupEncoder,
     jobs: &[RowGroupJob<'_>],
     threads: usize,
+    consume: impl FnMut(usize, EncodedRowGroup) -> Result<ControlFlow<()>, E>,
+) -> Result<(), E>
+where
+    E: From<ColumnarError> + Send,
+{
+    encode_each_in_order(
+        jobs,
+        threads,
+        |job| Ok(encoder.encode(job.station, job.msgs)?),
+        consume,
+    )
+}
+
+/// Runs `encode` on each of `jobs` on `threads` threads (1: on the calling
+/// thread) and hands each row group, in job order, to `consume` on the calling
+/// thread, until `consume` breaks. `encode` may load the job's messages
+/// itself: each thread then holds only the jobs it is encoding.
+///
+/// # Errors
+/// The first error of `encode`, in job order, or the first error of
+/// `consume`; nothing is handed out after it.
+///
+/// # Panics
+/// When an encoding thread panics.
+pub fn encode_each_in_order<J, E>(
+    jobs: &[J],
+    threads: usize,
+    encode: impl Fn(&J) -> Result<EncodedRowGroup, E> + Sync,
     mut consume: impl FnMut(usize, EncodedRowGroup) -> Result<ControlFlow<()>, E>,
 ) -> Result<(), E>
 where
-    E: From<ColumnarError>,
+    J: Sync,
+    E: Send,
 {
     let threads = threads.clamp(1, jobs.len().max(1));
     if threads == 1 {
         for (i, job) in jobs.iter().enumerate() {
-            let group = encoder.encode(job.station, job.msgs)?;
+            let group = encode(job)?;
             if consume(i, group)?.is_break() {
                 break;
             }
         }
         return Ok(());
     }
+    let encode = &encode;
     std::thread::scope(|scope| {
         let mut receivers = Vec::with_capacity(threads);
         for t in 0..threads {
-            let (tx, rx) = mpsc::sync_channel::<Result<EncodedRowGroup, ColumnarError>>(0);
+            let (tx, rx) = mpsc::sync_channel::<Result<EncodedRowGroup, E>>(0);
             receivers.push(rx);
             std::thread::Builder::new()
                 .name(format!("strata-encode-{t}"))
                 .spawn_scoped(scope, move || {
                     for job in jobs.iter().skip(t).step_by(threads) {
-                        let encoded = encoder.encode(job.station, job.msgs);
+                        let encoded = encode(job);
                         let failed = encoded.is_err();
                         // The receiver is gone once the caller stopped.
                         if tx.send(encoded).is_err() || failed {
@@ -80,13 +110,10 @@ where
 
 /// Receives the results of `jobs` jobs in order from the threads' `receivers`.
 fn hand_out<E>(
-    receivers: Vec<mpsc::Receiver<Result<EncodedRowGroup, ColumnarError>>>,
+    receivers: Vec<mpsc::Receiver<Result<EncodedRowGroup, E>>>,
     jobs: usize,
     consume: &mut impl FnMut(usize, EncodedRowGroup) -> Result<ControlFlow<()>, E>,
-) -> Result<(), E>
-where
-    E: From<ColumnarError>,
-{
+) -> Result<(), E> {
     for i in 0..jobs {
         let Ok(encoded) = receivers[i % receivers.len()].recv() else {
             // The thread is gone without an answer: it panicked, and the scope

@@ -13,8 +13,46 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 
+use std::sync::Arc;
+
 use crate::layout::{DataKey, Hour};
-use crate::message::{Message, StationName};
+use crate::message::{Message, StationName, Timestamp};
+use crate::wal::reader::IndexedMessage;
+
+/// What planning reads of a message: a whole [`Message`], or an
+/// [`IndexedMessage`] whose bytes stay in the segment file.
+pub trait PlanRow {
+    /// Its station.
+    fn station(&self) -> &StationName;
+    /// Its sequence.
+    fn seq(&self) -> u64;
+    /// Its timestamp.
+    fn timestamp(&self) -> Timestamp;
+}
+
+impl PlanRow for Message {
+    fn station(&self) -> &StationName {
+        &self.station
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+}
+
+impl PlanRow for IndexedMessage {
+    fn station(&self) -> &StationName {
+        Arc::as_ref(&self.station)
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+}
 
 /// One file to write: its key and the rows of [`SegmentPlan::messages`] it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,10 +77,10 @@ impl FilePlan {
 
 /// The plan of one segment: its messages in file order and the files they form.
 #[derive(Debug, Clone, Default)]
-pub struct SegmentPlan {
+pub struct SegmentPlan<M = Message> {
     /// Deduplicated messages ordered by (station, hour, seq): every file's rows
     /// are one contiguous range of this vector.
-    pub messages: Vec<Message>,
+    pub messages: Vec<M>,
     /// The files, in the order of their rows.
     pub files: Vec<FilePlan>,
     /// Messages dropped because their `(station, seq)` appeared earlier in the segment.
@@ -53,22 +91,23 @@ pub struct SegmentPlan {
 ///
 /// The messages are sorted and deduplicated in place: planning holds no second
 /// copy of a segment's messages.
-pub fn plan_segment(mut messages: Vec<Message>) -> SegmentPlan {
+pub fn plan_segment<M: PlanRow>(mut messages: Vec<M>) -> SegmentPlan<M> {
     let total = messages.len();
 
     // A stable sort keeps log order among equal (station, seq), so `dedup_by`
     // (which keeps the first of each run) keeps the first occurrence.
-    messages.sort_by(|a, b| (&a.station, a.seq).cmp(&(&b.station, b.seq)));
-    messages.dedup_by(|later, first| later.station == first.station && later.seq == first.seq);
+    messages.sort_by(|a, b| (&a.station(), a.seq()).cmp(&(&b.station(), b.seq())));
+    messages
+        .dedup_by(|later, first| later.station() == first.station() && later.seq() == first.seq());
     let duplicates = total - messages.len();
 
     // (station, seq) is now unique, so this order is total. Messages usually
     // come in seq order within an hour, so few comparisons are made.
     messages.sort_by(|a, b| {
-        a.station
-            .cmp(&b.station)
+        a.station()
+            .cmp(b.station())
             .then(hour_number(a).cmp(&hour_number(b)))
-            .then(a.seq.cmp(&b.seq))
+            .then(a.seq().cmp(&b.seq()))
     });
 
     let mut files: Vec<FilePlan> = Vec::new();
@@ -79,14 +118,14 @@ pub fn plan_segment(mut messages: Vec<Message>) -> SegmentPlan {
         let end = start
             + messages[start..]
                 .iter()
-                .position(|m| m.station != first.station || hour_number(m) != hour)
+                .position(|m| m.station() != first.station() || hour_number(m) != hour)
                 .unwrap_or(messages.len() - start);
         files.push(FilePlan {
             key: DataKey {
-                station: first.station.clone(),
-                hour: Hour::of(first.timestamp),
-                first_seq: first.seq,
-                last_seq: messages[end - 1].seq,
+                station: first.station().clone(),
+                hour: Hour::of(first.timestamp()),
+                first_seq: first.seq(),
+                last_seq: messages[end - 1].seq(),
             },
             rows: start..end,
         });
@@ -107,8 +146,8 @@ const HOUR_MICROS: i64 = 3_600_000_000;
 /// have the same [`Hour`] exactly when they have the same number, and the
 /// numbers are in the same order (UTC hours are whole multiples of an hour
 /// since the epoch).
-fn hour_number(m: &Message) -> i64 {
-    m.timestamp.micros().div_euclid(HOUR_MICROS)
+fn hour_number(m: &impl PlanRow) -> i64 {
+    m.timestamp().micros().div_euclid(HOUR_MICROS)
 }
 
 /// A data file already in the archive, in the hour partition of a planned file.
@@ -145,7 +184,10 @@ pub type Dropped = BTreeMap<StationName, u64>;
 /// A planned file whose key *and* seqs equal a stored file's is this
 /// segment's own earlier attempt (or identical content): it stays as
 /// planned, and the upload rewrites the same object.
-pub fn subtract_stored(mut plan: SegmentPlan, stored: &Stored) -> (SegmentPlan, Dropped) {
+pub fn subtract_stored<M: PlanRow>(
+    mut plan: SegmentPlan<M>,
+    stored: &Stored,
+) -> (SegmentPlan<M>, Dropped) {
     let mut dropped = Dropped::new();
     let mut files = Vec::with_capacity(plan.files.len());
     for file in std::mem::take(&mut plan.files) {
@@ -162,7 +204,7 @@ pub fn subtract_stored(mut plan: SegmentPlan, stored: &Stored) -> (SegmentPlan, 
         let redo = meeting.iter().any(|f| {
             f.first_seq == key.first_seq
                 && f.last_seq == key.last_seq
-                && f.seqs.iter().copied().eq(rows.iter().map(|m| m.seq))
+                && f.seqs.iter().copied().eq(rows.iter().map(|m| m.seq()))
         });
         if meeting.is_empty() || redo {
             files.push(file);
@@ -184,14 +226,14 @@ pub fn subtract_stored(mut plan: SegmentPlan, stored: &Stored) -> (SegmentPlan, 
                 key: DataKey {
                     station: key.station.clone(),
                     hour: key.hour,
-                    first_seq: plan.messages[at + start].seq,
-                    last_seq: plan.messages[at + end - 1].seq,
+                    first_seq: plan.messages[at + start].seq(),
+                    last_seq: plan.messages[at + end - 1].seq(),
                 },
                 rows: at + start..at + end,
             });
         };
         for (i, m) in rows.iter().enumerate() {
-            if present.contains(&m.seq) {
+            if present.contains(&m.seq()) {
                 *dropped.entry(key.station.clone()).or_default() += 1;
                 if let Some(r) = run.take() {
                     close(r, &mut files);
@@ -199,7 +241,9 @@ pub fn subtract_stored(mut plan: SegmentPlan, stored: &Stored) -> (SegmentPlan, 
                 continue;
             }
             run = match run {
-                Some((start, end)) if !between(rows[end - 1].seq, m.seq) => Some((start, i + 1)),
+                Some((start, end)) if !between(rows[end - 1].seq(), m.seq()) => {
+                    Some((start, i + 1))
+                }
                 Some(r) => {
                     close(r, &mut files);
                     Some((i, i + 1))
@@ -261,7 +305,7 @@ mod tests {
 
     #[test]
     fn empty_segment_plans_no_file() {
-        let plan = plan_segment(Vec::new());
+        let plan = plan_segment(Vec::<Message>::new());
         assert!(plan.files.is_empty());
         assert!(plan.messages.is_empty());
         assert_eq!(plan.duplicates, 0);

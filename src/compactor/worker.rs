@@ -1,9 +1,12 @@
-//! Turns one segment into uploaded files: a thread of its own reads the
-//! segment, plans it ([`plan_segment`]) and encodes each planned file (its row
-//! groups on one thread per core), streaming its bytes, row group by row
-//! group, into an [`ObjectUpload`] on the async side. A bounded channel between the two keeps memory bounded: the
-//! encoder waits while the store is slow, and at most a few row groups plus the
-//! upload's buffer are held besides the segment's messages.
+//! Turns one segment into uploaded files: a thread of its own checks and
+//! indexes the segment (no payload held), plans it ([`plan_segment`]) and
+//! encodes each planned file, its row groups on one thread per core, each
+//! thread reading back only its row group's messages from the segment file.
+//! The file's bytes stream, row group by row group, into an [`ObjectUpload`]
+//! on the async side. A bounded channel between the two keeps memory bounded:
+//! the encoder waits while the store is slow, and at most one row group's
+//! messages and pages per encoding thread, a few encoded row groups and the
+//! upload's buffer are held, besides the segment's index.
 
 use std::ops::ControlFlow;
 
@@ -14,11 +17,13 @@ use super::claims::{stations_of, stored_files, HeldClaims, PlannedRange, UploadC
 use super::plan::{plan_segment, subtract_stored, Dropped, FilePlan, SegmentPlan, Stored};
 use super::upload::{ObjectUpload, UploadOptions};
 use crate::columnar::{
-    encode_in_order, row_group_ends, ColumnarError, FileEncoder, FileSummary, ParquetOptions,
-    RowGroupEncoder, RowGroupJob,
+    encode_each_in_order, row_group_ends_by_size, ColumnarError, FileEncoder, FileSummary,
+    ParquetOptions, RowGroupEncoder,
 };
 use crate::layout::DataKey;
+use crate::message::StationName;
 use crate::store::{Archive, StoreError};
+use crate::wal::reader::{IndexedMessage, SegmentFile};
 use crate::wal::{SegmentId, Wal, WalError};
 
 /// Most threads encoding one segment's row groups: each holds one row group's
@@ -90,11 +95,11 @@ enum ThreadError {
 /// stations are claimed first and rows already stored are left out (see
 /// [`super::claims`]); the claims are released once the files are stored.
 ///
-/// Reading and planning run on one thread of their own, which also hands out
-/// the encoded bytes: the segment's large buffers are then allocated and freed
-/// by a single thread, which keeps the allocator from spreading them over
-/// several arenas (and the process's resident memory well above what is live).
-/// The encoding threads allocate only a row group's Arrow chunks and pages.
+/// Indexing and planning run on one thread of their own, which also hands out
+/// the encoded bytes. The encoding threads read a row group's messages into a
+/// buffer mapped for it (see [`crate::wal::reader`]: the allocator's
+/// per-thread arenas would keep such buffers resident) and allocate its Arrow
+/// chunks and pages.
 pub(crate) async fn compact_files(
     wal: Wal,
     id: SegmentId,
@@ -312,9 +317,11 @@ fn segment_thread(
     tx: &mpsc::Sender<Piece>,
     stored: Option<std::sync::mpsc::Receiver<Stored>>,
 ) -> Result<(), ThreadError> {
-    let messages = wal.read_segment(id).map_err(ThreadError::Read)?;
-    let read = messages.len() as u64;
-    let mut plan = plan_segment(messages);
+    // The segment is checked and indexed here; its messages are read back
+    // one row group at a time by the encoding threads.
+    let (file, index) = wal.index_segment(id).map_err(ThreadError::Read)?;
+    let read = index.len() as u64;
+    let mut plan = plan_segment(index);
     let mut dropped = Dropped::new();
     if let Some(stored) = stored {
         let ranges = plan
@@ -344,36 +351,50 @@ fn segment_thread(
     if tx.blocking_send(planned).is_err() {
         return Ok(());
     }
-    encode_all(&plan, opts, tx).map_err(ThreadError::Encode)
+    encode_all(&plan, &file, opts, tx)
+}
+
+/// One row group to read back and encode: rows of one file of `station`.
+struct Job<'a> {
+    station: &'a StationName,
+    rows: &'a [IndexedMessage],
 }
 
 /// Encodes every file of `plan`, its row groups on up to [`encode_threads`]
-/// threads, and hands out each file's bytes in order as its row groups
+/// threads (each reads its row group's messages from `file`, encodes them and
+/// drops them), and hands out each file's bytes in order as its row groups
 /// complete; see [`segment_thread`]. The bytes do not depend on the number of
 /// threads.
 fn encode_all(
-    plan: &SegmentPlan,
+    plan: &SegmentPlan<IndexedMessage>,
+    file: &SegmentFile,
     opts: &ParquetOptions,
     tx: &mpsc::Sender<Piece>,
-) -> Result<(), ColumnarError> {
-    let encoder = RowGroupEncoder::new(opts)?;
+) -> Result<(), ThreadError> {
+    let encoder = RowGroupEncoder::new(opts).map_err(ThreadError::Encode)?;
     // Every row group of every file, in file order, and the file each belongs to.
     let mut jobs = Vec::new();
     let mut owner = Vec::new();
-    for (f, file) in plan.files.iter().enumerate() {
-        let rows = &plan.messages[file.rows.clone()];
+    for (f, planned) in plan.files.iter().enumerate() {
+        let rows = &plan.messages[planned.rows.clone()];
         let mut start = 0;
-        for end in row_group_ends(rows, opts) {
-            jobs.push(RowGroupJob {
-                station: &file.key.station,
-                msgs: &rows[start..end],
+        for end in row_group_ends_by_size(rows.iter().map(|r| r.data_len as usize), opts) {
+            jobs.push(Job {
+                station: &planned.key.station,
+                rows: &rows[start..end],
             });
             owner.push(f);
             start = end;
         }
     }
+    let encode = |job: &Job<'_>| {
+        let msgs = file.read(job.rows).map_err(ThreadError::Read)?;
+        encoder
+            .encode(job.station, &msgs)
+            .map_err(ThreadError::Encode)
+    };
     let mut current: Option<FileEncoder> = None;
-    encode_in_order(&encoder, &jobs, encode_threads(), |i, group| {
+    encode_each_in_order(&jobs, encode_threads(), encode, |i, group| {
         let file = &plan.files[owner[i]].key;
         let enc = match current.as_mut() {
             Some(enc) => enc,
@@ -405,6 +426,12 @@ fn encode_all(
         }
         Ok(ControlFlow::Continue(()))
     })
+}
+
+impl From<ColumnarError> for ThreadError {
+    fn from(e: ColumnarError) -> Self {
+        ThreadError::Encode(e)
+    }
 }
 
 /// Threads that encode a segment's row groups: one per core, at most

@@ -352,9 +352,73 @@ pub fn decode(buf: &Bytes) -> Result<(Vec<Message>, u64), DecodeError> {
     Ok((messages, len))
 }
 
-/// Decodes a body whose CRC has been checked.
-fn decode_body(body: &Bytes) -> Result<Vec<Message>, DecodeError> {
-    let mut r = Reader { buf: body, pos: 0 };
+/// One message of an entry body, checked against the format, its strings
+/// borrowed from the body (nothing allocated).
+#[derive(Debug, Clone)]
+pub struct RawMessage<'a> {
+    /// The station name (follows the station name rules).
+    pub station: &'a str,
+    /// The sequence (at most [`crate::message::MAX_SEQ`]).
+    pub seq: u64,
+    /// The timestamp.
+    pub timestamp: Timestamp,
+    /// The id, when present.
+    pub id: Option<&'a str>,
+    /// The subject, when present.
+    pub subject: Option<&'a str>,
+    /// The encoded headers (`header*header_count`, every string UTF-8).
+    headers: &'a [u8],
+    header_count: usize,
+    /// Where the payload lies in the buffer the message was read from.
+    payload: std::ops::Range<usize>,
+}
+
+impl RawMessage<'_> {
+    /// Length of the payload in bytes.
+    pub fn payload_len(&self) -> usize {
+        self.payload.len()
+    }
+
+    /// Length of the encoded headers: per header its name, its value and 8.
+    pub fn headers_len(&self) -> usize {
+        self.headers.len()
+    }
+
+    /// The message, its payload a slice of `buf` (the buffer it was read from).
+    fn into_message(self, station: StationName, buf: &Bytes) -> Message {
+        let mut headers = Vec::with_capacity(self.header_count);
+        let mut r = Reader::new(self.headers);
+        for _ in 0..self.header_count {
+            // Checked when the message was read: these cannot fail.
+            let (Ok(name), Ok(value)) = (r.str("header name"), r.str("header value")) else {
+                break;
+            };
+            headers.push(Header::new(name, value));
+        }
+        Message {
+            station,
+            seq: self.seq,
+            timestamp: self.timestamp,
+            id: self.id.map(str::to_owned),
+            subject: self.subject.map(str::to_owned),
+            headers,
+            payload: buf.slice(self.payload),
+        }
+    }
+}
+
+/// Calls `each` with every message of an entry body whose CRC has been
+/// checked, and the byte range it takes in `body`, without allocating. Finds
+/// exactly the damage [`decode`] finds.
+///
+/// # Errors
+/// [`DecodeError::Malformed`] for a body that does not follow the format; the
+/// first error of `each`.
+pub fn walk_body<'a>(
+    body: &'a [u8],
+    mut each: impl FnMut(RawMessage<'a>, std::ops::Range<usize>) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    let mut r = Reader::new(body);
     let count = r.u32()?;
     // Every message takes at least 27 bytes, so a count larger than that bound
     // is malformed; checking first keeps a bad count from reserving huge memory.
@@ -362,9 +426,10 @@ fn decode_body(body: &Bytes) -> Result<Vec<Message>, DecodeError> {
     if count as usize > body.len() / min_message_len {
         return Err(r.malformed(format!("message count {count} cannot fit the body")));
     }
-    let mut messages = Vec::with_capacity(count as usize);
     for _ in 0..count {
-        messages.push(r.message()?);
+        let start = r.pos;
+        let m = r.message()?;
+        each(m, start..r.pos)?;
     }
     if r.pos != body.len() {
         return Err(r.malformed(format!(
@@ -372,16 +437,74 @@ fn decode_body(body: &Bytes) -> Result<Vec<Message>, DecodeError> {
             body.len() - r.pos
         )));
     }
+    Ok(())
+}
+
+/// Decodes a body whose CRC has been checked.
+fn decode_body(body: &Bytes) -> Result<Vec<Message>, DecodeError> {
+    // Sized by the stated count, bounded by what the body can hold (a message
+    // takes at least 27 bytes); `walk_body` refuses a count above that bound.
+    let count = body
+        .get(..4)
+        .map_or(0, |c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize);
+    let mut messages = Vec::with_capacity(count.min(body.len() / 27));
+    // Consecutive messages of one station share the check of its name.
+    let mut last: Option<StationName> = None;
+    walk_body(body, |m, _| {
+        let station = station_of(m.station, &mut last);
+        messages.push(m.into_message(station, body));
+        Ok(())
+    })?;
     Ok(messages)
+}
+
+/// `name` as a station name (already checked), reusing `last` when equal.
+fn station_of(name: &str, last: &mut Option<StationName>) -> StationName {
+    match last {
+        Some(s) if s.as_str() == name => s.clone(),
+        _ => {
+            let s = StationName::trusted(name);
+            *last = Some(s.clone());
+            s
+        }
+    }
+}
+
+/// Decodes one message that fills `buf` exactly, as [`walk_body`] reads it
+/// from an entry body (a message of a checked entry, read again).
+///
+/// # Errors
+/// [`DecodeError::Malformed`] when `buf` is not exactly one valid message.
+pub fn decode_message(buf: &Bytes, last: &mut Option<StationName>) -> Result<Message, DecodeError> {
+    let mut r = Reader::new(buf);
+    let m = r.message()?;
+    if r.pos != buf.len() {
+        return Err(r.malformed(format!(
+            "{} trailing bytes after the message",
+            buf.len() - r.pos
+        )));
+    }
+    let station = station_of(m.station, last);
+    Ok(m.into_message(station, buf))
 }
 
 /// A bounds-checked cursor over a body.
 struct Reader<'a> {
-    buf: &'a Bytes,
+    buf: &'a [u8],
     pos: usize,
+    /// The last station name that passed the station name rules.
+    checked_station: &'a [u8],
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader {
+            buf,
+            pos: 0,
+            checked_station: &[],
+        }
+    }
+
     fn malformed(&self, reason: String) -> DecodeError {
         DecodeError::Malformed {
             offset: self.pos,
@@ -389,7 +512,7 @@ impl Reader<'_> {
         }
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self
             .pos
             .checked_add(n)
@@ -424,33 +547,32 @@ impl Reader<'_> {
         self.array().map(u64::from_le_bytes)
     }
 
-    fn string(&mut self, what: &str) -> Result<String, DecodeError> {
+    fn str(&mut self, what: &str) -> Result<&'a str, DecodeError> {
         let len = self.u32()? as usize;
         let start = self.pos;
         let bytes = self.take(len)?;
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(s.to_owned()),
-            Err(e) => Err(DecodeError::Malformed {
-                offset: start,
-                reason: format!("{what} is not UTF-8: {e}"),
-            }),
-        }
+        std::str::from_utf8(bytes).map_err(|e| DecodeError::Malformed {
+            offset: start,
+            reason: format!("{what} is not UTF-8: {e}"),
+        })
     }
 
-    fn message(&mut self) -> Result<Message, DecodeError> {
+    fn message(&mut self) -> Result<RawMessage<'a>, DecodeError> {
         let start = self.pos;
         let station_len = self.u8()? as usize;
         if station_len == 0 || station_len > MAX_STATION_LEN {
             return Err(self.malformed(format!("station name length {station_len}")));
         }
         let name = self.take(station_len)?;
-        let station = std::str::from_utf8(name)
-            .ok()
-            .and_then(|s| StationName::new(s).ok())
-            .ok_or_else(|| DecodeError::Malformed {
-                offset: start,
-                reason: "station name breaks the station name rules".into(),
-            })?;
+        let bad_station = || DecodeError::Malformed {
+            offset: start,
+            reason: "station name breaks the station name rules".into(),
+        };
+        let station = std::str::from_utf8(name).map_err(|_| bad_station())?;
+        if name != self.checked_station {
+            StationName::check(station).map_err(|_| bad_station())?;
+            self.checked_station = name;
+        }
         let seq = self.u64()?;
         if let Err(e) = Seq::new(seq) {
             return Err(self.malformed(e.to_string()));
@@ -461,12 +583,12 @@ impl Reader<'_> {
             return Err(self.malformed(format!("unknown presence bits {presence:#04x}")));
         }
         let id = if presence & PRESENCE_ID != 0 {
-            Some(self.string("id")?)
+            Some(self.str("id")?)
         } else {
             None
         };
         let subject = if presence & PRESENCE_SUBJECT != 0 {
-            Some(self.string("subject")?)
+            Some(self.str("subject")?)
         } else {
             None
         };
@@ -475,24 +597,24 @@ impl Reader<'_> {
         if header_count > (self.buf.len() - self.pos) / 8 {
             return Err(self.malformed(format!("header count {header_count} cannot fit")));
         }
-        let mut headers = Vec::with_capacity(header_count);
+        let headers_start = self.pos;
         for _ in 0..header_count {
-            let name = self.string("header name")?;
-            let value = self.string("header value")?;
-            headers.push(Header { name, value });
+            self.str("header name")?;
+            self.str("header value")?;
         }
+        let headers = &self.buf[headers_start..self.pos];
         let payload_len = self.u32()? as usize;
         let payload_start = self.pos;
         self.take(payload_len)?;
-        let payload = self.buf.slice(payload_start..self.pos);
-        Ok(Message {
+        Ok(RawMessage {
             station,
             seq,
             timestamp,
             id,
             subject,
             headers,
-            payload,
+            header_count,
+            payload: payload_start..self.pos,
         })
     }
 }

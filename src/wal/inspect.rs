@@ -146,9 +146,15 @@ pub fn inspect(dir: &Path) -> Result<InspectReport, WalError> {
             },
         );
         for m in scan.entries.iter().flat_map(|e| &e.messages) {
-            let s = report.stations.entry(m.station.clone()).or_default();
+            let s = match report.stations.get_mut(&*m.station) {
+                Some(s) => s,
+                None => report
+                    .stations
+                    .entry(StationName::clone(&m.station))
+                    .or_default(),
+            };
             s.messages += 1;
-            s.bytes += m.payload.len() as u64;
+            s.bytes += m.payload_len;
             s.first_seq = Some(s.first_seq.map_or(m.seq, |f| f.min(m.seq)));
             s.last_seq = Some(s.last_seq.map_or(m.seq, |f| f.max(m.seq)));
         }

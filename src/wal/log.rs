@@ -14,7 +14,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::dedup::PlanError;
@@ -23,6 +22,7 @@ use super::entry;
 use super::error::{io_at, WalError};
 use super::lock::lock as lock_dir;
 use super::options::WalOptions;
+use super::reader;
 use super::recovery::{self, RecoveryMode};
 use super::segment::{
     self, Expect, SealedSegment, SegmentId, SegmentIo, StationLoad,
@@ -216,29 +216,22 @@ impl Inner {
     }
 
     pub(crate) fn read_segment(&self, id: SegmentId) -> Result<Vec<Message>, WalError> {
+        let (file, index) = self.index_segment(id)?;
+        file.read(&index)
+    }
+
+    pub(crate) fn index_segment(
+        &self,
+        id: SegmentId,
+    ) -> Result<(reader::SegmentFile, Vec<reader::IndexedMessage>), WalError> {
         let path = self.sealed_path(id)?;
-        let bytes = Bytes::from(std::fs::read(&path).map_err(io_at(&path))?);
-        let scan = segment::scan(
-            &bytes,
+        reader::index(
+            &path,
             Expect {
                 wal_id: Some(self.shared.wal_id_bytes),
                 id,
             },
-        );
-        if let Some(d) = scan.damage {
-            return Err(WalError::Corrupt {
-                path,
-                offset: d.offset,
-                reason: d.reason,
-            });
-        }
-        // Sized once: growing by doubling would briefly hold the messages twice.
-        let count = scan.entries.iter().map(|e| e.messages.len()).sum();
-        let mut messages = Vec::with_capacity(count);
-        for entry in scan.entries {
-            messages.extend(entry.messages);
-        }
-        Ok(messages)
+        )
     }
 
     fn check_open(&self) -> Result<(), WalError> {
@@ -400,7 +393,7 @@ mod tests {
             id: None,
             subject: None,
             headers: vec![],
-            payload: Bytes::copy_from_slice(payload),
+            payload: bytes::Bytes::copy_from_slice(payload),
         }
     }
 

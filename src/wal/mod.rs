@@ -51,6 +51,7 @@
 //! | `recovery` | open-time recovery ([`RecoveryMode`]) | files |
 //! | `writer` | the writer thread: group commit, rolling, sealing, poisoning | files |
 //! | `log` | opening, the append path, the sealed segments handed to the compactor | via `writer` |
+//! | `reader` | reading a sealed segment back in groups without holding it | files |
 //! | `inspect` | `strata wal inspect` (read-only; `directory`, `segment`, `snapshot`) | files |
 
 use std::path::Path;
@@ -67,6 +68,7 @@ mod inspect;
 mod lock;
 mod log;
 mod options;
+pub mod reader;
 mod recovery;
 pub mod segment;
 mod snapshot;
@@ -174,6 +176,18 @@ impl Wal {
     /// (call [`Wal::set_aside`] then), [`WalError::NotSealed`], [`WalError::Io`].
     pub fn read_segment(&self, id: SegmentId) -> Result<Vec<Message>, WalError> {
         self.inner.read_segment(id)
+    }
+
+    /// A sealed segment's messages as an index (every entry CRC-checked, no
+    /// payload held), and its file to read them back from in groups.
+    ///
+    /// # Errors
+    /// As [`Wal::read_segment`].
+    pub fn index_segment(
+        &self,
+        id: SegmentId,
+    ) -> Result<(reader::SegmentFile, Vec<reader::IndexedMessage>), WalError> {
+        self.inner.index_segment(id)
     }
 
     /// Deletes a sealed segment once it is committed to the archive. Its

@@ -15,8 +15,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-
 use super::dedup::Sequencer;
 use super::directory::{list_segments, list_set_aside, set_aside_file};
 use super::error::{io_at, WalError};
@@ -175,7 +173,7 @@ pub(crate) fn recover(
             }
         }
 
-        let bytes = Bytes::from(fs::read(&l.path).map_err(io_at(&l.path))?);
+        let bytes = fs::read(&l.path).map_err(io_at(&l.path))?;
         let scan = segment::scan(
             &bytes,
             Expect {
@@ -244,7 +242,7 @@ pub(crate) fn recover(
                     .iter()
                     .flat_map(|e| e.messages.iter().map(|m| m.timestamp))
                     .min(),
-                stations: Some(StationLoad::of(
+                stations: Some(StationLoad::of_scanned(
                     scan.entries.iter().flat_map(|e| e.messages.iter()),
                 )),
             },

@@ -37,9 +37,9 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use thiserror::Error;
 
 use super::entry::{self, DecodeError};
@@ -105,18 +105,40 @@ impl StationLoad {
     pub fn of<'a>(
         messages: impl IntoIterator<Item = &'a Message>,
     ) -> BTreeMap<StationName, StationLoad> {
+        Self::fold(
+            messages
+                .into_iter()
+                .map(|m| (&m.station, m.payload.len() as u64, m.timestamp)),
+        )
+    }
+
+    /// Per station, what the messages found by [`scan`] hold.
+    pub fn of_scanned<'a>(
+        messages: impl IntoIterator<Item = &'a ScannedMessage>,
+    ) -> BTreeMap<StationName, StationLoad> {
+        Self::fold(
+            messages
+                .into_iter()
+                .map(|m| (&*m.station, m.payload_len, m.timestamp)),
+        )
+    }
+
+    /// Per station, the loads of `(station, payload bytes, timestamp)`.
+    fn fold<'a>(
+        messages: impl Iterator<Item = (&'a StationName, u64, Timestamp)>,
+    ) -> BTreeMap<StationName, StationLoad> {
         let mut loads: BTreeMap<StationName, StationLoad> = BTreeMap::new();
-        for m in messages {
+        for (station, payload_bytes, timestamp) in messages {
             let one = StationLoad {
                 messages: 1,
-                payload_bytes: m.payload.len() as u64,
-                min_timestamp: Some(m.timestamp),
+                payload_bytes,
+                min_timestamp: Some(timestamp),
             };
             // Looked up first: a name is cloned once per station, not per message.
-            match loads.get_mut(&m.station) {
+            match loads.get_mut(station) {
                 Some(load) => load.add(&one),
                 None => {
-                    loads.insert(m.station.clone(), one);
+                    loads.insert(station.clone(), one);
                 }
             }
         }
@@ -298,6 +320,20 @@ impl SegmentHeader {
     }
 }
 
+/// A message found by [`scan`]: what recovery and `strata wal inspect` need
+/// of it (its strings and payload are checked, not kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedMessage {
+    /// Its station (one shared name per station of the scan).
+    pub station: Arc<StationName>,
+    /// Its sequence.
+    pub seq: u64,
+    /// Its timestamp.
+    pub timestamp: Timestamp,
+    /// Length of its payload.
+    pub payload_len: u64,
+}
+
 /// An entry found by [`scan`].
 #[derive(Debug, Clone)]
 pub struct ScannedEntry {
@@ -306,7 +342,7 @@ pub struct ScannedEntry {
     /// Length of the entry, header included.
     pub len: u64,
     /// Its messages, in order.
-    pub messages: Vec<Message>,
+    pub messages: Vec<ScannedMessage>,
 }
 
 /// The first damage found by [`scan`].
@@ -356,7 +392,7 @@ pub struct Expect {
 }
 
 /// Scans a whole segment file's bytes. Never panics, whatever the bytes.
-pub fn scan(bytes: &Bytes, expect: Expect) -> Scan {
+pub fn scan(bytes: &[u8], expect: Expect) -> Scan {
     let len = bytes.len() as u64;
     let mut scan = Scan {
         len,
@@ -381,8 +417,9 @@ pub fn scan(bytes: &Bytes, expect: Expect) -> Scan {
     }
     let mut pos = HEADER_LEN;
     scan.valid_end = pos as u64;
+    let mut stations = Vec::new();
     while pos < bytes.len() {
-        match entry::decode(&bytes.slice(pos..)) {
+        match scan_entry(&bytes[pos..], &mut stations) {
             Ok((messages, elen)) => {
                 scan.entries.push(ScannedEntry {
                     offset: pos as u64,
@@ -393,7 +430,7 @@ pub fn scan(bytes: &Bytes, expect: Expect) -> Scan {
                 scan.valid_end = pos as u64;
             }
             Err(e) => {
-                scan.salvaged = salvage(bytes, pos + 1);
+                scan.salvaged = salvage(bytes, pos + 1, &mut stations);
                 let torn = scan.salvaged.is_empty() && is_torn_tail(bytes, pos, &e);
                 scan.damage = Some(Damage {
                     offset: pos as u64,
@@ -407,7 +444,8 @@ pub fn scan(bytes: &Bytes, expect: Expect) -> Scan {
     scan
 }
 
-fn check_header(bytes: &[u8], expect: Expect) -> Result<SegmentHeader, HeaderError> {
+/// Parses the header at the start of `bytes` and checks it against `expect`.
+pub(crate) fn check_header(bytes: &[u8], expect: Expect) -> Result<SegmentHeader, HeaderError> {
     let h = SegmentHeader::parse(bytes)?;
     if let Some(wal_id) = expect.wal_id {
         if wal_id != h.wal_id {
@@ -438,11 +476,11 @@ fn is_torn_tail(bytes: &[u8], pos: usize, e: &DecodeError) -> bool {
 
 /// Good entries after damage: looks for the next entry magic from `from`, then
 /// reads entries one after another, looking again after each damaged one.
-fn salvage(bytes: &Bytes, from: usize) -> Vec<ScannedEntry> {
+fn salvage(bytes: &[u8], from: usize, stations: &mut Vec<Arc<StationName>>) -> Vec<ScannedEntry> {
     let mut found = Vec::new();
     let mut pos = from;
     while let Some(at) = find_magic(bytes, pos) {
-        match entry::decode(&bytes.slice(at..)) {
+        match scan_entry(&bytes[at..], stations) {
             Ok((messages, elen)) => {
                 found.push(ScannedEntry {
                     offset: at as u64,
@@ -455,6 +493,36 @@ fn salvage(bytes: &Bytes, from: usize) -> Vec<ScannedEntry> {
         }
     }
     found
+}
+
+/// Checks the entry at the start of `buf` as [`entry::decode`] does (the
+/// same errors) and returns its messages as [`ScannedMessage`]s, and its
+/// length. `stations` holds the names met so far, shared by their messages.
+fn scan_entry(
+    buf: &[u8],
+    stations: &mut Vec<Arc<StationName>>,
+) -> Result<(Vec<ScannedMessage>, u64), DecodeError> {
+    let header = entry::check(buf)?;
+    let len = header.entry_len();
+    let mut messages = Vec::new();
+    entry::walk_body(&buf[entry::HEADER_LEN..len as usize], |m, _| {
+        let station = match stations.iter().find(|s| s.as_str() == m.station) {
+            Some(s) => s.clone(),
+            None => {
+                let s = Arc::new(StationName::trusted(m.station));
+                stations.push(s.clone());
+                s
+            }
+        };
+        messages.push(ScannedMessage {
+            station,
+            seq: m.seq,
+            timestamp: m.timestamp,
+            payload_len: m.payload_len() as u64,
+        });
+        Ok(())
+    })?;
+    Ok((messages, len))
 }
 
 fn find_magic(bytes: &[u8], from: usize) -> Option<usize> {
@@ -547,6 +615,7 @@ pub(crate) fn rename_sealed(dir: &Path, id: SegmentId) -> io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use proptest::prelude::*;
 
     const WAL: [u8; 16] = [7; 16];

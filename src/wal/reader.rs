@@ -1,0 +1,453 @@
+//! Reading a sealed segment without holding it in memory.
+//!
+//! [`index`] reads the file in chunks and checks every entry (header, CRC and
+//! format: the damage [`super::segment::scan`] finds, reported at the same
+//! offset with the same reason) but keeps, per message, only what planning
+//! needs and where its bytes lie ([`IndexedMessage`]). [`SegmentFile::read`]
+//! then reads back the messages of one group (a row group) with a few large
+//! reads, so the compactor holds one row group's messages at a time instead of
+//! the whole segment.
+//!
+//! The second read is not CRC-checked again: a sealed segment does not change
+//! while the WAL owns its directory, and the first pass checked the bytes the
+//! second one reads (from the page cache, as a rule). It still decodes each
+//! message by the format's rules and compares its station, seq and timestamp
+//! with the index, so a file replaced or damaged in between is reported as
+//! corrupt rather than archived.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::entry::{self, EntryHeader};
+use super::error::io_at;
+use super::segment::{check_header, Expect, HEADER_LEN};
+use super::WalError;
+use crate::message::{Message, StationName, Timestamp};
+
+/// Bytes read at once while indexing and reading back (an entry larger than
+/// this is read whole).
+const CHUNK: usize = 1 << 20;
+
+/// Where one message of a sealed segment lies, and what planning needs of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedMessage {
+    /// Its station (one shared name per station of the segment).
+    pub station: Arc<StationName>,
+    /// Its sequence.
+    pub seq: u64,
+    /// Its timestamp.
+    pub timestamp: Timestamp,
+    /// Byte offset of its encoding in the file.
+    pub offset: u64,
+    /// Length of its encoding.
+    pub len: u32,
+    /// Bytes of payload, id, subject and headers (8 more per header): what
+    /// cuts row groups by size.
+    pub data_len: u32,
+}
+
+/// A sealed segment's file, open for reading back indexed messages.
+#[derive(Debug)]
+pub struct SegmentFile {
+    path: PathBuf,
+    file: File,
+}
+
+/// Indexes the sealed segment at `path`: every message in log order.
+///
+/// # Errors
+/// [`WalError::Corrupt`] at the first damage (as [`super::Wal::read_segment`]
+/// reports it), [`WalError::Io`].
+pub(crate) fn index(
+    path: &Path,
+    expect: Expect,
+) -> Result<(SegmentFile, Vec<IndexedMessage>), WalError> {
+    let file = File::open(path).map_err(io_at(path))?;
+    let len = file.metadata().map_err(io_at(path))?.len();
+    let corrupt = |offset: u64, reason: String| WalError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    let mut window = Window::new(&file, len);
+    let head = window
+        .get(0, HEADER_LEN.min(len as usize))
+        .map_err(io_at(path))?;
+    check_header(head, expect).map_err(|e| corrupt(0, e.to_string()))?;
+
+    let mut messages: Vec<IndexedMessage> = Vec::new();
+    let mut stations: Vec<Arc<StationName>> = Vec::new();
+    let mut pos = HEADER_LEN as u64;
+    while pos < len {
+        let left = len - pos;
+        let head = window
+            .get(pos, entry::HEADER_LEN.min(left as usize))
+            .map_err(io_at(path))?;
+        let header = EntryHeader::parse(head).map_err(|e| corrupt(pos, e.to_string()))?;
+        let elen = header.entry_len();
+        if elen > left {
+            // What `entry::check` says of an entry running past the end.
+            let e = entry::DecodeError::Truncated {
+                needed: elen,
+                available: left,
+            };
+            return Err(corrupt(pos, e.to_string()));
+        }
+        let bytes = window.get(pos, elen as usize).map_err(io_at(path))?;
+        entry::check(bytes).map_err(|e| corrupt(pos, e.to_string()))?;
+        let body_at = pos + entry::HEADER_LEN as u64;
+        entry::walk_body(&bytes[entry::HEADER_LEN..], |m, at| {
+            let station = match stations.iter().find(|s| s.as_str() == m.station) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Arc::new(StationName::trusted(m.station));
+                    stations.push(s.clone());
+                    s
+                }
+            };
+            let text = m.id.map_or(0, str::len) + m.subject.map_or(0, str::len);
+            messages.push(IndexedMessage {
+                station,
+                seq: m.seq,
+                timestamp: m.timestamp,
+                offset: body_at + at.start as u64,
+                // Below 4 GiB: parts of a body whose length is a u32.
+                len: at.len() as u32,
+                data_len: (m.payload_len() + text + m.headers_len()) as u32,
+            });
+            Ok(())
+        })
+        .map_err(|e| corrupt(pos, e.to_string()))?;
+        pos += elen;
+    }
+    Ok((
+        SegmentFile {
+            path: path.to_path_buf(),
+            file,
+        },
+        messages,
+    ))
+}
+
+impl SegmentFile {
+    /// The messages `rows` index, in that order, decoded from the file:
+    /// their bytes are read in file order, in reads of about a megabyte, into
+    /// one buffer that their payloads share.
+    ///
+    /// # Errors
+    /// [`WalError::Corrupt`] when a message no longer decodes as indexed (the
+    /// file changed since), [`WalError::Io`].
+    pub fn read(&self, rows: &[IndexedMessage]) -> Result<Vec<Message>, WalError> {
+        // Each message's place in the buffer, in `rows` order.
+        let mut at = Vec::with_capacity(rows.len());
+        let mut total = 0usize;
+        for r in rows {
+            at.push(total);
+            total += r.len as usize;
+        }
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_unstable_by_key(|&i| rows[i].offset);
+        let mut buf = Buffer::zeroed(total).map_err(io_at(&self.path))?;
+        let len = self.file.metadata().map_err(io_at(&self.path))?.len();
+        let mut window = Window::new(&self.file, len);
+        for i in order {
+            let r = &rows[i];
+            let dest = &mut buf.as_mut()[at[i]..at[i] + r.len as usize];
+            if r.len as usize >= CHUNK {
+                self.file
+                    .read_exact_at(dest, r.offset)
+                    .map_err(io_at(&self.path))?;
+            } else {
+                let src = window
+                    .get(r.offset, r.len as usize)
+                    .map_err(io_at(&self.path))?;
+                dest.copy_from_slice(src);
+            }
+        }
+        let buf = buf.into_bytes();
+        let mut messages = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for (r, &start) in rows.iter().zip(&at) {
+            let one = buf.slice(start..start + r.len as usize);
+            let corrupt = |reason: String| WalError::Corrupt {
+                path: self.path.clone(),
+                offset: r.offset,
+                reason,
+            };
+            let m = entry::decode_message(&one, &mut last).map_err(|e| corrupt(e.to_string()))?;
+            if m.seq != r.seq || m.timestamp != r.timestamp || m.station != *r.station {
+                return Err(corrupt(
+                    "the message changed since the segment was checked".into(),
+                ));
+            }
+            messages.push(m);
+        }
+        Ok(messages)
+    }
+}
+
+/// The buffer a group's messages are read into; their payloads share it.
+enum Buffer {
+    Heap(Vec<u8>),
+    #[cfg(unix)]
+    Mapped(mapped::Mapped),
+}
+
+impl Buffer {
+    /// `len` zero bytes: mapped straight from the kernel from [`CHUNK`] up.
+    fn zeroed(len: usize) -> std::io::Result<Buffer> {
+        #[cfg(unix)]
+        if len >= CHUNK {
+            return mapped::Mapped::zeroed(len).map(Buffer::Mapped);
+        }
+        Ok(Buffer::Heap(vec![0; len]))
+    }
+
+    fn as_mut(&mut self) -> &mut [u8] {
+        match self {
+            Buffer::Heap(v) => v,
+            #[cfg(unix)]
+            Buffer::Mapped(m) => m.as_mut_slice(),
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Buffer::Heap(v) => Bytes::from(v),
+            #[cfg(unix)]
+            Buffer::Mapped(m) => Bytes::from_owner(m),
+        }
+    }
+}
+
+/// Anonymous memory mappings for the row-group buffers.
+///
+/// The encoding threads allocate and free a row group's buffer (up to
+/// `row_group_bytes`, 16 MiB by default) for every row group. From glibc's
+/// allocator such blocks come from each thread's arena once its dynamic mmap
+/// threshold has risen past them, and the arenas keep the freed memory
+/// resident: compacting a backlog then held ~100 MiB more resident than live.
+/// A mapping of its own is returned to the kernel when the buffer is dropped.
+#[cfg(unix)]
+mod mapped {
+    /// A private anonymous mapping of `len` (> 0) zeroed bytes, unmapped on drop.
+    pub(super) struct Mapped {
+        /// The mapping's address (kept as an integer, so the type is `Send`
+        /// and `Sync`: the mapping is owned memory like a `Vec`'s).
+        addr: usize,
+        len: usize,
+    }
+
+    impl Mapped {
+        /// Maps `len` zeroed bytes.
+        pub(super) fn zeroed(len: usize) -> std::io::Result<Mapped> {
+            // SAFETY: asks the kernel for a new private anonymous mapping; no
+            // memory of ours is read or written.
+            let addr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if addr == libc::MAP_FAILED {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(Mapped {
+                addr: addr as usize,
+                len,
+            })
+        }
+
+        /// The bytes, writable.
+        pub(super) fn as_mut_slice(&mut self) -> &mut [u8] {
+            // SAFETY: `addr..addr + len` is a live read-write mapping owned by
+            // `self` (unmapped only in `drop`), borrowed mutably through `self`.
+            unsafe { std::slice::from_raw_parts_mut(self.addr as *mut u8, self.len) }
+        }
+    }
+
+    impl AsRef<[u8]> for Mapped {
+        fn as_ref(&self) -> &[u8] {
+            // SAFETY: as in `as_mut_slice`, borrowed shared through `self`.
+            unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
+        }
+    }
+
+    impl Drop for Mapped {
+        fn drop(&mut self) {
+            // SAFETY: the mapping is ours and nothing borrows it any more (every
+            // borrow goes through `self`). A failure would only leak it.
+            unsafe {
+                libc::munmap(self.addr as *mut libc::c_void, self.len);
+            }
+        }
+    }
+}
+
+/// A forward-moving window over a file: the bytes last read, and where they start.
+struct Window<'a> {
+    file: &'a File,
+    len: u64,
+    start: u64,
+    buf: Vec<u8>,
+}
+
+impl<'a> Window<'a> {
+    fn new(file: &'a File, len: u64) -> Self {
+        Window {
+            file,
+            len,
+            start: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Bytes `at..at + n` of the file (the caller keeps them inside the file).
+    fn get(&mut self, at: u64, n: usize) -> std::io::Result<&[u8]> {
+        let end = at + n as u64;
+        if at < self.start || end > self.start + self.buf.len() as u64 {
+            let want = n.max(CHUNK).min((self.len - at) as usize).max(n);
+            self.buf.clear();
+            self.buf.resize(want, 0);
+            self.file.read_exact_at(&mut self.buf, at)?;
+            self.start = at;
+        }
+        let from = (at - self.start) as usize;
+        Ok(&self.buf[from..from + n])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::segment::{scan, SegmentHeader, SegmentId};
+
+    const WAL: [u8; 16] = [7; 16];
+
+    fn msg(station: &str, seq: u64, payload_len: usize) -> Message {
+        Message {
+            station: StationName::new(station).unwrap(),
+            seq,
+            timestamp: Timestamp(seq as i64 * 10),
+            id: (seq % 2 == 0).then(|| format!("id-{seq}")),
+            subject: Some("orders.created".into()),
+            headers: vec![crate::message::Header::new("Content-Type", "json")],
+            payload: Bytes::from(vec![seq as u8; payload_len]),
+        }
+    }
+
+    /// A segment file of `entries` entries of 3 messages (one large), in `dir`.
+    fn write_segment(dir: &Path, entries: u64) -> (PathBuf, Vec<Message>) {
+        let mut bytes = SegmentHeader {
+            wal_id: WAL,
+            id: SegmentId(3),
+        }
+        .encode()
+        .to_vec();
+        let mut all = Vec::new();
+        for e in 0..entries {
+            let batch = vec![
+                msg("a", e * 3 + 1, 10),
+                msg("b", e * 3 + 2, 700),
+                msg("a", e * 3 + 3, if e == 2 { CHUNK + 5 } else { 0 }),
+            ];
+            bytes.extend(entry::encode(&batch).unwrap());
+            all.extend(batch);
+        }
+        let path = dir.join("seg");
+        std::fs::write(&path, &bytes).unwrap();
+        (path, all)
+    }
+
+    fn expect() -> Expect {
+        Expect {
+            wal_id: Some(WAL),
+            id: SegmentId(3),
+        }
+    }
+
+    #[test]
+    fn indexed_messages_read_back_as_written_in_any_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, all) = write_segment(dir.path(), 5);
+        let (file, index) = index(&path, expect()).unwrap();
+        assert_eq!(index.len(), all.len());
+        for (i, m) in index.iter().zip(&all) {
+            assert_eq!((i.station.as_str(), i.seq), (m.station.as_str(), m.seq));
+            // Row groups cut from the index are the ones cut from the messages.
+            assert_eq!(
+                i.data_len as usize,
+                crate::columnar::message_data_len(m),
+                "{m:?}"
+            );
+        }
+        assert_eq!(file.read(&index).unwrap(), all);
+        // Reversed, and a subset: each row as indexed.
+        let mut rev = index.clone();
+        rev.reverse();
+        let mut want = all.clone();
+        want.reverse();
+        assert_eq!(file.read(&rev).unwrap(), want);
+        assert_eq!(file.read(&index[4..7]).unwrap(), all[4..7].to_vec());
+        assert!(file.read(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn damage_is_reported_where_and_as_a_whole_scan_reports_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two entries: no message larger than a read chunk, a small file.
+        let (path, _) = write_segment(dir.path(), 2);
+        let clean = std::fs::read(&path).unwrap();
+        // Every 7th byte flipped, and every 5th cut of the file.
+        let mut cases: Vec<Vec<u8>> = (0..clean.len())
+            .step_by(7)
+            .map(|i| {
+                let mut b = clean.clone();
+                b[i] ^= 0x10;
+                b
+            })
+            .collect();
+        cases.extend((0..clean.len()).step_by(5).map(|n| clean[..n].to_vec()));
+        for bytes in cases {
+            std::fs::write(&path, &bytes).unwrap();
+            let whole = scan(&Bytes::from(bytes.clone()), expect());
+            let Some(damage) = whole.damage else {
+                // A cut between entries: what is left indexes whole.
+                let (_, index) = index(&path, expect()).unwrap();
+                assert_eq!(index.len() as u64, whole.messages());
+                continue;
+            };
+            match index(&path, expect()) {
+                Err(WalError::Corrupt { offset, reason, .. }) => {
+                    assert_eq!((offset, reason), (damage.offset, damage.reason));
+                }
+                other => panic!("{other:?} where scan found {damage:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_changed_after_indexing_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = write_segment(dir.path(), 2);
+        let (file, index) = index(&path, expect()).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        // The first message's seq.
+        let at = index[0].offset as usize + 2;
+        bytes[at] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = file.read(&index[..1]).unwrap_err();
+        assert!(
+            matches!(&e, WalError::Corrupt { offset, .. } if *offset == index[0].offset),
+            "{e}"
+        );
+    }
+}
