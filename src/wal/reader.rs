@@ -191,18 +191,24 @@ impl SegmentFile {
 }
 
 /// The buffer a group's messages are read into; their payloads share it.
+///
+/// The encoding threads allocate and free a row group's buffer (up to
+/// `row_group_bytes`, 16 MiB by default) for every row group. From glibc's
+/// allocator such blocks come from each thread's arena once its dynamic mmap
+/// threshold has risen past them, and the arenas keep the freed memory
+/// resident: compacting a backlog then held ~100 MiB more resident than live.
+/// From [`CHUNK`] up, a buffer is therefore an anonymous mapping of its own,
+/// returned to the kernel when the last payload slicing it is dropped.
 enum Buffer {
     Heap(Vec<u8>),
-    #[cfg(unix)]
-    Mapped(mapped::Mapped),
+    Mapped(memmap2::MmapMut),
 }
 
 impl Buffer {
     /// `len` zero bytes: mapped straight from the kernel from [`CHUNK`] up.
     fn zeroed(len: usize) -> std::io::Result<Buffer> {
-        #[cfg(unix)]
         if len >= CHUNK {
-            return mapped::Mapped::zeroed(len).map(Buffer::Mapped);
+            return memmap2::MmapMut::map_anon(len).map(Buffer::Mapped);
         }
         Ok(Buffer::Heap(vec![0; len]))
     }
@@ -210,84 +216,14 @@ impl Buffer {
     fn as_mut(&mut self) -> &mut [u8] {
         match self {
             Buffer::Heap(v) => v,
-            #[cfg(unix)]
-            Buffer::Mapped(m) => m.as_mut_slice(),
+            Buffer::Mapped(m) => m,
         }
     }
 
     fn into_bytes(self) -> Bytes {
         match self {
             Buffer::Heap(v) => Bytes::from(v),
-            #[cfg(unix)]
             Buffer::Mapped(m) => Bytes::from_owner(m),
-        }
-    }
-}
-
-/// Anonymous memory mappings for the row-group buffers.
-///
-/// The encoding threads allocate and free a row group's buffer (up to
-/// `row_group_bytes`, 16 MiB by default) for every row group. From glibc's
-/// allocator such blocks come from each thread's arena once its dynamic mmap
-/// threshold has risen past them, and the arenas keep the freed memory
-/// resident: compacting a backlog then held ~100 MiB more resident than live.
-/// A mapping of its own is returned to the kernel when the buffer is dropped.
-#[cfg(unix)]
-mod mapped {
-    /// A private anonymous mapping of `len` (> 0) zeroed bytes, unmapped on drop.
-    pub(super) struct Mapped {
-        /// The mapping's address (kept as an integer, so the type is `Send`
-        /// and `Sync`: the mapping is owned memory like a `Vec`'s).
-        addr: usize,
-        len: usize,
-    }
-
-    impl Mapped {
-        /// Maps `len` zeroed bytes.
-        pub(super) fn zeroed(len: usize) -> std::io::Result<Mapped> {
-            // SAFETY: asks the kernel for a new private anonymous mapping; no
-            // memory of ours is read or written.
-            let addr = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            if addr == libc::MAP_FAILED {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(Mapped {
-                addr: addr as usize,
-                len,
-            })
-        }
-
-        /// The bytes, writable.
-        pub(super) fn as_mut_slice(&mut self) -> &mut [u8] {
-            // SAFETY: `addr..addr + len` is a live read-write mapping owned by
-            // `self` (unmapped only in `drop`), borrowed mutably through `self`.
-            unsafe { std::slice::from_raw_parts_mut(self.addr as *mut u8, self.len) }
-        }
-    }
-
-    impl AsRef<[u8]> for Mapped {
-        fn as_ref(&self) -> &[u8] {
-            // SAFETY: as in `as_mut_slice`, borrowed shared through `self`.
-            unsafe { std::slice::from_raw_parts(self.addr as *const u8, self.len) }
-        }
-    }
-
-    impl Drop for Mapped {
-        fn drop(&mut self) {
-            // SAFETY: the mapping is ours and nothing borrows it any more (every
-            // borrow goes through `self`). A failure would only leak it.
-            unsafe {
-                libc::munmap(self.addr as *mut libc::c_void, self.len);
-            }
         }
     }
 }
