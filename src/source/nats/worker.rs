@@ -7,6 +7,7 @@
 //! and retry on every transient error.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,7 +58,10 @@ const RISK_INTERVAL: Duration = Duration::from_secs(2);
 /// Where a worker puts what it fetched: the WAL, or a test double.
 #[async_trait::async_trait]
 pub(crate) trait Archive: Send + Sync + 'static {
-    /// Makes the drafts durable (see [`Wal::append`]).
+    /// Makes the drafts durable (see [`Wal::append`]). The first poll of the
+    /// returned future takes the drafts in (gives them their place in the
+    /// log) before it waits for anything, so appends polled once in a given
+    /// order reach the log in that order ([`submit`] relies on it).
     async fn append(&self, drafts: Vec<Draft>) -> Result<Appended, WalError>;
     /// Whether `(station, seq)` is already stored (see [`Wal::holds`]).
     fn holds(&self, station: &StationName, seq: u64) -> bool;
@@ -79,6 +83,26 @@ impl Archive for Wal {
 }
 
 pub(crate) use crate::backoff::Backoff;
+
+/// An append that has been handed to the archive and resolves once durable.
+type Submitted = std::pin::Pin<Box<dyn Future<Output = Result<Appended, WalError>> + Send>>;
+
+/// Hands `drafts` to `archive` now, in the caller's order, and returns the
+/// wait for their durability. The append is polled once here: that first poll
+/// queues the drafts in the log ([`Archive::append`]), so consecutive calls
+/// reach the log in call order while the caller goes on (preparing the next
+/// chunk) and the WAL's writer can take the next append as soon as the
+/// previous fsync returns, or in the same group commit.
+fn submit(archive: &Arc<dyn Archive>, drafts: Vec<Draft>) -> Submitted {
+    let archive = Arc::clone(archive);
+    let mut append: Submitted = Box::pin(async move { archive.append(drafts).await });
+    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+    match append.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(done) => Box::pin(std::future::ready(done)),
+        // Polled again (with a real waker) by whoever waits for it.
+        std::task::Poll::Pending => append,
+    }
+}
 
 /// Resolves once shutdown is requested: the value turns `true` or the sender is gone.
 pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
@@ -148,8 +172,9 @@ struct InFlight {
     chunk: Vec<Message>,
     /// What to acknowledge once the drafts are durable (drafts taken).
     prepared: Prepared,
-    /// The first attempt to append the drafts; `None` when there were none.
-    append: Option<tokio::task::JoinHandle<Result<Appended, WalError>>>,
+    /// The first attempt to append the drafts (already queued in the log);
+    /// `None` when there were none.
+    append: Option<Submitted>,
 }
 
 /// The consumer state of one station. Everything a station's archiving needs
@@ -179,8 +204,6 @@ pub(crate) struct StationWorker {
     errors: Backoff,
     /// In a cluster: the station's lease, checked before every fetch and append.
     lease: Option<Lease>,
-    /// Signalled when the latest spawned append has returned.
-    last_append: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl StationWorker {
@@ -210,7 +233,6 @@ impl StationWorker {
             gaps: GapTracker::new(None),
             errors: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
             lease: None,
-            last_append: None,
         }
     }
 
@@ -676,23 +698,9 @@ impl StationWorker {
             return Err(Stop::Shutdown);
         }
         let drafts = std::mem::take(&mut prepared.drafts);
-        let append = (!drafts.is_empty()).then(|| {
-            let archive = Arc::clone(&self.archive);
-            // Appends reach the WAL in the order the chunks arrived: this one
-            // starts once the previous one has returned (its fsync is what
-            // the chunk after it overlaps with, not its place in the log).
-            let previous = self.last_append.take();
-            let (done, done_rx) = tokio::sync::oneshot::channel();
-            self.last_append = Some(done_rx);
-            tokio::spawn(async move {
-                if let Some(previous) = previous {
-                    let _ = previous.await;
-                }
-                let appended = archive.append(drafts).await;
-                let _ = done.send(());
-                appended
-            })
-        });
+        // Queued in the log here, so appends reach the WAL in the order the
+        // chunks arrived; only the wait for their fsync overlaps.
+        let append = (!drafts.is_empty()).then(|| submit(&self.archive, drafts));
         Ok(InFlight {
             chunk,
             prepared,
@@ -709,14 +717,14 @@ impl StationWorker {
             return Ok(());
         };
         match first.await {
-            Ok(Ok(appended)) => {
+            Ok(appended) => {
                 self.metrics
                     .inc_appended(self.station.as_str(), SOURCE, &appended);
                 return Ok(());
             }
-            Ok(Err(WalError::Closed)) => return Err(Stop::Shutdown),
-            Ok(Err(WalError::Full { .. })) => self.metrics.inc_wal_full(SOURCE),
-            Ok(Err(_)) | Err(_) => {}
+            Err(WalError::Closed) => return Err(Stop::Shutdown),
+            Err(WalError::Full { .. }) => self.metrics.inc_wal_full(SOURCE),
+            Err(_) => {}
         }
         let mut again = self.prepare(&f.chunk).await;
         let drafts = std::mem::take(&mut again.drafts);
@@ -1183,6 +1191,36 @@ mod tests {
     fn a_pull_request_is_capped_in_bytes_but_never_below_two_messages() {
         assert_eq!(fetch_max_bytes(1 << 20), 16 << 20);
         assert_eq!(fetch_max_bytes(64 << 20), 128 << 20);
+    }
+
+    fn draft(seq: u64) -> Draft {
+        Draft {
+            station: StationName::new("orders").unwrap(),
+            seq: Some(seq),
+            timestamp: Timestamp(seq as i64),
+            id: None,
+            subject: Some("orders.created".to_string()),
+            headers: Vec::new(),
+            payload: bytes::Bytes::from_static(b"x"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_submitted_append_is_in_the_log_before_anyone_waits_for_it() {
+        // The ordering of pipelined appends rests on this: `submit` returns
+        // with the drafts queued in the WAL, in call order.
+        let dir = tempfile::tempdir().unwrap();
+        let wal: Arc<dyn Archive> =
+            Arc::new(Wal::open(crate::wal::WalOptions::new(dir.path())).unwrap());
+        let station = StationName::new("orders").unwrap();
+        let first = submit(&wal, vec![draft(1), draft(2)]);
+        let second = submit(&wal, vec![draft(3)]);
+        assert!(wal.holds(&station, 2) && wal.holds(&station, 3));
+        assert_eq!(wal.highest_seq(&station), Some(3));
+        assert_eq!(second.await.unwrap().accepted, 1);
+        assert_eq!(first.await.unwrap().accepted, 2);
+        // A duplicate is dropped whoever waits for it.
+        assert_eq!(submit(&wal, vec![draft(3)]).await.unwrap().duplicates, 1);
     }
 
     #[tokio::test]
