@@ -455,23 +455,26 @@ impl StationWorker {
 
     /// Archives batches until shutdown or a NATS error, as a pipeline: while
     /// one batch's append (write + fsync) is in flight, the next batch is
-    /// prepared and its append started, and the one after it fetched. A batch
-    /// is acknowledged once it is durable, strictly in the order batches
+    /// prepared and its append queued, and the ones after it fetched: as soon
+    /// as a full batch has arrived the request for the next one is sent, so
+    /// the server does not wait for the worker between batches. A batch is
+    /// acknowledged once it is durable, strictly in the order batches
     /// arrived, so a batch costs the longest stage instead of their sum, and
     /// consecutive appends can share an fsync.
     ///
     /// Bounds: besides the batch whose append is in flight, one batch is
-    /// being prepared and at most one fetched ahead, and the next request is
-    /// only sent once that one is taken. So while the WAL is full (the
-    /// oldest batch's append is retried) the worker holds at most two extra
-    /// unacknowledged batches and leaves no pull request outstanding: every
-    /// request is read to its end (a no-wait fetch, or a 1-message request
-    /// that expires after [`FETCH_EXPIRY`], sent only when nothing is in
-    /// flight), since deliveries to a request nobody reads would sit in the
-    /// broker until redelivered after [`ACK_WAIT`]. At shutdown the batches
-    /// being stored are finished (made durable and acknowledged) and a
-    /// prefetched one is given back unstored (negatively acknowledged): the
-    /// broker redelivers it at once, to whoever fetches the station next.
+    /// being prepared, at most one fetched and waiting, and at most one more
+    /// being fetched, whose request is only sent once the one before it was
+    /// read to its end. So while the WAL is full (the oldest batch's append is
+    /// retried) the worker holds at most three extra unacknowledged batches
+    /// and leaves no pull request outstanding: every request is read to its
+    /// end (a no-wait fetch, or a 1-message request that expires after
+    /// [`FETCH_EXPIRY`], sent only when nothing is in flight), since
+    /// deliveries to a request nobody reads would sit in the broker until
+    /// redelivered after [`ACK_WAIT`]. At shutdown the batches being stored
+    /// are finished (made durable and acknowledged) and fetched ones are given
+    /// back unstored (negatively acknowledged): the broker redelivers them at
+    /// once, to whoever fetches the station next.
     async fn pull(&mut self, consumer: &PullConsumer) -> Result<(), PullError> {
         if let Some((after, through)) = self.catch_up.take() {
             self.catch_up(after, through).await?;
@@ -479,36 +482,69 @@ impl StationWorker {
         let (batch, max_bytes) = (self.config.fetch_batch, self.config.fetch_max_bytes);
         let mut chunk = Vec::new();
         let mut inflight: Option<InFlight> = None;
+        // A no-wait fetch sent ahead, while the batch before it was stored.
+        let mut ahead: Option<Ahead> = None;
         loop {
             if self.stopping() {
                 // Fetched and not started: given back, redelivered at once.
                 release(&chunk).await;
+                give_back(ahead.take()).await;
                 if let Some(f) = inflight.take() {
                     self.finish(f).await?;
                 }
                 return Err(PullError::Stop(Stop::Shutdown));
             }
-            let mut shutdown = self.shutdown.clone();
             if chunk.is_empty() {
+                if let Some(next) = ahead.take() {
+                    match arrived(next).await {
+                        Ok(next) => chunk = next,
+                        Err(e) => {
+                            if let Some(f) = inflight.take() {
+                                self.finish(f).await?;
+                            }
+                            return Err(e);
+                        }
+                    }
+                    continue;
+                }
                 // Nothing new right now: finish what is in flight before
                 // waiting for more, so its acknowledgement is not held back.
                 if let Some(f) = inflight.take() {
                     self.finish(f).await?;
                     continue;
                 }
+                let mut shutdown = self.shutdown.clone();
                 chunk = next_chunk(consumer, batch, max_bytes, &mut shutdown).await?;
                 continue;
             }
-            let prefetch = fetch(consumer, batch, max_bytes, false, &mut shutdown);
+            let prefetch = ahead
+                .take()
+                .unwrap_or_else(|| fetch_ahead(consumer, batch, max_bytes, &self.shutdown));
             let current = std::mem::take(&mut chunk);
             let previous = inflight.take();
-            let (started, fetched) = tokio::join!(self.advance(current, previous), prefetch);
+            let shutdown = self.shutdown.clone();
+            // Store `current` while `prefetch` arrives; once it has arrived
+            // whole (the stream has more), send the request after it.
+            let mut next_ahead = None;
+            let (started, fetched) = {
+                let store = self.advance(current, previous);
+                let fetching = async {
+                    let fetched = arrived(prefetch).await;
+                    if matches!(&fetched, Ok(c) if c.len() >= batch) {
+                        next_ahead = Some(fetch_ahead(consumer, batch, max_bytes, &shutdown));
+                    }
+                    fetched
+                };
+                tokio::join!(store, fetching)
+            };
+            ahead = next_ahead;
             let started = match started {
                 Ok(started) => started,
                 Err(e) => {
                     if let Ok(fetched) = &fetched {
                         release(fetched).await;
                     }
+                    give_back(ahead.take()).await;
                     return Err(e);
                 }
             };
@@ -517,6 +553,7 @@ impl StationWorker {
             match fetched {
                 Ok(next) => chunk = next,
                 Err(e) => {
+                    give_back(ahead.take()).await;
                     if let Some(f) = inflight.take() {
                         self.finish(f).await?;
                     }
@@ -1089,6 +1126,38 @@ async fn expel_inputs(
     })
 }
 
+/// A no-wait fetch running on its own task: its request is sent and read to
+/// its end whether or not the worker waits for it yet.
+type Ahead = tokio::task::JoinHandle<Result<Vec<Message>, PullError>>;
+
+/// Starts a no-wait fetch of up to `batch` messages ([`fetch`]) on its own task.
+fn fetch_ahead(
+    consumer: &PullConsumer,
+    batch: usize,
+    max_bytes: usize,
+    shutdown: &watch::Receiver<bool>,
+) -> Ahead {
+    let (consumer, mut shutdown) = (consumer.clone(), shutdown.clone());
+    tokio::spawn(async move { fetch(&consumer, batch, max_bytes, false, &mut shutdown).await })
+}
+
+/// What a fetch sent ahead got.
+async fn arrived(ahead: Ahead) -> Result<Vec<Message>, PullError> {
+    ahead
+        .await
+        .unwrap_or_else(|e| Err(PullError::Nats(format!("fetch task ended: {e}").into())))
+}
+
+/// Waits for a fetch sent ahead and gives back what it got (a negative
+/// acknowledgement): redelivered at once, not after the ack wait.
+async fn give_back(ahead: Option<Ahead>) {
+    if let Some(ahead) = ahead {
+        if let Ok(Ok(chunk)) = ahead.await {
+            release(&chunk).await;
+        }
+    }
+}
+
 /// Takes what the stream has now (a no-wait fetch of up to `batch`), or, when
 /// it has nothing, waits up to [`FETCH_EXPIRY`] for one message. Empty when
 /// the stream stayed idle.
@@ -1131,7 +1200,7 @@ pub(super) async fn fetch(
     };
     let request = request.map_err(|e| PullError::Nats(e.into()))?;
     let read = async {
-        let mut chunk = Vec::new();
+        let mut chunk = Vec::with_capacity(if wait { 1 } else { batch });
         let mut request = request;
         while let Some(m) = request.next().await {
             match m {
