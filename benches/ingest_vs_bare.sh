@@ -27,6 +27,9 @@
 # during the run; WAL_ROOT=/dev/shm puts the WAL on tmpfs; SKIP_BUILD=1 reuses
 # the release binaries; EXPLICIT=1 gives Strata a consumer created beforehand
 # with ack policy explicit (as earlier versions made it: one ack per message).
+# ARCHIVE_ROOT=/dev/shm puts the archive (the file:// store the compactor
+# uploads to, standing in for S3) on tmpfs, so its writes and fsyncs do not
+# share the WAL's disk.
 # BASELINE=path/to/strata adds (c), another `strata run` binary (e.g. an earlier
 # commit's, built once into its own path) run the same way in every round, so a
 # change is measured before/after in the same session: odd rounds a, b, c; even
@@ -46,6 +49,7 @@ BATCHES=${BATCHES:-$(( (N + CLIENTS * PER_BATCH - 1) / (CLIENTS * PER_BATCH) ))}
 WAL_ROOT=${WAL_ROOT:-}
 SEGMENT_MAX_BYTES=${SEGMENT_MAX_BYTES:-}
 BASELINE=${BASELINE:-}
+ARCHIVE_ROOT=${ARCHIVE_ROOT:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d /tmp/strata-ingest-bench.XXXXXX)
@@ -53,6 +57,8 @@ NATS_PID=""
 STRATA_PID=""
 WAL_BASE=$WORK
 if [ -n "$WAL_ROOT" ]; then WAL_BASE=$(mktemp -d "$WAL_ROOT/strata-ingest-bench-wal.XXXXXX"); fi
+ARCHIVE_BASE=$WORK
+if [ -n "$ARCHIVE_ROOT" ]; then ARCHIVE_BASE=$(mktemp -d "$ARCHIVE_ROOT/strata-ingest-bench-archive.XXXXXX"); fi
 
 . "$ROOT/benches/ports.sh"
 now() { date +%s.%N; }
@@ -70,7 +76,7 @@ cleanup() {
     if [ "$rc" != 0 ]; then tail -n 20 "$WORK"/*.log >&2 2>/dev/null || true; fi
     stop_strata
     if [ -n "$NATS_PID" ]; then kill "$NATS_PID" 2>/dev/null || true; wait "$NATS_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK" "$WAL_BASE"
+    rm -rf "$WORK" "$WAL_BASE" "$ARCHIVE_BASE"
 }
 trap cleanup EXIT
 
@@ -93,14 +99,14 @@ field() { python3 -c "import json,sys; print(json.loads(sys.stdin.readline())['$
 strata_config() { # name nats_url consumer
     local name=$1 nats=$2 consumer=${3:-} port wal
     port=$(free_port)
-    mkdir -p "$WORK/$name/archive"
+    mkdir -p "$WORK/$name" "$ARCHIVE_BASE/$name/archive"
     wal="$WAL_BASE/$name-wal"
     {
         echo "[wal]"
         echo "dir = \"$wal\""
         if [ -n "$SEGMENT_MAX_BYTES" ]; then echo "segment_max_bytes = \"$SEGMENT_MAX_BYTES\""; fi
         echo "[storage]"
-        echo "url = \"file://$WORK/$name/archive\""
+        echo "url = \"file://$ARCHIVE_BASE/$name/archive\""
         echo "[http]"
         echo "listen = \"127.0.0.1:$port\""
         if [ -n "$nats" ]; then
@@ -149,7 +155,7 @@ run_strata() { # round [binary [name]]
     curl -s "http://127.0.0.1:$port/metrics" >"$WORK/metrics-$name.txt"
     stop_strata
     "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "$name" delete
-    rm -rf "$WORK/nats-$1" "$WAL_BASE/nats-$1-wal"
+    rm -rf "$WORK/nats-$1" "$ARCHIVE_BASE/nats-$1" "$WAL_BASE/nats-$1-wal"
     echo "$t0 $t1 $c $(awk -v a="$s1" -v b="$s0" 'BEGIN {printf "%.3f", a - b}')" >"$WORK/$name.t"
 }
 
