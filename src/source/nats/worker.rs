@@ -1,8 +1,9 @@
 //! One station's consumer loop: fetch a batch from the durable pull consumer,
 //! append it to the WAL, acknowledge it (one acknowledgement per batch under
 //! `AckPolicy::All`, see [`super::acks`]), as a pipeline: while one batch's
-//! append is in flight the next is prepared and its append started, and the
-//! one after it fetched; batches are acknowledged in arrival order. Wait
+//! append is in flight the next is prepared and its append queued, and the
+//! ones after it fetched; batches are appended and acknowledged in arrival
+//! order. Wait
 //! (without acknowledging or fetching further) while the WAL is full; back off
 //! and retry on every transient error.
 
@@ -132,7 +133,7 @@ pub(crate) struct WorkerConfig {
 }
 
 /// Bytes one pull request asks for at most, besides `fetch_batch` messages:
-/// three batches may be in the pipeline, and `fetch_batch` messages of up to
+/// four batches may be in the pipeline, and `fetch_batch` messages of up to
 /// the server's maximum payload (1 MiB by default) would otherwise hold
 /// gigabytes. Never below twice the server's maximum payload, since a request
 /// too small for the next message would get nothing at all.
