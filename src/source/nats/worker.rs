@@ -3,9 +3,8 @@
 //! `AckPolicy::All`, see [`super::acks`]), as a pipeline: while one batch's
 //! append is in flight the next is prepared and its append queued, and the
 //! ones after it fetched; batches are appended and acknowledged in arrival
-//! order. Wait
-//! (without acknowledging or fetching further) while the WAL is full; back off
-//! and retry on every transient error.
+//! order. Wait (without acknowledging or fetching further) while the WAL is
+//! full; back off and retry on every transient error.
 
 use std::collections::HashMap;
 use std::future::Future;
