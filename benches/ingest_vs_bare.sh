@@ -27,6 +27,13 @@
 # during the run; WAL_ROOT=/dev/shm puts the WAL on tmpfs; SKIP_BUILD=1 reuses
 # the release binaries; EXPLICIT=1 gives Strata a consumer created beforehand
 # with ack policy explicit (as earlier versions made it: one ack per message).
+# ARCHIVE_ROOT=/dev/shm puts the archive (the file:// store the compactor
+# uploads to, standing in for S3) on tmpfs, so its writes and fsyncs do not
+# share the WAL's disk.
+# BASELINE=path/to/strata adds (c), another `strata run` binary (e.g. an earlier
+# commit's, built once into its own path) run the same way in every round, so a
+# change is measured before/after in the same session: odd rounds a, b, c; even
+# rounds c, b, a; printed with b/c.
 set -euo pipefail
 
 N=${N:-200000}
@@ -41,6 +48,8 @@ PER_BATCH=${PER_BATCH:-1000}
 BATCHES=${BATCHES:-$(( (N + CLIENTS * PER_BATCH - 1) / (CLIENTS * PER_BATCH) ))}
 WAL_ROOT=${WAL_ROOT:-}
 SEGMENT_MAX_BYTES=${SEGMENT_MAX_BYTES:-}
+BASELINE=${BASELINE:-}
+ARCHIVE_ROOT=${ARCHIVE_ROOT:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d /tmp/strata-ingest-bench.XXXXXX)
@@ -48,6 +57,8 @@ NATS_PID=""
 STRATA_PID=""
 WAL_BASE=$WORK
 if [ -n "$WAL_ROOT" ]; then WAL_BASE=$(mktemp -d "$WAL_ROOT/strata-ingest-bench-wal.XXXXXX"); fi
+ARCHIVE_BASE=$WORK
+if [ -n "$ARCHIVE_ROOT" ]; then ARCHIVE_BASE=$(mktemp -d "$ARCHIVE_ROOT/strata-ingest-bench-archive.XXXXXX"); fi
 
 . "$ROOT/benches/ports.sh"
 now() { date +%s.%N; }
@@ -65,7 +76,7 @@ cleanup() {
     if [ "$rc" != 0 ]; then tail -n 20 "$WORK"/*.log >&2 2>/dev/null || true; fi
     stop_strata
     if [ -n "$NATS_PID" ]; then kill "$NATS_PID" 2>/dev/null || true; wait "$NATS_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK" "$WAL_BASE"
+    rm -rf "$WORK" "$WAL_BASE" "$ARCHIVE_BASE"
 }
 trap cleanup EXIT
 
@@ -88,14 +99,14 @@ field() { python3 -c "import json,sys; print(json.loads(sys.stdin.readline())['$
 strata_config() { # name nats_url consumer
     local name=$1 nats=$2 consumer=${3:-} port wal
     port=$(free_port)
-    mkdir -p "$WORK/$name/archive"
+    mkdir -p "$WORK/$name" "$ARCHIVE_BASE/$name/archive"
     wal="$WAL_BASE/$name-wal"
     {
         echo "[wal]"
         echo "dir = \"$wal\""
         if [ -n "$SEGMENT_MAX_BYTES" ]; then echo "segment_max_bytes = \"$SEGMENT_MAX_BYTES\""; fi
         echo "[storage]"
-        echo "url = \"file://$WORK/$name/archive\""
+        echo "url = \"file://$ARCHIVE_BASE/$name/archive\""
         echo "[http]"
         echo "listen = \"127.0.0.1:$port\""
         if [ -n "$nats" ]; then
@@ -126,34 +137,37 @@ run_bare() { # round
     echo "$t0 $t1 $(awk '{print $1 + $2}' "$WORK/bare-$1.cpu") $(awk -v a="$s1" -v b="$s0" 'BEGIN {printf "%.3f", a - b}')" >"$WORK/bare-$1.t"
 }
 
-run_strata() { # round
-    local port t0 t1 s0 s1 c
-    port=$(strata_config "nats-$1" "$URL" "strata-$1")
+run_strata() { # round [binary [name]]
+    local port t0 t1 s0 s1 c bin=${2:-$BIN/strata} name=${3:-strata-$1}
+    port=$(strata_config "nats-$1" "$URL" "$name")
     if [ -n "$EXPLICIT" ]; then
-        "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "strata-$1" create-explicit
+        "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "$name" create-explicit
     fi
     s0=$(cpu_of "$NATS_PID")
     t0=$(now)
-    "$BIN/strata" run --config "$WORK/nats-$1.toml" >"$WORK/strata-$1.log" 2>&1 &
+    "$bin" run --config "$WORK/nats-$1.toml" >"$WORK/$name.log" 2>&1 &
     STRATA_PID=$!
-    "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "strata-$1" --count "$N" \
-        watch >"$WORK/watch-$1.json"
+    "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "$name" --count "$N" \
+        watch >"$WORK/watch-$name.json"
     t1=$(now)
     s1=$(cpu_of "$NATS_PID")
     c=$(cpu_of "$STRATA_PID")
-    curl -s "http://127.0.0.1:$port/metrics" >"$WORK/metrics-$1.txt"
+    curl -s "http://127.0.0.1:$port/metrics" >"$WORK/metrics-$name.txt"
     stop_strata
-    "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "strata-$1" delete
-    rm -rf "$WORK/nats-$1" "$WAL_BASE/nats-$1-wal"
-    echo "$t0 $t1 $c $(awk -v a="$s1" -v b="$s0" 'BEGIN {printf "%.3f", a - b}')" >"$WORK/strata-$1.t"
+    "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "$name" delete
+    rm -rf "$WORK/nats-$1" "$ARCHIVE_BASE/nats-$1" "$WAL_BASE/nats-$1-wal"
+    echo "$t0 $t1 $c $(awk -v a="$s1" -v b="$s0" 'BEGIN {printf "%.3f", a - b}')" >"$WORK/$name.t"
 }
 
 for r in $(seq "$ROUNDS"); do
     echo "round $r/$ROUNDS..." >&2
-    if [ $((r % 2)) = 1 ]; then run_bare "$r"; run_strata "$r"; else run_strata "$r"; run_bare "$r"; fi
-    compactions=$(awk '/^strata_compaction_duration_seconds_count/ {s+=$2} END {print s+0}' "$WORK/metrics-$r.txt")
-    ingested=$(awk '/^strata_ingested_messages_total\{station="BENCH",source="nats"\}/ {print $2}' "$WORK/metrics-$r.txt")
-    echo "$r $(cat "$WORK/bare-$r.t") $(cat "$WORK/strata-$r.t") ${compactions:-0} ${ingested:-0}" >>"$WORK/rounds.txt"
+    base() { if [ -n "$BASELINE" ]; then run_strata "$r" "$BASELINE" "old-$r"; fi; }
+    if [ $((r % 2)) = 1 ]; then run_bare "$r"; run_strata "$r"; base; else base; run_strata "$r"; run_bare "$r"; fi
+    compactions=$(awk '/^strata_compaction_duration_seconds_count/ {s+=$2} END {print s+0}' "$WORK/metrics-strata-$r.txt")
+    ingested=$(awk '/^strata_ingested_messages_total\{station="BENCH",source="nats"\}/ {print $2}' "$WORK/metrics-strata-$r.txt")
+    old=""
+    if [ -n "$BASELINE" ]; then old=" $(cat "$WORK/old-$r.t")"; fi
+    echo "$r $(cat "$WORK/bare-$r.t") $(cat "$WORK/strata-$r.t") ${compactions:-0} ${ingested:-0}$old" >>"$WORK/rounds.txt"
 done
 
 python3 - "$N" "$SIZE" "$BATCH" "${FETCH_BATCH:-default}" "$(field rate <"$WORK/fill.json")" "$WORK/rounds.txt" "$EXPLICIT" <<'PY'
@@ -165,20 +179,30 @@ print(f"messages: {n} x {size} B; bare: AckPolicy::All, pull stream batch {batch
 print(f"pre-fill (bare publisher): {float(fill):,.0f} msg/s")
 print(f"{'round':>5} {'(a) bare msg/s':>15} {'(b) strata msg/s':>17} {'b/a':>6} {'compactions':>12} {'ingested':>9}"
       f"   CPU s: {'a':>5} {'server':>6} | {'b':>5} {'server':>6}")
-ratios, bares, stratas, cpu = [], [], [], []
+ratios, bares, stratas, cpu, olds, old_ratios = [], [], [], [], [], []
 for line in open(rounds):
-    r, a0, a1, ac, asrv, b0, b1, bc, bsrv, comp, ing = line.split()
+    r, a0, a1, ac, asrv, b0, b1, bc, bsrv, comp, ing, *old = line.split()
     a = n / (float(a1) - float(a0)); b = n / (float(b1) - float(b0))
     bares.append(a); stratas.append(b); ratios.append(b / a)
     cpu.append(tuple(map(float, (ac, asrv, bc, bsrv))))
+    extra = ""
+    if old:
+        c0, c1, cc, csrv = old
+        c = n / (float(c1) - float(c0))
+        olds.append(c); old_ratios.append((b / c, c / a))
+        extra = f"   (c) baseline {c:,.0f} msg/s, c/a {c / a:.2f}, b/c {b / c:.2f}, CPU s {float(cc):.2f} + server {float(csrv):.2f}"
     print(f"{r:>5} {a:15,.0f} {b:17,.0f} {b / a:6.2f} {comp:>12} {ing:>9}"
-          f"          {float(ac):5.2f} {float(asrv):6.2f} | {float(bc):5.2f} {float(bsrv):6.2f}")
+          f"          {float(ac):5.2f} {float(asrv):6.2f} | {float(bc):5.2f} {float(bsrv):6.2f}{extra}")
 m = [statistics.median(c[i] for c in cpu) for i in range(4)]
 print(f"median {statistics.median(bares):14,.0f} {statistics.median(stratas):17,.0f} "
       f"{statistics.median(ratios):6.2f}   (median of the per-round ratios; "
       f"range {min(ratios):.2f}-{max(ratios):.2f})")
 print(f"median CPU seconds until the end point: bare consumer {m[0]:.2f} + nats-server {m[1]:.2f}; "
       f"strata {m[2]:.2f} + nats-server {m[3]:.2f}")
+if olds:
+    print(f"(c) baseline median {statistics.median(olds):,.0f} msg/s; c/a {statistics.median(r[1] for r in old_ratios):.2f}; "
+          f"b/c {statistics.median(r[0] for r in old_ratios):.2f} "
+          f"(range {min(r[0] for r in old_ratios):.2f}-{max(r[0] for r in old_ratios):.2f})")
 PY
 
 if [ "$HTTP" != 0 ]; then

@@ -189,6 +189,9 @@ async fn wait_for_floor(
 ) -> Result<Option<Instant>, Error> {
     let started = Instant::now();
     let mut first_ack: Option<Instant> = None;
+    // Looked up once (it may not exist yet), then one consumer-info request
+    // per poll: the watcher loads the server it measures as little as it can.
+    let mut consumer: Option<PullConsumer> = None;
     loop {
         if started.elapsed() > timeout {
             return Err(format!(
@@ -197,16 +200,19 @@ async fn wait_for_floor(
             )
             .into());
         }
-        if let Ok(s) = js.get_stream(stream).await {
-            if let Ok(mut c) = s.get_consumer::<pull::Config>(name).await {
-                let info = c.info().await?;
-                let floor = info.ack_floor.stream_sequence;
-                if floor > 0 && first_ack.is_none() {
-                    first_ack = Some(Instant::now());
-                }
-                if floor >= count && info.num_ack_pending == 0 {
-                    return Ok(first_ack);
-                }
+        if consumer.is_none() {
+            if let Ok(s) = js.get_stream(stream).await {
+                consumer = s.get_consumer::<pull::Config>(name).await.ok();
+            }
+        }
+        if let Some(c) = consumer.as_mut() {
+            let info = c.info().await?;
+            let floor = info.ack_floor.stream_sequence;
+            if floor > 0 && first_ack.is_none() {
+                first_ack = Some(Instant::now());
+            }
+            if floor >= count && info.num_ack_pending == 0 {
+                return Ok(first_ack);
             }
         }
         tokio::time::sleep(Duration::from_millis(poll_ms)).await;

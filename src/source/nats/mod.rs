@@ -12,9 +12,11 @@
 //! one acknowledgement of its newest message ([`acks`]; a consumer an earlier
 //! version created with ack policy explicit keeps one acknowledgement per
 //! message). Batches go through a pipeline: while one batch's append is in
-//! flight, the next is prepared and its append started, and the one after it
-//! fetched (every request read to its end); batches are acknowledged in the
-//! order they arrived. Redeliveries are dropped by
+//! flight, the next is prepared and its append queued (appends reach the WAL
+//! in arrival order), and the ones after it fetched: once a full batch has
+//! arrived the request for the next is sent (one request at a time, every
+//! request read to its end); batches are acknowledged in the order they
+//! arrived. Redeliveries are dropped by
 //! the WAL's (station, seq) de-duplication and acknowledged again. A session
 //! that misses a delivery ends, and every session starts by storing what the
 //! consumer delivered earlier and never saw acknowledged, so an
@@ -41,7 +43,7 @@
 //! fetching (beyond the batches already in the pipeline), keeps the batches
 //! unacknowledged (the messages wait in the broker) and retries the same
 //! batch with backoff. At shutdown the batch being appended is finished and
-//! acknowledged; a batch fetched ahead is given back (a negative
+//! acknowledged; batches fetched ahead are given back (a negative
 //! acknowledgement, so it is redelivered at once, to this process's next run
 //! or to the member that takes the station over). Fetch, ack and connection
 //! errors are logged and retried with backoff; `async-nats` reconnects by

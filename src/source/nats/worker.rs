@@ -1,12 +1,13 @@
 //! One station's consumer loop: fetch a batch from the durable pull consumer,
 //! append it to the WAL, acknowledge it (one acknowledgement per batch under
 //! `AckPolicy::All`, see [`super::acks`]), as a pipeline: while one batch's
-//! append is in flight the next is prepared and its append started, and the
-//! one after it fetched; batches are acknowledged in arrival order. Wait
-//! (without acknowledging or fetching further) while the WAL is full; back off
-//! and retry on every transient error.
+//! append is in flight the next is prepared and its append queued, and the
+//! ones after it fetched; batches are appended and acknowledged in arrival
+//! order. Wait (without acknowledging or fetching further) while the WAL is
+//! full; back off and retry on every transient error.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,7 +58,10 @@ const RISK_INTERVAL: Duration = Duration::from_secs(2);
 /// Where a worker puts what it fetched: the WAL, or a test double.
 #[async_trait::async_trait]
 pub(crate) trait Archive: Send + Sync + 'static {
-    /// Makes the drafts durable (see [`Wal::append`]).
+    /// Makes the drafts durable (see [`Wal::append`]). The first poll of the
+    /// returned future takes the drafts in (gives them their place in the
+    /// log) before it waits for anything, so appends polled once in a given
+    /// order reach the log in that order ([`submit`] relies on it).
     async fn append(&self, drafts: Vec<Draft>) -> Result<Appended, WalError>;
     /// Whether `(station, seq)` is already stored (see [`Wal::holds`]).
     fn holds(&self, station: &StationName, seq: u64) -> bool;
@@ -79,6 +83,26 @@ impl Archive for Wal {
 }
 
 pub(crate) use crate::backoff::Backoff;
+
+/// An append that has been handed to the archive and resolves once durable.
+type Submitted = std::pin::Pin<Box<dyn Future<Output = Result<Appended, WalError>> + Send>>;
+
+/// Hands `drafts` to `archive` now, in the caller's order, and returns the
+/// wait for their durability. The append is polled once here: that first poll
+/// queues the drafts in the log ([`Archive::append`]), so consecutive calls
+/// reach the log in call order while the caller goes on (preparing the next
+/// chunk) and the WAL's writer can take the next append as soon as the
+/// previous fsync returns, or in the same group commit.
+fn submit(archive: &Arc<dyn Archive>, drafts: Vec<Draft>) -> Submitted {
+    let archive = Arc::clone(archive);
+    let mut append: Submitted = Box::pin(async move { archive.append(drafts).await });
+    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+    match append.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(done) => Box::pin(std::future::ready(done)),
+        // Polled again (with a real waker) by whoever waits for it.
+        std::task::Poll::Pending => append,
+    }
+}
 
 /// Resolves once shutdown is requested: the value turns `true` or the sender is gone.
 pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
@@ -108,7 +132,7 @@ pub(crate) struct WorkerConfig {
 }
 
 /// Bytes one pull request asks for at most, besides `fetch_batch` messages:
-/// three batches may be in the pipeline, and `fetch_batch` messages of up to
+/// four batches may be in the pipeline, and `fetch_batch` messages of up to
 /// the server's maximum payload (1 MiB by default) would otherwise hold
 /// gigabytes. Never below twice the server's maximum payload, since a request
 /// too small for the next message would get nothing at all.
@@ -148,8 +172,9 @@ struct InFlight {
     chunk: Vec<Message>,
     /// What to acknowledge once the drafts are durable (drafts taken).
     prepared: Prepared,
-    /// The first attempt to append the drafts; `None` when there were none.
-    append: Option<tokio::task::JoinHandle<Result<Appended, WalError>>>,
+    /// The first attempt to append the drafts (already queued in the log);
+    /// `None` when there were none.
+    append: Option<Submitted>,
 }
 
 /// The consumer state of one station. Everything a station's archiving needs
@@ -179,8 +204,6 @@ pub(crate) struct StationWorker {
     errors: Backoff,
     /// In a cluster: the station's lease, checked before every fetch and append.
     lease: Option<Lease>,
-    /// Signalled when the latest spawned append has returned.
-    last_append: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl StationWorker {
@@ -210,7 +233,6 @@ impl StationWorker {
             gaps: GapTracker::new(None),
             errors: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
             lease: None,
-            last_append: None,
         }
     }
 
@@ -433,23 +455,26 @@ impl StationWorker {
 
     /// Archives batches until shutdown or a NATS error, as a pipeline: while
     /// one batch's append (write + fsync) is in flight, the next batch is
-    /// prepared and its append started, and the one after it fetched. A batch
-    /// is acknowledged once it is durable, strictly in the order batches
+    /// prepared and its append queued, and the ones after it fetched: as soon
+    /// as a full batch has arrived the request for the next one is sent, so
+    /// the server does not wait for the worker between batches. A batch is
+    /// acknowledged once it is durable, strictly in the order batches
     /// arrived, so a batch costs the longest stage instead of their sum, and
     /// consecutive appends can share an fsync.
     ///
     /// Bounds: besides the batch whose append is in flight, one batch is
-    /// being prepared and at most one fetched ahead, and the next request is
-    /// only sent once that one is taken. So while the WAL is full (the
-    /// oldest batch's append is retried) the worker holds at most two extra
-    /// unacknowledged batches and leaves no pull request outstanding: every
-    /// request is read to its end (a no-wait fetch, or a 1-message request
-    /// that expires after [`FETCH_EXPIRY`], sent only when nothing is in
-    /// flight), since deliveries to a request nobody reads would sit in the
-    /// broker until redelivered after [`ACK_WAIT`]. At shutdown the batches
-    /// being stored are finished (made durable and acknowledged) and a
-    /// prefetched one is given back unstored (negatively acknowledged): the
-    /// broker redelivers it at once, to whoever fetches the station next.
+    /// being prepared, at most one fetched and waiting, and at most one more
+    /// being fetched, whose request is only sent once the one before it was
+    /// read to its end. So while the WAL is full (the oldest batch's append is
+    /// retried) the worker holds at most three extra unacknowledged batches
+    /// and leaves no pull request outstanding: every request is read to its
+    /// end (a no-wait fetch, or a 1-message request that expires after
+    /// [`FETCH_EXPIRY`], sent only when nothing is in flight), since
+    /// deliveries to a request nobody reads would sit in the broker until
+    /// redelivered after [`ACK_WAIT`]. At shutdown the batches being stored
+    /// are finished (made durable and acknowledged) and fetched ones are given
+    /// back unstored (negatively acknowledged): the broker redelivers them at
+    /// once, to whoever fetches the station next.
     async fn pull(&mut self, consumer: &PullConsumer) -> Result<(), PullError> {
         if let Some((after, through)) = self.catch_up.take() {
             self.catch_up(after, through).await?;
@@ -457,36 +482,69 @@ impl StationWorker {
         let (batch, max_bytes) = (self.config.fetch_batch, self.config.fetch_max_bytes);
         let mut chunk = Vec::new();
         let mut inflight: Option<InFlight> = None;
+        // A no-wait fetch sent ahead, while the batch before it was stored.
+        let mut ahead: Option<Ahead> = None;
         loop {
             if self.stopping() {
                 // Fetched and not started: given back, redelivered at once.
                 release(&chunk).await;
+                give_back(ahead.take()).await;
                 if let Some(f) = inflight.take() {
                     self.finish(f).await?;
                 }
                 return Err(PullError::Stop(Stop::Shutdown));
             }
-            let mut shutdown = self.shutdown.clone();
             if chunk.is_empty() {
+                if let Some(next) = ahead.take() {
+                    match arrived(next).await {
+                        Ok(next) => chunk = next,
+                        Err(e) => {
+                            if let Some(f) = inflight.take() {
+                                self.finish(f).await?;
+                            }
+                            return Err(e);
+                        }
+                    }
+                    continue;
+                }
                 // Nothing new right now: finish what is in flight before
                 // waiting for more, so its acknowledgement is not held back.
                 if let Some(f) = inflight.take() {
                     self.finish(f).await?;
                     continue;
                 }
+                let mut shutdown = self.shutdown.clone();
                 chunk = next_chunk(consumer, batch, max_bytes, &mut shutdown).await?;
                 continue;
             }
-            let prefetch = fetch(consumer, batch, max_bytes, false, &mut shutdown);
+            let prefetch = ahead
+                .take()
+                .unwrap_or_else(|| fetch_ahead(consumer, batch, max_bytes, &self.shutdown));
             let current = std::mem::take(&mut chunk);
             let previous = inflight.take();
-            let (started, fetched) = tokio::join!(self.advance(current, previous), prefetch);
+            let shutdown = self.shutdown.clone();
+            // Store `current` while `prefetch` arrives; once it has arrived
+            // whole (the stream has more), send the request after it.
+            let mut next_ahead = None;
+            let (started, fetched) = {
+                let store = self.advance(current, previous);
+                let fetching = async {
+                    let fetched = arrived(prefetch).await;
+                    if matches!(&fetched, Ok(c) if c.len() >= batch) {
+                        next_ahead = Some(fetch_ahead(consumer, batch, max_bytes, &shutdown));
+                    }
+                    fetched
+                };
+                tokio::join!(store, fetching)
+            };
+            ahead = next_ahead;
             let started = match started {
                 Ok(started) => started,
                 Err(e) => {
                     if let Ok(fetched) = &fetched {
                         release(fetched).await;
                     }
+                    give_back(ahead.take()).await;
                     return Err(e);
                 }
             };
@@ -495,6 +553,7 @@ impl StationWorker {
             match fetched {
                 Ok(next) => chunk = next,
                 Err(e) => {
+                    give_back(ahead.take()).await;
                     if let Some(f) = inflight.take() {
                         self.finish(f).await?;
                     }
@@ -676,23 +735,9 @@ impl StationWorker {
             return Err(Stop::Shutdown);
         }
         let drafts = std::mem::take(&mut prepared.drafts);
-        let append = (!drafts.is_empty()).then(|| {
-            let archive = Arc::clone(&self.archive);
-            // Appends reach the WAL in the order the chunks arrived: this one
-            // starts once the previous one has returned (its fsync is what
-            // the chunk after it overlaps with, not its place in the log).
-            let previous = self.last_append.take();
-            let (done, done_rx) = tokio::sync::oneshot::channel();
-            self.last_append = Some(done_rx);
-            tokio::spawn(async move {
-                if let Some(previous) = previous {
-                    let _ = previous.await;
-                }
-                let appended = archive.append(drafts).await;
-                let _ = done.send(());
-                appended
-            })
-        });
+        // Queued in the log here, so appends reach the WAL in the order the
+        // chunks arrived; only the wait for their fsync overlaps.
+        let append = (!drafts.is_empty()).then(|| submit(&self.archive, drafts));
         Ok(InFlight {
             chunk,
             prepared,
@@ -709,14 +754,14 @@ impl StationWorker {
             return Ok(());
         };
         match first.await {
-            Ok(Ok(appended)) => {
+            Ok(appended) => {
                 self.metrics
                     .inc_appended(self.station.as_str(), SOURCE, &appended);
                 return Ok(());
             }
-            Ok(Err(WalError::Closed)) => return Err(Stop::Shutdown),
-            Ok(Err(WalError::Full { .. })) => self.metrics.inc_wal_full(SOURCE),
-            Ok(Err(_)) | Err(_) => {}
+            Err(WalError::Closed) => return Err(Stop::Shutdown),
+            Err(WalError::Full { .. }) => self.metrics.inc_wal_full(SOURCE),
+            Err(_) => {}
         }
         let mut again = self.prepare(&f.chunk).await;
         let drafts = std::mem::take(&mut again.drafts);
@@ -1081,6 +1126,38 @@ async fn expel_inputs(
     })
 }
 
+/// A no-wait fetch running on its own task: its request is sent and read to
+/// its end whether or not the worker waits for it yet.
+type Ahead = tokio::task::JoinHandle<Result<Vec<Message>, PullError>>;
+
+/// Starts a no-wait fetch of up to `batch` messages ([`fetch`]) on its own task.
+fn fetch_ahead(
+    consumer: &PullConsumer,
+    batch: usize,
+    max_bytes: usize,
+    shutdown: &watch::Receiver<bool>,
+) -> Ahead {
+    let (consumer, mut shutdown) = (consumer.clone(), shutdown.clone());
+    tokio::spawn(async move { fetch(&consumer, batch, max_bytes, false, &mut shutdown).await })
+}
+
+/// What a fetch sent ahead got.
+async fn arrived(ahead: Ahead) -> Result<Vec<Message>, PullError> {
+    ahead
+        .await
+        .unwrap_or_else(|e| Err(PullError::Nats(format!("fetch task ended: {e}").into())))
+}
+
+/// Waits for a fetch sent ahead and gives back what it got (a negative
+/// acknowledgement): redelivered at once, not after the ack wait.
+async fn give_back(ahead: Option<Ahead>) {
+    if let Some(ahead) = ahead {
+        if let Ok(Ok(chunk)) = ahead.await {
+            release(&chunk).await;
+        }
+    }
+}
+
 /// Takes what the stream has now (a no-wait fetch of up to `batch`), or, when
 /// it has nothing, waits up to [`FETCH_EXPIRY`] for one message. Empty when
 /// the stream stayed idle.
@@ -1123,7 +1200,7 @@ pub(super) async fn fetch(
     };
     let request = request.map_err(|e| PullError::Nats(e.into()))?;
     let read = async {
-        let mut chunk = Vec::new();
+        let mut chunk = Vec::with_capacity(if wait { 1 } else { batch });
         let mut request = request;
         while let Some(m) = request.next().await {
             match m {
@@ -1183,6 +1260,36 @@ mod tests {
     fn a_pull_request_is_capped_in_bytes_but_never_below_two_messages() {
         assert_eq!(fetch_max_bytes(1 << 20), 16 << 20);
         assert_eq!(fetch_max_bytes(64 << 20), 128 << 20);
+    }
+
+    fn draft(seq: u64) -> Draft {
+        Draft {
+            station: StationName::new("orders").unwrap(),
+            seq: Some(seq),
+            timestamp: Timestamp(seq as i64),
+            id: None,
+            subject: Some("orders.created".to_string()),
+            headers: Vec::new(),
+            payload: bytes::Bytes::from_static(b"x"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_submitted_append_is_in_the_log_before_anyone_waits_for_it() {
+        // The ordering of pipelined appends rests on this: `submit` returns
+        // with the drafts queued in the WAL, in call order.
+        let dir = tempfile::tempdir().unwrap();
+        let wal: Arc<dyn Archive> =
+            Arc::new(Wal::open(crate::wal::WalOptions::new(dir.path())).unwrap());
+        let station = StationName::new("orders").unwrap();
+        let first = submit(&wal, vec![draft(1), draft(2)]);
+        let second = submit(&wal, vec![draft(3)]);
+        assert!(wal.holds(&station, 2) && wal.holds(&station, 3));
+        assert_eq!(wal.highest_seq(&station), Some(3));
+        assert_eq!(second.await.unwrap().accepted, 1);
+        assert_eq!(first.await.unwrap().accepted, 2);
+        // A duplicate is dropped whoever waits for it.
+        assert_eq!(submit(&wal, vec![draft(3)]).await.unwrap().duplicates, 1);
     }
 
     #[tokio::test]
