@@ -19,13 +19,12 @@ payload_b64, date, hour), sorted by (station, seq).
 
 import argparse
 import glob
-import json
 import os
 import sys
 
 import duckdb
 
-from rows import row
+from rows import distinct_station_seq, emit, row
 
 EXTENSIONS = ("avro", "httpfs", "iceberg")
 
@@ -82,14 +81,9 @@ def main():
         "extensions": versions,
         "columns": columns,
         "rows": len(out),
-        "distinct_station_seq": len({(r["station"], r["seq"]) for r in out}),
+        "distinct_station_seq": distinct_station_seq(out),
     }
-    if a.rows:
-        with open(a.rows, "w") as f:
-            for r in out:
-                f.write(json.dumps(r) + "\n")
-    json.dump(summary, sys.stdout)
-    print()
+    emit(summary, out, a.rows)
 
 
 if __name__ == "__main__":

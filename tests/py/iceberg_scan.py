@@ -18,11 +18,9 @@ headers, payload_b64, date, hour), sorted by (station, seq).
 
 import argparse
 import datetime as dt
-import json
 import re
-import sys
 
-from rows import row
+from rows import distinct_station_seq, emit, row
 
 
 def load(url, endpoint):
@@ -126,7 +124,7 @@ def main():
         "files_planned": len(tasks),
         "file_paths": sorted(t.file.file_path for t in tasks),
         "rows": len(rows),
-        "distinct_station_seq": len({(r["station"], r["seq"]) for r in rows}),
+        "distinct_station_seq": distinct_station_seq(rows),
         "schema": str(table.schema()),
     }
     summary["bounds_checked"], summary["bounds_errors"] = bounds_errors(table)
@@ -158,16 +156,11 @@ def main():
                     "snapshot_id": s.snapshot_id,
                     "operation": str(s.summary.operation.value) if s.summary else None,
                     "rows": len(srows),
-                    "distinct_station_seq": len({(r["station"], r["seq"]) for r in srows}),
+                    "distinct_station_seq": distinct_station_seq(srows),
                 }
             )
         summary["history"] = history
-    if a.rows:
-        with open(a.rows, "w") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
-    json.dump(summary, sys.stdout)
-    print()
+    emit(summary, rows, a.rows)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ timestamp (the partition a reader of the Iceberg table derives)."""
 
 import base64
 import datetime as dt
+import json
+import sys
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -22,3 +24,19 @@ def row(station, seq, timestamp_us, id_, subject, headers, payload):
         "date": t.strftime("%Y-%m-%d"),
         "hour": t.strftime("%H"),
     }
+
+
+def distinct_station_seq(rows):
+    """How many distinct (station, seq) identities `rows` hold."""
+    return len({(r["station"], r["seq"]) for r in rows})
+
+
+def emit(summary, rows, rows_path):
+    """Writes `rows` one JSON object per line to `rows_path` (when given), then
+    `summary` as one JSON line on standard output."""
+    if rows_path:
+        with open(rows_path, "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+    json.dump(summary, sys.stdout)
+    print()
