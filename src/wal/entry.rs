@@ -56,6 +56,9 @@ pub const HEADER_LEN: usize = 16;
 pub const MAX_BODY_LEN: usize = u32::MAX as usize;
 
 const PRESENCE_ID: u8 = 0b01;
+/// The fewest bytes a message takes: a one-character station, seq, timestamp,
+/// presence, header count and payload length.
+const MIN_MESSAGE_LEN: usize = 1 + 1 + 8 + 8 + 1 + 4 + 4;
 const PRESENCE_SUBJECT: u8 = 0b10;
 
 /// Why bytes are not a valid entry. Recovery tells a torn tail
@@ -420,10 +423,9 @@ pub fn walk_body<'a>(
 ) -> Result<(), DecodeError> {
     let mut r = Reader::new(body);
     let count = r.u32()?;
-    // Every message takes at least 27 bytes, so a count larger than that bound
-    // is malformed; checking first keeps a bad count from reserving huge memory.
-    let min_message_len = 1 + 1 + 8 + 8 + 1 + 4 + 4;
-    if count as usize > body.len() / min_message_len {
+    // A count larger than the body can hold is malformed; checking first
+    // keeps a bad count from reserving huge memory.
+    if count as usize > body.len() / MIN_MESSAGE_LEN {
         return Err(r.malformed(format!("message count {count} cannot fit the body")));
     }
     for _ in 0..count {
@@ -443,11 +445,12 @@ pub fn walk_body<'a>(
 /// Decodes a body whose CRC has been checked.
 fn decode_body(body: &Bytes) -> Result<Vec<Message>, DecodeError> {
     // Sized by the stated count, bounded by what the body can hold (a message
-    // takes at least 27 bytes); `walk_body` refuses a count above that bound.
+    // takes at least MIN_MESSAGE_LEN bytes); `walk_body` refuses a count above
+    // that bound.
     let count = body
         .get(..4)
         .map_or(0, |c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize);
-    let mut messages = Vec::with_capacity(count.min(body.len() / 27));
+    let mut messages = Vec::with_capacity(count.min(body.len() / MIN_MESSAGE_LEN));
     // Consecutive messages of one station share the check of its name.
     let mut last: Option<StationName> = None;
     walk_body(body, |m, _| {
@@ -456,6 +459,25 @@ fn decode_body(body: &Bytes) -> Result<Vec<Message>, DecodeError> {
         Ok(())
     })?;
     Ok(messages)
+}
+
+/// The station names met while reading entries, each shared by its messages
+/// (one allocation per station, not per message).
+#[derive(Debug, Default)]
+pub struct SharedStations(Vec<std::sync::Arc<StationName>>);
+
+impl SharedStations {
+    /// `name` (already checked by [`walk_body`]) as a shared station name.
+    pub fn get(&mut self, name: &str) -> std::sync::Arc<StationName> {
+        match self.0.iter().find(|s| s.as_str() == name) {
+            Some(s) => s.clone(),
+            None => {
+                let s = std::sync::Arc::new(StationName::trusted(name));
+                self.0.push(s.clone());
+                s
+            }
+        }
+    }
 }
 
 /// `name` as a station name (already checked), reusing `last` when equal.

@@ -80,7 +80,7 @@ pub(crate) fn index(
     check_header(head, expect).map_err(|e| corrupt(0, e.to_string()))?;
 
     let mut messages: Vec<IndexedMessage> = Vec::new();
-    let mut stations: Vec<Arc<StationName>> = Vec::new();
+    let mut stations = entry::SharedStations::default();
     let mut pos = HEADER_LEN as u64;
     while pos < len {
         let left = len - pos;
@@ -101,14 +101,7 @@ pub(crate) fn index(
         entry::check(bytes).map_err(|e| corrupt(pos, e.to_string()))?;
         let body_at = pos + entry::HEADER_LEN as u64;
         entry::walk_body(&bytes[entry::HEADER_LEN..], |m, at| {
-            let station = match stations.iter().find(|s| s.as_str() == m.station) {
-                Some(s) => s.clone(),
-                None => {
-                    let s = Arc::new(StationName::trusted(m.station));
-                    stations.push(s.clone());
-                    s
-                }
-            };
+            let station = stations.get(m.station);
             let text = m.id.map_or(0, str::len) + m.subject.map_or(0, str::len);
             messages.push(IndexedMessage {
                 station,

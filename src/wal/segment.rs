@@ -42,7 +42,7 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use super::entry::{self, DecodeError};
+use super::entry::{self, DecodeError, SharedStations};
 use crate::message::{Message, StationName, Timestamp};
 
 /// The eight bytes every segment file starts with.
@@ -417,7 +417,7 @@ pub fn scan(bytes: &[u8], expect: Expect) -> Scan {
     }
     let mut pos = HEADER_LEN;
     scan.valid_end = pos as u64;
-    let mut stations = Vec::new();
+    let mut stations = SharedStations::default();
     while pos < bytes.len() {
         match scan_entry(&bytes[pos..], &mut stations) {
             Ok((messages, elen)) => {
@@ -476,7 +476,7 @@ fn is_torn_tail(bytes: &[u8], pos: usize, e: &DecodeError) -> bool {
 
 /// Good entries after damage: looks for the next entry magic from `from`, then
 /// reads entries one after another, looking again after each damaged one.
-fn salvage(bytes: &[u8], from: usize, stations: &mut Vec<Arc<StationName>>) -> Vec<ScannedEntry> {
+fn salvage(bytes: &[u8], from: usize, stations: &mut SharedStations) -> Vec<ScannedEntry> {
     let mut found = Vec::new();
     let mut pos = from;
     while let Some(at) = find_magic(bytes, pos) {
@@ -500,20 +500,13 @@ fn salvage(bytes: &[u8], from: usize, stations: &mut Vec<Arc<StationName>>) -> V
 /// length. `stations` holds the names met so far, shared by their messages.
 fn scan_entry(
     buf: &[u8],
-    stations: &mut Vec<Arc<StationName>>,
+    stations: &mut SharedStations,
 ) -> Result<(Vec<ScannedMessage>, u64), DecodeError> {
     let header = entry::check(buf)?;
     let len = header.entry_len();
     let mut messages = Vec::new();
     entry::walk_body(&buf[entry::HEADER_LEN..len as usize], |m, _| {
-        let station = match stations.iter().find(|s| s.as_str() == m.station) {
-            Some(s) => s.clone(),
-            None => {
-                let s = Arc::new(StationName::trusted(m.station));
-                stations.push(s.clone());
-                s
-            }
-        };
+        let station = stations.get(m.station);
         messages.push(ScannedMessage {
             station,
             seq: m.seq,
