@@ -127,8 +127,7 @@ impl RestoreKey {
         timestamp: Timestamp,
         payload: &[u8],
     ) -> String {
-        let hex = self.signer(station).sign_hex(seq, timestamp, payload);
-        String::from_utf8_lossy(&hex).into_owned()
+        self.signer(station).sign(seq, timestamp, payload)
     }
 
     /// Whether `signature` is this key's signature of the message (constant time).
@@ -177,6 +176,11 @@ impl Signer {
         mac.update(&timestamp.micros().to_be_bytes());
         mac.update(&Sha256::digest(payload));
         mac
+    }
+
+    /// The signature of message `seq` of the station (64 hex digits).
+    pub fn sign(&self, seq: u64, timestamp: Timestamp, payload: &[u8]) -> String {
+        String::from_utf8_lossy(&self.sign_hex(seq, timestamp, payload)).into_owned()
     }
 
     /// The signature of message `seq` of the station: 64 lowercase hex

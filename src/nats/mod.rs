@@ -109,12 +109,28 @@ impl Provenance {
         timestamp: Timestamp,
         payload: &[u8],
     ) -> [(&'static str, String); 4] {
-        let mac = signer.sign_hex(seq, timestamp, payload);
+        let [station, seq_header, time] = Self::labels(signer.station(), seq, timestamp);
         [
-            (STRATA_STATION, signer.station().as_str().to_string()),
+            station,
+            seq_header,
+            time,
+            (STRATA_MAC, signer.sign(seq, timestamp, payload)),
+        ]
+    }
+
+    /// The unsigned headers of a restored message (values for
+    /// [`STRATA_STATION`], [`STRATA_SEQ`], [`STRATA_TIMESTAMP`]): what is
+    /// published when the archive has no restore key, and the first three
+    /// of [`Provenance::sign`].
+    pub fn labels(
+        station: &StationName,
+        seq: u64,
+        timestamp: Timestamp,
+    ) -> [(&'static str, String); 3] {
+        [
+            (STRATA_STATION, station.as_str().to_string()),
             (STRATA_SEQ, text::Decimal::new(seq).as_str().to_string()),
             (STRATA_TIMESTAMP, text::rfc3339(timestamp)),
-            (STRATA_MAC, String::from_utf8_lossy(&mac).into_owned()),
         ]
     }
 

@@ -44,10 +44,9 @@ use futures::{FutureExt, StreamExt};
 
 use crate::identity::mac::{RestoreKey, Signer};
 use crate::message::{Message, StationName};
-use crate::nats::text::{rfc3339, Decimal};
 use crate::nats::{
     restore_msg_id, NatsAuth, NatsUrl, Provenance, NATS_MSG_ID, RESTORE_HEADERS,
-    STRATA_ORIGINAL_MSG_ID, STRATA_SEQ, STRATA_STATION, STRATA_TIMESTAMP,
+    STRATA_ORIGINAL_MSG_ID, STRATA_SEQ, STRATA_STATION,
 };
 
 use super::request::NatsTarget;
@@ -203,15 +202,9 @@ impl HeaderBuilder {
                 }
             }
             None => {
-                map.insert(HeaderName::from_static(STRATA_STATION), m.station.as_str());
-                map.insert(
-                    HeaderName::from_static(STRATA_SEQ),
-                    Decimal::new(m.seq).as_str(),
-                );
-                map.insert(
-                    HeaderName::from_static(STRATA_TIMESTAMP),
-                    rfc3339(m.timestamp),
-                );
+                for (name, value) in Provenance::labels(&m.station, m.seq, m.timestamp) {
+                    map.insert(HeaderName::from_static(name), value);
+                }
             }
         }
         Ok(map)
