@@ -134,9 +134,26 @@ impl Wal {
     /// or fsync failed (the WAL is then poisoned), [`WalError::Poisoned`],
     /// [`WalError::Closed`].
     pub async fn append(&self, drafts: Vec<Draft>) -> Result<Appended, WalError> {
-        match self.inner.submit(drafts)? {
-            log::Pending::Ready(a) => Ok(a),
-            log::Pending::Wait(rx) => rx.await.unwrap_or(Err(WalError::Poisoned)),
+        self.submit(drafts).await
+    }
+
+    /// [`Wal::append`] in two steps: the batch takes its place in the log
+    /// now, when this is called (so batches submitted one after another are
+    /// logged in that order), and the returned future resolves once it is
+    /// durable. The caller can prepare its next batch meanwhile.
+    ///
+    /// # Errors
+    /// As [`Wal::append`], from the future.
+    pub fn submit(
+        &self,
+        drafts: Vec<Draft>,
+    ) -> impl std::future::Future<Output = Result<Appended, WalError>> + Send + 'static {
+        let queued = self.inner.submit(drafts);
+        async move {
+            match queued? {
+                log::Pending::Ready(a) => Ok(a),
+                log::Pending::Wait(rx) => rx.await.unwrap_or(Err(WalError::Poisoned)),
+            }
         }
     }
 

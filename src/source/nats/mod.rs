@@ -491,13 +491,9 @@ mod tests {
 
     struct NullArchive;
 
-    #[async_trait::async_trait]
     impl Archive for NullArchive {
-        async fn append(
-            &self,
-            _: Vec<crate::message::Draft>,
-        ) -> Result<crate::wal::Appended, crate::wal::WalError> {
-            Err(crate::wal::WalError::Closed)
+        fn submit(&self, _: Vec<crate::message::Draft>) -> super::worker::Submitted {
+            Box::pin(std::future::ready(Err(crate::wal::WalError::Closed)))
         }
         fn holds(&self, _: &StationName, _: u64) -> bool {
             false

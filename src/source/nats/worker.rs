@@ -56,23 +56,19 @@ const POISONED_RETRY: Duration = if cfg!(test) {
 const RISK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Where a worker puts what it fetched: the WAL, or a test double.
-#[async_trait::async_trait]
 pub(crate) trait Archive: Send + Sync + 'static {
-    /// Makes the drafts durable (see [`Wal::append`]). The first poll of the
-    /// returned future takes the drafts in (gives them their place in the
-    /// log) before it waits for anything, so appends polled once in a given
-    /// order reach the log in that order ([`submit`] relies on it).
-    async fn append(&self, drafts: Vec<Draft>) -> Result<Appended, WalError>;
+    /// Takes the drafts into the log now, in call order, and returns the wait
+    /// for their durability (see [`Wal::submit`]).
+    fn submit(&self, drafts: Vec<Draft>) -> Submitted;
     /// Whether `(station, seq)` is already stored (see [`Wal::holds`]).
     fn holds(&self, station: &StationName, seq: u64) -> bool;
     /// The highest seq stored for `station` (see [`Wal::highest_seq`]).
     fn highest_seq(&self, station: &StationName) -> Option<u64>;
 }
 
-#[async_trait::async_trait]
 impl Archive for Wal {
-    async fn append(&self, drafts: Vec<Draft>) -> Result<Appended, WalError> {
-        Wal::append(self, drafts).await
+    fn submit(&self, drafts: Vec<Draft>) -> Submitted {
+        Box::pin(Wal::submit(self, drafts))
     }
     fn holds(&self, station: &StationName, seq: u64) -> bool {
         Wal::holds(self, station, seq)
@@ -85,24 +81,8 @@ impl Archive for Wal {
 pub(crate) use crate::backoff::Backoff;
 
 /// An append that has been handed to the archive and resolves once durable.
-type Submitted = std::pin::Pin<Box<dyn Future<Output = Result<Appended, WalError>> + Send>>;
-
-/// Hands `drafts` to `archive` now, in the caller's order, and returns the
-/// wait for their durability. The append is polled once here: that first poll
-/// queues the drafts in the log ([`Archive::append`]), so consecutive calls
-/// reach the log in call order while the caller goes on (preparing the next
-/// chunk) and the WAL's writer can take the next append as soon as the
-/// previous fsync returns, or in the same group commit.
-fn submit(archive: &Arc<dyn Archive>, drafts: Vec<Draft>) -> Submitted {
-    let archive = Arc::clone(archive);
-    let mut append: Submitted = Box::pin(async move { archive.append(drafts).await });
-    let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
-    match append.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(done) => Box::pin(std::future::ready(done)),
-        // Polled again (with a real waker) by whoever waits for it.
-        std::task::Poll::Pending => append,
-    }
-}
+pub(crate) type Submitted =
+    std::pin::Pin<Box<dyn Future<Output = Result<Appended, WalError>> + Send>>;
 
 /// Resolves once shutdown is requested: the value turns `true` or the sender is gone.
 pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<bool>) {
@@ -737,7 +717,7 @@ impl StationWorker {
         let drafts = std::mem::take(&mut prepared.drafts);
         // Queued in the log here, so appends reach the WAL in the order the
         // chunks arrived; only the wait for their fsync overlaps.
-        let append = (!drafts.is_empty()).then(|| submit(&self.archive, drafts));
+        let append = (!drafts.is_empty()).then(|| self.archive.submit(drafts));
         Ok(InFlight {
             chunk,
             prepared,
@@ -800,7 +780,7 @@ impl StationWorker {
             if self.lease_lost() {
                 return Err(Stop::Shutdown);
             }
-            match self.archive.append(part).await {
+            match self.archive.submit(part).await {
                 Ok(appended) => {
                     self.metrics
                         .inc_appended(self.station.as_str(), SOURCE, &appended);
@@ -1282,14 +1262,14 @@ mod tests {
         let wal: Arc<dyn Archive> =
             Arc::new(Wal::open(crate::wal::WalOptions::new(dir.path())).unwrap());
         let station = StationName::new("orders").unwrap();
-        let first = submit(&wal, vec![draft(1), draft(2)]);
-        let second = submit(&wal, vec![draft(3)]);
+        let first = wal.submit(vec![draft(1), draft(2)]);
+        let second = wal.submit(vec![draft(3)]);
         assert!(wal.holds(&station, 2) && wal.holds(&station, 3));
         assert_eq!(wal.highest_seq(&station), Some(3));
         assert_eq!(second.await.unwrap().accepted, 1);
         assert_eq!(first.await.unwrap().accepted, 2);
         // A duplicate is dropped whoever waits for it.
-        assert_eq!(submit(&wal, vec![draft(3)]).await.unwrap().duplicates, 1);
+        assert_eq!(wal.submit(vec![draft(3)]).await.unwrap().duplicates, 1);
     }
 
     #[tokio::test]
