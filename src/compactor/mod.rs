@@ -549,6 +549,12 @@ impl Compactor {
     }
 
     /// One pass over the sealed segments; stops early when `stop` turns true.
+    ///
+    /// Two segments are in flight at once: while one is committed (commit
+    /// record, Iceberg append, deletion from the WAL: mostly waiting on the
+    /// store and on fsync), the next one is read, encoded and stored. Commits
+    /// still happen one segment after the other, in segment order, and a
+    /// segment is deleted only after its own commit record is durable.
     async fn compact_pass(
         &self,
         stop: Option<&watch::Receiver<bool>>,
@@ -556,6 +562,8 @@ impl Compactor {
         let mut state = self.state.lock().await;
         let mut report = CompactionReport::default();
         let result = async {
+            // A segment whose files are stored, waiting for its commit.
+            let mut stored: Option<(SealedSegment, Stored)> = None;
             for seg in self.wal.sealed() {
                 if stop.is_some_and(|s| *s.borrow()) {
                     break;
@@ -563,9 +571,20 @@ impl Compactor {
                 if state.set_aside.contains_key(&seg.id) {
                     continue;
                 }
-                match self.compact_segment(&seg).await {
-                    Ok(Outcome::Compacted(s)) => report.segments.push(s),
-                    Ok(Outcome::Corrupt(reason)) => {
+                let prepared = match stored.take() {
+                    None => self.store_segment(&seg).await,
+                    Some((prev, files)) => {
+                        let (committed, prepared) = tokio::join!(
+                            self.commit_segment(&prev, files),
+                            self.store_segment(&seg)
+                        );
+                        report.segments.push(committed?);
+                        prepared
+                    }
+                };
+                match prepared? {
+                    Prepared::Stored(files) => stored = Some((seg, files)),
+                    Prepared::Corrupt(reason) => {
                         if !self.set_aside(seg.id, &reason).await {
                             state.set_aside.insert(seg.id, reason.clone());
                         }
@@ -574,21 +593,24 @@ impl Compactor {
                             reason,
                         });
                     }
-                    Err(e) => {
-                        if !matches!(e, CompactionError::FailPoint { .. }) {
-                            self.observer.inc_upload_error();
-                            self.observer.compaction_failed(&e);
-                        }
-                        return Err(e);
-                    }
                 }
+            }
+            if let Some((seg, files)) = stored {
+                report
+                    .segments
+                    .push(self.commit_segment(&seg, files).await?);
             }
             Ok(())
         }
         .await;
         self.report_oldest();
-        if result.is_ok() {
-            self.observer.compaction_succeeded();
+        match &result {
+            Ok(()) => self.observer.compaction_succeeded(),
+            Err(CompactionError::FailPoint { .. }) => {}
+            Err(e) => {
+                self.observer.inc_upload_error();
+                self.observer.compaction_failed(e);
+            }
         }
         result.map(|()| report)
     }
@@ -634,10 +656,11 @@ impl Compactor {
         Ok(())
     }
 
-    async fn compact_segment(&self, seg: &SealedSegment) -> Result<Outcome, CompactionError> {
+    /// Reads, encodes and stores segment `seg`'s files, unless an earlier run
+    /// committed it already; a corrupt segment is reported, not stored.
+    async fn store_segment(&self, seg: &SealedSegment) -> Result<Prepared, CompactionError> {
         let started = Instant::now();
         let segment = seg.id.0;
-        let archive = &self.archive;
         let commit_path = layout::commit_record_path(self.wal.wal_id(), segment);
         let internal = |reason: String| CompactionError::Internal { segment, reason };
 
@@ -645,31 +668,13 @@ impl Compactor {
         // crashed before deleting: uploading again would only rewrite the same
         // objects, so just finish the job.
         if let Some(record) = self.stored_commit(&commit_path, segment).await? {
-            self.append_to_table(&record, &commit_path, segment, true)
-                .await?;
-            self.remove_segment(seg.id).await?;
-            return Ok(Outcome::Compacted(SegmentReport {
-                segment,
-                messages: record.files.iter().map(|f| f.rows).sum(),
-                duplicates: 0,
-                files: record
-                    .files
-                    .iter()
-                    .map(|f| FileReport {
-                        key: f.key.clone(),
-                        rows: f.rows,
-                        bytes: f.bytes,
-                    })
-                    .collect(),
-                commit_record: archive.key(&commit_path).to_string(),
-                already_committed: true,
-            }));
+            return Ok(Prepared::Stored(Stored::Committed(record)));
         }
 
         let done = worker::compact_files(
             self.wal.clone(),
             seg.id,
-            archive,
+            &self.archive,
             &self.parquet,
             self.upload,
             self.claims.as_deref(),
@@ -678,7 +683,7 @@ impl Compactor {
         let done = match done {
             Ok(done) => done,
             Err(WriteError::Read(e @ WalError::Corrupt { .. })) => {
-                return Ok(Outcome::Corrupt(e.to_string()))
+                return Ok(Prepared::Corrupt(e.to_string()))
             }
             Err(WriteError::Read(source)) => return Err(CompactionError::Wal { segment, source }),
             Err(WriteError::Encode(source)) => {
@@ -709,6 +714,43 @@ impl Compactor {
                 "dropped duplicate (station, seq) messages"
             );
         }
+        Ok(Prepared::Stored(Stored::Uploaded { started, done }))
+    }
+
+    /// Commits segment `seg` whose files are stored: its commit record, the
+    /// Iceberg append, then its deletion from the WAL.
+    async fn commit_segment(
+        &self,
+        seg: &SealedSegment,
+        stored: Stored,
+    ) -> Result<SegmentReport, CompactionError> {
+        let segment = seg.id.0;
+        let archive = &self.archive;
+        let commit_path = layout::commit_record_path(self.wal.wal_id(), segment);
+        let (started, done) = match stored {
+            Stored::Committed(record) => {
+                self.append_to_table(&record, &commit_path, segment, true)
+                    .await?;
+                self.remove_segment(seg.id).await?;
+                return Ok(SegmentReport {
+                    segment,
+                    messages: record.files.iter().map(|f| f.rows).sum(),
+                    duplicates: 0,
+                    files: record
+                        .files
+                        .iter()
+                        .map(|f| FileReport {
+                            key: f.key.clone(),
+                            rows: f.rows,
+                            bytes: f.bytes,
+                        })
+                        .collect(),
+                    commit_record: archive.key(&commit_path).to_string(),
+                    already_committed: true,
+                });
+            }
+            Stored::Uploaded { started, done } => (started, done),
+        };
         let written = done.files;
         self.failpoint(FailPoint::AfterUpload, segment)?;
 
@@ -738,7 +780,7 @@ impl Compactor {
                 .station_archived(&f.key.station, f.summary.rows, f.summary.last_seq);
         }
         tracing::debug!(segment, files = written.len(), rows, bytes, elapsed = ?started.elapsed(), "segment compacted");
-        Ok(Outcome::Compacted(SegmentReport {
+        Ok(SegmentReport {
             segment,
             messages: done.read,
             duplicates: done.duplicates,
@@ -752,7 +794,7 @@ impl Compactor {
                 .collect(),
             commit_record: archive.key(&commit_path).to_string(),
             already_committed: false,
-        }))
+        })
     }
 
     /// The segment's commit record, when it is stored and every file it lists
@@ -873,10 +915,23 @@ impl Compactor {
     }
 }
 
-/// What compacting one segment came to.
-enum Outcome {
-    Compacted(SegmentReport),
+/// What reading and storing one segment came to.
+enum Prepared {
+    /// Its files are stored; its commit is next.
+    Stored(Stored),
+    /// It is damaged: it goes aside, untouched.
     Corrupt(String),
+}
+
+/// A segment whose files are all stored.
+enum Stored {
+    /// By this pass, started at `started`.
+    Uploaded {
+        started: Instant,
+        done: worker::SegmentFiles,
+    },
+    /// By an earlier run, which also stored this commit record.
+    Committed(CommitRecord),
 }
 
 /// The commit record of a segment whose files are all stored in `archive`.
