@@ -326,6 +326,64 @@ pub struct Message {
     pub payload: Bytes,
 }
 
+/// What the Parquet encoder reads of a message: a [`Message`], or a message
+/// read in place from a WAL segment's bytes, without owning its strings.
+pub trait MessageView {
+    /// Its station's name.
+    fn station(&self) -> &str;
+    /// Its sequence.
+    fn seq(&self) -> u64;
+    /// Its timestamp.
+    fn timestamp(&self) -> Timestamp;
+    /// Its id, when present.
+    fn id(&self) -> Option<&str>;
+    /// Its subject, when present.
+    fn subject(&self) -> Option<&str>;
+    /// Its payload.
+    fn payload(&self) -> &[u8];
+    /// How many headers it has.
+    fn header_count(&self) -> usize;
+    /// Calls `each` with every header's name and value, in order.
+    fn for_each_header(&self, each: impl FnMut(&str, &str));
+    /// Bytes of its headers: per header its name, its value and 8.
+    fn headers_len(&self) -> usize;
+}
+
+impl MessageView for Message {
+    fn station(&self) -> &str {
+        self.station.as_str()
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+    fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+    fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+    fn header_count(&self) -> usize {
+        self.headers.len()
+    }
+    fn for_each_header(&self, mut each: impl FnMut(&str, &str)) {
+        for h in &self.headers {
+            each(&h.name, &h.value);
+        }
+    }
+    fn headers_len(&self) -> usize {
+        self.headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len() + 8)
+            .sum()
+    }
+}
+
 /// A message on its way in, before the WAL has given it a sequence: `seq` is
 /// `None` when the source has none (HTTP, NDJSON without `seq`), and the WAL
 /// then assigns the station's next sequence.

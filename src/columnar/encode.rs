@@ -35,7 +35,7 @@ use super::{
     ColumnarError, ParquetOptions, META_FIRST_SEQ, META_LAST_SEQ, META_SCHEMA_VERSION,
     META_STATION, META_VERSION, SCHEMA_VERSION,
 };
-use crate::message::{Message, Seq, StationName, Timestamp};
+use crate::message::{Message, MessageView, Seq, StationName, Timestamp};
 
 /// Most rows converted to Arrow at once.
 const CHUNK_ROWS: usize = 8 * 1024;
@@ -146,31 +146,36 @@ impl Written {
 
 /// Checks that `msgs` are of `station`, archivable and strictly ascending by seq,
 /// and returns their facts (`None` for no message).
-fn facts_of(station: &StationName, msgs: &[Message]) -> Result<Option<Written>, ColumnarError> {
+fn facts_of<M: MessageView>(
+    station: &StationName,
+    msgs: &[M],
+) -> Result<Option<Written>, ColumnarError> {
     let mut facts: Option<Written> = None;
     for m in msgs {
-        if m.station != *station {
+        if m.station() != station.as_str() {
             return Err(ColumnarError::WrongStation {
                 expected: station.clone(),
-                found: m.station.clone(),
+                // A view's station follows the rules (a `StationName`, or checked when read).
+                found: StationName::trusted(m.station()),
             });
         }
-        if Seq::new(m.seq).is_err() {
-            return Err(ColumnarError::SeqTooLarge(m.seq));
+        let seq = m.seq();
+        if Seq::new(seq).is_err() {
+            return Err(ColumnarError::SeqTooLarge(seq));
         }
         let one = Written {
             rows: 1,
-            first_seq: m.seq,
-            last_seq: m.seq,
-            min_timestamp: m.timestamp,
-            max_timestamp: m.timestamp,
+            first_seq: seq,
+            last_seq: seq,
+            min_timestamp: m.timestamp(),
+            max_timestamp: m.timestamp(),
         };
         facts = Some(match facts {
             None => one,
-            Some(w) if m.seq <= w.last_seq => {
+            Some(w) if seq <= w.last_seq => {
                 return Err(ColumnarError::NotAscending {
                     previous: w.last_seq,
-                    seq: m.seq,
+                    seq,
                 })
             }
             Some(w) => w.then(one),
@@ -283,10 +288,10 @@ impl RowGroupEncoder {
     /// [`ColumnarError::Empty`] for no message; [`ColumnarError::WrongStation`],
     /// [`ColumnarError::SeqTooLarge`], [`ColumnarError::NotAscending`]; or an encoding
     /// error.
-    pub fn encode(
+    pub fn encode<M: MessageView>(
         &self,
         station: &StationName,
-        msgs: &[Message],
+        msgs: &[M],
     ) -> Result<EncodedRowGroup, ColumnarError> {
         let facts = facts_of(station, msgs)?.ok_or(ColumnarError::Empty)?;
         let mut writers = self.columns()?;
@@ -302,10 +307,10 @@ impl RowGroupEncoder {
     }
 
     /// Converts `msgs` to Arrow chunk by chunk and writes them into `writers`.
-    fn write_chunks(
+    fn write_chunks<M: MessageView>(
         &self,
         writers: &mut [ArrowColumnWriter],
-        msgs: &[Message],
+        msgs: &[M],
     ) -> Result<(), ColumnarError> {
         let schema = schema::schema();
         let mut start = 0;
@@ -589,20 +594,17 @@ impl FileEncoder {
 }
 
 /// Approximate in-memory size of a message's variable-length fields.
-fn message_size(m: &Message) -> usize {
+fn message_size<M: MessageView>(m: &M) -> usize {
     ROW_OVERHEAD + message_data_len(m)
 }
 
 /// The bytes of a message that count towards a row group's size: payload, id,
 /// subject, and per header its name, its value and 8.
-pub fn message_data_len(m: &Message) -> usize {
-    m.payload.len()
-        + m.id.as_ref().map_or(0, String::len)
-        + m.subject.as_ref().map_or(0, String::len)
-        + m.headers
-            .iter()
-            .map(|h| h.name.len() + h.value.len() + 8)
-            .sum::<usize>()
+pub fn message_data_len<M: MessageView>(m: &M) -> usize {
+    m.payload().len()
+        + m.id().map_or(0, str::len)
+        + m.subject().map_or(0, str::len)
+        + m.headers_len()
 }
 
 /// Encodes a whole file in memory (small files, tests). `msgs` must be non-empty,

@@ -13,7 +13,7 @@ use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 
 use super::ColumnarError;
-use crate::message::{Header, Message, Seq, StationName, Timestamp};
+use crate::message::{Header, Message, MessageView, Seq, StationName, Timestamp};
 
 /// Column `seq`.
 pub const SEQ: &str = "seq";
@@ -88,53 +88,51 @@ fn check_size(total: usize, what: &'static str) -> Result<(), ColumnarError> {
 /// # Errors
 /// [`ColumnarError::SeqTooLarge`] for a seq above [`crate::message::MAX_SEQ`];
 /// [`ColumnarError::BatchTooLarge`] when a column would exceed 2 GiB.
-pub fn to_record_batch(msgs: &[Message]) -> Result<RecordBatch, ColumnarError> {
+pub fn to_record_batch<M: MessageView>(msgs: &[M]) -> Result<RecordBatch, ColumnarError> {
     let n = msgs.len();
     let (mut id_bytes, mut subject_bytes, mut payload_bytes) = (0usize, 0usize, 0usize);
-    let (mut header_count, mut name_bytes, mut value_bytes) = (0usize, 0usize, 0usize);
+    let (mut header_count, mut header_bytes) = (0usize, 0usize);
     for m in msgs {
-        if Seq::new(m.seq).is_err() {
-            return Err(ColumnarError::SeqTooLarge(m.seq));
+        if Seq::new(m.seq()).is_err() {
+            return Err(ColumnarError::SeqTooLarge(m.seq()));
         }
-        id_bytes += m.id.as_ref().map_or(0, String::len);
-        subject_bytes += m.subject.as_ref().map_or(0, String::len);
-        payload_bytes += m.payload.len();
-        header_count += m.headers.len();
-        for h in &m.headers {
-            name_bytes += h.name.len();
-            value_bytes += h.value.len();
-        }
+        id_bytes += m.id().map_or(0, str::len);
+        subject_bytes += m.subject().map_or(0, str::len);
+        payload_bytes += m.payload().len();
+        header_count += m.header_count();
+        header_bytes += m.headers_len();
     }
+    // Names and values together: an upper bound for each.
+    let text_bytes = header_bytes - 8 * header_count;
     check_size(id_bytes, "ids")?;
     check_size(subject_bytes, "subjects")?;
     check_size(payload_bytes, "payloads")?;
     check_size(header_count, "headers")?;
-    check_size(name_bytes, "header names")?;
-    check_size(value_bytes, "header values")?;
+    check_size(text_bytes, "header names and values")?;
 
-    let seq = Int64Array::from_iter_values(msgs.iter().map(|m| m.seq as i64));
+    let seq = Int64Array::from_iter_values(msgs.iter().map(|m| m.seq() as i64));
     let timestamp =
-        TimestampMicrosecondArray::from_iter_values(msgs.iter().map(|m| m.timestamp.micros()))
+        TimestampMicrosecondArray::from_iter_values(msgs.iter().map(|m| m.timestamp().micros()))
             .with_timezone("UTC");
 
     let mut id = StringBuilder::with_capacity(n, id_bytes);
     let mut subject = StringBuilder::with_capacity(n, subject_bytes);
     let mut payload = BinaryBuilder::with_capacity(n, payload_bytes);
-    let mut names = StringBuilder::with_capacity(header_count, name_bytes);
-    let mut values = StringBuilder::with_capacity(header_count, value_bytes);
+    let mut names = StringBuilder::with_capacity(header_count, text_bytes);
+    let mut values = StringBuilder::with_capacity(header_count, text_bytes);
     let mut header_offsets = Vec::with_capacity(n + 1);
     header_offsets.push(0i32);
     let mut headers_so_far = 0i32;
     for m in msgs {
-        id.append_option(m.id.as_deref());
-        subject.append_option(m.subject.as_deref());
-        payload.append_value(&m.payload);
-        for h in &m.headers {
-            names.append_value(&h.name);
-            values.append_value(&h.value);
-        }
+        id.append_option(m.id());
+        subject.append_option(m.subject());
+        payload.append_value(m.payload());
+        m.for_each_header(|name, value| {
+            names.append_value(name);
+            values.append_value(value);
+        });
         // Cannot overflow: header_count <= i32::MAX was checked above.
-        headers_so_far += m.headers.len() as i32;
+        headers_so_far += m.header_count() as i32;
         header_offsets.push(headers_so_far);
     }
 

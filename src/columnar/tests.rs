@@ -698,7 +698,7 @@ fn appended_row_groups_are_checked_like_writes() {
         Err(ColumnarError::WrongStation { .. })
     ));
     assert!(matches!(
-        groups.encode(&station(), &[]),
+        groups.encode::<Message>(&station(), &[]),
         Err(ColumnarError::Empty)
     ));
     let mut enc = FileEncoder::new(&station(), 1, 10, &opts).unwrap();

@@ -9,6 +9,7 @@
 //! upload's buffer are held, besides the segment's index.
 
 use std::ops::ControlFlow;
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -23,7 +24,7 @@ use crate::columnar::{
 use crate::layout::DataKey;
 use crate::message::StationName;
 use crate::store::{Archive, StoreError};
-use crate::wal::reader::{IndexedMessage, SegmentFile};
+use crate::wal::reader::{GroupBuffer, IndexedMessage, SegmentFile};
 use crate::wal::{SegmentId, Wal, WalError};
 
 /// Most threads encoding one segment's row groups: each holds one row group's
@@ -387,11 +388,25 @@ fn encode_all(
             start = end;
         }
     }
+    // One read buffer per encoding thread, reused from row group to row group.
+    let buffers = Mutex::new(Vec::new());
     let encode = |job: &Job<'_>| {
-        let msgs = file.read(job.rows).map_err(ThreadError::Read)?;
-        encoder
-            .encode(job.station, &msgs)
-            .map_err(ThreadError::Encode)
+        let mut buf: GroupBuffer = buffers
+            .lock()
+            .map(|mut b| b.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let encoded = match file.read_into(job.rows, &mut buf) {
+            Ok(msgs) => encoder
+                .encode(job.station, &msgs)
+                .map_err(ThreadError::Encode),
+            Err(e) => Err(ThreadError::Read(e)),
+        };
+        if let Ok(mut b) = buffers.lock() {
+            b.push(buf);
+        }
+        encoded
     };
     let mut current: Option<FileEncoder> = None;
     encode_each_in_order(&jobs, encode_threads(), encode, |i, group| {

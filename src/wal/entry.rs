@@ -44,7 +44,7 @@
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::message::{Header, Message, Seq, StationName, Timestamp, MAX_STATION_LEN};
+use crate::message::{Header, Message, MessageView, Seq, StationName, Timestamp, MAX_STATION_LEN};
 
 /// The four bytes every entry starts with.
 pub const MAGIC: [u8; 4] = *b"STRE";
@@ -372,8 +372,8 @@ pub struct RawMessage<'a> {
     /// The encoded headers (`header*header_count`, every string UTF-8).
     headers: &'a [u8],
     header_count: usize,
-    /// Where the payload lies in the buffer the message was read from.
-    payload: std::ops::Range<usize>,
+    /// The payload, in the buffer the message was read from.
+    payload: &'a [u8],
 }
 
 impl RawMessage<'_> {
@@ -405,8 +405,86 @@ impl RawMessage<'_> {
             id: self.id.map(str::to_owned),
             subject: self.subject.map(str::to_owned),
             headers,
-            payload: buf.slice(self.payload),
+            payload: buf.slice_ref(self.payload),
         }
+    }
+}
+
+impl MessageView for RawMessage<'_> {
+    fn station(&self) -> &str {
+        self.station
+    }
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn timestamp(&self) -> Timestamp {
+        self.timestamp
+    }
+    fn id(&self) -> Option<&str> {
+        self.id
+    }
+    fn subject(&self) -> Option<&str> {
+        self.subject
+    }
+    fn payload(&self) -> &[u8] {
+        self.payload
+    }
+    fn header_count(&self) -> usize {
+        self.header_count
+    }
+    fn for_each_header(&self, mut each: impl FnMut(&str, &str)) {
+        let mut r = Reader::new(self.headers);
+        for _ in 0..self.header_count {
+            // Checked when the message was read: these cannot fail.
+            let (Ok(name), Ok(value)) = (r.str("header name"), r.str("header value")) else {
+                break;
+            };
+            each(name, value);
+        }
+    }
+    fn headers_len(&self) -> usize {
+        self.headers.len()
+    }
+}
+
+/// Reads back messages of checked entries that were copied, each whole, into
+/// one buffer: a station name met again is not checked again.
+#[derive(Debug)]
+pub struct MessagesIn<'a> {
+    r: Reader<'a>,
+}
+
+impl<'a> MessagesIn<'a> {
+    /// Messages copied into `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        MessagesIn {
+            r: Reader::new(buf),
+        }
+    }
+
+    /// The message that fills `at` of the buffer exactly, read as
+    /// [`walk_body`] reads it from an entry body.
+    ///
+    /// # Errors
+    /// [`DecodeError::Malformed`] when those bytes are not exactly one valid
+    /// message (offsets relative to `at.start`).
+    pub fn at(&mut self, at: std::ops::Range<usize>) -> Result<RawMessage<'a>, DecodeError> {
+        let relative = |e: DecodeError| match e {
+            DecodeError::Malformed { offset, reason } => DecodeError::Malformed {
+                offset: offset.saturating_sub(at.start),
+                reason,
+            },
+            other => other,
+        };
+        self.r.pos = at.start;
+        let m = self.r.message().map_err(relative)?;
+        if self.r.pos != at.end {
+            return Err(DecodeError::Malformed {
+                offset: self.r.pos.min(at.end) - at.start,
+                reason: "the message does not fill its bytes".into(),
+            });
+        }
+        Ok(m)
     }
 }
 
@@ -511,6 +589,7 @@ pub fn decode_message(buf: &Bytes, last: &mut Option<StationName>) -> Result<Mes
 }
 
 /// A bounds-checked cursor over a body.
+#[derive(Debug)]
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -626,8 +705,7 @@ impl<'a> Reader<'a> {
         }
         let headers = &self.buf[headers_start..self.pos];
         let payload_len = self.u32()? as usize;
-        let payload_start = self.pos;
-        self.take(payload_len)?;
+        let payload = self.take(payload_len)?;
         Ok(RawMessage {
             station,
             seq,
@@ -636,7 +714,7 @@ impl<'a> Reader<'a> {
             subject,
             headers,
             header_count,
-            payload: payload_start..self.pos,
+            payload,
         })
     }
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::entry::{self, EntryHeader};
+use super::entry::{self, EntryHeader, RawMessage};
 use super::error::io_at;
 use super::segment::{check_header, Expect, HEADER_LEN};
 use super::WalError;
@@ -135,32 +135,9 @@ impl SegmentFile {
     /// [`WalError::Corrupt`] when a message no longer decodes as indexed (the
     /// file changed since), [`WalError::Io`].
     pub fn read(&self, rows: &[IndexedMessage]) -> Result<Vec<Message>, WalError> {
-        // Each message's place in the buffer, in `rows` order.
-        let mut at = Vec::with_capacity(rows.len());
-        let mut total = 0usize;
-        for r in rows {
-            at.push(total);
-            total += r.len as usize;
-        }
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_unstable_by_key(|&i| rows[i].offset);
+        let (at, total) = places(rows);
         let mut buf = Buffer::zeroed(total).map_err(io_at(&self.path))?;
-        let len = self.file.metadata().map_err(io_at(&self.path))?.len();
-        let mut window = Window::new(&self.file, len);
-        for i in order {
-            let r = &rows[i];
-            let dest = &mut buf.as_mut()[at[i]..at[i] + r.len as usize];
-            if r.len as usize >= CHUNK {
-                self.file
-                    .read_exact_at(dest, r.offset)
-                    .map_err(io_at(&self.path))?;
-            } else {
-                let src = window
-                    .get(r.offset, r.len as usize)
-                    .map_err(io_at(&self.path))?;
-                dest.copy_from_slice(src);
-            }
-        }
+        self.copy(rows, &at, buf.as_mut())?;
         let buf = buf.into_bytes();
         let mut messages = Vec::with_capacity(rows.len());
         let mut last = None;
@@ -181,9 +158,107 @@ impl SegmentFile {
         }
         Ok(messages)
     }
+
+    /// The messages `rows` index, in that order, read in place into `buf`
+    /// (one buffer kept from group to group) and checked as [`Self::read`]
+    /// checks them, without building a [`Message`] of each.
+    ///
+    /// # Errors
+    /// As [`Self::read`].
+    pub fn read_into<'b>(
+        &self,
+        rows: &[IndexedMessage],
+        buf: &'b mut GroupBuffer,
+    ) -> Result<Vec<RawMessage<'b>>, WalError> {
+        let (at, total) = places(rows);
+        let bytes = buf.take(total).map_err(io_at(&self.path))?;
+        self.copy(rows, &at, bytes)?;
+        let mut reader = entry::MessagesIn::new(bytes);
+        let mut messages = Vec::with_capacity(rows.len());
+        for (r, &start) in rows.iter().zip(&at) {
+            let corrupt = |reason: String| WalError::Corrupt {
+                path: self.path.clone(),
+                offset: r.offset,
+                reason,
+            };
+            let m = reader
+                .at(start..start + r.len as usize)
+                .map_err(|e| corrupt(e.to_string()))?;
+            if m.seq != r.seq || m.timestamp != r.timestamp || m.station != r.station.as_str() {
+                return Err(corrupt(
+                    "the message changed since the segment was checked".into(),
+                ));
+            }
+            messages.push(m);
+        }
+        Ok(messages)
+    }
+
+    /// Copies the bytes of `rows` from the file to `dest`, each at its place
+    /// `at`, reading the file in order in reads of about a megabyte.
+    fn copy(&self, rows: &[IndexedMessage], at: &[usize], dest: &mut [u8]) -> Result<(), WalError> {
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_unstable_by_key(|&i| rows[i].offset);
+        let len = self.file.metadata().map_err(io_at(&self.path))?.len();
+        let mut window = Window::new(&self.file, len);
+        for i in order {
+            let r = &rows[i];
+            let dest = &mut dest[at[i]..at[i] + r.len as usize];
+            if r.len as usize >= CHUNK {
+                self.file
+                    .read_exact_at(dest, r.offset)
+                    .map_err(io_at(&self.path))?;
+            } else {
+                let src = window
+                    .get(r.offset, r.len as usize)
+                    .map_err(io_at(&self.path))?;
+                dest.copy_from_slice(src);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where each of `rows` goes in a buffer that holds them one after another,
+/// and the buffer's length.
+fn places(rows: &[IndexedMessage]) -> (Vec<usize>, usize) {
+    let mut at = Vec::with_capacity(rows.len());
+    let mut total = 0usize;
+    for r in rows {
+        at.push(total);
+        total += r.len as usize;
+    }
+    (at, total)
+}
+
+/// A buffer that group after group of messages is read into by
+/// [`SegmentFile::read_into`]: kept between groups, so its memory is touched
+/// once, not for every group; grown when a group needs more. From [`CHUNK`]
+/// up it is an anonymous mapping (see [`Buffer`]), returned to the kernel
+/// when the `GroupBuffer` is dropped.
+#[derive(Debug, Default)]
+pub struct GroupBuffer {
+    buf: Option<Buffer>,
+}
+
+impl GroupBuffer {
+    /// The first `len` bytes of the buffer (contents unspecified), grown to
+    /// a whole number of [`CHUNK`]s first when it is shorter.
+    fn take(&mut self, len: usize) -> std::io::Result<&mut [u8]> {
+        let short = self.buf.as_mut().is_none_or(|b| b.as_mut().len() < len);
+        if short {
+            self.buf = None;
+            self.buf = Some(Buffer::zeroed(len.div_ceil(CHUNK).max(1) * CHUNK)?);
+        }
+        match self.buf.as_mut() {
+            Some(b) => Ok(&mut b.as_mut()[..len]),
+            None => Ok(&mut []),
+        }
+    }
 }
 
 /// The buffer a group's messages are read into; their payloads share it.
+#[derive(Debug)]
 ///
 /// The encoding threads allocate and free a row group's buffer (up to
 /// `row_group_bytes`, 16 MiB by default) for every row group. From glibc's
@@ -327,6 +402,38 @@ mod tests {
         assert_eq!(file.read(&rev).unwrap(), want);
         assert_eq!(file.read(&index[4..7]).unwrap(), all[4..7].to_vec());
         assert!(file.read(&[]).unwrap().is_empty());
+
+        // Read in place, one buffer for every read: small, then large (the
+        // buffer grows), then small again (stale bytes after the group).
+        let mut buf = GroupBuffer::default();
+        for (rows, want) in [
+            (&index[..2], &all[..2]),
+            (&index[..], &all[..]),
+            (&rev[..], &want[..]),
+            (&index[4..7], &all[4..7]),
+            (&index[..0], &all[..0]),
+        ] {
+            let views = file.read_into(rows, &mut buf).unwrap();
+            let owned: Vec<Message> = views.iter().map(owned).collect();
+            assert_eq!(owned, want);
+        }
+    }
+
+    /// The message a view shows.
+    fn owned(v: &RawMessage<'_>) -> Message {
+        use crate::message::MessageView;
+        let mut headers = Vec::new();
+        v.for_each_header(|n, val| headers.push(crate::message::Header::new(n, val)));
+        assert_eq!(v.header_count(), headers.len());
+        Message {
+            station: StationName::new(v.station()).unwrap(),
+            seq: v.seq(),
+            timestamp: v.timestamp(),
+            id: v.id().map(str::to_owned),
+            subject: v.subject().map(str::to_owned),
+            headers,
+            payload: Bytes::copy_from_slice(v.payload()),
+        }
     }
 
     #[test]
@@ -376,6 +483,24 @@ mod tests {
         let e = file.read(&index[..1]).unwrap_err();
         assert!(
             matches!(&e, WalError::Corrupt { offset, .. } if *offset == index[0].offset),
+            "{e}"
+        );
+        let mut buf = GroupBuffer::default();
+        let e = file.read_into(&index[..2], &mut buf).unwrap_err();
+        assert!(
+            matches!(&e, WalError::Corrupt { offset, .. } if *offset == index[0].offset),
+            "{e}"
+        );
+        // The second message's payload length, made one byte longer: the
+        // message would run into the next one's bytes.
+        let m = &index[1];
+        let at = (m.offset + u64::from(m.len)) as usize - 704;
+        bytes[at..at + 4].copy_from_slice(&701u32.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let e = file.read_into(&index[1..3], &mut buf).unwrap_err();
+        assert!(
+            matches!(&e, WalError::Corrupt { offset, reason, .. }
+                if *offset == m.offset && reason.contains("does not fill")),
             "{e}"
         );
     }
