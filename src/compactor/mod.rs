@@ -49,7 +49,7 @@ use crate::wal::{SealedSegment, SegmentId, Wal, WalError};
 
 use self::claims::UploadClaims;
 use self::upload::UploadOptions;
-use self::worker::{WriteError, WrittenFile};
+use self::worker::{IndexAhead, WriteError, WrittenFile};
 
 /// How often the background loop looks for sealed segments.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -564,19 +564,29 @@ impl Compactor {
         let result = async {
             // A segment whose files are stored, waiting for its commit.
             let mut stored: Option<(SealedSegment, Stored)> = None;
-            for seg in self.wal.sealed() {
+            // The next segment, indexed while this one is encoded.
+            let mut ahead: Option<IndexAhead> = None;
+            let todo: Vec<SealedSegment> = self
+                .wal
+                .sealed()
+                .into_iter()
+                .filter(|s| !state.set_aside.contains_key(&s.id))
+                .collect();
+            for (i, seg) in todo.iter().enumerate() {
                 if stop.is_some_and(|s| *s.borrow()) {
                     break;
                 }
-                if state.set_aside.contains_key(&seg.id) {
-                    continue;
-                }
+                let indexed = ahead.take().filter(|a| a.id() == seg.id);
+                ahead = todo
+                    .get(i + 1)
+                    .and_then(|next| IndexAhead::start(&self.wal, next.id));
+                let seg = seg.clone();
                 let prepared = match stored.take() {
-                    None => self.store_segment(&seg).await,
+                    None => self.store_segment(&seg, indexed).await,
                     Some((prev, files)) => {
                         let (committed, prepared) = tokio::join!(
                             self.commit_segment(&prev, files),
-                            self.store_segment(&seg)
+                            self.store_segment(&seg, indexed)
                         );
                         report.segments.push(committed?);
                         prepared
@@ -658,7 +668,11 @@ impl Compactor {
 
     /// Reads, encodes and stores segment `seg`'s files, unless an earlier run
     /// committed it already; a corrupt segment is reported, not stored.
-    async fn store_segment(&self, seg: &SealedSegment) -> Result<Prepared, CompactionError> {
+    async fn store_segment(
+        &self,
+        seg: &SealedSegment,
+        indexed: Option<IndexAhead>,
+    ) -> Result<Prepared, CompactionError> {
         let started = Instant::now();
         let segment = seg.id.0;
         let commit_path = layout::commit_record_path(self.wal.wal_id(), segment);
@@ -674,6 +688,7 @@ impl Compactor {
         let done = worker::compact_files(
             self.wal.clone(),
             seg.id,
+            indexed,
             &self.archive,
             &self.parquet,
             self.upload,

@@ -91,6 +91,49 @@ enum ThreadError {
     Encode(ColumnarError),
 }
 
+/// A segment being indexed ahead, on a thread of its own, while the segment
+/// before it is encoded: [`Wal::index_segment`]'s result, once it is there.
+#[derive(Debug)]
+pub(crate) struct IndexAhead {
+    id: SegmentId,
+    dir: std::path::PathBuf,
+    thread: std::thread::JoinHandle<Indexed>,
+}
+
+type Indexed = Result<(SegmentFile, Vec<IndexedMessage>), WalError>;
+
+impl IndexAhead {
+    /// Starts indexing segment `id` of `wal`.
+    pub(crate) fn start(wal: &Wal, id: SegmentId) -> Option<IndexAhead> {
+        let reader = wal.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("strata-index-{}", id.0))
+            .spawn(move || reader.index_segment(id))
+            // Without a thread the segment is indexed when its turn comes.
+            .ok()?;
+        Some(IndexAhead {
+            id,
+            dir: wal.dir().to_path_buf(),
+            thread,
+        })
+    }
+
+    /// The segment it indexes.
+    pub(crate) fn id(&self) -> SegmentId {
+        self.id
+    }
+
+    /// Waits for the index.
+    fn wait(self) -> Indexed {
+        self.thread.join().unwrap_or_else(|_| {
+            Err(WalError::Io {
+                path: self.dir,
+                source: std::io::Error::other("the indexing thread panicked"),
+            })
+        })
+    }
+}
+
 /// Reads segment `id`, plans it, and encodes and uploads every planned file
 /// to `archive`, in plan order. With `claims` (a cluster), the segment's
 /// stations are claimed first and rows already stored are left out (see
@@ -104,6 +147,7 @@ enum ThreadError {
 pub(crate) async fn compact_files(
     wal: Wal,
     id: SegmentId,
+    indexed: Option<IndexAhead>,
     archive: &Archive,
     parquet: &ParquetOptions,
     upload: UploadOptions,
@@ -121,7 +165,7 @@ pub(crate) async fn compact_files(
         let parquet = parquet.clone();
         std::thread::Builder::new()
             .name(format!("strata-compact-{}", id.0))
-            .spawn(move || segment_thread(&wal, id, &parquet, &tx, stored_rx))
+            .spawn(move || segment_thread(&wal, id, indexed, &parquet, &tx, stored_rx))
             .map_err(|e| WriteError::Internal(format!("cannot start a compaction thread: {e}")))?
     };
     let mut held: Option<Box<dyn HeldClaims>> = None;
@@ -314,13 +358,18 @@ fn contradiction(file: &FilePlan, s: &FileSummary) -> Option<String> {
 fn segment_thread(
     wal: &Wal,
     id: SegmentId,
+    indexed: Option<IndexAhead>,
     opts: &ParquetOptions,
     tx: &mpsc::Sender<Piece>,
     stored: Option<std::sync::mpsc::Receiver<Stored>>,
 ) -> Result<(), ThreadError> {
     // The segment is checked and indexed here; its messages are read back
     // one row group at a time by the encoding threads.
-    let (file, index) = wal.index_segment(id).map_err(ThreadError::Read)?;
+    let (file, index) = match indexed {
+        Some(ahead) => ahead.wait(),
+        None => wal.index_segment(id),
+    }
+    .map_err(ThreadError::Read)?;
     let read = index.len() as u64;
     let mut plan = plan_segment(index);
     let mut dropped = Dropped::new();
