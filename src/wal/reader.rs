@@ -14,6 +14,9 @@
 //! message by the format's rules and compares its station, seq and timestamp
 //! with the index, so a file replaced or damaged in between is reported as
 //! corrupt rather than archived.
+//!
+//! Recovery checks the segments it must read in full with the same chunked
+//! pass ([`walk`]), keeping only sums of their messages.
 
 use std::fs::File;
 use std::ops::Range;
