@@ -14,8 +14,12 @@
 //! message by the format's rules and compares its station, seq and timestamp
 //! with the index, so a file replaced or damaged in between is reported as
 //! corrupt rather than archived.
+//!
+//! Recovery checks the segments it must read in full with the same chunked
+//! pass ([`walk`]), keeping only sums of their messages.
 
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,6 +70,59 @@ pub(crate) fn index(
     path: &Path,
     expect: Expect,
 ) -> Result<(SegmentFile, Vec<IndexedMessage>), WalError> {
+    let mut messages: Vec<IndexedMessage> = Vec::new();
+    let mut stations = entry::SharedStations::default();
+    let walked = walk(path, expect, |body_at, m, at| {
+        let station = stations.get(m.station);
+        let text = m.id.map_or(0, str::len) + m.subject.map_or(0, str::len);
+        messages.push(IndexedMessage {
+            station,
+            seq: m.seq,
+            timestamp: m.timestamp,
+            offset: body_at + at.start as u64,
+            // Below 4 GiB: parts of a body whose length is a u32.
+            len: at.len() as u32,
+            data_len: (m.payload_len() + text + m.headers_len()) as u32,
+        });
+    })?;
+    Ok((
+        SegmentFile {
+            path: path.to_path_buf(),
+            file: walked.file,
+        },
+        messages,
+    ))
+}
+
+/// What [`walk`] went through: a segment with no damage.
+#[derive(Debug)]
+pub(crate) struct Walked {
+    /// The segment's file, open for reading.
+    pub(crate) file: File,
+    /// Its length in bytes.
+    pub(crate) len: u64,
+    /// Entries in it.
+    pub(crate) entries: u64,
+}
+
+/// Reads the segment at `path` in chunks of [`CHUNK`] bytes, checking its
+/// header and every entry (header, CRC and format, as
+/// [`super::segment::scan`] does), and calls `each` with every message in log
+/// order: the byte offset of its entry's body in the file, the message, and
+/// its byte range in that body.
+///
+/// `each` sees an entry's first messages before the rest of that entry is
+/// checked: when the walk fails, what it gathered may include messages of the
+/// damaged entry.
+///
+/// # Errors
+/// [`WalError::Corrupt`] at the first damage, at the offset and with the
+/// reason [`super::segment::scan`] gives; [`WalError::Io`].
+pub(crate) fn walk(
+    path: &Path,
+    expect: Expect,
+    mut each: impl FnMut(u64, &entry::RawMessage<'_>, Range<usize>),
+) -> Result<Walked, WalError> {
     let file = File::open(path).map_err(io_at(path))?;
     let len = file.metadata().map_err(io_at(path))?.len();
     let corrupt = |offset: u64, reason: String| WalError::Corrupt {
@@ -79,8 +136,7 @@ pub(crate) fn index(
         .map_err(io_at(path))?;
     check_header(head, expect).map_err(|e| corrupt(0, e.to_string()))?;
 
-    let mut messages: Vec<IndexedMessage> = Vec::new();
-    let mut stations = entry::SharedStations::default();
+    let mut entries = 0u64;
     let mut pos = HEADER_LEN as u64;
     while pos < len {
         let left = len - pos;
@@ -101,29 +157,15 @@ pub(crate) fn index(
         entry::check(bytes).map_err(|e| corrupt(pos, e.to_string()))?;
         let body_at = pos + entry::HEADER_LEN as u64;
         entry::walk_body(&bytes[entry::HEADER_LEN..], |m, at| {
-            let station = stations.get(m.station);
-            let text = m.id.map_or(0, str::len) + m.subject.map_or(0, str::len);
-            messages.push(IndexedMessage {
-                station,
-                seq: m.seq,
-                timestamp: m.timestamp,
-                offset: body_at + at.start as u64,
-                // Below 4 GiB: parts of a body whose length is a u32.
-                len: at.len() as u32,
-                data_len: (m.payload_len() + text + m.headers_len()) as u32,
-            });
+            each(body_at, &m, at);
             Ok(())
         })
         .map_err(|e| corrupt(pos, e.to_string()))?;
+        entries += 1;
         pos += elen;
     }
-    Ok((
-        SegmentFile {
-            path: path.to_path_buf(),
-            file,
-        },
-        messages,
-    ))
+    drop(window);
+    Ok(Walked { file, len, entries })
 }
 
 impl SegmentFile {

@@ -3,9 +3,10 @@
 //!
 //! 1. Load `seqs.snapshot` (durable sequences of segments `1..=through`).
 //! 2. Sealed segments the snapshot covers are checked cheaply (size, header).
-//! 3. Every other segment is read whole and every entry CRC-checked: a torn
-//!    tail of the last, active segment is truncated (the mode permitting);
-//!    any other damage moves the segment into `corrupt/`, untouched.
+//! 3. Every other segment is read in chunks and every entry CRC-checked. A
+//!    damaged one is then read whole to find what is readable: a torn tail of
+//!    the last, active segment is truncated (the mode permitting); any other
+//!    damage moves the segment into `corrupt/`, untouched.
 //! 4. A recovered active segment holding data is sealed; an empty one is
 //!    reused. A new snapshot covering everything before the active segment is
 //!    written.
@@ -17,12 +18,15 @@ use std::path::{Path, PathBuf};
 
 use super::dedup::Sequencer;
 use super::directory::{list_segments, list_set_aside, set_aside_file};
+use super::entry::SharedStations;
 use super::error::{io_at, WalError};
+use super::reader;
 use super::segment::{
-    self, ActiveSegment, Expect, SealedSegment, SegmentHeader, SegmentId, SegmentState,
+    self, ActiveSegment, Expect, Scan, SealedSegment, SegmentHeader, SegmentId, SegmentState,
     StationLoad, HEADER_LEN,
 };
 use super::snapshot::{self, SegmentSummary};
+use crate::message::{StationName, Timestamp};
 
 /// How [`super::Wal::open`] treats damage found on disk.
 ///
@@ -173,56 +177,77 @@ pub(crate) fn recover(
             }
         }
 
-        let bytes = fs::read(&l.path).map_err(io_at(&l.path))?;
-        let scan = segment::scan(
-            &bytes,
-            Expect {
-                wal_id: Some(wal_id),
-                id: l.id,
-            },
-        );
-        let mut len = scan.len;
-        if let Some(d) = &scan.damage {
-            let truncate = is_last_active && d.torn_tail && mode == RecoveryMode::TruncateTornTail;
-            if !truncate {
-                tracing::error!(
-                    file,
-                    offset = d.offset,
-                    reason = %d.reason,
-                    good_entries_before = scan.entries.len(),
-                    good_entries_after = scan.salvaged.len(),
-                    "corrupt WAL segment set aside into corrupt/ (not deleted); its readable \
-                     sequences stay reserved"
-                );
-                for e in scan.entries.iter().chain(&scan.salvaged) {
+        let expect = Expect {
+            wal_id: Some(wal_id),
+            id: l.id,
+        };
+        // Read in chunks first: a segment without damage (the rule) is never
+        // held whole in memory.
+        let checked = match walk_clean(&l.path, expect) {
+            Ok((checked, durable)) => {
+                for (station, set) in durable.durable() {
+                    seq.add_durable(station, set);
+                }
+                checked
+            }
+            Err(WalError::Corrupt { .. }) => {
+                // Damage: the whole file is scanned, to tell a torn tail from
+                // other damage and to salvage what is readable after it.
+                let bytes = fs::read(&l.path).map_err(io_at(&l.path))?;
+                let scan = segment::scan(&bytes, expect);
+                let mut len = scan.len;
+                if let Some(d) = &scan.damage {
+                    let truncate =
+                        is_last_active && d.torn_tail && mode == RecoveryMode::TruncateTornTail;
+                    if !truncate {
+                        tracing::error!(
+                            file,
+                            offset = d.offset,
+                            reason = %d.reason,
+                            good_entries_before = scan.entries.len(),
+                            good_entries_after = scan.salvaged.len(),
+                            "corrupt WAL segment set aside into corrupt/ (not deleted); its \
+                             readable sequences stay reserved"
+                        );
+                        for e in scan.entries.iter().chain(&scan.salvaged) {
+                            for m in &e.messages {
+                                seq.add_durable_seq(&m.station, m.seq);
+                            }
+                        }
+                        let reason = format!("damage at byte {}: {}", d.offset, d.reason);
+                        set_aside_file(dir, &l.path, &reason).map_err(io_at(&l.path))?;
+                        set_aside += 1;
+                        continue;
+                    }
+                    truncate_torn_tail(
+                        &l.path,
+                        wal_id,
+                        l.id,
+                        scan.header.is_some(),
+                        scan.valid_end,
+                    )
+                    .map_err(io_at(&l.path))?;
+                    len = scan.valid_end.max(HEADER_LEN as u64);
+                    tracing::warn!(
+                        file,
+                        offset = d.offset,
+                        bytes_dropped = scan.len - scan.valid_end,
+                        reason = %d.reason,
+                        "truncated the torn tail of the active WAL segment (an append cut \
+                         short by a crash, never acknowledged)"
+                    );
+                }
+                for e in &scan.entries {
                     for m in &e.messages {
                         seq.add_durable_seq(&m.station, m.seq);
                     }
                 }
-                let reason = format!("damage at byte {}: {}", d.offset, d.reason);
-                set_aside_file(dir, &l.path, &reason).map_err(io_at(&l.path))?;
-                set_aside += 1;
-                continue;
+                Checked::of_scan(&scan, len)
             }
-            truncate_torn_tail(&l.path, wal_id, l.id, scan.header.is_some(), scan.valid_end)
-                .map_err(io_at(&l.path))?;
-            len = scan.valid_end.max(HEADER_LEN as u64);
-            tracing::warn!(
-                file,
-                offset = d.offset,
-                bytes_dropped = scan.len - scan.valid_end,
-                reason = %d.reason,
-                "truncated the torn tail of the active WAL segment (an append cut short by a \
-                 crash, never acknowledged)"
-            );
-        }
-        for e in &scan.entries {
-            for m in &e.messages {
-                seq.add_durable_seq(&m.station, m.seq);
-            }
-        }
-        if is_last_active && scan.entries.is_empty() {
-            reuse = Some((l.id, l.path.clone(), len));
+            Err(e) => return Err(e),
+        };
+        if is_last_active && checked.entries == 0 {
+            reuse = Some((l.id, l.path.clone(), checked.len));
             continue;
         }
         let path = if l.state == SegmentState::Active {
@@ -235,16 +260,10 @@ pub(crate) fn recover(
             SealedSegment {
                 id: l.id,
                 path,
-                bytes: len,
-                messages: scan.messages(),
-                min_timestamp: scan
-                    .entries
-                    .iter()
-                    .flat_map(|e| e.messages.iter().map(|m| m.timestamp))
-                    .min(),
-                stations: Some(StationLoad::of_scanned(
-                    scan.entries.iter().flat_map(|e| e.messages.iter()),
-                )),
+                bytes: checked.len,
+                messages: checked.messages,
+                min_timestamp: checked.min_timestamp,
+                stations: Some(checked.stations),
             },
         );
     }
@@ -282,6 +301,70 @@ pub(crate) fn recover(
         used,
         set_aside,
     })
+}
+
+/// What recovery keeps of a fully checked segment (after any torn tail is cut).
+#[derive(Debug, PartialEq, Eq)]
+struct Checked {
+    /// File length in bytes.
+    len: u64,
+    /// Entries in it.
+    entries: u64,
+    /// Messages in those entries.
+    messages: u64,
+    /// Their earliest timestamp.
+    min_timestamp: Option<Timestamp>,
+    /// Per station, what those messages hold.
+    stations: BTreeMap<StationName, StationLoad>,
+}
+
+impl Checked {
+    /// What the good entries before any damage of `scan` hold, the file now
+    /// `len` bytes long.
+    fn of_scan(scan: &Scan, len: u64) -> Checked {
+        Checked {
+            len,
+            entries: scan.entries.len() as u64,
+            messages: scan.messages(),
+            min_timestamp: scan
+                .entries
+                .iter()
+                .flat_map(|e| e.messages.iter().map(|m| m.timestamp))
+                .min(),
+            stations: StationLoad::of_scanned(scan.entries.iter().flat_map(|e| e.messages.iter())),
+        }
+    }
+}
+
+/// Checks every entry of the segment at `path`, reading it in chunks, and
+/// gathers what recovery keeps of it, with its messages' sequences in a
+/// sequencer of their own (merged only when the whole segment is good, so
+/// that a damaged segment's sequences are taken from the whole-file scan as
+/// before).
+///
+/// # Errors
+/// [`WalError::Corrupt`] at the first damage, [`WalError::Io`].
+fn walk_clean(path: &Path, expect: Expect) -> Result<(Checked, Sequencer), WalError> {
+    let mut durable = Sequencer::default();
+    let mut stations = SharedStations::default();
+    let mut messages = 0u64;
+    let mut min_ts: Option<Timestamp> = None;
+    let mut loads = BTreeMap::new();
+    let walked = reader::walk(path, expect, |_, m, _| {
+        let station = stations.get(m.station);
+        durable.add_durable_seq(&station, m.seq);
+        messages += 1;
+        min_ts = segment::min_timestamp(min_ts, Some(m.timestamp));
+        StationLoad::count(&mut loads, &station, m.payload_len() as u64, m.timestamp);
+    })?;
+    let checked = Checked {
+        len: walked.len,
+        entries: walked.entries,
+        messages,
+        min_timestamp: min_ts,
+        stations: loads,
+    };
+    Ok((checked, durable))
 }
 
 /// Cheap checks of a sealed segment the snapshot covers: its size is what was
@@ -338,4 +421,97 @@ fn truncate_torn_tail(
         f.write_all(&SegmentHeader { wal_id, id }.encode())?;
     }
     f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Header, Message};
+    use crate::wal::entry;
+    use bytes::Bytes;
+
+    const WAL: [u8; 16] = [9; 16];
+
+    fn expect() -> Expect {
+        Expect {
+            wal_id: Some(WAL),
+            id: SegmentId(4),
+        }
+    }
+
+    /// A segment of `entries` entries, messages of three stations with gaps
+    /// in their sequences, timestamps out of order and empty payloads.
+    fn segment(entries: u64) -> Vec<u8> {
+        let mut bytes = SegmentHeader {
+            wal_id: WAL,
+            id: SegmentId(4),
+        }
+        .encode()
+        .to_vec();
+        for e in 0..entries {
+            let batch: Vec<Message> = (0..5)
+                .map(|i| {
+                    let n = e * 5 + i;
+                    Message {
+                        station: StationName::new(["a", "b", "orders"][(n % 3) as usize]).unwrap(),
+                        seq: n * 2 + 1,
+                        timestamp: Timestamp(1_000 - (n as i64 * 37) % 500),
+                        id: (n % 2 == 0).then(|| format!("id-{n}")),
+                        subject: Some("orders.created".into()),
+                        headers: vec![Header::new("Content-Type", "json")],
+                        payload: Bytes::from(vec![n as u8; (n * 13 % 40) as usize]),
+                    }
+                })
+                .collect();
+            bytes.extend(entry::encode(&batch).unwrap());
+        }
+        bytes
+    }
+
+    fn durable_of_scan(scan: &Scan) -> Sequencer {
+        let mut seq = Sequencer::default();
+        for e in &scan.entries {
+            for m in &e.messages {
+                seq.add_durable_seq(&m.station, m.seq);
+            }
+        }
+        seq
+    }
+
+    #[test]
+    fn a_clean_segment_walked_in_chunks_is_summed_up_as_scanned_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        for entries in [0, 1, 7] {
+            let bytes = segment(entries);
+            fs::write(&path, &bytes).unwrap();
+            let scan = segment::scan(&bytes, expect());
+            assert!(scan.damage.is_none());
+            let (checked, durable) = walk_clean(&path, expect()).unwrap();
+            assert_eq!(checked, Checked::of_scan(&scan, scan.len));
+            assert_eq!(checked.entries, entries);
+            assert_eq!(checked.messages, entries * 5);
+            assert_eq!(durable.durable(), durable_of_scan(&scan).durable());
+        }
+    }
+
+    #[test]
+    fn a_damaged_segment_is_left_to_the_whole_file_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let clean = segment(3);
+        // A torn tail, a flipped byte in the middle, a bad header.
+        let mut flipped = clean.clone();
+        flipped[clean.len() / 2] ^= 0x40;
+        let mut header = clean.clone();
+        header[3] ^= 1;
+        for bytes in [clean[..clean.len() - 3].to_vec(), flipped, header] {
+            fs::write(&path, &bytes).unwrap();
+            let damage = segment::scan(&bytes, expect()).damage.unwrap();
+            match walk_clean(&path, expect()) {
+                Err(WalError::Corrupt { offset, .. }) => assert_eq!(offset, damage.offset),
+                other => panic!("{other:?} where scan found {damage:?}"),
+            }
+        }
+    }
 }

@@ -129,20 +129,31 @@ impl StationLoad {
     ) -> BTreeMap<StationName, StationLoad> {
         let mut loads: BTreeMap<StationName, StationLoad> = BTreeMap::new();
         for (station, payload_bytes, timestamp) in messages {
-            let one = StationLoad {
-                messages: 1,
-                payload_bytes,
-                min_timestamp: Some(timestamp),
-            };
-            // Looked up first: a name is cloned once per station, not per message.
-            match loads.get_mut(station) {
-                Some(load) => load.add(&one),
-                None => {
-                    loads.insert(station.clone(), one);
-                }
-            }
+            Self::count(&mut loads, station, payload_bytes, timestamp);
         }
         loads
+    }
+
+    /// Adds one message of `station` (`payload_bytes` long, at `timestamp`)
+    /// to the per-station `loads`.
+    pub(crate) fn count(
+        loads: &mut BTreeMap<StationName, StationLoad>,
+        station: &StationName,
+        payload_bytes: u64,
+        timestamp: Timestamp,
+    ) {
+        let one = StationLoad {
+            messages: 1,
+            payload_bytes,
+            min_timestamp: Some(timestamp),
+        };
+        // Looked up first: a name is cloned once per station, not per message.
+        match loads.get_mut(station) {
+            Some(load) => load.add(&one),
+            None => {
+                loads.insert(station.clone(), one);
+            }
+        }
     }
 }
 
