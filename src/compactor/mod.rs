@@ -676,8 +676,6 @@ impl Compactor {
         let started = Instant::now();
         let segment = seg.id.0;
         let commit_path = layout::commit_record_path(self.wal.wal_id(), segment);
-        let internal = |reason: String| CompactionError::Internal { segment, reason };
-
         // A commit record means an earlier run got as far as committing and
         // crashed before deleting: uploading again would only rewrite the same
         // objects, so just finish the job.
@@ -700,20 +698,7 @@ impl Compactor {
             Err(WriteError::Read(e @ WalError::Corrupt { .. })) => {
                 return Ok(Prepared::Corrupt(e.to_string()))
             }
-            Err(WriteError::Read(source)) => return Err(CompactionError::Wal { segment, source }),
-            Err(WriteError::Encode(source)) => {
-                return Err(CompactionError::Encode { segment, source })
-            }
-            Err(WriteError::Upload(e)) => {
-                return Err(CompactionError::Store {
-                    segment,
-                    source: Box::new(e),
-                })
-            }
-            Err(WriteError::Claim(reason)) => {
-                return Err(CompactionError::Claim { segment, reason })
-            }
-            Err(WriteError::Internal(reason)) => return Err(internal(reason)),
+            Err(e) => return Err(write_failed(segment, e)),
         };
         for (station, rows) in &done.dropped {
             tracing::info!(
@@ -766,7 +751,13 @@ impl Compactor {
             }
             Stored::Uploaded { started, done } => (started, done),
         };
-        let written = done.files;
+        // The last uploads may still be completing.
+        let mut done = done;
+        let written = done
+            .stored()
+            .await
+            .map_err(|e| write_failed(segment, e))?
+            .to_vec();
         self.failpoint(FailPoint::AfterUpload, segment)?;
 
         let record = commit_record(archive, self.wal.wal_id(), segment, &written);
@@ -927,6 +918,20 @@ impl Compactor {
                 segment: id.0,
                 source,
             })
+    }
+}
+
+/// The compaction error for a failure to write segment `segment`'s files.
+fn write_failed(segment: u64, e: WriteError) -> CompactionError {
+    match e {
+        WriteError::Read(source) => CompactionError::Wal { segment, source },
+        WriteError::Encode(source) => CompactionError::Encode { segment, source },
+        WriteError::Upload(e) => CompactionError::Store {
+            segment,
+            source: Box::new(e),
+        },
+        WriteError::Claim(reason) => CompactionError::Claim { segment, reason },
+        WriteError::Internal(reason) => CompactionError::Internal { segment, reason },
     }
 }
 

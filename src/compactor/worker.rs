@@ -8,6 +8,7 @@
 //! messages and pages per encoding thread, a few encoded row groups and the
 //! upload's buffer are held, besides the segment's index.
 
+use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::sync::Mutex;
 
@@ -16,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::claims::{stations_of, stored_files, HeldClaims, PlannedRange, UploadClaims};
 use super::plan::{plan_segment, subtract_stored, Dropped, FilePlan, SegmentPlan, Stored};
-use super::upload::{ObjectUpload, UploadOptions};
+use super::upload::{ObjectUpload, UploadOptions, Uploaded};
 use crate::columnar::{
     encode_each_in_order, row_group_ends_by_size, ColumnarError, FileEncoder, FileSummary,
     ParquetOptions, RowGroupEncoder,
@@ -32,6 +33,9 @@ use crate::wal::{SegmentId, Wal, WalError};
 const MAX_ENCODE_THREADS: usize = 4;
 /// Encoded pieces waiting between the encoder thread and the uploader.
 const CHANNEL_PIECES: usize = 2;
+/// Files of a segment whose uploads complete in the background at once
+/// (each holds at most `multipart_threshold` bytes, or one part).
+const MAX_FINISHING: usize = 2;
 
 /// A file written and uploaded.
 #[derive(Debug, Clone)]
@@ -43,7 +47,7 @@ pub(crate) struct WrittenFile {
 }
 
 /// What compacting a segment's messages into files came to.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct SegmentFiles {
     /// Messages read from the segment.
     pub(crate) read: u64,
@@ -51,8 +55,50 @@ pub(crate) struct SegmentFiles {
     pub(crate) duplicates: u64,
     /// Rows dropped because another process had already archived them (cluster).
     pub(crate) dropped: Dropped,
-    /// The files, uploaded, in plan order.
-    pub(crate) files: Vec<WrittenFile>,
+    /// The files stored so far, in plan order.
+    files: Vec<WrittenFile>,
+    /// The files after those: every byte handed to the store, the uploads
+    /// completing (the last `put`, or the multipart completion) in the
+    /// background, in plan order.
+    finishing: VecDeque<Finishing>,
+}
+
+/// A file whose upload completes in the background.
+#[derive(Debug)]
+struct Finishing {
+    key: DataKey,
+    summary: FileSummary,
+    upload: tokio::task::JoinHandle<Result<Uploaded, StoreError>>,
+}
+
+impl Finishing {
+    /// Waits for the upload to complete.
+    async fn stored(self) -> Result<WrittenFile, WriteError> {
+        let done = self
+            .upload
+            .await
+            .map_err(|e| WriteError::Internal(format!("an upload task failed: {e}")))?
+            .map_err(WriteError::Upload)?;
+        Ok(WrittenFile {
+            key: self.key,
+            summary: self.summary,
+            bytes: done.bytes,
+            sha256: done.sha256,
+        })
+    }
+}
+
+impl SegmentFiles {
+    /// Every file of the segment, once all are stored, in plan order.
+    ///
+    /// # Errors
+    /// The first upload that failed ([`WriteError::Upload`]).
+    pub(crate) async fn stored(&mut self) -> Result<&[WrittenFile], WriteError> {
+        while let Some(f) = self.finishing.pop_front() {
+            self.files.push(f.stored().await?);
+        }
+        Ok(&self.files)
+    }
 }
 
 /// Why writing a segment's files failed.
@@ -183,6 +229,14 @@ pub(crate) async fn compact_files(
         }
         _ => upload_pieces(&mut rx, archive, upload, None).await,
     };
+    let uploaded = match (uploaded, &held) {
+        // Claims are released only once their files are stored.
+        (Ok(Some(mut files)), Some(_)) => match files.stored().await {
+            Ok(_) => Ok(Some(files)),
+            Err(e) => Err(e),
+        },
+        (other, _) => other,
+    };
     // Closing the channel makes a still-running thread stop at its next send;
     // waiting for it keeps two segments from being in memory at once.
     drop(rx);
@@ -272,10 +326,11 @@ async fn upload_pieces(
         })
     };
     let mut written = Vec::with_capacity(files.len());
+    let mut finishing = VecDeque::new();
     let mut current: Option<ObjectUpload> = None;
     let result = async {
         while let Some(piece) = rx.recv().await {
-            let Some(file) = files.get(written.len()) else {
+            let Some(file) = files.get(written.len() + finishing.len()) else {
                 return Err(WriteError::Internal(
                     "the encoder produced more files than planned".into(),
                 ));
@@ -300,12 +355,17 @@ async fn upload_pieces(
                         return Err(e);
                     }
                     if let Some(up) = current.take() {
-                        let done = up.finish().await.map_err(WriteError::Upload)?;
-                        written.push(WrittenFile {
+                        // The next file is encoded while this one's upload
+                        // completes; a few at most.
+                        if finishing.len() == MAX_FINISHING {
+                            if let Some(oldest) = finishing.pop_front() {
+                                written.push(Finishing::stored(oldest).await?);
+                            }
+                        }
+                        finishing.push_back(Finishing {
                             key: file.key.clone(),
                             summary,
-                            bytes: done.bytes,
-                            sha256: done.sha256,
+                            upload: tokio::spawn(up.finish()),
                         });
                     }
                 }
@@ -320,7 +380,7 @@ async fn upload_pieces(
         up.abort().await;
     }
     result?;
-    if written.len() != files.len() {
+    if written.len() + finishing.len() != files.len() {
         // The thread stopped early; its own result says why.
         return Ok(None);
     }
@@ -329,6 +389,7 @@ async fn upload_pieces(
         duplicates,
         dropped,
         files: written,
+        finishing,
     }))
 }
 
