@@ -18,6 +18,9 @@
 #      one thread (pa.set_cpu_count(1)), into memory: encode only.
 #    The ratio of a round is pyarrow's seconds over Strata's wall seconds (>= 1.0: the whole
 #    flush is at least as fast as pyarrow's encoding alone); the median of the rounds counts.
+#    pyarrow encodes three times in its process: the first call (what a script pays: its
+#    memory pool grows, pages are touched; "pyarrow s") and the best of the next two (pyarrow
+#    warm, "warm s", its strongest figure, which the goal is held to).
 #    With BASELINE=<binary>, each round first runs that binary's flush the same way, and the
 #    medians of its ratio and of baseline wall / Strata wall are printed (interleaved A/B).
 # 4. pyarrow reads the archive of the last round back and checks it equals the table.
@@ -69,8 +72,8 @@ flush_once() {
     rss=$(awk -F': ' '/Maximum resident/ {printf "%.0f", $2 / 1024}' time.txt)
 }
 
-strata_s=(); pyarrow_s=(); ratios=(); base_ratios=(); speedups=()
-printf '%-6s %10s %8s %8s %10s %12s %8s\n' round "strata s" "user s" "sys s" "peak MiB" "pyarrow s" ratio
+strata_s=(); pyarrow_s=(); ratios=(); warm_s=(); warm_ratios=(); base_ratios=(); speedups=()
+printf '%-6s %10s %8s %8s %10s %12s %8s %10s %8s\n' round "strata s" "user s" "sys s" "peak MiB" "pyarrow s" ratio "warm s" ratio
 for round in $(seq 1 "$ROUNDS"); do
     if [ -n "${BASELINE:-}" ]; then
         flush_once "$BASELINE"
@@ -78,21 +81,22 @@ for round in $(seq 1 "$ROUNDS"); do
         printf '%-6s %10.3f %8s %8s %10s   (baseline %s)\n' "$round" "$wall" "$user" "$sys" "$rss" "$BASELINE"
     fi
     flush_once "$STRATA"
-    pa=$("$PY" "$HELPER" encode "table-$N-$SEED.arrow" pyarrow.parquet | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["encode_seconds"])')
+    read -r pa warm < <("$PY" "$HELPER" encode "table-$N-$SEED.arrow" pyarrow.parquet | "$PY" -c 'import json,sys; r=json.load(sys.stdin); print(r["encode_seconds"], r["warm_seconds"])')
     ratio=$(echo "$pa / $wall" | bc -l)
-    strata_s+=("$wall"); pyarrow_s+=("$pa"); ratios+=("$ratio")
-    printf '%-6s %10.3f %8s %8s %10s %12.3f %7.2fx\n' "$round" "$wall" "$user" "$sys" "$rss" "$pa" "$ratio"
+    warm_ratio=$(echo "$warm / $wall" | bc -l)
+    strata_s+=("$wall"); pyarrow_s+=("$pa"); ratios+=("$ratio"); warm_s+=("$warm"); warm_ratios+=("$warm_ratio")
+    printf '%-6s %10.3f %8s %8s %10s %12.3f %7.2fx %10.3f %7.2fx\n' "$round" "$wall" "$user" "$sys" "$rss" "$pa" "$ratio" "$warm" "$warm_ratio"
     if [ -n "${BASELINE:-}" ]; then
-        base_ratios+=("$(echo "$pa / $base_wall" | bc -l)")
+        base_ratios+=("$(echo "$warm / $base_wall" | bc -l)")
         speedups+=("$(echo "$base_wall / $wall" | bc -l)")
     fi
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
-printf '%-6s %10.3f %8s %8s %10s %12.3f %7.2fx\n' median "$(median "${strata_s[@]}")" "" "" "" \
-    "$(median "${pyarrow_s[@]}")" "$(median "${ratios[@]}")"
+printf '%-6s %10.3f %8s %8s %10s %12.3f %7.2fx %10.3f %7.2fx\n' median "$(median "${strata_s[@]}")" "" "" "" \
+    "$(median "${pyarrow_s[@]}")" "$(median "${ratios[@]}")" "$(median "${warm_s[@]}")" "$(median "${warm_ratios[@]}")"
 if [ -n "${BASELINE:-}" ]; then
-    printf 'baseline ratio (median) %.2fx; baseline wall / strata wall (median of rounds) %.2fx\n' \
+    printf 'baseline ratio to warm pyarrow (median) %.2fx; baseline wall / strata wall (median of rounds) %.2fx\n' \
         "$(median "${base_ratios[@]}")" "$(median "${speedups[@]}")"
 fi
 "$PY" -c 'import json,sys; r=json.load(open("flush.json")); print("last flush:", len(r["segments"]), "segments,", sum(len(s["files"]) for s in r["segments"]), "files,", sum(f["bytes"] for s in r["segments"] for f in s["files"]), "bytes")'

@@ -49,7 +49,7 @@ use crate::wal::{SealedSegment, SegmentId, Wal, WalError};
 
 use self::claims::UploadClaims;
 use self::upload::UploadOptions;
-use self::worker::{IndexAhead, WriteError, WrittenFile};
+use self::worker::{IndexAhead, ReadBuffers, WriteError, WrittenFile};
 
 /// How often the background loop looks for sealed segments.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -566,6 +566,7 @@ impl Compactor {
             let mut stored: Option<(SealedSegment, Stored)> = None;
             // The next segment, indexed while this one is encoded.
             let mut ahead: Option<IndexAhead> = None;
+            let buffers = ReadBuffers::default();
             let todo: Vec<SealedSegment> = self
                 .wal
                 .sealed()
@@ -582,11 +583,11 @@ impl Compactor {
                     .and_then(|next| IndexAhead::start(&self.wal, next.id));
                 let seg = seg.clone();
                 let prepared = match stored.take() {
-                    None => self.store_segment(&seg, indexed).await,
+                    None => self.store_segment(&seg, indexed, &buffers).await,
                     Some((prev, files)) => {
                         let (committed, prepared) = tokio::join!(
                             self.commit_segment(&prev, files),
-                            self.store_segment(&seg, indexed)
+                            self.store_segment(&seg, indexed, &buffers)
                         );
                         report.segments.push(committed?);
                         prepared
@@ -672,6 +673,7 @@ impl Compactor {
         &self,
         seg: &SealedSegment,
         indexed: Option<IndexAhead>,
+        buffers: &ReadBuffers,
     ) -> Result<Prepared, CompactionError> {
         let started = Instant::now();
         let segment = seg.id.0;
@@ -687,6 +689,7 @@ impl Compactor {
             self.wal.clone(),
             seg.id,
             indexed,
+            buffers.clone(),
             &self.archive,
             &self.parquet,
             self.upload,

@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -137,6 +137,32 @@ enum ThreadError {
     Encode(ColumnarError),
 }
 
+/// The encoding threads' read buffers (one per thread, see
+/// [`SegmentFile::read_into`]), shared by the segments of a compaction pass:
+/// the next segment reuses the memory the previous one touched instead of
+/// mapping and faulting in fresh buffers. Dropped with the pass.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ReadBuffers(Arc<Mutex<Vec<GroupBuffer>>>);
+
+impl ReadBuffers {
+    /// A buffer to read a row group into.
+    fn take(&self) -> GroupBuffer {
+        self.0
+            .lock()
+            .map(|mut b| b.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Gives `buf` back for the next row group.
+    fn put(&self, buf: GroupBuffer) {
+        if let Ok(mut b) = self.0.lock() {
+            b.push(buf);
+        }
+    }
+}
+
 /// A segment being indexed ahead, on a thread of its own, while the segment
 /// before it is encoded: [`Wal::index_segment`]'s result, once it is there.
 #[derive(Debug)]
@@ -194,6 +220,7 @@ pub(crate) async fn compact_files(
     wal: Wal,
     id: SegmentId,
     indexed: Option<IndexAhead>,
+    buffers: ReadBuffers,
     archive: &Archive,
     parquet: &ParquetOptions,
     upload: UploadOptions,
@@ -211,7 +238,7 @@ pub(crate) async fn compact_files(
         let parquet = parquet.clone();
         std::thread::Builder::new()
             .name(format!("strata-compact-{}", id.0))
-            .spawn(move || segment_thread(&wal, id, indexed, &parquet, &tx, stored_rx))
+            .spawn(move || segment_thread(&wal, id, indexed, &buffers, &parquet, &tx, stored_rx))
             .map_err(|e| WriteError::Internal(format!("cannot start a compaction thread: {e}")))?
     };
     let mut held: Option<Box<dyn HeldClaims>> = None;
@@ -420,6 +447,7 @@ fn segment_thread(
     wal: &Wal,
     id: SegmentId,
     indexed: Option<IndexAhead>,
+    buffers: &ReadBuffers,
     opts: &ParquetOptions,
     tx: &mpsc::Sender<Piece>,
     stored: Option<std::sync::mpsc::Receiver<Stored>>,
@@ -462,7 +490,7 @@ fn segment_thread(
     if tx.blocking_send(planned).is_err() {
         return Ok(());
     }
-    encode_all(&plan, &file, opts, tx)
+    encode_all(&plan, &file, opts, buffers, tx)
 }
 
 /// One row group to read back and encode: rows of one file of `station`.
@@ -480,6 +508,7 @@ fn encode_all(
     plan: &SegmentPlan<IndexedMessage>,
     file: &SegmentFile,
     opts: &ParquetOptions,
+    buffers: &ReadBuffers,
     tx: &mpsc::Sender<Piece>,
 ) -> Result<(), ThreadError> {
     let encoder = RowGroupEncoder::new(opts).map_err(ThreadError::Encode)?;
@@ -498,24 +527,15 @@ fn encode_all(
             start = end;
         }
     }
-    // One read buffer per encoding thread, reused from row group to row group.
-    let buffers = Mutex::new(Vec::new());
     let encode = |job: &Job<'_>| {
-        let mut buf: GroupBuffer = buffers
-            .lock()
-            .map(|mut b| b.pop())
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let mut buf = buffers.take();
         let encoded = match file.read_into(job.rows, &mut buf) {
             Ok(msgs) => encoder
                 .encode(job.station, &msgs)
                 .map_err(ThreadError::Encode),
             Err(e) => Err(ThreadError::Read(e)),
         };
-        if let Ok(mut b) = buffers.lock() {
-            b.push(buf);
-        }
+        buffers.put(buf);
         encoded
     };
     let mut current: Option<FileEncoder> = None;
