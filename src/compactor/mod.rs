@@ -49,7 +49,7 @@ use crate::wal::{SealedSegment, SegmentId, Wal, WalError};
 
 use self::claims::UploadClaims;
 use self::upload::UploadOptions;
-use self::worker::{IndexAhead, ReadBuffers, WriteError, WrittenFile};
+use self::worker::{IndexAhead, ReadBuffers, Reading, WriteError, WrittenFile};
 
 /// How often the background loop looks for sealed segments.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -688,8 +688,10 @@ impl Compactor {
         let done = worker::compact_files(
             self.wal.clone(),
             seg.id,
-            indexed,
-            buffers.clone(),
+            Reading {
+                ahead: indexed,
+                buffers: buffers.clone(),
+            },
             &self.archive,
             &self.parquet,
             self.upload,

@@ -137,6 +137,16 @@ enum ThreadError {
     Encode(ColumnarError),
 }
 
+/// How a segment is read: its index when it was indexed ahead, and the read
+/// buffers of the pass.
+#[derive(Debug, Default)]
+pub(crate) struct Reading {
+    /// The segment's index, being made ahead of its turn.
+    pub(crate) ahead: Option<IndexAhead>,
+    /// The encoding threads' read buffers.
+    pub(crate) buffers: ReadBuffers,
+}
+
 /// The encoding threads' read buffers (one per thread, see
 /// [`SegmentFile::read_into`]), shared by the segments of a compaction pass:
 /// the next segment reuses the memory the previous one touched instead of
@@ -219,8 +229,7 @@ impl IndexAhead {
 pub(crate) async fn compact_files(
     wal: Wal,
     id: SegmentId,
-    indexed: Option<IndexAhead>,
-    buffers: ReadBuffers,
+    reading: Reading,
     archive: &Archive,
     parquet: &ParquetOptions,
     upload: UploadOptions,
@@ -238,7 +247,7 @@ pub(crate) async fn compact_files(
         let parquet = parquet.clone();
         std::thread::Builder::new()
             .name(format!("strata-compact-{}", id.0))
-            .spawn(move || segment_thread(&wal, id, indexed, &buffers, &parquet, &tx, stored_rx))
+            .spawn(move || segment_thread(&wal, id, reading, &parquet, &tx, stored_rx))
             .map_err(|e| WriteError::Internal(format!("cannot start a compaction thread: {e}")))?
     };
     let mut held: Option<Box<dyn HeldClaims>> = None;
@@ -446,15 +455,14 @@ fn contradiction(file: &FilePlan, s: &FileSummary) -> Option<String> {
 fn segment_thread(
     wal: &Wal,
     id: SegmentId,
-    indexed: Option<IndexAhead>,
-    buffers: &ReadBuffers,
+    reading: Reading,
     opts: &ParquetOptions,
     tx: &mpsc::Sender<Piece>,
     stored: Option<std::sync::mpsc::Receiver<Stored>>,
 ) -> Result<(), ThreadError> {
     // The segment is checked and indexed here; its messages are read back
     // one row group at a time by the encoding threads.
-    let (file, index) = match indexed {
+    let (file, index) = match reading.ahead {
         Some(ahead) => ahead.wait(),
         None => wal.index_segment(id),
     }
@@ -490,7 +498,7 @@ fn segment_thread(
     if tx.blocking_send(planned).is_err() {
         return Ok(());
     }
-    encode_all(&plan, &file, opts, buffers, tx)
+    encode_all(&plan, &file, opts, &reading.buffers, tx)
 }
 
 /// One row group to read back and encode: rows of one file of `station`.
