@@ -293,13 +293,46 @@ impl RowGroupEncoder {
         station: &StationName,
         msgs: &[M],
     ) -> Result<EncodedRowGroup, ColumnarError> {
-        let facts = facts_of(station, msgs)?.ok_or(ColumnarError::Empty)?;
-        let mut writers = self.columns()?;
-        self.write_chunks(&mut writers, msgs)?;
-        Ok(EncodedRowGroup {
-            chunks: close_columns(writers)?,
-            facts,
+        let mut group = self.start(station)?;
+        group.write(msgs)?;
+        group.finish()
+    }
+
+    /// Starts a row group of `station` whose messages are then written in
+    /// parts ([`RowGroupWriter::write`]); the same bytes as
+    /// [`RowGroupEncoder::encode`] of all of them when each part is one of the
+    /// chunks [`RowGroupEncoder::chunk_ends`] cuts.
+    ///
+    /// # Errors
+    /// An encoding error.
+    pub fn start(&self, station: &StationName) -> Result<RowGroupWriter<'_>, ColumnarError> {
+        Ok(RowGroupWriter {
+            encoder: self,
+            station: station.clone(),
+            writers: self.columns()?,
+            facts: None,
         })
+    }
+
+    /// Where the chunks that a row group's messages are converted to Arrow in
+    /// end (exclusive indices, the last one the number of messages), for
+    /// messages of these data lengths (see [`message_data_len`]).
+    pub fn chunk_ends(&self, data_lens: impl IntoIterator<Item = usize>) -> Vec<usize> {
+        let mut ends = Vec::new();
+        let (mut rows, mut bytes, mut n) = (0, 0, 0);
+        for data_len in data_lens {
+            rows += 1;
+            bytes += ROW_OVERHEAD + data_len;
+            n += 1;
+            if rows == CHUNK_ROWS || bytes >= self.chunk_bytes {
+                ends.push(n);
+                (rows, bytes) = (0, 0);
+            }
+        }
+        if rows > 0 {
+            ends.push(n);
+        }
+        ends
     }
 
     fn columns(&self) -> Result<Vec<ArrowColumnWriter>, ColumnarError> {
@@ -314,13 +347,7 @@ impl RowGroupEncoder {
     ) -> Result<(), ColumnarError> {
         let schema = schema::schema();
         let mut start = 0;
-        while start < msgs.len() {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < msgs.len() && end - start < CHUNK_ROWS && bytes < self.chunk_bytes {
-                bytes += message_size(&msgs[end]);
-                end += 1;
-            }
+        for end in self.chunk_ends(msgs.iter().map(message_data_len)) {
             let batch = schema::to_record_batch(&msgs[start..end])?;
             let mut columns = writers.iter_mut();
             for (field, array) in schema.fields().iter().zip(batch.columns()) {
@@ -336,6 +363,60 @@ impl RowGroupEncoder {
             start = end;
         }
         Ok(())
+    }
+}
+
+/// A row group being encoded from parts of its messages; see
+/// [`RowGroupEncoder::start`].
+pub struct RowGroupWriter<'a> {
+    encoder: &'a RowGroupEncoder,
+    station: StationName,
+    writers: Vec<ArrowColumnWriter>,
+    facts: Option<Written>,
+}
+
+impl std::fmt::Debug for RowGroupWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowGroupWriter")
+            .field("station", &self.station)
+            .field("facts", &self.facts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RowGroupWriter<'_> {
+    /// Writes `msgs`, the row group's next messages.
+    ///
+    /// # Errors
+    /// As [`RowGroupEncoder::encode`]; [`ColumnarError::NotAscending`] also
+    /// across parts.
+    pub fn write<M: MessageView>(&mut self, msgs: &[M]) -> Result<(), ColumnarError> {
+        let Some(part) = facts_of(&self.station, msgs)? else {
+            return Ok(());
+        };
+        self.facts = Some(match self.facts {
+            None => part,
+            Some(w) if part.first_seq <= w.last_seq => {
+                return Err(ColumnarError::NotAscending {
+                    previous: w.last_seq,
+                    seq: part.first_seq,
+                })
+            }
+            Some(w) => w.then(part),
+        });
+        self.encoder.write_chunks(&mut self.writers, msgs)
+    }
+
+    /// The row group's column chunks.
+    ///
+    /// # Errors
+    /// [`ColumnarError::Empty`] when no message was written; an encoding error.
+    pub fn finish(self) -> Result<EncodedRowGroup, ColumnarError> {
+        let facts = self.facts.ok_or(ColumnarError::Empty)?;
+        Ok(EncodedRowGroup {
+            chunks: close_columns(self.writers)?,
+            facts,
+        })
     }
 }
 
@@ -591,11 +672,6 @@ impl FileEncoder {
             },
         ))
     }
-}
-
-/// Approximate in-memory size of a message's variable-length fields.
-fn message_size<M: MessageView>(m: &M) -> usize {
-    ROW_OVERHEAD + message_data_len(m)
 }
 
 /// The bytes of a message that count towards a row group's size: payload, id,

@@ -817,3 +817,52 @@ proptest! {
         prop_assert_eq!(decode_file(&station(), bytes, &sel).unwrap(), expected);
     }
 }
+
+#[test]
+fn a_row_group_written_in_its_chunks_is_the_row_group_encoded_whole() {
+    // Small row groups, so their Arrow chunks are small too (an eighth).
+    let opts = ParquetOptions {
+        row_group_bytes: 16 << 10,
+        ..ParquetOptions::default()
+    };
+    let groups = RowGroupEncoder::new(&opts).unwrap();
+    let all: Vec<Message> = (1..=120)
+        .map(|seq| {
+            let mut m = msg(seq);
+            m.payload = Bytes::from(vec![b'p'; (seq as usize * 37) % 700]);
+            m
+        })
+        .collect();
+    let ends = groups.chunk_ends(all.iter().map(message_data_len));
+    assert!(ends.len() > 3, "{ends:?}");
+    assert_eq!(ends.last(), Some(&all.len()));
+
+    let file = |group: EncodedRowGroup| {
+        let mut enc = FileEncoder::new(&station(), 1, 120, &opts).unwrap();
+        enc.append(group).unwrap();
+        enc.finish().unwrap().0
+    };
+    let whole = file(groups.encode(&station(), &all).unwrap());
+    let mut parts = groups.start(&station()).unwrap();
+    let mut start = 0;
+    for &end in &ends {
+        parts.write(&all[start..end]).unwrap();
+        start = end;
+    }
+    assert_eq!(file(parts.finish().unwrap()), whole);
+
+    // Parts are checked as one run: ascending across them, not empty.
+    let mut parts = groups.start(&station()).unwrap();
+    parts.write(&all[5..10]).unwrap();
+    assert!(matches!(
+        parts.write(&all[9..12]),
+        Err(ColumnarError::NotAscending {
+            previous: 10,
+            seq: 10
+        })
+    ));
+    assert!(matches!(
+        groups.start(&station()).unwrap().finish(),
+        Err(ColumnarError::Empty)
+    ));
+}

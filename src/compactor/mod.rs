@@ -564,7 +564,7 @@ impl Compactor {
         let result = async {
             // A segment whose files are stored, waiting for its commit.
             let mut stored: Option<(SealedSegment, Stored)> = None;
-            // The next segment, indexed while this one is encoded.
+            // The second segment, indexed beside the first.
             let mut ahead: Option<IndexAhead> = None;
             let buffers = ReadBuffers::default();
             let todo: Vec<SealedSegment> = self
@@ -578,9 +578,15 @@ impl Compactor {
                     break;
                 }
                 let indexed = ahead.take().filter(|a| a.id() == seg.id);
-                ahead = todo
-                    .get(i + 1)
-                    .and_then(|next| IndexAhead::start(&self.wal, next.id));
+                // While the pass's first segment is indexed (one core, nothing
+                // encoding yet), the second is indexed beside it. Later ones
+                // are indexed in their turn: ahead of time they would only
+                // take cores from the encoding and add to its peak memory.
+                if i == 0 {
+                    ahead = todo
+                        .get(1)
+                        .and_then(|next| IndexAhead::start(&self.wal, next.id));
+                }
                 let seg = seg.clone();
                 let prepared = match stored.take() {
                     None => self.store_segment(&seg, indexed, &buffers).await,

@@ -33,8 +33,8 @@ use crate::wal::{SegmentId, Wal, WalError};
 const MAX_ENCODE_THREADS: usize = 4;
 /// Encoded pieces waiting between the encoder thread and the uploader.
 const CHANNEL_PIECES: usize = 2;
-/// Files of a segment whose uploads complete in the background at once
-/// (each holds at most `multipart_threshold` bytes, or one part).
+/// Files of a segment whose single `put` completes in the background at once
+/// (each holds at most `multipart_threshold` bytes).
 const MAX_FINISHING: usize = 2;
 
 /// A file written and uploaded.
@@ -57,9 +57,8 @@ pub(crate) struct SegmentFiles {
     pub(crate) dropped: Dropped,
     /// The files stored so far, in plan order.
     files: Vec<WrittenFile>,
-    /// The files after those: every byte handed to the store, the uploads
-    /// completing (the last `put`, or the multipart completion) in the
-    /// background, in plan order.
+    /// The files after those, stored with one `put` each that completes in
+    /// the background, in plan order.
     finishing: VecDeque<Finishing>,
 }
 
@@ -82,6 +81,23 @@ impl Finishing {
         Ok(WrittenFile {
             key: self.key,
             summary: self.summary,
+            bytes: done.bytes,
+            sha256: done.sha256,
+        })
+    }
+}
+
+impl Finishing {
+    /// Completes `up`, the upload of `file`, now.
+    async fn stored_now(
+        file: &FilePlan,
+        summary: FileSummary,
+        up: ObjectUpload,
+    ) -> Result<WrittenFile, WriteError> {
+        let done = up.finish().await.map_err(WriteError::Upload)?;
+        Ok(WrittenFile {
+            key: file.key.clone(),
+            summary,
             bytes: done.bytes,
             sha256: done.sha256,
         })
@@ -136,6 +152,23 @@ enum ThreadError {
     Read(WalError),
     Encode(ColumnarError),
 }
+
+/// Gives the memory the allocator holds free back to the kernel, once a
+/// segment is encoded: glibc's per-thread arenas otherwise keep what the
+/// encoding threads freed (Arrow chunks, pages) resident, and compacting a
+/// backlog would hold tens of MiB more than it uses.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    // SAFETY: malloc_trim takes a plain integer (the bytes to leave at the top
+    // of the heap) and only returns free memory to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Elsewhere the allocator keeps its own counsel.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
 
 /// How a segment is read: its index when it was indexed ahead, and the read
 /// buffers of the pass.
@@ -222,10 +255,9 @@ impl IndexAhead {
 /// [`super::claims`]); the claims are released once the files are stored.
 ///
 /// Indexing and planning run on one thread of their own, which also hands out
-/// the encoded bytes. The encoding threads read a row group's messages into a
-/// buffer mapped for it (see [`crate::wal::reader`]: the allocator's
-/// per-thread arenas would keep such buffers resident) and allocate its Arrow
-/// chunks and pages.
+/// the encoded bytes. The encoding threads read a row group's messages back
+/// one Arrow chunk at a time into a buffer each keeps for the pass
+/// ([`ReadBuffers`]) and allocate its Arrow chunks and pages.
 pub(crate) async fn compact_files(
     wal: Wal,
     id: SegmentId,
@@ -391,8 +423,15 @@ async fn upload_pieces(
                         return Err(e);
                     }
                     if let Some(up) = current.take() {
-                        // The next file is encoded while this one's upload
-                        // completes; a few at most.
+                        if up.is_multipart() {
+                            // Its parts in flight hold memory: waited for here,
+                            // before the next file or segment is encoded.
+                            written.push(Finishing::stored_now(file, summary, up).await?);
+                            continue;
+                        }
+                        // A single put (its bytes are held anyway) completes
+                        // while the next file, or segment, is encoded; a few
+                        // at most.
                         if finishing.len() == MAX_FINISHING {
                             if let Some(oldest) = finishing.pop_front() {
                                 written.push(Finishing::stored(oldest).await?);
@@ -498,7 +537,9 @@ fn segment_thread(
     if tx.blocking_send(planned).is_err() {
         return Ok(());
     }
-    encode_all(&plan, &file, opts, &reading.buffers, tx)
+    let encoded = encode_all(&plan, &file, opts, &reading.buffers, tx);
+    release_free_memory();
+    encoded
 }
 
 /// One row group to read back and encode: rows of one file of `station`.
@@ -535,14 +576,23 @@ fn encode_all(
             start = end;
         }
     }
+    // A row group is read back and converted to Arrow one chunk at a time,
+    // into a buffer of a chunk's size.
+    let encode_in_chunks = |job: &Job<'_>, buf: &mut GroupBuffer| {
+        let mut group = encoder.start(job.station)?;
+        let mut start = 0;
+        for end in encoder.chunk_ends(job.rows.iter().map(|r| r.data_len as usize)) {
+            let msgs = file
+                .read_into(&job.rows[start..end], buf)
+                .map_err(ThreadError::Read)?;
+            group.write(&msgs)?;
+            start = end;
+        }
+        Ok(group.finish()?)
+    };
     let encode = |job: &Job<'_>| {
         let mut buf = buffers.take();
-        let encoded = match file.read_into(job.rows, &mut buf) {
-            Ok(msgs) => encoder
-                .encode(job.station, &msgs)
-                .map_err(ThreadError::Encode),
-            Err(e) => Err(ThreadError::Read(e)),
-        };
+        let encoded = encode_in_chunks(job, &mut buf);
         buffers.put(buf);
         encoded
     };
