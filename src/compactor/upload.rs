@@ -143,11 +143,6 @@ impl ObjectUpload {
         }
     }
 
-    /// Whether its multipart upload has started.
-    pub fn is_multipart(&self) -> bool {
-        self.multipart.is_some()
-    }
-
     /// The object's path.
     pub fn path(&self) -> &Path {
         &self.path

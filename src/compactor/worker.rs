@@ -33,8 +33,8 @@ use crate::wal::{SegmentId, Wal, WalError};
 const MAX_ENCODE_THREADS: usize = 4;
 /// Encoded pieces waiting between the encoder thread and the uploader.
 const CHANNEL_PIECES: usize = 2;
-/// Files of a segment whose single `put` completes in the background at once
-/// (each holds at most `multipart_threshold` bytes).
+/// Files of a segment whose uploads complete in the background at once (each
+/// holds at most `multipart_threshold` bytes, or its parts in flight).
 const MAX_FINISHING: usize = 2;
 
 /// A file written and uploaded.
@@ -57,8 +57,9 @@ pub(crate) struct SegmentFiles {
     pub(crate) dropped: Dropped,
     /// The files stored so far, in plan order.
     files: Vec<WrittenFile>,
-    /// The files after those, stored with one `put` each that completes in
-    /// the background, in plan order.
+    /// The files after those: every byte handed to the store, the uploads
+    /// completing (the single `put`, or the last parts and the multipart
+    /// completion) in the background, in plan order.
     finishing: VecDeque<Finishing>,
 }
 
@@ -81,23 +82,6 @@ impl Finishing {
         Ok(WrittenFile {
             key: self.key,
             summary: self.summary,
-            bytes: done.bytes,
-            sha256: done.sha256,
-        })
-    }
-}
-
-impl Finishing {
-    /// Completes `up`, the upload of `file`, now.
-    async fn stored_now(
-        file: &FilePlan,
-        summary: FileSummary,
-        up: ObjectUpload,
-    ) -> Result<WrittenFile, WriteError> {
-        let done = up.finish().await.map_err(WriteError::Upload)?;
-        Ok(WrittenFile {
-            key: file.key.clone(),
-            summary,
             bytes: done.bytes,
             sha256: done.sha256,
         })
@@ -423,15 +407,9 @@ async fn upload_pieces(
                         return Err(e);
                     }
                     if let Some(up) = current.take() {
-                        if up.is_multipart() {
-                            // Its parts in flight hold memory: waited for here,
-                            // before the next file or segment is encoded.
-                            written.push(Finishing::stored_now(file, summary, up).await?);
-                            continue;
-                        }
-                        // A single put (its bytes are held anyway) completes
-                        // while the next file, or segment, is encoded; a few
-                        // at most.
+                        // The upload completes (the single put, or the last
+                        // parts and the multipart completion) while the next
+                        // file, or segment, is encoded; a few at most.
                         if finishing.len() == MAX_FINISHING {
                             if let Some(oldest) = finishing.pop_front() {
                                 written.push(Finishing::stored(oldest).await?);
