@@ -299,16 +299,17 @@ impl GroupBuffer {
     }
 }
 
-/// The buffer a group's messages are read into; their payloads share it.
-#[derive(Debug)]
+/// The buffer a group's messages are read into ([`SegmentFile::read`]: their
+/// payloads share it; [`GroupBuffer`]: kept from group to group).
 ///
-/// The encoding threads allocate and free a row group's buffer (up to
-/// `row_group_bytes`, 16 MiB by default) for every row group. From glibc's
-/// allocator such blocks come from each thread's arena once its dynamic mmap
+/// Buffers of several MiB allocated and freed on many threads come, in
+/// glibc's allocator, from each thread's arena once its dynamic mmap
 /// threshold has risen past them, and the arenas keep the freed memory
-/// resident: compacting a backlog then held ~100 MiB more resident than live.
-/// From [`CHUNK`] up, a buffer is therefore an anonymous mapping of its own,
-/// returned to the kernel when the last payload slicing it is dropped.
+/// resident: compacting a backlog with a fresh row-group buffer per row group
+/// held ~100 MiB more resident than live. From [`CHUNK`] up, a buffer is
+/// therefore an anonymous mapping of its own, returned to the kernel when it
+/// (or the last payload slicing it) is dropped.
+#[derive(Debug)]
 enum Buffer {
     Heap(Vec<u8>),
     Mapped(memmap2::MmapMut),
