@@ -347,6 +347,15 @@ pub trait MessageView {
     fn for_each_header(&self, each: impl FnMut(&str, &str));
     /// Bytes of its headers: per header its name, its value and 8.
     fn headers_len(&self) -> usize;
+
+    /// The bytes that count towards a row group's size: payload, id,
+    /// subject and headers (see [`MessageView::headers_len`]).
+    fn data_len(&self) -> usize {
+        self.payload().len()
+            + self.id().map_or(0, str::len)
+            + self.subject().map_or(0, str::len)
+            + self.headers_len()
+    }
 }
 
 impl MessageView for Message {

@@ -677,10 +677,7 @@ impl FileEncoder {
 /// The bytes of a message that count towards a row group's size: payload, id,
 /// subject, and per header its name, its value and 8.
 pub fn message_data_len<M: MessageView>(m: &M) -> usize {
-    m.payload().len()
-        + m.id().map_or(0, str::len)
-        + m.subject().map_or(0, str::len)
-        + m.headers_len()
+    m.data_len()
 }
 
 /// Encodes a whole file in memory (small files, tests). `msgs` must be non-empty,

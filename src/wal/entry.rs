@@ -171,10 +171,7 @@ fn message_len(m: &Message) -> u64 {
         + opt(&m.id)
         + opt(&m.subject)
         + 4
-        + m.headers
-            .iter()
-            .map(|h| 8 + h.name.len() as u64 + h.value.len() as u64)
-            .sum::<u64>()
+        + m.headers_len() as u64
         + 4
         + m.payload.len() as u64
 }
@@ -377,16 +374,6 @@ pub struct RawMessage<'a> {
 }
 
 impl RawMessage<'_> {
-    /// Length of the payload in bytes.
-    pub fn payload_len(&self) -> usize {
-        self.payload.len()
-    }
-
-    /// Length of the encoded headers: per header its name, its value and 8.
-    pub fn headers_len(&self) -> usize {
-        self.headers.len()
-    }
-
     /// The message, its payload a slice of `buf` (the buffer it was read from).
     fn into_message(self, station: StationName, buf: &Bytes) -> Message {
         let mut headers = Vec::with_capacity(self.header_count);

@@ -30,7 +30,7 @@ use super::entry::{self, EntryHeader, RawMessage};
 use super::error::io_at;
 use super::segment::{check_header, Expect, HEADER_LEN};
 use super::WalError;
-use crate::message::{Message, StationName, Timestamp};
+use crate::message::{Message, MessageView, StationName, Timestamp};
 
 /// Bytes read at once while indexing and reading back (an entry larger than
 /// this is read whole).
@@ -74,7 +74,6 @@ pub(crate) fn index(
     let mut stations = entry::SharedStations::default();
     let walked = walk(path, expect, |body_at, m, at| {
         let station = stations.get(m.station);
-        let text = m.id.map_or(0, str::len) + m.subject.map_or(0, str::len);
         messages.push(IndexedMessage {
             station,
             seq: m.seq,
@@ -82,7 +81,7 @@ pub(crate) fn index(
             offset: body_at + at.start as u64,
             // Below 4 GiB: parts of a body whose length is a u32.
             len: at.len() as u32,
-            data_len: (m.payload_len() + text + m.headers_len()) as u32,
+            data_len: m.data_len() as u32,
         });
     })?;
     Ok((

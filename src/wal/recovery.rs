@@ -26,7 +26,7 @@ use super::segment::{
     StationLoad, HEADER_LEN,
 };
 use super::snapshot::{self, SegmentSummary};
-use crate::message::{StationName, Timestamp};
+use crate::message::{MessageView, StationName, Timestamp};
 
 /// How [`super::Wal::open`] treats damage found on disk.
 ///
@@ -355,7 +355,7 @@ fn walk_clean(path: &Path, expect: Expect) -> Result<(Checked, Sequencer), WalEr
         durable.add_durable_seq(&station, m.seq);
         messages += 1;
         min_ts = segment::min_timestamp(min_ts, Some(m.timestamp));
-        StationLoad::count(&mut loads, &station, m.payload_len() as u64, m.timestamp);
+        StationLoad::count(&mut loads, &station, m.payload().len() as u64, m.timestamp);
     })?;
     let checked = Checked {
         len: walked.len,

@@ -43,7 +43,7 @@ use std::time::Instant;
 use thiserror::Error;
 
 use super::entry::{self, DecodeError, SharedStations};
-use crate::message::{Message, StationName, Timestamp};
+use crate::message::{Message, MessageView, StationName, Timestamp};
 
 /// The eight bytes every segment file starts with.
 pub const MAGIC: [u8; 8] = *b"STRATAWL";
@@ -522,7 +522,7 @@ fn scan_entry(
             station,
             seq: m.seq,
             timestamp: m.timestamp,
-            payload_len: m.payload_len() as u64,
+            payload_len: m.payload().len() as u64,
         });
         Ok(())
     })?;
