@@ -375,16 +375,9 @@ pub struct RawMessage<'a> {
 
 impl RawMessage<'_> {
     /// The message, its payload a slice of `buf` (the buffer it was read from).
-    fn into_message(self, station: StationName, buf: &Bytes) -> Message {
+    pub(crate) fn into_message(self, station: StationName, buf: &Bytes) -> Message {
         let mut headers = Vec::with_capacity(self.header_count);
-        let mut r = Reader::new(self.headers);
-        for _ in 0..self.header_count {
-            // Checked when the message was read: these cannot fail.
-            let (Ok(name), Ok(value)) = (r.str("header name"), r.str("header value")) else {
-                break;
-            };
-            headers.push(Header::new(name, value));
-        }
+        self.for_each_header(|name, value| headers.push(Header::new(name, value)));
         Message {
             station,
             seq: self.seq,
@@ -555,24 +548,6 @@ fn station_of(name: &str, last: &mut Option<StationName>) -> StationName {
             s
         }
     }
-}
-
-/// Decodes one message that fills `buf` exactly, as [`walk_body`] reads it
-/// from an entry body (a message of a checked entry, read again).
-///
-/// # Errors
-/// [`DecodeError::Malformed`] when `buf` is not exactly one valid message.
-pub fn decode_message(buf: &Bytes, last: &mut Option<StationName>) -> Result<Message, DecodeError> {
-    let mut r = Reader::new(buf);
-    let m = r.message()?;
-    if r.pos != buf.len() {
-        return Err(r.malformed(format!(
-            "{} trailing bytes after the message",
-            buf.len() - r.pos
-        )));
-    }
-    let station = station_of(m.station, last);
-    Ok(m.into_message(station, buf))
 }
 
 /// A bounds-checked cursor over a body.

@@ -180,24 +180,12 @@ impl SegmentFile {
         let mut buf = Buffer::zeroed(total).map_err(io_at(&self.path))?;
         self.copy(rows, &at, buf.as_mut())?;
         let buf = buf.into_bytes();
-        let mut messages = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for (r, &start) in rows.iter().zip(&at) {
-            let one = buf.slice(start..start + r.len as usize);
-            let corrupt = |reason: String| WalError::Corrupt {
-                path: self.path.clone(),
-                offset: r.offset,
-                reason,
-            };
-            let m = entry::decode_message(&one, &mut last).map_err(|e| corrupt(e.to_string()))?;
-            if m.seq != r.seq || m.timestamp != r.timestamp || m.station != *r.station {
-                return Err(corrupt(
-                    "the message changed since the segment was checked".into(),
-                ));
-            }
-            messages.push(m);
-        }
-        Ok(messages)
+        let views = self.check(rows, &at, &buf)?;
+        Ok(views
+            .into_iter()
+            .zip(rows)
+            .map(|(m, r)| m.into_message((*r.station).clone(), &buf))
+            .collect())
     }
 
     /// The messages `rows` index, in that order, read in place into `buf`
@@ -214,9 +202,20 @@ impl SegmentFile {
         let (at, total) = places(rows);
         let bytes = buf.take(total).map_err(io_at(&self.path))?;
         self.copy(rows, &at, bytes)?;
+        self.check(rows, &at, bytes)
+    }
+
+    /// The messages `rows` index, each read from its place `at` in `bytes`
+    /// by the format's rules and compared with the index.
+    fn check<'b>(
+        &self,
+        rows: &[IndexedMessage],
+        at: &[usize],
+        bytes: &'b [u8],
+    ) -> Result<Vec<RawMessage<'b>>, WalError> {
         let mut reader = entry::MessagesIn::new(bytes);
         let mut messages = Vec::with_capacity(rows.len());
-        for (r, &start) in rows.iter().zip(&at) {
+        for (r, &start) in rows.iter().zip(at) {
             let corrupt = |reason: String| WalError::Corrupt {
                 path: self.path.clone(),
                 offset: r.offset,
