@@ -760,18 +760,16 @@ impl Compactor {
                     already_committed: true,
                 });
             }
-            Stored::Uploaded { started, done } => (started, done),
+            Stored::Uploaded { started, mut done } => {
+                // The last uploads may still be completing.
+                done.stored().await.map_err(|e| write_failed(segment, e))?;
+                (started, done)
+            }
         };
-        // The last uploads may still be completing.
-        let mut done = done;
-        let written = done
-            .stored()
-            .await
-            .map_err(|e| write_failed(segment, e))?
-            .to_vec();
+        let written = done.files();
         self.failpoint(FailPoint::AfterUpload, segment)?;
 
-        let record = commit_record(archive, self.wal.wal_id(), segment, &written);
+        let record = commit_record(archive, self.wal.wal_id(), segment, written);
         let json = record.to_json();
         // The commit record is the proof that every file of the segment is
         // stored; only after it is durable may the segment go.
@@ -792,7 +790,7 @@ impl Compactor {
         let bytes: u64 = written.iter().map(|f| f.bytes).sum();
         self.observer
             .observe_compaction(started.elapsed(), bytes, rows);
-        for f in &written {
+        for f in written {
             self.observer
                 .station_archived(&f.key.station, f.summary.rows, f.summary.last_seq);
         }

@@ -89,15 +89,21 @@ impl Finishing {
 }
 
 impl SegmentFiles {
-    /// Every file of the segment, once all are stored, in plan order.
+    /// Waits until every file of the segment is stored.
     ///
     /// # Errors
     /// The first upload that failed ([`WriteError::Upload`]).
-    pub(crate) async fn stored(&mut self) -> Result<&[WrittenFile], WriteError> {
+    pub(crate) async fn stored(&mut self) -> Result<(), WriteError> {
         while let Some(f) = self.finishing.pop_front() {
             self.files.push(f.stored().await?);
         }
-        Ok(&self.files)
+        Ok(())
+    }
+
+    /// The files stored so far (every one after [`SegmentFiles::stored`]),
+    /// in plan order.
+    pub(crate) fn files(&self) -> &[WrittenFile] {
+        &self.files
     }
 }
 
@@ -283,10 +289,7 @@ pub(crate) async fn compact_files(
     };
     let uploaded = match (uploaded, &held) {
         // Claims are released only once their files are stored.
-        (Ok(Some(mut files)), Some(_)) => match files.stored().await {
-            Ok(_) => Ok(Some(files)),
-            Err(e) => Err(e),
-        },
+        (Ok(Some(mut files)), Some(_)) => files.stored().await.map(|()| Some(files)),
         (other, _) => other,
     };
     // Closing the channel makes a still-running thread stop at its next send;
