@@ -208,13 +208,6 @@ impl Inner {
         lock(&self.shared.sealed).values().cloned().collect()
     }
 
-    fn sealed_path(&self, id: SegmentId) -> Result<PathBuf, WalError> {
-        lock(&self.shared.sealed)
-            .get(&id)
-            .map(|s| s.path.clone())
-            .ok_or(WalError::NotSealed(id))
-    }
-
     pub(crate) fn read_segment(&self, id: SegmentId) -> Result<Vec<Message>, WalError> {
         let (file, index) = self.index_segment(id)?;
         file.read(&index)
@@ -224,14 +217,27 @@ impl Inner {
         &self,
         id: SegmentId,
     ) -> Result<(reader::SegmentFile, Vec<reader::IndexedMessage>), WalError> {
-        let path = self.sealed_path(id)?;
-        reader::index(
+        let (path, known) = lock(&self.shared.sealed)
+            .get(&id)
+            .map(|s| (s.path.clone(), s.stations.is_some()))
+            .ok_or(WalError::NotSealed(id))?;
+        // A segment sealed at a clean close (or covered by the snapshot at
+        // open) gets its per-station breakdown from this first read through.
+        let mut loads = (!known).then(BTreeMap::new);
+        let indexed = reader::index_counting(
             &path,
             Expect {
                 wal_id: Some(self.shared.wal_id_bytes),
                 id,
             },
-        )
+            loads.as_mut(),
+        )?;
+        if let Some(loads) = loads {
+            if let Some(seg) = lock(&self.shared.sealed).get_mut(&id) {
+                seg.stations.get_or_insert(loads);
+            }
+        }
+        Ok(indexed)
     }
 
     fn check_open(&self) -> Result<(), WalError> {
@@ -453,18 +459,79 @@ mod tests {
         assert!(!loads.stations.contains_key(&b));
         drop(wal);
 
-        // Reopened: the active segment is scanned, so its figures are known.
-        let wal = Wal::open(opts(dir.path())).unwrap();
-        let loads = wal.station_loads();
-        assert!(loads.complete);
-        assert_eq!(loads.stations[&a], load(1, 1, 1_003));
-        drop(wal);
-        // Reopened again: the snapshot covers that segment, with no breakdown.
+        // Reopened after a clean close: the segment was sealed at close and the
+        // snapshot covers it, so open does not read it and has no breakdown...
         let wal = Wal::open(opts(dir.path())).unwrap();
         let loads = wal.station_loads();
         assert!(!loads.complete);
         assert!(loads.stations.is_empty());
-        assert_eq!(wal.sealed().len(), 1);
+        let sealed = wal.sealed();
+        assert_eq!(sealed.len(), 1);
+        // ...until the compactor first reads it through.
+        let (_, index) = wal.index_segment(sealed[0].id).unwrap();
+        assert_eq!(index.len(), 1);
+        let loads = wal.station_loads();
+        assert!(loads.complete);
+        assert_eq!(loads.stations[&a], load(1, 1, 1_003));
+        drop(wal);
+
+        // After a crash (no clean close), open reads the active segment
+        // through, so its figures are known at once.
+        let running = tempfile::tempdir().unwrap();
+        let wal = Wal::open(opts(running.path())).unwrap();
+        wal.append_blocking(vec![draft("b", Some(7), b"abcd")])
+            .unwrap();
+        // What a crash leaves: the files as they are on disk now.
+        let crashed = tempfile::tempdir().unwrap();
+        for e in std::fs::read_dir(running.path()).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), crashed.path().join(e.file_name())).unwrap();
+            }
+        }
+        drop(wal);
+        let wal = Wal::open(opts(crashed.path())).unwrap();
+        let loads = wal.station_loads();
+        assert!(loads.complete);
+        assert_eq!(loads.stations[&b], load(1, 4, 1_007));
+    }
+
+    #[test]
+    fn a_clean_close_seals_the_active_segment_and_the_next_open_does_not_read_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        wal.append_blocking(vec![draft("a", Some(1), b"x"), draft("a", Some(2), b"y")])
+            .unwrap();
+        wal.close().unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("wal-"))
+            .collect();
+        assert_eq!(names, ["wal-00000000000000000001.seg"], "sealed, no new active segment");
+
+        // Damage in the body that only a read-through would see: open trusts
+        // the sealed size and header, and the compactor's read finds it.
+        let path = dir.path().join("wal-00000000000000000001.seg");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let wal = Wal::open(opts(dir.path())).unwrap();
+        assert_eq!(wal.last_seq(&StationName::new("a").unwrap()), Some(2));
+        let sealed = wal.sealed();
+        assert_eq!(sealed.len(), 1);
+        assert_eq!(sealed[0].messages, 2);
+        assert!(matches!(
+            wal.index_segment(sealed[0].id),
+            Err(WalError::Corrupt { .. })
+        ));
+
+        // An empty WAL closed cleanly seals nothing.
+        let empty = tempfile::tempdir().unwrap();
+        Wal::open(opts(empty.path())).unwrap().close().unwrap();
+        let wal = Wal::open(opts(empty.path())).unwrap();
+        assert!(wal.sealed().is_empty());
     }
 
     #[test]

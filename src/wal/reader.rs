@@ -18,6 +18,7 @@
 //! Recovery checks the segments it must read in full with the same chunked
 //! pass ([`walk`]), keeping only sums of their messages.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -28,7 +29,7 @@ use bytes::Bytes;
 
 use super::entry::{self, EntryHeader, RawMessage};
 use super::error::io_at;
-use super::segment::{check_header, Expect, HEADER_LEN};
+use super::segment::{check_header, Expect, StationLoad, HEADER_LEN};
 use super::WalError;
 use crate::message::{Message, MessageView, StationName, Timestamp};
 
@@ -70,10 +71,24 @@ pub(crate) fn index(
     path: &Path,
     expect: Expect,
 ) -> Result<(SegmentFile, Vec<IndexedMessage>), WalError> {
+    index_counting(path, expect, None)
+}
+
+/// [`index`], also adding every message to the per-station `loads` when given
+/// (for a segment whose breakdown is not known yet: sealed at a clean close,
+/// or covered by the snapshot at open).
+pub(crate) fn index_counting(
+    path: &Path,
+    expect: Expect,
+    mut loads: Option<&mut BTreeMap<StationName, StationLoad>>,
+) -> Result<(SegmentFile, Vec<IndexedMessage>), WalError> {
     let mut messages: Vec<IndexedMessage> = Vec::new();
     let mut stations = entry::SharedStations::default();
     let walked = walk(path, expect, |body_at, m, at| {
         let station = stations.get(m.station);
+        if let Some(loads) = loads.as_deref_mut() {
+            StationLoad::count(loads, &station, m.payload().len() as u64, m.timestamp);
+        }
         messages.push(IndexedMessage {
             station,
             seq: m.seq,

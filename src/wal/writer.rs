@@ -250,6 +250,22 @@ impl<I: SegmentIo> Writer<I> {
             self.roll_if_full();
             self.roll_if_due();
         }
+        self.seal_at_close();
+    }
+
+    /// A clean close (every request drained and answered) seals the active
+    /// segment if it holds data, and the snapshot then covers it: the next
+    /// open checks it by its size and header instead of reading it through
+    /// (it is read through and checked once, when the compactor indexes it).
+    /// After a crash the active segment is still read and checked at open.
+    fn seal_at_close(&mut self) {
+        if self.poisoned() || self.active.entries == 0 {
+            return;
+        }
+        if let Err((path, e)) = self.seal_active() {
+            // Nothing is lost: the next open reads the segment through.
+            self.poison("seal at close", &path, &e);
+        }
     }
 
     fn poisoned(&self) -> bool {
@@ -460,6 +476,21 @@ impl<I: SegmentIo> Writer<I> {
     /// sequence snapshot covering it, publishes it to the compactor and starts
     /// the next segment.
     fn seal_and_roll(&mut self) -> Result<SegmentId, (PathBuf, io::Error)> {
+        let id = self.seal_active()?;
+        let sh = self.shared.clone();
+        let dir = &sh.opts.dir;
+        let next = SegmentId(id.0 + 1);
+        let (file, path) = segment::create(dir, sh.wal_id_bytes, next)
+            .map_err(|e| (dir.join(segment::file_name(next, SegmentState::Active)), e))?;
+        lock(&sh.gate).used += SEGMENT_HEADER_LEN as u64;
+        self.active = ActiveSegment::empty(next, path, file, SEGMENT_HEADER_LEN as u64);
+        Ok(id)
+    }
+
+    /// Seals the active segment: makes its size durable, renames it sealed,
+    /// writes the snapshot covering it and lists it as sealed. The writer
+    /// then has no active segment until [`Self::seal_and_roll`] creates one.
+    fn seal_active(&mut self) -> Result<SegmentId, (PathBuf, io::Error)> {
         let sh = self.shared.clone();
         let dir = &sh.opts.dir;
         let id = self.active.id;
@@ -498,11 +529,6 @@ impl<I: SegmentIo> Writer<I> {
             sealed_list.insert(id, sealed);
             lock(&sh.active_loads).clear();
         }
-        let next = SegmentId(id.0 + 1);
-        let (file, path) = segment::create(dir, sh.wal_id_bytes, next)
-            .map_err(at(&dir.join(segment::file_name(next, SegmentState::Active))))?;
-        lock(&sh.gate).used += SEGMENT_HEADER_LEN as u64;
-        self.active = ActiveSegment::empty(next, path, file, SEGMENT_HEADER_LEN as u64);
         tracing::debug!(segment = id.0, "sealed WAL segment");
         Ok(id)
     }
