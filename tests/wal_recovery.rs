@@ -84,17 +84,21 @@ fn flip_bit(path: &Path, offset: u64) {
     fs::write(path, b).unwrap();
 }
 
-/// Appends batches and returns the end offset of each entry in the active segment.
+/// Appends batches and leaves in `dir` what a crash right after them leaves
+/// (a clean close would seal the active segment); returns the active
+/// segment's path there and the end offset of each entry in it.
 fn write_entries(dir: &Path, batches: &[Vec<Draft>]) -> (PathBuf, Vec<u64>) {
-    let wal = Wal::open(WalOptions::new(dir)).unwrap();
-    let active = segment_files(dir, "open").pop().unwrap();
+    let live = tempfile::tempdir().unwrap();
+    let wal = Wal::open(WalOptions::new(live.path())).unwrap();
+    let active = segment_files(live.path(), "open").pop().unwrap();
     let mut ends = vec![fs::metadata(&active).unwrap().len()];
     for b in batches {
         wal.append_blocking(b.clone()).unwrap();
         ends.push(fs::metadata(&active).unwrap().len());
     }
+    copy_dir(live.path(), dir);
     wal.close().unwrap();
-    (active, ends)
+    (dir.join(active.file_name().unwrap()), ends)
 }
 
 #[test]
