@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -224,7 +223,7 @@ impl Inner {
         // A segment sealed at a clean close (or covered by the snapshot at
         // open) gets its per-station breakdown from this first read through.
         let mut loads = (!known).then(BTreeMap::new);
-        let indexed = reader::index_counting(
+        let indexed = reader::index(
             &path,
             Expect {
                 wal_id: Some(self.shared.wal_id_bytes),
@@ -508,7 +507,11 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n.starts_with("wal-"))
             .collect();
-        assert_eq!(names, ["wal-00000000000000000001.seg"], "sealed, no new active segment");
+        assert_eq!(
+            names,
+            ["wal-00000000000000000001.seg"],
+            "sealed, no new active segment"
+        );
 
         // Damage in the body that only a read-through would see: open trusts
         // the sealed size and header, and the compactor's read finds it.

@@ -66,22 +66,15 @@ pub struct SegmentFile {
     file: File,
 }
 
-/// Indexes the sealed segment at `path`: every message in log order.
+/// Indexes the sealed segment at `path`: every message in log order. With
+/// `loads`, also adds every message to the per-station loads (for a segment
+/// whose breakdown is not known yet: sealed at a clean close, or covered by
+/// the snapshot at open).
 ///
 /// # Errors
 /// [`WalError::Corrupt`] at the first damage (as [`super::Wal::read_segment`]
 /// reports it), [`WalError::Io`].
 pub(crate) fn index(
-    path: &Path,
-    expect: Expect,
-) -> Result<(SegmentFile, Vec<IndexedMessage>), WalError> {
-    index_counting(path, expect, None)
-}
-
-/// [`index`], also adding every message to the per-station `loads` when given
-/// (for a segment whose breakdown is not known yet: sealed at a clean close,
-/// or covered by the snapshot at open).
-pub(crate) fn index_counting(
     path: &Path,
     expect: Expect,
     mut loads: Option<&mut BTreeMap<StationName, StationLoad>>,
@@ -454,7 +447,7 @@ mod tests {
     fn indexed_messages_read_back_as_written_in_any_order() {
         let dir = tempfile::tempdir().unwrap();
         let (path, all) = write_segment(dir.path(), 5);
-        let (file, index) = index(&path, expect()).unwrap();
+        let (file, index) = index(&path, expect(), None).unwrap();
         assert_eq!(index.len(), all.len());
         for (i, m) in index.iter().zip(&all) {
             assert_eq!((i.station.as_str(), i.seq), (m.station.as_str(), m.seq));
@@ -510,9 +503,12 @@ mod tests {
         }
         let path = dir.path().join("seg");
         std::fs::write(&path, &bytes).unwrap();
-        let (file, index) = index(&path, expect()).unwrap();
+        let (file, index) = index(&path, expect(), None).unwrap();
         let (at, _) = places(&index);
-        assert!(at[300] - at[0] >= DIRECT_RUN, "the test needs a run read directly");
+        assert!(
+            at[300] - at[0] >= DIRECT_RUN,
+            "the test needs a run read directly"
+        );
 
         let mut buf = GroupBuffer::default();
         let mut check = |rows: &[IndexedMessage], want: Vec<Message>| {
@@ -577,11 +573,11 @@ mod tests {
             let whole = scan(&Bytes::from(bytes.clone()), expect());
             let Some(damage) = whole.damage else {
                 // A cut between entries: what is left indexes whole.
-                let (_, index) = index(&path, expect()).unwrap();
+                let (_, index) = index(&path, expect(), None).unwrap();
                 assert_eq!(index.len() as u64, whole.messages());
                 continue;
             };
-            match index(&path, expect()) {
+            match index(&path, expect(), None) {
                 Err(WalError::Corrupt { offset, reason, .. }) => {
                     assert_eq!((offset, reason), (damage.offset, damage.reason));
                 }
@@ -594,7 +590,7 @@ mod tests {
     fn a_file_changed_after_indexing_is_reported() {
         let dir = tempfile::tempdir().unwrap();
         let (path, _) = write_segment(dir.path(), 2);
-        let (file, index) = index(&path, expect()).unwrap();
+        let (file, index) = index(&path, expect(), None).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         // The first message's seq.
         let at = index[0].offset as usize + 2;
