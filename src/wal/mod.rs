@@ -9,7 +9,9 @@
 //! answers the appenders, so a source may acknowledge upstream as soon as
 //! `append` returns. Segments roll by size and age and are then *sealed*;
 //! the compactor reads sealed segments ([`Wal::sealed`], [`Wal::read_segment`])
-//! and deletes them once archived ([`Wal::remove_sealed`]).
+//! and deletes them once archived ([`Wal::remove_sealed`]). A clean
+//! [`Wal::close`] seals the active segment when it holds data, so the next
+//! open checks it by size and header instead of reading it through.
 //!
 //! Every `(station, seq)` is held once: drafts without a sequence get the
 //! station's next one, redelivered ones are dropped as duplicates, and the
@@ -23,7 +25,7 @@
 //! <dir>/wal.lock                       flock'ed by the owning process; holds its pid
 //! <dir>/seqs.snapshot                  durable sequences up to a segment (see `snapshot`)
 //! <dir>/wal-00000000000000000007.seg   sealed segments, waiting for the compactor
-//! <dir>/wal-00000000000000000008.open  the active segment
+//! <dir>/wal-00000000000000000008.open  the active segment (none after a clean close)
 //! <dir>/corrupt/                       segments set aside by recovery or the compactor,
 //!                                      each with a `.reason` file; never deleted by Strata
 //! ```
@@ -277,8 +279,10 @@ impl Wal {
         self.inner.last_seq(station)
     }
 
-    /// Stops the writer after in-flight appends finish, and releases the
-    /// directory lock. Later calls on any clone get [`WalError::Closed`].
+    /// Stops the writer after in-flight appends finish, seals the active
+    /// segment when it holds data (so the next open need not read it
+    /// through), and releases the directory lock. Later calls on any clone
+    /// get [`WalError::Closed`].
     ///
     /// # Errors
     /// [`WalError::Poisoned`] when the writer thread died unexpectedly.
