@@ -415,6 +415,23 @@ mod tests {
 
     /// A segment file of `entries` entries of 3 messages (one large), in `dir`.
     fn write_segment(dir: &Path, entries: u64) -> (PathBuf, Vec<Message>) {
+        segment_of(
+            dir,
+            (0..entries)
+                .map(|e| {
+                    vec![
+                        msg("a", e * 3 + 1, 10),
+                        msg("b", e * 3 + 2, 700),
+                        msg("a", e * 3 + 3, if e == 2 { CHUNK + 5 } else { 0 }),
+                    ]
+                })
+                .collect(),
+        )
+    }
+
+    /// A segment file of one entry per batch, in `dir`, and its messages in
+    /// log order.
+    fn segment_of(dir: &Path, batches: Vec<Vec<Message>>) -> (PathBuf, Vec<Message>) {
         let mut bytes = SegmentHeader {
             wal_id: WAL,
             id: SegmentId(3),
@@ -422,12 +439,7 @@ mod tests {
         .encode()
         .to_vec();
         let mut all = Vec::new();
-        for e in 0..entries {
-            let batch = vec![
-                msg("a", e * 3 + 1, 10),
-                msg("b", e * 3 + 2, 700),
-                msg("a", e * 3 + 3, if e == 2 { CHUNK + 5 } else { 0 }),
-            ];
+        for batch in batches {
             bytes.extend(entry::encode(&batch).unwrap());
             all.extend(batch);
         }
@@ -487,22 +499,14 @@ mod tests {
     #[test]
     fn back_to_back_rows_are_read_as_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let mut bytes = SegmentHeader {
-            wal_id: WAL,
-            id: SegmentId(3),
-        }
-        .encode()
-        .to_vec();
         // Two entries of 300 messages of 400 bytes: runs of ~130 KB each,
         // above DIRECT_RUN.
-        let mut all = Vec::new();
-        for e in 0..2u64 {
-            let batch: Vec<Message> = (1..=300).map(|i| msg("a", e * 300 + i, 400)).collect();
-            bytes.extend(entry::encode(&batch).unwrap());
-            all.extend(batch);
-        }
-        let path = dir.path().join("seg");
-        std::fs::write(&path, &bytes).unwrap();
+        let (path, all) = segment_of(
+            dir.path(),
+            (0..2u64)
+                .map(|e| (1..=300).map(|i| msg("a", e * 300 + i, 400)).collect())
+                .collect(),
+        );
         let (file, index) = index(&path, expect(), None).unwrap();
         let (at, _) = places(&index);
         assert!(
