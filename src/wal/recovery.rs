@@ -2,7 +2,9 @@
 //! active segment from the directory, following a [`RecoveryMode`].
 //!
 //! 1. Load `seqs.snapshot` (durable sequences of segments `1..=through`).
-//! 2. Sealed segments the snapshot covers are checked cheaply (size, header).
+//! 2. Sealed segments the snapshot covers are checked cheaply (size, header):
+//!    after a clean close that is every segment, the active one included, since
+//!    the close sealed it.
 //! 3. Every other segment is read in chunks and every entry CRC-checked. A
 //!    damaged one is then read whole to find what is readable: a torn tail of
 //!    the last, active segment is truncated (the mode permitting); any other
