@@ -208,11 +208,25 @@ impl Bucket {
         }
     }
 
-    /// Every live key Strata wrote, with its holder and revision.
+    /// Every live key Strata wrote, with its holder and revision, read within
+    /// the bucket's lease: a listing that takes longer is of no use to a round
+    /// (the leases it would decide on have lapsed meanwhile) and must not hold
+    /// the round up.
     ///
     /// # Errors
-    /// [`BucketError`] when the server cannot be asked.
+    /// [`BucketError`] when the server cannot be asked, or does not answer
+    /// within the lease.
     pub async fn entries(&self) -> Result<Vec<Entry>, BucketError> {
+        match tokio::time::timeout(self.lease, self.list_entries()).await {
+            Ok(listed) => listed,
+            Err(_) => Err(self.err(
+                "listing keys",
+                format!("no complete answer within the lease ({:?})", self.lease),
+            )),
+        }
+    }
+
+    async fn list_entries(&self) -> Result<Vec<Entry>, BucketError> {
         let mut keys = self
             .kv
             .keys()

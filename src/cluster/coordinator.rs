@@ -136,7 +136,13 @@ impl Coordinator {
                 break;
             }
             let next = Instant::now() + self.timing.renew_every();
-            self.round(runner).await;
+            // A round waits on NATS; shutdown must not wait for it. A round cut
+            // short is what a crash leaves: a key taken but not yet recorded
+            // lapses after its lease, and `stop_all` below stops every worker.
+            tokio::select! {
+                () = self.round(runner) => {}
+                r = shutdown.wait_for(|s| *s) => { let _ = r; break; }
+            }
             tokio::select! {
                 () = tokio::time::sleep_until(next.into()) => {}
                 r = shutdown.wait_for(|s| *s) => { let _ = r; break; }

@@ -168,20 +168,7 @@ impl NatsSource {
         };
         Ok(tokio::spawn(async move {
             supervisor.run(stations).await;
-            // Send the last acknowledgements, then close the connection so the
-            // server forgets our pull requests at once: a request left waiting
-            // would take a message the next run then gets only after ack_wait.
-            if let Err(e) = client.flush().await {
-                tracing::warn!(error = %e, "flushing NATS acknowledgements at shutdown failed");
-            }
-            if client.drain().await.is_ok() {
-                let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-                while client.connection_state() == async_nats::connection::State::Connected
-                    && tokio::time::Instant::now() < deadline
-                {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
+            close_connection(&client).await;
         }))
     }
 }
@@ -227,11 +214,38 @@ impl NatsSource {
         let coordinator = cluster.coordinator(list, metrics);
         Ok(tokio::spawn(async move {
             coordinator.run(&mut workers, shutdown).await;
-            if let Err(e) = client.flush().await {
-                tracing::warn!(error = %e, "flushing NATS acknowledgements at shutdown failed");
-            }
-            let _ = client.drain().await;
+            close_connection(&client).await;
         }))
+    }
+}
+
+/// Longest wait for each step of closing the connection at shutdown: a server
+/// that went away (or came back in a state the client did not follow) must
+/// not keep the process from stopping.
+const CLOSE_STEP: Duration = Duration::from_secs(5);
+
+/// Sends the last acknowledgements, then closes the connection so the server
+/// forgets the pull requests at once: a request left waiting would take a
+/// message the next run then gets only after the ack wait. Each step is
+/// bounded by [`CLOSE_STEP`] (an acknowledgement not sent is redelivered after
+/// the ack wait, and dropped then as a duplicate).
+async fn close_connection(client: &async_nats::Client) {
+    match tokio::time::timeout(CLOSE_STEP, client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "flushing NATS acknowledgements at shutdown failed");
+        }
+        Err(_) => tracing::warn!(
+            "flushing NATS acknowledgements at shutdown took over {CLOSE_STEP:?}; stopping anyway"
+        ),
+    }
+    if let Ok(Ok(())) = tokio::time::timeout(CLOSE_STEP, client.drain()).await {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while client.connection_state() == async_nats::connection::State::Connected
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
 
