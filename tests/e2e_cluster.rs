@@ -596,3 +596,44 @@ async fn a_failed_renewal_never_lets_two_processes_archive_one_station() {
     assert_one_owner_at_a_time(&all);
     setup.assert_archived_once(300).await;
 }
+
+/// A round of the lease coordinator lists the bucket; an answer that never
+/// completes (a server that stops answering, or an ordered KV consumer whose
+/// last keys expired while it read them) must not hold the round, and with it
+/// a shutdown, for longer than a lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_the_lease_bucket_gives_up_after_a_lease() {
+    use ::strata::cluster::bucket::{Bucket, Holder};
+    use ::strata::cluster::keys::Key;
+
+    let _serial = serial_async().await;
+    let server_dir = tempdir();
+    let server = need!(NatsServer::start(server_dir.path()));
+    let js = jetstream(&server.url()).await;
+    let lease = Duration::from_secs(1);
+    let bucket = Bucket::open(&js, "cl_list", lease).await.expect("bucket");
+    let holder = Holder {
+        owner: "m1".into(),
+        host: "test".into(),
+        pid: 1,
+        http: None,
+        since: "2026-11-30T00:00:00Z".into(),
+    };
+    bucket
+        .create(&Key::Member("m1".into()), &holder)
+        .await
+        .expect("create");
+    assert_eq!(bucket.entries().await.expect("entries").len(), 1);
+
+    server.pause();
+    let asked = Instant::now();
+    let listed = bucket.entries().await;
+    let took = asked.elapsed();
+    server.resume();
+    let err = listed.expect_err("a frozen server cannot list the bucket");
+    assert!(
+        took < lease + Duration::from_millis(1500),
+        "listing took {took:?}, more than the lease ({lease:?}) allows: {err}"
+    );
+    assert!(err.to_string().contains("listing keys"), "{err}");
+}

@@ -95,6 +95,20 @@ impl NatsServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "STOP");
+        }
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "CONT");
+        }
+    }
+
     /// Starts again on the same port with the same store.
     pub fn restart(&mut self) {
         self.stop();
