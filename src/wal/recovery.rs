@@ -321,20 +321,26 @@ struct Checked {
 }
 
 impl Checked {
+    /// A segment `len` bytes long of `entries` entries, whose messages
+    /// `stations` sums up per station (the totals follow from it).
+    fn new(len: u64, entries: u64, stations: BTreeMap<StationName, StationLoad>) -> Checked {
+        Checked {
+            len,
+            entries,
+            messages: stations.values().map(|l| l.messages).sum(),
+            min_timestamp: stations.values().filter_map(|l| l.min_timestamp).min(),
+            stations,
+        }
+    }
+
     /// What the good entries before any damage of `scan` hold, the file now
     /// `len` bytes long.
     fn of_scan(scan: &Scan, len: u64) -> Checked {
-        Checked {
+        Checked::new(
             len,
-            entries: scan.entries.len() as u64,
-            messages: scan.messages(),
-            min_timestamp: scan
-                .entries
-                .iter()
-                .flat_map(|e| e.messages.iter().map(|m| m.timestamp))
-                .min(),
-            stations: StationLoad::of_scanned(scan.entries.iter().flat_map(|e| e.messages.iter())),
-        }
+            scan.entries.len() as u64,
+            StationLoad::of_scanned(scan.entries.iter().flat_map(|e| e.messages.iter())),
+        )
     }
 }
 
@@ -349,24 +355,13 @@ impl Checked {
 fn walk_clean(path: &Path, expect: Expect) -> Result<(Checked, Sequencer), WalError> {
     let mut durable = Sequencer::default();
     let mut stations = SharedStations::default();
-    let mut messages = 0u64;
-    let mut min_ts: Option<Timestamp> = None;
     let mut loads = BTreeMap::new();
     let walked = reader::walk(path, expect, |_, m, _| {
         let station = stations.get(m.station);
         durable.add_durable_seq(&station, m.seq);
-        messages += 1;
-        min_ts = segment::min_timestamp(min_ts, Some(m.timestamp));
         StationLoad::count(&mut loads, &station, m.payload().len() as u64, m.timestamp);
     })?;
-    let checked = Checked {
-        len: walked.len,
-        entries: walked.entries,
-        messages,
-        min_timestamp: min_ts,
-        stations: loads,
-    };
-    Ok((checked, durable))
+    Ok((Checked::new(walked.len, walked.entries, loads), durable))
 }
 
 /// Cheap checks of a sealed segment the snapshot covers: its size is what was

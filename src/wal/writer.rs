@@ -494,8 +494,9 @@ impl<I: SegmentIo> Writer<I> {
     }
 
     /// Seals the active segment: makes its size durable, renames it sealed,
-    /// writes the snapshot covering it and lists it as sealed. The writer
-    /// then has no active segment until [`Self::seal_and_roll`] creates one.
+    /// writes the snapshot covering it and lists it as sealed. `self.active`
+    /// still describes that segment afterwards: [`Self::seal_and_roll`]
+    /// replaces it with a new one; at close nothing more is written.
     fn seal_active(&mut self) -> Result<SegmentId, (PathBuf, io::Error)> {
         let sh = self.shared.clone();
         let dir = &sh.opts.dir;
