@@ -22,6 +22,7 @@
 //! ([`claims`]): after a takeover two WALs may hold the same `(station, seq)`.
 
 pub mod claims;
+pub mod pace;
 pub mod plan;
 pub mod upload;
 mod worker;
@@ -393,6 +394,8 @@ pub struct Compactor {
     failpoint: Option<FailPoint>,
     claims: Option<Arc<dyn UploadClaims>>,
     iceberg: Option<IcebergTable>,
+    /// `[compaction] defer_while_busy` (see [`pace`]).
+    defer_while_busy: Duration,
     state: Mutex<State>,
 }
 
@@ -422,6 +425,7 @@ impl Compactor {
             failpoint: None,
             claims: None,
             iceberg: None,
+            defer_while_busy: cfg.defer_while_busy,
             state: Mutex::new(State::default()),
         }
     }
@@ -492,7 +496,8 @@ impl Compactor {
     }
 
     /// The background loop: compacts whenever segments are sealed (polling
-    /// every 500 ms), backing off exponentially up to 30 s while compaction
+    /// every 500 ms; while messages keep arriving, sealed segments wait a
+    /// while, see [`pace`]), backing off exponentially up to 30 s while compaction
     /// fails, so the WAL grows and its `max_disk_bytes` pushes back on sources.
     /// An error retrying cannot fix ([`CompactionError::is_permanent`]: bad
     /// credentials, no such bucket) is retried only every
@@ -501,9 +506,21 @@ impl Compactor {
     /// finishing the segment in progress.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut failures: u32 = 0;
+        let mut pace = pace::Pace::new(self.defer_while_busy);
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if failures == 0 && pace.wait(Instant::now(), self.wal_look()) {
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                    changed = shutdown.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                    }
+                }
+                continue;
             }
             if failures > 0 {
                 self.observer.inc_upload_retry();
@@ -546,6 +563,17 @@ impl Compactor {
             }
         }
         tracing::debug!("compactor stopped");
+    }
+
+    /// What [`pace::Pace`] looks at.
+    fn wal_look(&self) -> pace::WalLook {
+        let stats = self.wal.stats();
+        pace::WalLook {
+            appends: stats.appends,
+            disk_bytes: stats.disk_bytes,
+            max_disk_bytes: self.wal.max_disk_bytes(),
+            sealed_segments: stats.sealed_segments,
+        }
     }
 
     /// One pass over the sealed segments; stops early when `stop` turns true.

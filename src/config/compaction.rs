@@ -6,7 +6,9 @@ use std::time::Duration;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use super::values::{de_positive_count, de_positive_duration, de_positive_size_usize, MIB};
+use super::values::{
+    de_duration, de_positive_count, de_positive_duration, de_positive_size_usize, MIB,
+};
 
 /// S3's smallest allowed part of a multipart upload (all parts but the last).
 pub const MIN_PART_SIZE: usize = 5 * MIB as usize;
@@ -38,6 +40,11 @@ pub struct CompactionConfig {
     /// credentials or has no such bucket does so at once.
     #[serde(deserialize_with = "de_positive_duration")]
     pub unhealthy_after: Duration,
+    /// While messages keep arriving, the background compactor leaves sealed
+    /// segments for later, at most this long in a row (default 10 s; "0s":
+    /// compact as soon as a segment is sealed). See [`crate::compactor::pace`].
+    #[serde(deserialize_with = "de_duration")]
+    pub defer_while_busy: Duration,
 }
 
 impl Default for CompactionConfig {
@@ -50,6 +57,7 @@ impl Default for CompactionConfig {
             part_size: 8 * MIB as usize,
             upload_concurrency: 4,
             unhealthy_after: Duration::from_secs(300),
+            defer_while_busy: Duration::from_secs(10),
         }
     }
 }
@@ -98,6 +106,21 @@ mod tests {
         let e = parse_err("[compaction]\npart_size = \"1MiB\"\n");
         assert!(e.contains("[compaction] part_size"), "{e}");
         assert!(e.contains("5MiB"), "{e}");
+    }
+
+    #[test]
+    fn defer_while_busy_takes_a_duration_and_zero() {
+        let c =
+            super::super::test_support::parse("[compaction]\ndefer_while_busy = \"0s\"\n").unwrap();
+        assert!(c.compaction.defer_while_busy.is_zero());
+        let c =
+            super::super::test_support::parse("[compaction]\ndefer_while_busy = \"1m\"\n").unwrap();
+        assert_eq!(
+            c.compaction.defer_while_busy,
+            std::time::Duration::from_secs(60)
+        );
+        let e = parse_err("[compaction]\ndefer_while_busy = \"soon\"\n");
+        assert!(e.contains("[compaction] defer_while_busy"), "{e}");
     }
 
     #[test]

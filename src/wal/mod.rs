@@ -251,6 +251,12 @@ impl Wal {
         self.inner.is_poisoned()
     }
 
+    /// The most bytes of segment files the WAL holds before it refuses
+    /// appends (`[wal] max_disk_bytes`).
+    pub fn max_disk_bytes(&self) -> u64 {
+        self.inner.shared.opts.max_disk_bytes
+    }
+
     /// Live figures (cheap: a few counters).
     pub fn stats(&self) -> WalStats {
         self.inner.stats()
