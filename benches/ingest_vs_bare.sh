@@ -30,6 +30,10 @@
 # ARCHIVE_ROOT=/dev/shm puts the archive (the file:// store the compactor
 # uploads to, standing in for S3) on tmpfs, so its writes and fsyncs do not
 # share the WAL's disk.
+# DEFER=0s sets Strata's [compaction] defer_while_busy (default 10s: sealed
+# segments wait while messages keep arriving; "0s" compacts each segment as soon
+# as it is sealed, as builds before this key did; not with a BASELINE binary
+# older than the key, which would refuse the config).
 # BASELINE=path/to/strata adds (c), another `strata run` binary (e.g. an earlier
 # commit's, built once into its own path) run the same way in every round, so a
 # change is measured before/after in the same session: odd rounds a, b, c; even
@@ -48,6 +52,7 @@ PER_BATCH=${PER_BATCH:-1000}
 BATCHES=${BATCHES:-$(( (N + CLIENTS * PER_BATCH - 1) / (CLIENTS * PER_BATCH) ))}
 WAL_ROOT=${WAL_ROOT:-}
 SEGMENT_MAX_BYTES=${SEGMENT_MAX_BYTES:-}
+DEFER=${DEFER:-}
 BASELINE=${BASELINE:-}
 ARCHIVE_ROOT=${ARCHIVE_ROOT:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -107,6 +112,7 @@ strata_config() { # name nats_url consumer
         if [ -n "$SEGMENT_MAX_BYTES" ]; then echo "segment_max_bytes = \"$SEGMENT_MAX_BYTES\""; fi
         echo "[storage]"
         echo "url = \"file://$ARCHIVE_BASE/$name/archive\""
+        if [ -n "$DEFER" ]; then echo "[compaction]"; echo "defer_while_busy = \"$DEFER\""; fi
         echo "[http]"
         echo "listen = \"127.0.0.1:$port\""
         if [ -n "$nats" ]; then

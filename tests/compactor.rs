@@ -909,6 +909,82 @@ async fn the_background_loop_backs_off_through_an_outage_then_catches_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_messages_keep_arriving_sealed_segments_wait_at_most_defer_while_busy() {
+    let wal_dir = TempDir::new().expect("tempdir");
+    let archive_dir = TempDir::new().expect("tempdir");
+    let archive = local_archive(archive_dir.path());
+    let wal = open_wal(wal_dir.path(), 64 << 20);
+    let limit = Duration::from_secs(3);
+    let cfg = CompactionConfig {
+        defer_while_busy: limit,
+        ..config()
+    };
+    let compactor = Arc::new(Compactor::new(
+        wal.clone(),
+        archive.clone(),
+        &cfg,
+        Arc::new(NoopObserver),
+    ));
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(Arc::clone(&compactor).run(shutdown));
+
+    // A source that keeps appending, one message every 20 ms.
+    let (quiet, mut quieted) = tokio::sync::watch::channel(false);
+    let source = {
+        let wal = wal.clone();
+        tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for seq in 1u64.. {
+                if *quieted.borrow_and_update() {
+                    break;
+                }
+                let m = message("orders", seq, DAY + seq as i64, Bytes::from(vec![7u8; 100]));
+                append(&wal, std::slice::from_ref(&m)).await;
+                sent.push(m);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            sent
+        })
+    };
+    // The compactor has looked at the WAL at least twice while appends came.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    wal.seal().expect("seal");
+    let sealed = tokio::time::Instant::now();
+    let deadline = sealed + limit + Duration::from_secs(7);
+    while !wal.sealed().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a sealed segment waits at most defer_while_busy, then is compacted while \
+             messages still arrive"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waited = sealed.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1),
+        "while messages keep arriving the sealed segment waits ({waited:?})"
+    );
+
+    // Once the source is quiet, a sealed segment goes at the next look.
+    quiet.send(true).expect("quiet");
+    let sent = source.await.expect("source");
+    wal.seal().expect("seal");
+    let sealed = tokio::time::Instant::now();
+    while !wal.sealed().is_empty() {
+        assert!(
+            sealed.elapsed() < Duration::from_secs(5),
+            "a quiet WAL's sealed segment is compacted at once"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sealed.elapsed() < limit, "{:?}", sealed.elapsed());
+
+    stop.send(true).expect("shutdown");
+    task.await.expect("loop");
+    assert_archive_holds_exactly(&archive, &sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flush_and_the_loop_never_compact_one_segment_twice() {
     let wal_dir = TempDir::new().expect("tempdir");
     let archive_dir = TempDir::new().expect("tempdir");

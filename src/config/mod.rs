@@ -356,6 +356,7 @@ mod tests {
             part_size = "10MiB"
             upload_concurrency = 2
             unhealthy_after = "90s"
+            defer_while_busy = "30s"
 
             [http]
             listen = "0.0.0.0:9090"
@@ -394,6 +395,7 @@ mod tests {
         assert_eq!(c.compaction.part_size, 10 << 20);
         assert_eq!(c.compaction.upload_concurrency, 2);
         assert_eq!(c.compaction.unhealthy_after, Duration::from_secs(90));
+        assert_eq!(c.compaction.defer_while_busy, Duration::from_secs(30));
         assert_eq!(c.http.listen, "0.0.0.0:9090");
         assert_eq!(
             c.http.token.as_ref().map(Secret::expose),
@@ -569,6 +571,7 @@ mod tests {
         assert_eq!(c.http.max_body_bytes, d.http.max_body_bytes);
         assert_eq!(c.http.max_inflight_bytes, d.http.max_inflight_bytes);
         assert_eq!(c.compaction.unhealthy_after, d.compaction.unhealthy_after);
+        assert_eq!(c.compaction.defer_while_busy, d.compaction.defer_while_busy);
         assert_eq!(c.nats.fetch_batch, d.nats.fetch_batch);
         assert_eq!(c.cluster.lease, d.cluster.lease);
         assert_eq!(c.tier2.enabled, d.tier2.enabled);
