@@ -13,10 +13,11 @@
 //! version created with ack policy explicit keeps one acknowledgement per
 //! message). Batches go through a pipeline: while one batch's append is in
 //! flight, the next is prepared and its append queued (appends reach the WAL
-//! in arrival order), and the ones after it fetched: once a full batch has
-//! arrived the request for the next is sent (one request at a time, every
-//! request read to its end); batches are acknowledged in the order they
-//! arrived. Redeliveries are dropped by
+//! in arrival order), and the ones after it fetched by the station's fetcher
+//! task ([`fetcher`]), which sends the next request as soon as it has handed
+//! the previous batch over (one request at a time, every request read to its
+//! end, none sent while the worker takes nothing); batches are acknowledged
+//! in the order they arrived. Redeliveries are dropped by
 //! the WAL's (station, seq) de-duplication and acknowledged again. A session
 //! that misses a delivery ends, and every session starts by storing what the
 //! consumer delivered earlier and never saw acknowledged, so an
@@ -66,6 +67,7 @@
 
 mod acks;
 mod convert;
+mod fetcher;
 mod identity;
 mod worker;
 

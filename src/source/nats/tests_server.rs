@@ -451,7 +451,7 @@ async fn a_pull_request_stops_at_its_byte_cap() {
     }
     let consumer = make_consumer(&js, &name, AckPolicy::All).await;
     let (_tx, mut rx) = watch::channel(false);
-    let chunk = match worker::fetch(&consumer, 100, 25_000, false, &mut rx).await {
+    let chunk = match fetcher::fetch(&consumer, 100, 25_000, false, &mut rx).await {
         Ok(chunk) => chunk,
         Err(worker::PullError::Nats(e)) => panic!("the fetch failed: {e}"),
         Err(_) => panic!("the fetch failed"),

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use super::acks::{cumulative_ack, AckMode, Deliveries};
 use super::convert::{find, header_list, micros_from_nanos, to_draft};
+use super::fetcher::{Fetcher, FETCH_EXPIRY};
 use super::identity::Identity;
 use crate::cluster::lease::Lease;
 use crate::identity::{expel_risk, ExpelInputs, GapRecord, GapTracker, IncarnationRecord};
@@ -32,11 +33,8 @@ use crate::wal::{Appended, Wal, WalError};
 /// The metrics `source` label of this source.
 pub(crate) const SOURCE: &str = "nats";
 
-/// How nats-server says a pull request reached its byte cap.
-const BYTE_CAP_REACHED: &str = "Message Size Exceeds MaxBytes";
-
-/// How long a pull request waits on an idle stream before it is renewed.
-const FETCH_EXPIRY: Duration = Duration::from_secs(2);
+/// How often a worker waiting on an idle stream looks up whether to stop.
+const IDLE_CHECK: Duration = FETCH_EXPIRY;
 
 /// Redelivery delay for a message delivered but not acknowledged (a
 /// cluster member uses [`crate::cluster::lease::LeaseTiming::ack_wait`]).
@@ -435,21 +433,19 @@ impl StationWorker {
 
     /// Archives batches until shutdown or a NATS error, as a pipeline: while
     /// one batch's append (write + fsync) is in flight, the next batch is
-    /// prepared and its append queued, and the ones after it fetched: as soon
-    /// as a full batch has arrived the request for the next one is sent, so
-    /// the server does not wait for the worker between batches. A batch is
-    /// acknowledged once it is durable, strictly in the order batches
-    /// arrived, so a batch costs the longest stage instead of their sum, and
-    /// consecutive appends can share an fsync.
+    /// prepared and its append queued, and the ones after it fetched by the
+    /// station's [`Fetcher`], which sends each request as soon as the batch
+    /// before it is handed over, so the server does not wait for the worker
+    /// between batches. A batch is acknowledged once it is durable, strictly
+    /// in the order batches arrived, so a batch costs the longest stage
+    /// instead of their sum, and consecutive appends can share an fsync.
     ///
     /// Bounds: besides the batch whose append is in flight, one batch is
-    /// being prepared, at most one fetched and waiting, and at most one more
-    /// being fetched, whose request is only sent once the one before it was
-    /// read to its end. So while the WAL is full (the oldest batch's append is
-    /// retried) the worker holds at most three extra unacknowledged batches
-    /// and leaves no pull request outstanding: every request is read to its
-    /// end (a no-wait fetch, or a 1-message request that expires after
-    /// [`FETCH_EXPIRY`], sent only when nothing is in flight), since
+    /// being prepared, and the fetcher holds at most two more (one handed
+    /// over, one in hand) and sends no request while it cannot hand a batch
+    /// over. So while the WAL is full (the oldest batch's append is retried)
+    /// the worker holds at most three extra unacknowledged batches and leaves
+    /// no pull request outstanding: every request is read to its end, since
     /// deliveries to a request nobody reads would sit in the broker until
     /// redelivered after [`ACK_WAIT`]. At shutdown the batches being stored
     /// are finished (made durable and acknowledged) and fetched ones are given
@@ -460,86 +456,56 @@ impl StationWorker {
             self.catch_up(after, through).await?;
         }
         let (batch, max_bytes) = (self.config.fetch_batch, self.config.fetch_max_bytes);
-        let mut chunk = Vec::new();
+        let mut fetcher = Fetcher::start(consumer, batch, max_bytes, &self.shutdown);
+        let result = self.pull_from(&mut fetcher).await;
+        fetcher.close().await;
+        result
+    }
+
+    /// The pipeline of [`StationWorker::pull`] on a running fetcher.
+    async fn pull_from(&mut self, fetcher: &mut Fetcher) -> Result<(), PullError> {
         let mut inflight: Option<InFlight> = None;
-        // A no-wait fetch sent ahead, while the batch before it was stored.
-        let mut ahead: Option<Ahead> = None;
         loop {
             if self.stopping() {
-                // Fetched and not started: given back, redelivered at once.
-                release(&chunk).await;
-                give_back(ahead.take()).await;
                 if let Some(f) = inflight.take() {
                     self.finish(f).await?;
                 }
                 return Err(PullError::Stop(Stop::Shutdown));
             }
-            if chunk.is_empty() {
-                if let Some(next) = ahead.take() {
-                    match arrived(next).await {
-                        Ok(next) => chunk = next,
-                        Err(e) => {
-                            if let Some(f) = inflight.take() {
-                                self.finish(f).await?;
-                            }
-                            return Err(e);
-                        }
+            let fetched = match fetcher.ready() {
+                Some(fetched) => fetched,
+                None => {
+                    // Nothing new right now: finish what is in flight before
+                    // waiting for more, so its acknowledgement is not held back.
+                    if let Some(f) = inflight.take() {
+                        self.finish(f).await?;
+                        continue;
                     }
-                    continue;
-                }
-                // Nothing new right now: finish what is in flight before
-                // waiting for more, so its acknowledgement is not held back.
-                if let Some(f) = inflight.take() {
-                    self.finish(f).await?;
-                    continue;
-                }
-                let mut shutdown = self.shutdown.clone();
-                chunk = next_chunk(consumer, batch, max_bytes, &mut shutdown).await?;
-                continue;
-            }
-            let prefetch = ahead
-                .take()
-                .unwrap_or_else(|| fetch_ahead(consumer, batch, max_bytes, &self.shutdown));
-            let current = std::mem::take(&mut chunk);
-            let previous = inflight.take();
-            let shutdown = self.shutdown.clone();
-            // Store `current` while `prefetch` arrives; once it has arrived
-            // whole (the stream has more), send the request after it.
-            let mut next_ahead = None;
-            let (started, fetched) = {
-                let store = self.advance(current, previous);
-                let fetching = async {
-                    let fetched = arrived(prefetch).await;
-                    if matches!(&fetched, Ok(c) if c.len() >= batch) {
-                        next_ahead = Some(fetch_ahead(consumer, batch, max_bytes, &shutdown));
+                    // Wait, looking up now and then whether to stop (shutdown,
+                    // or in a cluster the lease).
+                    let mut shutdown = self.shutdown.clone();
+                    let waited = tokio::select! {
+                        fetched = fetcher.within(IDLE_CHECK) => fetched,
+                        () = shutdown_requested(&mut shutdown) => None,
+                    };
+                    match waited {
+                        Some(fetched) => fetched,
+                        None => continue,
                     }
-                    fetched
-                };
-                tokio::join!(store, fetching)
-            };
-            ahead = next_ahead;
-            let started = match started {
-                Ok(started) => started,
-                Err(e) => {
-                    if let Ok(fetched) = &fetched {
-                        release(fetched).await;
-                    }
-                    give_back(ahead.take()).await;
-                    return Err(e);
                 }
             };
-            inflight = Some(started);
-            self.errors.reset();
-            match fetched {
-                Ok(next) => chunk = next,
+            let chunk = match fetched {
+                Ok(chunk) => chunk,
                 Err(e) => {
-                    give_back(ahead.take()).await;
                     if let Some(f) = inflight.take() {
                         self.finish(f).await?;
                     }
                     return Err(e);
                 }
-            }
+            };
+            let previous = inflight.take();
+            inflight = Some(self.advance(chunk, previous).await?);
+            self.errors.reset();
         }
     }
 
@@ -1037,7 +1003,7 @@ impl StationWorker {
 /// Gives a fetched batch that was never stored back to the server (a
 /// negative acknowledgement): it is redelivered at once, e.g. to the
 /// process that takes the station over, instead of after the ack wait.
-async fn release(chunk: &[Message]) {
+pub(super) async fn release(chunk: &[Message]) {
     for m in chunk {
         let _ = m.ack_with(jetstream::AckKind::Nak(None)).await;
     }
@@ -1104,116 +1070,6 @@ async fn expel_inputs(
         max_age_secs: info.config.max_age.as_secs_f64(),
         oldest_unarchived_age_secs: age.max(0.0),
     })
-}
-
-/// A no-wait fetch running on its own task: its request is sent and read to
-/// its end whether or not the worker waits for it yet.
-type Ahead = tokio::task::JoinHandle<Result<Vec<Message>, PullError>>;
-
-/// Starts a no-wait fetch of up to `batch` messages ([`fetch`]) on its own task.
-fn fetch_ahead(
-    consumer: &PullConsumer,
-    batch: usize,
-    max_bytes: usize,
-    shutdown: &watch::Receiver<bool>,
-) -> Ahead {
-    let (consumer, mut shutdown) = (consumer.clone(), shutdown.clone());
-    tokio::spawn(async move { fetch(&consumer, batch, max_bytes, false, &mut shutdown).await })
-}
-
-/// What a fetch sent ahead got.
-async fn arrived(ahead: Ahead) -> Result<Vec<Message>, PullError> {
-    ahead
-        .await
-        .unwrap_or_else(|e| Err(PullError::Nats(format!("fetch task ended: {e}").into())))
-}
-
-/// Waits for a fetch sent ahead and gives back what it got (a negative
-/// acknowledgement): redelivered at once, not after the ack wait.
-async fn give_back(ahead: Option<Ahead>) {
-    if let Some(ahead) = ahead {
-        if let Ok(Ok(chunk)) = ahead.await {
-            release(&chunk).await;
-        }
-    }
-}
-
-/// Takes what the stream has now (a no-wait fetch of up to `batch`), or, when
-/// it has nothing, waits up to [`FETCH_EXPIRY`] for one message. Empty when
-/// the stream stayed idle.
-async fn next_chunk(
-    consumer: &PullConsumer,
-    batch: usize,
-    max_bytes: usize,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<Vec<Message>, PullError> {
-    let chunk = fetch(consumer, batch, max_bytes, false, shutdown).await?;
-    if !chunk.is_empty() {
-        return Ok(chunk);
-    }
-    fetch(consumer, batch, max_bytes, true, shutdown).await
-}
-
-/// Sends one pull request (up to `batch` messages and `max_bytes` bytes, or
-/// with `wait` one message within [`FETCH_EXPIRY`]) and reads it to its end.
-pub(super) async fn fetch(
-    consumer: &PullConsumer,
-    batch: usize,
-    max_bytes: usize,
-    wait: bool,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<Vec<Message>, PullError> {
-    let request = if wait {
-        consumer
-            .batch()
-            .max_messages(1)
-            .expires(FETCH_EXPIRY)
-            .messages()
-            .await
-    } else {
-        consumer
-            .fetch()
-            .max_messages(batch)
-            .max_bytes(max_bytes)
-            .messages()
-            .await
-    };
-    let request = request.map_err(|e| PullError::Nats(e.into()))?;
-    let read = async {
-        let mut chunk = Vec::with_capacity(if wait { 1 } else { batch });
-        let mut request = request;
-        while let Some(m) = request.next().await {
-            match m {
-                Ok(m) => chunk.push(m),
-                // nats-server ends a request whose next message would pass its
-                // byte cap with status 409 "Message Size Exceeds MaxBytes",
-                // which async-nats hands over as an error: a full batch.
-                Err(e) if e.to_string().contains(BYTE_CAP_REACHED) => break,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok::<_, async_nats::Error>(chunk)
-    };
-    // A request whose end was lost (server restart) must not hang the worker.
-    let limit = FETCH_EXPIRY + Duration::from_secs(10);
-    let read = tokio::time::timeout(limit, read);
-    tokio::pin!(read);
-    tokio::select! {
-        r = &mut read => match r {
-            Ok(r) => r.map_err(PullError::Nats),
-            Err(_) => Err(PullError::Nats("pull request got no answer in time".into())),
-        },
-        () = shutdown_requested(shutdown) => {
-            // Read the request to its end (it expires within FETCH_EXPIRY)
-            // and give its messages back: redelivered at once, not after the
-            // ack wait, to whoever fetches the station next.
-            let rest = FETCH_EXPIRY + Duration::from_secs(1);
-            if let Ok(Ok(Ok(chunk))) = tokio::time::timeout(rest, read).await {
-                release(&chunk).await;
-            }
-            Err(PullError::Stop(Stop::Shutdown))
-        }
-    }
 }
 
 /// Why the consumer could not be set up.
