@@ -464,6 +464,69 @@ async fn a_pull_request_stops_at_its_byte_cap() {
     js.delete_stream(&name).await.unwrap();
 }
 
+/// The consumer's figures: last delivered stream sequence, pull requests waiting.
+async fn delivered_and_waiting(js: &async_nats::jetstream::Context, stream: &str) -> (u64, usize) {
+    let info = js
+        .get_stream(stream)
+        .await
+        .unwrap()
+        .consumer_info(DEFAULT_CONSUMER)
+        .await
+        .unwrap()
+        .clone();
+    (info.delivered.stream_sequence, info.num_waiting)
+}
+
+#[tokio::test]
+async fn the_fetcher_holds_two_batches_sends_nothing_more_and_gives_them_back() {
+    let Some(url) = server() else { return };
+    let (js, name) = filled_stream(&url, "fetcher", 0..100).await;
+    let consumer = make_consumer(&js, &name, AckPolicy::All).await;
+    let (_tx, rx) = watch::channel(false);
+    let mut fetcher = fetcher::Fetcher::start(&consumer, 10, 1 << 20, &rx);
+    // Nothing taken: one batch handed over, one in hand, no request after them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while delivered_and_waiting(&js, &name).await.0 < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "two batches fetched"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(delivered_and_waiting(&js, &name).await, (20, 0));
+    let seqs = |chunk: &[async_nats::jetstream::Message]| -> Vec<u64> {
+        chunk
+            .iter()
+            .map(|m| m.info().unwrap().stream_sequence)
+            .collect()
+    };
+    let first = match fetcher.within(Duration::from_secs(5)).await {
+        Some(Ok(chunk)) => chunk,
+        _ => panic!("a batch was waiting"),
+    };
+    assert_eq!(seqs(&first), (1..=10).collect::<Vec<_>>());
+    // Taking one lets the next request go out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while delivered_and_waiting(&js, &name).await.0 < 30 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the next batch fetched"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Closing gives back what was fetched and not taken: redelivered at once.
+    fetcher.close().await;
+    let (_tx, mut rx) = watch::channel(false);
+    let again = match fetcher::fetch(&consumer, 20, 1 << 20, false, &mut rx).await {
+        Ok(chunk) => chunk,
+        Err(_) => panic!("the fetch failed"),
+    };
+    assert_eq!(seqs(&again), (11..=30).collect::<Vec<_>>());
+    assert!(again.iter().all(|m| m.info().unwrap().delivered == 2));
+    js.delete_stream(&name).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_full_wal_holds_messages_in_the_broker_until_there_is_room() {
     let Some(url) = server() else { return };
