@@ -3,15 +3,21 @@
 //! Encoding a segment takes CPU that the sources need while a burst arrives,
 //! and the archive's latency is counted in minutes, not milliseconds. So while
 //! messages keep arriving (the WAL took appends since the compactor last
-//! looked, every 500 ms) the background compactor waits, within two bounds:
-//! at most `[compaction] defer_while_busy` in a row (then it compacts what is
-//! sealed and may wait again: larger, rarer steps under sustained load), and
-//! only while the WAL holds less than a quarter of its `max_disk_bytes`, so a
-//! long burst never comes near the point where the WAL pushes back on the
-//! sources. The first quiet look compacts at once; `strata flush`,
-//! `POST /v1/flush` and shutdown never wait.
+//! looked, every 500 ms) the background compactor lets a few sealed segments
+//! wait: at most [`MAX_WAITING_SEGMENTS`] (a burst of up to about 256 MiB with
+//! the default 64 MiB segments is taken in with both cores and compacted right
+//! after), at most `[compaction] defer_while_busy` in a row, and only while the
+//! WAL holds less than a quarter of its `max_disk_bytes`. Past any bound it
+//! compacts what is sealed, so under sustained load it keeps a few segments
+//! behind the sources, reading them back while they are still in the page
+//! cache (waiting for many segments and compacting them in one long step was
+//! measured slower under sustained load). The first quiet look compacts at
+//! once; `strata flush`, `POST /v1/flush` and shutdown never wait.
 
 use std::time::{Duration, Instant};
+
+/// The most sealed segments left waiting for a busy source.
+pub const MAX_WAITING_SEGMENTS: u64 = 4;
 
 /// What the compactor sees of the WAL when it looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +56,8 @@ impl Pace {
     pub fn wait(&mut self, now: Instant, wal: WalLook) -> bool {
         let busy = self.last_appends.is_some_and(|last| wal.appends != last);
         self.last_appends = Some(wal.appends);
-        let room = wal.disk_bytes < wal.max_disk_bytes / 4;
+        let room =
+            wal.disk_bytes < wal.max_disk_bytes / 4 && wal.sealed_segments <= MAX_WAITING_SEGMENTS;
         if !busy || !room || wal.sealed_segments == 0 || self.limit.is_zero() {
             self.waiting_since = None;
             return false;
@@ -122,6 +129,17 @@ mod tests {
         assert!(!pace.wait(t0, look(2, 10 * GIB / 4, 1)), "a quarter held");
         assert!(pace.wait(t0, look(3, 10 * GIB / 4 - 1, 1)));
         assert!(!pace.wait(t0, look(4, GIB, 0)), "nothing sealed");
+    }
+
+    #[test]
+    fn never_leaves_more_than_a_few_segments_waiting() {
+        let t0 = Instant::now();
+        let mut pace = Pace::new(Duration::from_secs(10));
+        assert!(!pace.wait(t0, look(1, GIB, 1)));
+        assert!(pace.wait(t0, look(2, GIB, MAX_WAITING_SEGMENTS)));
+        assert!(!pace.wait(t0, look(3, GIB, MAX_WAITING_SEGMENTS + 1)));
+        // After that pass, the next few wait again.
+        assert!(pace.wait(t0, look(4, GIB, 1)));
     }
 
     #[test]

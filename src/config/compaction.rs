@@ -40,8 +40,8 @@ pub struct CompactionConfig {
     /// credentials or has no such bucket does so at once.
     #[serde(deserialize_with = "de_positive_duration")]
     pub unhealthy_after: Duration,
-    /// While messages keep arriving, the background compactor leaves sealed
-    /// segments for later, at most this long in a row (default 10 s; "0s":
+    /// While messages keep arriving, the background compactor leaves a few
+    /// sealed segments for later, at most this long in a row (default 10 s; "0s":
     /// compact as soon as a segment is sealed). See [`crate::compactor::pace`].
     #[serde(deserialize_with = "de_duration")]
     pub defer_while_busy: Duration,
