@@ -48,7 +48,8 @@ impl Fetcher {
         let (consumer, mut shutdown) = (consumer.clone(), shutdown.clone());
         let task = tokio::spawn(async move {
             let mut full = true;
-            loop {
+            // Closed by the worker: no further request.
+            while !tx.is_closed() {
                 let fetched = if full {
                     fetch(&consumer, batch, max_bytes, false, &mut shutdown).await
                 } else {

@@ -477,6 +477,18 @@ async fn delivered_and_waiting(js: &async_nats::jetstream::Context, stream: &str
     (info.delivered.stream_sequence, info.num_waiting)
 }
 
+/// Waits until the consumer has delivered stream sequence `seq`.
+async fn wait_for_delivered(js: &async_nats::jetstream::Context, stream: &str, seq: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while delivered_and_waiting(js, stream).await.0 < seq {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for delivery {seq}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_fetcher_holds_two_batches_sends_nothing_more_and_gives_them_back() {
     let Some(url) = server() else { return };
@@ -485,14 +497,7 @@ async fn the_fetcher_holds_two_batches_sends_nothing_more_and_gives_them_back() 
     let (_tx, rx) = watch::channel(false);
     let mut fetcher = fetcher::Fetcher::start(&consumer, 10, 1 << 20, &rx);
     // Nothing taken: one batch handed over, one in hand, no request after them.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while delivered_and_waiting(&js, &name).await.0 < 20 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "two batches fetched"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_delivered(&js, &name, 20).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(delivered_and_waiting(&js, &name).await, (20, 0));
     let seqs = |chunk: &[async_nats::jetstream::Message]| -> Vec<u64> {
@@ -507,14 +512,7 @@ async fn the_fetcher_holds_two_batches_sends_nothing_more_and_gives_them_back() 
     };
     assert_eq!(seqs(&first), (1..=10).collect::<Vec<_>>());
     // Taking one lets the next request go out.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while delivered_and_waiting(&js, &name).await.0 < 30 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the next batch fetched"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_delivered(&js, &name, 30).await;
     // Closing gives back what was fetched and not taken: redelivered at once.
     fetcher.close().await;
     let (_tx, mut rx) = watch::channel(false);
@@ -524,6 +522,22 @@ async fn the_fetcher_holds_two_batches_sends_nothing_more_and_gives_them_back() 
     };
     assert_eq!(seqs(&again), (11..=30).collect::<Vec<_>>());
     assert!(again.iter().all(|m| m.info().unwrap().delivered == 2));
+    js.delete_stream(&name).await.unwrap();
+}
+
+#[tokio::test]
+async fn closing_the_fetcher_of_an_idle_stream_ends_it() {
+    let Some(url) = server() else { return };
+    let (js, name) = filled_stream(&url, "idle", 0..0).await;
+    let consumer = make_consumer(&js, &name, AckPolicy::All).await;
+    let (_tx, rx) = watch::channel(false);
+    let mut fetcher = fetcher::Fetcher::start(&consumer, 10, 1 << 20, &rx);
+    assert!(fetcher.within(Duration::from_millis(300)).await.is_none());
+    // Not a shutdown (a lease ended, say): the fetcher ends once its waiting
+    // request expires, instead of asking again.
+    tokio::time::timeout(fetcher::FETCH_EXPIRY * 3, fetcher.close())
+        .await
+        .expect("the fetcher ends when closed");
     js.delete_stream(&name).await.unwrap();
 }
 
