@@ -496,9 +496,10 @@ impl Compactor {
     }
 
     /// The background loop: compacts whenever segments are sealed (polling
-    /// every 500 ms; while messages keep arriving, sealed segments wait a
-    /// while, see [`pace`]), backing off exponentially up to 30 s while compaction
-    /// fails, so the WAL grows and its `max_disk_bytes` pushes back on sources.
+    /// every 500 ms; while messages keep arriving, a few sealed segments wait
+    /// a while, see [`pace`]), backing off exponentially up to 30 s while
+    /// compaction fails, so the WAL grows and its `max_disk_bytes` pushes back
+    /// on sources.
     /// An error retrying cannot fix ([`CompactionError::is_permanent`]: bad
     /// credentials, no such bucket) is retried only every
     /// [`PERMANENT_RETRY`], not hammered.

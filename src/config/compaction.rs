@@ -95,7 +95,7 @@ fn de_zstd_level<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_support::parse_err;
+    use super::super::test_support::{parse, parse_err};
 
     #[test]
     fn bad_values_name_key_and_form() {
@@ -110,11 +110,9 @@ mod tests {
 
     #[test]
     fn defer_while_busy_takes_a_duration_and_zero() {
-        let c =
-            super::super::test_support::parse("[compaction]\ndefer_while_busy = \"0s\"\n").unwrap();
+        let c = parse("[compaction]\ndefer_while_busy = \"0s\"\n").unwrap();
         assert!(c.compaction.defer_while_busy.is_zero());
-        let c =
-            super::super::test_support::parse("[compaction]\ndefer_while_busy = \"1m\"\n").unwrap();
+        let c = parse("[compaction]\ndefer_while_busy = \"1m\"\n").unwrap();
         assert_eq!(
             c.compaction.defer_while_busy,
             std::time::Duration::from_secs(60)
