@@ -512,47 +512,10 @@ impl Compactor {
             if *shutdown.borrow() {
                 break;
             }
-            if failures == 0 && pace.wait(Instant::now(), self.wal_look()) {
-                tokio::select! {
-                    _ = tokio::time::sleep(POLL_INTERVAL) => {}
-                    changed = shutdown.changed() => {
-                        if changed.is_err() {
-                            break;
-                        }
-                    }
-                }
-                continue;
-            }
-            if failures > 0 {
-                self.observer.inc_upload_retry();
-            }
-            let pause = match self.compact_pass(Some(&shutdown)).await {
-                Ok(report) => {
-                    if failures > 0 {
-                        tracing::info!(failures, "compaction recovered");
-                    }
-                    if !report.segments.is_empty() {
-                        tracing::info!(
-                            segments = report.segments.len(),
-                            files = report.files().count(),
-                            rows = report.rows(),
-                            bytes = report.bytes(),
-                            "compacted"
-                        );
-                    }
-                    failures = 0;
-                    POLL_INTERVAL
-                }
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    let pause = if e.is_permanent() {
-                        PERMANENT_RETRY
-                    } else {
-                        backoff(failures)
-                    };
-                    tracing::warn!(error = %e, retry_in = ?pause, permanent = e.is_permanent(), "compaction failed");
-                    pause
-                }
+            let pause = if failures == 0 && pace.wait(Instant::now(), self.wal_look()) {
+                POLL_INTERVAL
+            } else {
+                self.attempt(&shutdown, &mut failures).await
             };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
@@ -564,6 +527,42 @@ impl Compactor {
             }
         }
         tracing::debug!("compactor stopped");
+    }
+
+    /// One pass of the background loop, logged; returns how long to wait
+    /// before the next one (longer while passes fail, counted in `failures`).
+    async fn attempt(&self, shutdown: &watch::Receiver<bool>, failures: &mut u32) -> Duration {
+        if *failures > 0 {
+            self.observer.inc_upload_retry();
+        }
+        match self.compact_pass(Some(shutdown)).await {
+            Ok(report) => {
+                if *failures > 0 {
+                    tracing::info!(failures = *failures, "compaction recovered");
+                }
+                if !report.segments.is_empty() {
+                    tracing::info!(
+                        segments = report.segments.len(),
+                        files = report.files().count(),
+                        rows = report.rows(),
+                        bytes = report.bytes(),
+                        "compacted"
+                    );
+                }
+                *failures = 0;
+                POLL_INTERVAL
+            }
+            Err(e) => {
+                *failures = failures.saturating_add(1);
+                let pause = if e.is_permanent() {
+                    PERMANENT_RETRY
+                } else {
+                    backoff(*failures)
+                };
+                tracing::warn!(error = %e, retry_in = ?pause, permanent = e.is_permanent(), "compaction failed");
+                pause
+            }
+        }
     }
 
     /// What [`pace::Pace`] looks at.
