@@ -13,11 +13,19 @@
 //! one message, so an idle stream costs one request every 2 s. When the
 //! worker stops, every batch fetched and not taken is given back (a negative
 //! acknowledgement: redelivered at once, to whoever reads the station next).
+//!
+//! Requests go out on the core NATS connection with one reply inbox for the
+//! fetcher's life, subscribed once ([`Pull`]): a delivery is a plain
+//! [`Message`] whose reply subject carries its JetStream metadata
+//! ([`super::delivery`]), so reading one costs no JetStream context per
+//! message and a request no subscription of its own. One request at a time
+//! on one inbox also keeps deliveries in the consumer's order.
 
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::pull::BatchConfig;
 use async_nats::jetstream::consumer::PullConsumer;
-use async_nats::jetstream::Message;
+use async_nats::{Client, Message, StatusCode, Subject, Subscriber};
 use futures::StreamExt as _;
 use tokio::sync::{mpsc, watch};
 
@@ -37,23 +45,32 @@ pub(super) struct Fetcher {
 
 impl Fetcher {
     /// Starts fetching batches of up to `batch` messages and `max_bytes`
-    /// bytes from `consumer` until [`Fetcher::close`], an error or shutdown.
+    /// bytes from `consumer` over `client` until [`Fetcher::close`], an
+    /// error or shutdown.
     pub(super) fn start(
+        client: &Client,
         consumer: &PullConsumer,
         batch: usize,
         max_bytes: usize,
         shutdown: &watch::Receiver<bool>,
     ) -> Self {
         let (tx, batches) = mpsc::channel(1);
-        let (consumer, mut shutdown) = (consumer.clone(), shutdown.clone());
+        let (client, consumer, mut shutdown) = (client.clone(), consumer.clone(), shutdown.clone());
         let task = tokio::spawn(async move {
+            let mut pull = match Pull::open(&client, &consumer).await {
+                Ok(pull) => pull,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
             let mut full = true;
             // Closed by the worker: no further request.
             while !tx.is_closed() {
                 let fetched = if full {
-                    fetch(&consumer, batch, max_bytes, false, &mut shutdown).await
+                    pull.fetch(batch, max_bytes, false, &mut shutdown).await
                 } else {
-                    next_chunk(&consumer, batch, max_bytes, &mut shutdown).await
+                    pull.next_chunk(batch, max_bytes, &mut shutdown).await
                 };
                 let ended = fetched.is_err();
                 if let Ok(chunk) = &fetched {
@@ -64,7 +81,7 @@ impl Fetcher {
                 }
                 // The worker stopped taking batches: this one goes back.
                 if let Err(mpsc::error::SendError(Ok(chunk))) = tx.send(fetched).await {
-                    release(&chunk).await;
+                    release(&client, &chunk).await;
                     return;
                 }
                 if ended {
@@ -98,11 +115,11 @@ impl Fetcher {
 
     /// Stops fetching and gives back every batch fetched and not taken,
     /// once the request being read (if any) has ended.
-    pub(super) async fn close(mut self) {
+    pub(super) async fn close(mut self, client: &Client) {
         self.batches.close();
         while let Some(batch) = self.batches.recv().await {
             if let Ok(chunk) = batch {
-                release(&chunk).await;
+                release(client, &chunk).await;
             }
         }
         let _ = self.task.await;
@@ -114,80 +131,131 @@ fn ended() -> PullError {
     PullError::Nats("the fetch task ended".into())
 }
 
-/// Takes what the stream has now (a no-wait fetch of up to `batch`), or, when
-/// it has nothing, waits up to [`FETCH_EXPIRY`] for one message. Empty when
-/// the stream stayed idle.
-async fn next_chunk(
-    consumer: &PullConsumer,
-    batch: usize,
-    max_bytes: usize,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<Vec<Message>, PullError> {
-    let chunk = fetch(consumer, batch, max_bytes, false, shutdown).await?;
-    if !chunk.is_empty() {
-        return Ok(chunk);
-    }
-    fetch(consumer, batch, max_bytes, true, shutdown).await
+/// One station's pull requests and the inbox their deliveries come to.
+pub(super) struct Pull {
+    client: Client,
+    consumer: PullConsumer,
+    inbox: Subject,
+    deliveries: Subscriber,
 }
 
-/// Sends one pull request (up to `batch` messages and `max_bytes` bytes, or
-/// with `wait` one message within [`FETCH_EXPIRY`]) and reads it to its end.
-pub(super) async fn fetch(
-    consumer: &PullConsumer,
-    batch: usize,
-    max_bytes: usize,
-    wait: bool,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<Vec<Message>, PullError> {
-    let request = if wait {
-        consumer
-            .batch()
-            .max_messages(1)
-            .expires(FETCH_EXPIRY)
-            .messages()
+impl Pull {
+    /// Subscribes an inbox for the requests to `consumer`.
+    pub(super) async fn open(client: &Client, consumer: &PullConsumer) -> Result<Self, PullError> {
+        let inbox = Subject::from(client.new_inbox());
+        let deliveries = client
+            .subscribe(inbox.clone())
             .await
-    } else {
-        consumer
-            .fetch()
-            .max_messages(batch)
-            .max_bytes(max_bytes)
-            .messages()
-            .await
-    };
-    let request = request.map_err(|e| PullError::Nats(e.into()))?;
-    let read = async {
-        let mut chunk = Vec::with_capacity(if wait { 1 } else { batch });
-        let mut request = request;
-        while let Some(m) = request.next().await {
-            match m {
-                Ok(m) => chunk.push(m),
-                // nats-server ends a request whose next message would pass its
-                // byte cap with status 409 "Message Size Exceeds MaxBytes",
-                // which async-nats hands over as an error: a full batch.
-                Err(e) if e.to_string().contains(BYTE_CAP_REACHED) => break,
-                Err(e) => return Err(e),
-            }
+            .map_err(|e| PullError::Nats(e.into()))?;
+        Ok(Self {
+            client: client.clone(),
+            consumer: consumer.clone(),
+            inbox,
+            deliveries,
+        })
+    }
+
+    /// Takes what the stream has now (a no-wait fetch of up to `batch`), or,
+    /// when it has nothing, waits up to [`FETCH_EXPIRY`] for one message.
+    /// Empty when the stream stayed idle.
+    async fn next_chunk(
+        &mut self,
+        batch: usize,
+        max_bytes: usize,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Vec<Message>, PullError> {
+        let chunk = self.fetch(batch, max_bytes, false, shutdown).await?;
+        if !chunk.is_empty() {
+            return Ok(chunk);
         }
-        Ok::<_, async_nats::Error>(chunk)
-    };
-    // A request whose end was lost (server restart) must not hang the worker.
-    let limit = FETCH_EXPIRY + Duration::from_secs(10);
-    let read = tokio::time::timeout(limit, read);
-    tokio::pin!(read);
-    tokio::select! {
-        r = &mut read => match r {
-            Ok(r) => r.map_err(PullError::Nats),
-            Err(_) => Err(PullError::Nats("pull request got no answer in time".into())),
-        },
-        () = shutdown_requested(shutdown) => {
-            // Read the request to its end (it expires within FETCH_EXPIRY)
-            // and give its messages back: redelivered at once, not after the
-            // ack wait, to whoever fetches the station next.
-            let rest = FETCH_EXPIRY + Duration::from_secs(1);
-            if let Ok(Ok(Ok(chunk))) = tokio::time::timeout(rest, read).await {
-                release(&chunk).await;
+        self.fetch(batch, max_bytes, true, shutdown).await
+    }
+
+    /// Sends one pull request (up to `batch` messages and `max_bytes` bytes,
+    /// or with `wait` one message within [`FETCH_EXPIRY`]) and reads it to
+    /// its end.
+    pub(super) async fn fetch(
+        &mut self,
+        batch: usize,
+        max_bytes: usize,
+        wait: bool,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Vec<Message>, PullError> {
+        let request = if wait {
+            BatchConfig {
+                batch: 1,
+                expires: Some(FETCH_EXPIRY),
+                ..BatchConfig::default()
             }
-            Err(PullError::Stop(Stop::Shutdown))
+        } else {
+            BatchConfig {
+                batch,
+                max_bytes,
+                no_wait: true,
+                ..BatchConfig::default()
+            }
+        };
+        let want = request.batch;
+        self.consumer
+            .request_batch(request, self.inbox.clone())
+            .await
+            .map_err(|e| PullError::Nats(e.into()))?;
+        let deliveries = &mut self.deliveries;
+        let read = async move {
+            let mut chunk = Vec::with_capacity(want);
+            while chunk.len() < want {
+                let Some(m) = deliveries.next().await else {
+                    return Err(PullError::Nats("the pull subscription ended".into()));
+                };
+                if m.status == Some(StatusCode::IDLE_HEARTBEAT) {
+                    continue;
+                }
+                match end_of_request(&m) {
+                    None => chunk.push(m),
+                    Some(Ok(())) => break,
+                    Some(Err(e)) => return Err(e),
+                }
+            }
+            Ok(chunk)
+        };
+        // A request whose end was lost (server restart) must not hang the worker.
+        let limit = FETCH_EXPIRY + Duration::from_secs(10);
+        let read = tokio::time::timeout(limit, read);
+        tokio::pin!(read);
+        tokio::select! {
+            r = &mut read => match r {
+                Ok(r) => r,
+                Err(_) => Err(PullError::Nats("pull request got no answer in time".into())),
+            },
+            () = shutdown_requested(shutdown) => {
+                // Read the request to its end (it expires within FETCH_EXPIRY)
+                // and give its messages back: redelivered at once, not after the
+                // ack wait, to whoever fetches the station next.
+                let rest = FETCH_EXPIRY + Duration::from_secs(1);
+                if let Ok(Ok(Ok(chunk))) = tokio::time::timeout(rest, read).await {
+                    release(&self.client, &chunk).await;
+                }
+                Err(PullError::Stop(Stop::Shutdown))
+            }
         }
     }
+}
+
+/// Whether `m` ends the pull request being read: `None` for a delivery,
+/// `Some(Ok)` for the server's word that the request is over (nothing more
+/// now, expired, or its byte cap reached), `Some(Err)` for any other status.
+fn end_of_request(m: &Message) -> Option<Result<(), PullError>> {
+    let status = m.status.filter(|&s| s != StatusCode::OK)?;
+    let description = m.description.as_deref().unwrap_or("");
+    Some(match status {
+        // 404 "No Messages" (a no-wait request, nothing now), 408 "Request
+        // Timeout" (expired, or a no-wait request that took what there was).
+        StatusCode::NOT_FOUND | StatusCode::TIMEOUT => Ok(()),
+        // nats-server ends a request whose next message would pass its byte
+        // cap with 409 "Message Size Exceeds MaxBytes": a full batch.
+        StatusCode::REQUEST_TERMINATED if description.contains(BYTE_CAP_REACHED) => Ok(()),
+        status => Err(PullError::Nats(
+            format!("the pull request was refused: {status} {description}").into(),
+        )),
+    })
 }

@@ -67,6 +67,7 @@
 
 mod acks;
 mod convert;
+mod delivery;
 mod fetcher;
 mod identity;
 mod worker;
@@ -158,6 +159,7 @@ impl NatsSource {
         let identity = Arc::new(identity);
         let config = worker_config(cfg, worker::ACK_WAIT, &client);
         let supervisor = Supervisor {
+            client: client.clone(),
             js,
             config,
             archive,
@@ -201,10 +203,10 @@ impl NatsSource {
             }
             Stations::All => StationList::All,
         };
-        let (client, js) = crate::nats::connect_jetstream(&cfg.auth(), "strata").await?;
+        let (client, _js) = crate::nats::connect_jetstream(&cfg.auth(), "strata").await?;
         let identity = Identity::new(ledger, Some(LocalCache::new(wal.dir())));
         let mut workers = Workers {
-            js,
+            client: client.clone(),
             config: worker_config(cfg, cluster.timing().ack_wait(), &client),
             archive: Arc::new(wal),
             identity: Arc::new(identity),
@@ -274,7 +276,7 @@ fn worker_config(
 
 /// The workers of a cluster member, each with a stop signal of its own.
 struct Workers {
-    js: async_nats::jetstream::Context,
+    client: async_nats::Client,
     config: WorkerConfig,
     archive: Arc<dyn Archive>,
     identity: Arc<Identity>,
@@ -300,7 +302,7 @@ impl StationRunner for Workers {
         });
         let worker = StationWorker::new(
             station.clone(),
-            self.js.clone(),
+            self.client.clone(),
             self.config.clone(),
             Arc::clone(&self.archive),
             Arc::clone(&self.identity),
@@ -363,6 +365,7 @@ impl Stations {
 
 /// Owns the workers: starts them, discovers streams for `"*"`, waits for them.
 struct Supervisor {
+    client: async_nats::Client,
     js: async_nats::jetstream::Context,
     config: WorkerConfig,
     archive: Arc<dyn Archive>,
@@ -432,7 +435,7 @@ impl Supervisor {
         self.registry.insert(station.clone());
         let worker = StationWorker::new(
             station,
-            self.js.clone(),
+            self.client.clone(),
             self.config.clone(),
             Arc::clone(&self.archive),
             Arc::clone(&self.identity),

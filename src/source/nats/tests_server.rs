@@ -439,7 +439,7 @@ async fn what_an_earlier_run_left_unacknowledged_is_stored_before_an_ack_covers_
 async fn a_pull_request_stops_at_its_byte_cap() {
     let Some(url) = server() else { return };
     let client = async_nats::connect(&url).await.unwrap();
-    let js = async_nats::jetstream::new(client);
+    let js = async_nats::jetstream::new(client.clone());
     let name = unique("bytecap");
     make_stream(&js, &name).await;
     for i in 0..5 {
@@ -451,7 +451,10 @@ async fn a_pull_request_stops_at_its_byte_cap() {
     }
     let consumer = make_consumer(&js, &name, AckPolicy::All).await;
     let (_tx, mut rx) = watch::channel(false);
-    let chunk = match fetcher::fetch(&consumer, 100, 25_000, false, &mut rx).await {
+    let Ok(mut pull) = fetcher::Pull::open(&client, &consumer).await else {
+        panic!("subscribing the inbox failed");
+    };
+    let chunk = match pull.fetch(100, 25_000, false, &mut rx).await {
         Ok(chunk) => chunk,
         Err(worker::PullError::Nats(e)) => panic!("the fetch failed: {e}"),
         Err(_) => panic!("the fetch failed"),
@@ -494,17 +497,16 @@ async fn the_fetcher_holds_two_batches_sends_nothing_more_and_gives_them_back() 
     let Some(url) = server() else { return };
     let (js, name) = filled_stream(&url, "fetcher", 0..100).await;
     let consumer = make_consumer(&js, &name, AckPolicy::All).await;
+    let client = async_nats::connect(&url).await.unwrap();
     let (_tx, rx) = watch::channel(false);
-    let mut fetcher = fetcher::Fetcher::start(&consumer, 10, 1 << 20, &rx);
+    let mut fetcher = fetcher::Fetcher::start(&client, &consumer, 10, 1 << 20, &rx);
     // Nothing taken: one batch handed over, one in hand, no request after them.
     wait_for_delivered(&js, &name, 20).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(delivered_and_waiting(&js, &name).await, (20, 0));
-    let seqs = |chunk: &[async_nats::jetstream::Message]| -> Vec<u64> {
-        chunk
-            .iter()
-            .map(|m| m.info().unwrap().stream_sequence)
-            .collect()
+    let info = |m: &async_nats::Message| delivery::info(m.reply.as_deref()).unwrap();
+    let seqs = |chunk: &[async_nats::Message]| -> Vec<u64> {
+        chunk.iter().map(|m| info(m).stream_sequence).collect()
     };
     let first = match fetcher.within(Duration::from_secs(5)).await {
         Some(Ok(chunk)) => chunk,
@@ -514,10 +516,13 @@ async fn the_fetcher_holds_two_batches_sends_nothing_more_and_gives_them_back() 
     // Taking one lets the next request go out.
     wait_for_delivered(&js, &name, 30).await;
     // Closing gives back what was fetched and not taken: redelivered at once.
-    fetcher.close().await;
+    fetcher.close(&client).await;
     // The server takes acknowledgements in on its own time, so new messages
     // may come first; the given-back ones come well before the 60 s ack wait.
     let (_tx, mut rx) = watch::channel(false);
+    let Ok(mut pull) = fetcher::Pull::open(&client, &consumer).await else {
+        panic!("subscribing the inbox failed");
+    };
     let mut redelivered = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while redelivered.len() < 20 {
@@ -525,13 +530,13 @@ async fn the_fetcher_holds_two_batches_sends_nothing_more_and_gives_them_back() 
             tokio::time::Instant::now() < deadline,
             "given back, redelivered at once: {redelivered:?}"
         );
-        let Ok(chunk) = fetcher::fetch(&consumer, 100, 1 << 20, false, &mut rx).await else {
+        let Ok(chunk) = pull.fetch(100, 1 << 20, false, &mut rx).await else {
             panic!("the fetch failed");
         };
         redelivered.extend(
             chunk
                 .iter()
-                .map(|m| m.info().unwrap())
+                .map(info)
                 .filter(|i| i.delivered == 2)
                 .map(|i| i.stream_sequence),
         );
@@ -547,12 +552,13 @@ async fn closing_the_fetcher_of_an_idle_stream_ends_it() {
     let Some(url) = server() else { return };
     let (js, name) = filled_stream(&url, "idle", 0..0).await;
     let consumer = make_consumer(&js, &name, AckPolicy::All).await;
+    let client = async_nats::connect(&url).await.unwrap();
     let (_tx, rx) = watch::channel(false);
-    let mut fetcher = fetcher::Fetcher::start(&consumer, 10, 1 << 20, &rx);
+    let mut fetcher = fetcher::Fetcher::start(&client, &consumer, 10, 1 << 20, &rx);
     assert!(fetcher.within(Duration::from_millis(300)).await.is_none());
     // Not a shutdown (a lease ended, say): the fetcher ends once its waiting
     // request expires, instead of asking again.
-    tokio::time::timeout(fetcher::FETCH_EXPIRY * 3, fetcher.close())
+    tokio::time::timeout(fetcher::FETCH_EXPIRY * 3, fetcher.close(&client))
         .await
         .expect("the fetcher ends when closed");
     js.delete_stream(&name).await.unwrap();

@@ -11,15 +11,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::stream::RetentionPolicy;
-use async_nats::jetstream::{self, Message};
+use async_nats::{Client, Message};
 use futures::StreamExt as _;
 use tokio::sync::watch;
 
 use super::acks::{cumulative_ack, AckMode, Deliveries};
 use super::convert::{find, header_list, micros_from_nanos, to_draft};
+use super::delivery;
 use super::fetcher::{Fetcher, FETCH_EXPIRY};
 use super::identity::Identity;
 use crate::cluster::lease::Lease;
@@ -159,6 +161,8 @@ struct InFlight {
 /// lives here, so that one station's trouble never touches another.
 pub(crate) struct StationWorker {
     station: StationName,
+    /// The connection deliveries arrive on and acknowledgements leave by.
+    client: Client,
     js: jetstream::Context,
     config: WorkerConfig,
     archive: Arc<dyn Archive>,
@@ -187,7 +191,7 @@ pub(crate) struct StationWorker {
 impl StationWorker {
     pub(crate) fn new(
         station: StationName,
-        js: jetstream::Context,
+        client: Client,
         config: WorkerConfig,
         archive: Arc<dyn Archive>,
         identity: Arc<Identity>,
@@ -196,7 +200,8 @@ impl StationWorker {
     ) -> Self {
         Self {
             station,
-            js,
+            js: jetstream::new(client.clone()),
+            client,
             config,
             archive,
             identity,
@@ -456,9 +461,9 @@ impl StationWorker {
             self.catch_up(after, through).await?;
         }
         let (batch, max_bytes) = (self.config.fetch_batch, self.config.fetch_max_bytes);
-        let mut fetcher = Fetcher::start(consumer, batch, max_bytes, &self.shutdown);
+        let mut fetcher = Fetcher::start(&self.client, consumer, batch, max_bytes, &self.shutdown);
         let result = self.pull_from(&mut fetcher).await;
-        fetcher.close().await;
+        fetcher.close(&self.client).await;
         result
     }
 
@@ -622,7 +627,7 @@ impl StationWorker {
         let mut chunk = Vec::new();
         loop {
             if self.stopping() {
-                release(&chunk).await;
+                release(&self.client, &chunk).await;
                 return Err(PullError::Stop(Stop::Shutdown));
             }
             let next = tokio::time::timeout(limit, messages.next())
@@ -631,8 +636,8 @@ impl StationWorker {
             let last = match next {
                 None => true,
                 Some(m) => {
-                    let m = m.map_err(|e| nats(&e))?;
-                    let info = m.info().map_err(|e| nats(&e))?;
+                    let m = m.map_err(|e| nats(&e))?.message;
+                    let info = delivery::info(m.reply.as_deref()).map_err(|e| nats(&e))?;
                     let (seq, pending) = (info.stream_sequence, info.pending);
                     if seq <= through {
                         chunk.push(m);
@@ -677,7 +682,7 @@ impl StationWorker {
         // Right before the append: past the lease's deadline another process
         // may own the station; the chunk is given back unstored.
         if self.lease_lost() {
-            release(&chunk).await;
+            release(&self.client, &chunk).await;
             return Err(Stop::Shutdown);
         }
         let drafts = std::mem::take(&mut prepared.drafts);
@@ -877,7 +882,7 @@ impl StationWorker {
             return out;
         };
         for (i, m) in chunk.iter().enumerate() {
-            let info = match m.info() {
+            let info = match delivery::info(m.reply.as_deref()) {
                 Ok(info) => info,
                 Err(e) => {
                     tracing::error!(
@@ -889,7 +894,7 @@ impl StationWorker {
             };
             let stream_seq = info.stream_sequence;
             out.delivered.push((stream_seq, info.consumer_sequence));
-            let published = micros_from_nanos(info.published.unix_timestamp_nanos());
+            let published = micros_from_nanos(info.published_nanos);
             if let Some(gap) = self.gaps.observe(stream_seq) {
                 out.gaps.push(gap);
             }
@@ -991,7 +996,7 @@ impl StationWorker {
     /// Acknowledges the messages `acks` of `chunk`, one by one.
     async fn ack_each(&self, chunk: &[Message], acks: &[usize]) {
         for &i in acks {
-            if let Err(e) = chunk[i].ack().await {
+            if let Err(e) = reply(&self.client, &chunk[i], ACK).await {
                 // Harmless: the broker redelivers it and the WAL drops the duplicate.
                 self.metrics.inc_source_error(SOURCE);
                 tracing::warn!(station = %self.station, error = %e, "NATS ack failed; the message will be redelivered");
@@ -1003,9 +1008,30 @@ impl StationWorker {
 /// Gives a fetched batch that was never stored back to the server (a
 /// negative acknowledgement): it is redelivered at once, e.g. to the
 /// process that takes the station over, instead of after the ack wait.
-pub(super) async fn release(chunk: &[Message]) {
+pub(super) async fn release(client: &Client, chunk: &[Message]) {
     for m in chunk {
-        let _ = m.ack_with(jetstream::AckKind::Nak(None)).await;
+        let _ = reply(client, m, NAK).await;
+    }
+}
+
+/// A positive acknowledgement of a JetStream delivery.
+const ACK: &[u8] = b"+ACK";
+/// A negative acknowledgement: redeliver now.
+const NAK: &[u8] = b"-NAK";
+
+/// Sends `answer` to a delivery's reply subject (nothing without one).
+async fn reply(
+    client: &Client,
+    m: &Message,
+    answer: &'static [u8],
+) -> Result<(), async_nats::PublishError> {
+    match &m.reply {
+        Some(subject) => {
+            client
+                .publish(subject.clone(), bytes::Bytes::from_static(answer))
+                .await
+        }
+        None => Ok(()),
     }
 }
 
