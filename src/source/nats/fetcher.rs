@@ -131,25 +131,37 @@ fn ended() -> PullError {
     PullError::Nats("the fetch task ended".into())
 }
 
+/// The subject of a durable consumer's pull requests (JetStream's API
+/// under its default prefix, the one Strata's JetStream contexts use).
+fn next_subject(stream: &str, consumer: &str) -> Subject {
+    Subject::from(format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"))
+}
+
 /// One station's pull requests and the inbox their deliveries come to.
+///
+/// Requests go out on the connection that subscribed the inbox, so the
+/// server always knows the inbox before a request names it (a request whose
+/// reply subject nobody listens to is dropped, and would only end by the
+/// read's time limit).
 pub(super) struct Pull {
     client: Client,
-    consumer: PullConsumer,
+    next: Subject,
     inbox: Subject,
     deliveries: Subscriber,
 }
 
 impl Pull {
-    /// Subscribes an inbox for the requests to `consumer`.
+    /// Subscribes an inbox for the requests to `consumer`, on `client`.
     pub(super) async fn open(client: &Client, consumer: &PullConsumer) -> Result<Self, PullError> {
         let inbox = Subject::from(client.new_inbox());
         let deliveries = client
             .subscribe(inbox.clone())
             .await
             .map_err(|e| PullError::Nats(e.into()))?;
+        let info = consumer.cached_info();
         Ok(Self {
             client: client.clone(),
-            consumer: consumer.clone(),
+            next: next_subject(&info.stream_name, &info.name),
             inbox,
             deliveries,
         })
@@ -196,8 +208,9 @@ impl Pull {
             }
         };
         let want = request.batch;
-        self.consumer
-            .request_batch(request, self.inbox.clone())
+        let request = serde_json::to_vec(&request).map_err(|e| PullError::Nats(e.into()))?;
+        self.client
+            .publish_with_reply(self.next.clone(), self.inbox.clone(), request.into())
             .await
             .map_err(|e| PullError::Nats(e.into()))?;
         let deliveries = &mut self.deliveries;
