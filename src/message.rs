@@ -6,6 +6,7 @@
 //! nanoseconds would overflow their timestamp types.
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
@@ -120,8 +121,11 @@ pub enum StationNameError {
 /// A validated station name: 1 to 128 characters of `A-Z a-z 0-9 _ - .`, not
 /// starting with `.`. It is used verbatim as the `station=<name>` path segment,
 /// so a value of this type can never escape the archive prefix.
+///
+/// Shared, not copied: every message of a station carries its name, so a
+/// clone is a reference count, not an allocation.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StationName(String);
+pub struct StationName(Arc<str>);
 
 impl StationName {
     /// Validates `name` against the station name rules.
@@ -131,7 +135,7 @@ impl StationName {
     pub fn new(name: impl Into<String>) -> Result<Self, StationNameError> {
         let name = name.into();
         Self::check(&name)?;
-        Ok(Self(name))
+        Ok(Self(name.into()))
     }
 
     /// Checks `name` against the station name rules without building a name.
@@ -165,7 +169,7 @@ impl StationName {
     /// decoder checks each name once, then reuses the result).
     pub(crate) fn trusted(name: &str) -> Self {
         debug_assert!(Self::check(name).is_ok(), "{name:?} was not checked");
-        Self(name.to_owned())
+        Self(name.into())
     }
 
     /// The name as a string slice.
