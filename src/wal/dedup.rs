@@ -36,6 +36,14 @@ impl SeqSet {
     /// Adds `start..=end`, merging with overlapping or adjacent ranges.
     pub(crate) fn insert_range(&mut self, start: u64, end: u64) {
         debug_assert!(start <= end);
+        // The common case, sequences taken in order: the last range grows.
+        if let Some(mut last) = self.ranges.last_entry() {
+            if *last.key() <= start && last.get().saturating_add(1) >= start {
+                let e = last.get_mut();
+                *e = (*e).max(end);
+                return;
+            }
+        }
         let (mut start, mut end) = (start, end);
         if let Some((&s, &e)) = self.ranges.range(..=start).next_back() {
             if e.saturating_add(1) >= start {
@@ -177,17 +185,28 @@ impl Sequencer {
         let mut messages = Vec::with_capacity(drafts.len());
         let mut duplicates = 0;
         let mut waits_for_in_flight = false;
+        // The previous draft's station and slot: a batch is mostly one
+        // station's messages in a row, looked up once instead of per message.
+        let mut last: Option<(usize, Option<&StationSeqs>)> = None;
         for draft in drafts {
-            let known = self.stations.get(&draft.station);
-            let idx = match index.get(&draft.station) {
-                Some(&idx) => idx,
+            let (idx, known) = match last.filter(|&(idx, _)| slots[idx].0 == draft.station) {
+                Some(found) => found,
                 None => {
-                    let highest = known.and_then(|k| k.durable.max().max(k.in_flight.max()));
-                    slots.push((draft.station.clone(), SeqSet::default(), highest));
-                    index.insert(draft.station.clone(), slots.len() - 1);
-                    slots.len() - 1
+                    let known = self.stations.get(&draft.station);
+                    let idx = match index.get(&draft.station) {
+                        Some(&idx) => idx,
+                        None => {
+                            let highest =
+                                known.and_then(|k| k.durable.max().max(k.in_flight.max()));
+                            slots.push((draft.station.clone(), SeqSet::default(), highest));
+                            index.insert(draft.station.clone(), slots.len() - 1);
+                            slots.len() - 1
+                        }
+                    };
+                    (idx, known)
                 }
             };
+            last = Some((idx, known));
             let (_, taken_here, highest) = &mut slots[idx];
             let seq = match draft.seq {
                 Some(seq) => seq,
@@ -385,6 +404,12 @@ mod tests {
         }
         assert_eq!(s.range_count(), 1);
         assert_eq!(s.ranges().collect::<Vec<_>>(), vec![(1, 1000)]);
+        // In order (the last range grows), with a gap and a repeat.
+        let mut s = SeqSet::default();
+        for seq in (1..=500).chain(502..=1000).chain([1000, 7]) {
+            s.insert(seq);
+        }
+        assert_eq!(s.ranges().collect::<Vec<_>>(), vec![(1, 500), (502, 1000)]);
     }
 
     #[test]
