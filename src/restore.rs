@@ -16,6 +16,7 @@
 //! The command line (`strata restore`'s flags, the progress bar, printing the
 //! summary) is the binary's: it builds a [`Request`] and calls [`run`].
 
+mod ack_window;
 pub mod checkpoint;
 pub mod counting;
 pub mod merge;

@@ -24,23 +24,15 @@
 //! duplicate even after the duplicate window has passed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::{Future, IntoFuture};
-use std::pin::Pin;
 use std::str::FromStr;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull::OrderedConfig, DeliverPolicy};
-use async_nats::jetstream::context::PublishAckFuture;
-use async_nats::jetstream::context::{
-    GetStreamByNameErrorKind, Publish, PublishError, PublishErrorKind,
-};
-use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::context::GetStreamByNameErrorKind;
 use async_nats::jetstream::{self, Context as JetStream};
 use async_nats::{HeaderMap, HeaderName, HeaderValue, Subject};
 use async_trait::async_trait;
-use futures::stream::FuturesOrdered;
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 
 use crate::identity::mac::{RestoreKey, Signer};
 use crate::message::{Message, StationName};
@@ -49,6 +41,7 @@ use crate::nats::{
     STRATA_ORIGINAL_MSG_ID, STRATA_SEQ, STRATA_STATION,
 };
 
+use super::ack_window::{AckError, AckWindow, Outcome};
 use super::request::NatsTarget;
 use super::sink::{Delivered, Prepare, Prepared, Sink};
 use super::RestoreError;
@@ -223,35 +216,23 @@ pub fn subject_for<'a>(m: &'a Message, over: Option<&'a str>) -> Result<&'a str,
     }
 }
 
-/// What came back for one message.
-enum Outcome {
-    Acked(u64, Result<PublishAck, PublishError>, Subject),
-    /// Found in the stream by a resumed run; not published again.
-    Present(u64),
-}
-
-/// The acknowledgement future of an async-nats publish.
-type AckFuture = <PublishAckFuture as IntoFuture>::IntoFuture;
-
-/// One message whose outcome is awaited, in publish order.
-enum Pending {
-    /// Published; its acknowledgement is on its way.
-    Acked(u64, AckFuture, Subject),
-    /// Already in the stream.
-    Present(u64),
-}
-
-impl Future for Pending {
-    type Output = Outcome;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        match &mut *self {
-            Pending::Acked(seq, ack, subject) => ack
-                .as_mut()
-                .poll(cx)
-                .map(|r| Outcome::Acked(*seq, r, subject.clone())),
-            Pending::Present(seq) => Poll::Ready(Outcome::Present(*seq)),
-        }
+/// The restore error for a message without acknowledgement.
+fn failure(e: AckError) -> RestoreError {
+    match e {
+        AckError::NoStream { subject } => RestoreError::NoStream { subject },
+        AckError::TimedOut { seq } => RestoreError::AckTimeout {
+            seq,
+            secs: ACK_TIMEOUT.as_secs(),
+        },
+        AckError::Refused {
+            seq,
+            subject,
+            reason,
+        } => RestoreError::Publish {
+            seq,
+            subject,
+            reason,
+        },
     }
 }
 
@@ -281,7 +262,8 @@ pub struct NatsSink {
     key: Option<RestoreKey>,
     subject: Option<String>,
     stream_of: HashMap<String, String>,
-    inflight: FuturesOrdered<Pending>,
+    /// Publishes awaiting acknowledgement, in publish order.
+    inflight: AckWindow,
     route: Option<Route>,
     max_inflight: usize,
     confirmed: Delivered,
@@ -326,6 +308,13 @@ impl NatsSink {
                 url: url.to_string(),
                 reason: e.to_string(),
             })?;
+        let inflight =
+            AckWindow::open(&client, ACK_TIMEOUT)
+                .await
+                .map_err(|e| RestoreError::Nats {
+                    what: "subscribing the acknowledgement inbox".into(),
+                    reason: e.to_string(),
+                })?;
         let mut js = jetstream::new(client);
         js.set_timeout(ACK_TIMEOUT);
         let mut sink = Self {
@@ -334,7 +323,7 @@ impl NatsSink {
             key,
             subject: target.subject.clone(),
             stream_of: HashMap::new(),
-            inflight: FuturesOrdered::new(),
+            inflight,
             route: None,
             max_inflight: target.max_inflight.max(1),
             confirmed: Delivered::default(),
@@ -442,14 +431,14 @@ impl NatsSink {
         Ok(found)
     }
 
-    fn settle(&mut self, outcome: Outcome) -> Result<(), RestoreError> {
+    fn settle(&mut self, outcome: Result<Outcome, AckError>) -> Result<(), RestoreError> {
         match outcome {
-            Outcome::Present(seq) => {
+            Ok(Outcome::Present(seq)) => {
                 self.confirmed.last_seq = Some(seq);
                 self.confirmed.messages += 1;
                 self.confirmed.already_present += 1;
             }
-            Outcome::Acked(seq, Ok(ack), _) => {
+            Ok(Outcome::Acked(seq, ack)) => {
                 self.confirmed.last_seq = Some(seq);
                 self.confirmed.messages += 1;
                 if ack.duplicate {
@@ -458,29 +447,14 @@ impl NatsSink {
                 let at = self.confirmed.streams.entry(ack.stream).or_insert(0);
                 *at = (*at).max(ack.sequence);
             }
-            Outcome::Acked(seq, Err(e), subject) => {
-                return Err(match e.kind() {
-                    PublishErrorKind::StreamNotFound => RestoreError::NoStream {
-                        subject: subject.to_string(),
-                    },
-                    PublishErrorKind::TimedOut => RestoreError::AckTimeout {
-                        seq,
-                        secs: ACK_TIMEOUT.as_secs(),
-                    },
-                    _ => RestoreError::Publish {
-                        seq,
-                        subject: subject.to_string(),
-                        reason: e.to_string(),
-                    },
-                })
-            }
+            Err(e) => return Err(failure(e)),
         }
         Ok(())
     }
 
     /// Settles the acknowledgements that have already arrived, in order.
     fn settle_ready(&mut self) -> Result<(), RestoreError> {
-        while let Some(Some(outcome)) = self.inflight.next().now_or_never() {
+        while let Some(outcome) = self.inflight.ready() {
             self.settle(outcome)?;
         }
         Ok(())
@@ -523,7 +497,7 @@ impl Sink for NatsSink {
         let subject = route.subject.clone();
         self.route = Some(route);
         if present? {
-            self.inflight.push_back(Pending::Present(m.seq));
+            self.inflight.present(m.seq);
             return Ok(());
         }
         let headers = match prepared.headers {
@@ -535,24 +509,12 @@ impl Sink for NatsSink {
                 self.settle(outcome)?;
             }
         }
-        let seq = m.seq;
-        let ack = self
-            .js
-            .send_publish(
-                subject.clone(),
-                Publish::build().payload(m.payload).headers(headers),
-            )
-            .await
-            .map_err(|e| RestoreError::Publish {
-                seq,
-                subject: subject.to_string(),
-                reason: e.to_string(),
-            })?;
         // Acknowledgements are settled when the window is full, at `sync`
-        // and at `finish`: not polled after every publish.
+        // and at `finish`: not read after every publish.
         self.inflight
-            .push_back(Pending::Acked(seq, ack.into_future(), subject));
-        Ok(())
+            .publish(m.seq, subject, headers, m.payload)
+            .await
+            .map_err(failure)
     }
 
     async fn sync(&mut self) -> Result<Delivered, RestoreError> {
