@@ -648,6 +648,43 @@ mod nats {
     }
 
     #[tokio::test]
+    async fn a_publish_the_stream_refuses_stops_the_restore_at_the_last_confirmed_message() {
+        let Some(url) = server() else { return };
+        let js = context(&url).await;
+        let prefix = support::unique("full");
+        let name = prefix.to_uppercase();
+        // Room for 10 messages, new ones refused beyond.
+        js.create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{prefix}.>")],
+            max_messages: 10,
+            discard: stream::DiscardPolicy::New,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let msgs = all_messages(&prefix);
+        let a = write_archive(&msgs).await;
+        let e = restore_nats(&a, &url, |_, t| t.max_inflight = 4)
+            .await
+            .unwrap_err();
+        match &e {
+            RestoreError::Publish {
+                seq,
+                subject,
+                reason,
+            } => {
+                assert_eq!(*seq, 11, "{e}");
+                assert!(subject.starts_with(&format!("{prefix}.")), "{e}");
+                assert!(reason.contains("maximum messages"), "{e}");
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(read_back(&js, &name).await.len(), 10);
+        js.delete_stream(&name).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_message_without_subject_needs_subject() {
         let Some(url) = server() else { return };
         let mut m = message(1, "x");
