@@ -58,20 +58,18 @@ pub(super) enum AckError {
     },
 }
 
-/// JetStream's answer to a publish, as JSON.
+/// JetStream's answer to a publish, as JSON: the acknowledgement's fields,
+/// or an error (read in one pass: an untagged enum would buffer it first).
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum Answer {
-    Refused { error: ApiError },
-    Stored(Stored),
-}
-
-#[derive(Deserialize)]
-struct Stored {
-    stream: String,
-    seq: u64,
+struct Answer {
+    #[serde(default)]
+    stream: Option<String>,
+    #[serde(default)]
+    seq: Option<u64>,
     #[serde(default)]
     duplicate: bool,
+    #[serde(default)]
+    error: Option<ApiError>,
 }
 
 #[derive(Deserialize)]
@@ -101,20 +99,31 @@ fn read_answer(
         subject: subject.to_string(),
         reason,
     };
+    let unreadable = |why: &dyn std::fmt::Display| {
+        refused(format!(
+            "unreadable acknowledgement{}: {why}",
+            status.map(|s| format!(" (status {s})")).unwrap_or_default()
+        ))
+    };
     match serde_json::from_slice::<Answer>(payload) {
-        Ok(Answer::Stored(s)) => Ok(Ack {
-            stream: s.stream,
-            sequence: s.seq,
-            duplicate: s.duplicate,
-        }),
-        Ok(Answer::Refused { error }) => Err(refused(format!(
+        Ok(Answer {
+            error: Some(error), ..
+        }) => Err(refused(format!(
             "{} (code {}, error code {})",
             error.description, error.code, error.err_code
         ))),
-        Err(e) => Err(refused(format!(
-            "unreadable acknowledgement{}: {e}",
-            status.map(|s| format!(" (status {s})")).unwrap_or_default()
-        ))),
+        Ok(Answer {
+            stream: Some(stream),
+            seq: Some(sequence),
+            duplicate,
+            ..
+        }) => Ok(Ack {
+            stream,
+            sequence,
+            duplicate,
+        }),
+        Ok(_) => Err(unreadable(&"no stream and sequence")),
+        Err(e) => Err(unreadable(&e)),
     }
 }
 
@@ -339,7 +348,9 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let garbage = read_answer(None, b"not json", 7, &subject());
-        assert!(matches!(garbage, Err(AckError::Refused { .. })));
+        for garbage in [&b"not json"[..], b"{}", br#"{"stream":"S"}"#] {
+            let e = read_answer(None, garbage, 7, &subject());
+            assert!(matches!(e, Err(AckError::Refused { .. })), "{e:?}");
+        }
     }
 }
