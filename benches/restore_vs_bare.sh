@@ -11,6 +11,10 @@
 #       acks outstanding, acks read in order;
 #   (a0) the same payloads without any header (for context: what the
 #       server's de-duplication and headers cost);
+#   (a1) the bare publisher's leanest form, for context: the same messages
+#       with their acknowledgements on one reply inbox (--ack-inbox: reply
+#       subjects built before its clock, acks counted as they come, no order
+#       kept);
 #   (b) strata restore -> JetStream (examples/restore_bench.rs restore runs
 #       strata::restore::run, the code of `strata restore`, on the folder),
 #       --max-inflight INFLIGHT, timed by its own summary from the start of
@@ -84,6 +88,10 @@ run_same() {
     "$BIN/bare_publisher" --url "$URL" --recreate --stream BENCH --subject bench.restore \
         --archive "$WORK/arch" --station bench --max-inflight "$INFLIGHT" | field rate
 }
+run_inbox() {
+    "$BIN/bare_publisher" --url "$URL" --recreate --stream BENCH --subject bench.restore \
+        --archive "$WORK/arch" --station bench --max-inflight "$INFLIGHT" --ack-inbox | field rate
+}
 run_plain() {
     "$BIN/bare_publisher" --url "$URL" --recreate --stream BENCH --subject bench.restore \
         --archive "$WORK/arch" --station bench --max-inflight "$INFLIGHT" --no-headers | field rate
@@ -113,13 +121,13 @@ run_before() {
 for r in $(seq "$ROUNDS"); do
     echo "round $r/$ROUNDS..." >&2
     case $((r % 3)) in
-        1) S=$(run_same); P=$(run_plain); R=$(run_restore) ;;
-        2) P=$(run_plain); R=$(run_restore); S=$(run_same) ;;
-        0) R=$(run_restore); S=$(run_same); P=$(run_plain) ;;
+        1) S=$(run_same); P=$(run_plain); R=$(run_restore); I=$(run_inbox) ;;
+        2) P=$(run_plain); R=$(run_restore); I=$(run_inbox); S=$(run_same) ;;
+        0) R=$(run_restore); I=$(run_inbox); S=$(run_same); P=$(run_plain) ;;
     esac
     B0=-
     if [ -n "$BEFORE" ]; then B0=$(run_before); fi
-    echo "$r $S $P $R $B0" >>"$WORK/rounds.txt"
+    echo "$r $S $P $R $B0 $I" >>"$WORK/rounds.txt"
 done
 
 if [ "$EXPORT" != 0 ]; then
@@ -169,18 +177,19 @@ med = statistics.median
 print(f"messages: {n} x {size} B, {inflight} acks in flight")
 before = any(line.split()[4] != "-" for line in open(rounds))
 extra = f" {'(b0) before':>12} {'b0/a':>6}" if before else ""
-print(f"{'round':>5} {'(a) bare, same msgs':>20} {'(a0) no headers':>16} {'(b) restore':>12} {'b/a':>6} {'b/a0':>6}{extra}")
-ra, ra0, A, A0, B, B0, rb0 = [], [], [], [], [], [], []
+print(f"{'round':>5} {'(a) bare, same msgs':>20} {'(a0) no headers':>16} {'(a1) ack inbox':>15} {'(b) restore':>12} {'b/a':>6} {'b/a0':>6} {'b/a1':>6}{extra}")
+ra, ra0, ra1, A, A0, A1, B, B0, rb0 = [], [], [], [], [], [], [], [], []
 for line in open(rounds):
-    r, s, p, b, b0 = line.split(); s, p, b = float(s), float(p), float(b)
-    A.append(s); A0.append(p); B.append(b); ra.append(b / s); ra0.append(b / p)
+    r, s, p, b, b0, i = line.split(); s, p, b, i = float(s), float(p), float(b), float(i)
+    A.append(s); A0.append(p); A1.append(i); B.append(b)
+    ra.append(b / s); ra0.append(b / p); ra1.append(b / i)
     tail = ""
     if before:
         b0 = float(b0); B0.append(b0); rb0.append(b0 / s)
         tail = f" {b0:12,.0f} {b0 / s:6.2f}"
-    print(f"{r:>5} {s:20,.0f} {p:16,.0f} {b:12,.0f} {b / s:6.2f} {b / p:6.2f}{tail}")
+    print(f"{r:>5} {s:20,.0f} {p:16,.0f} {i:15,.0f} {b:12,.0f} {b / s:6.2f} {b / p:6.2f} {b / i:6.2f}{tail}")
 tail = f" {med(B0):12,.0f} {med(rb0):6.2f}" if before else ""
-print(f"median {med(A):19,.0f} {med(A0):16,.0f} {med(B):12,.0f} {med(ra):6.2f} {med(ra0):6.2f}{tail}"
+print(f"median {med(A):19,.0f} {med(A0):16,.0f} {med(A1):15,.0f} {med(B):12,.0f} {med(ra):6.2f} {med(ra0):6.2f} {med(ra1):6.2f}{tail}"
       f"   (ratios: medians of the per-round ratios; b/a range {min(ra):.2f}-{max(ra):.2f})")
 for tag in ["b", "b0"]:
     path = os.path.join(work, f"cpu.{tag}")
