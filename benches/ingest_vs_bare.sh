@@ -9,6 +9,10 @@
 #       overlapping requests of BATCH messages, one ack per BATCH messages, no
 #       storage; timed from process start until the server reports the
 #       consumer's ack floor at N;
+#   (a1) the bare consumer's leanest form, for context (bare_consumer.rs
+#       consume --core): the same consumer read on the core connection, one
+#       reply inbox, raw pull requests of BATCH (two outstanding), plain
+#       messages, one ack per BATCH; timed the same way;
 #   (b) `strata run` (release binary) with a fresh WAL and local-folder
 #       archive, every other setting at its default (the compactor runs as in
 #       production); timed from process start until its consumer's ack floor
@@ -130,17 +134,17 @@ echo "pre-filling stream BENCH ($N x $SIZE B)..." >&2
 "$EX/bare_publisher" --url "$URL" --create --stream BENCH --subject bench.ingest \
     --count "$N" --size "$SIZE" >"$WORK/fill.json"
 
-run_bare() { # round
-    local t0 t1 s0 s1
+run_bare() { # round [name [extra consume flag]]
+    local t0 t1 s0 s1 name=${2:-bare-$1}
     s0=$(cpu_of "$NATS_PID")
     t0=$(now)
-    /usr/bin/time -f "%U %S" -o "$WORK/bare-$1.cpu" \
-        "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "bare-$1" --count "$N" \
-        consume --batch "$BATCH" >"$WORK/bare-$1.json"
+    /usr/bin/time -f "%U %S" -o "$WORK/$name.cpu" \
+        "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "$name" --count "$N" \
+        consume --batch "$BATCH" ${3:-} >"$WORK/$name.json"
     t1=$(now)
     s1=$(cpu_of "$NATS_PID")
-    "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "bare-$1" delete
-    echo "$t0 $t1 $(awk '{print $1 + $2}' "$WORK/bare-$1.cpu") $(awk -v a="$s1" -v b="$s0" 'BEGIN {printf "%.3f", a - b}')" >"$WORK/bare-$1.t"
+    "$EX/bare_consumer" --url "$URL" --stream BENCH --consumer "$name" delete
+    echo "$t0 $t1 $(awk '{print $1 + $2}' "$WORK/$name.cpu") $(awk -v a="$s1" -v b="$s0" 'BEGIN {printf "%.3f", a - b}')" >"$WORK/$name.t"
 }
 
 run_strata() { # round [binary [name]]
@@ -168,12 +172,13 @@ run_strata() { # round [binary [name]]
 for r in $(seq "$ROUNDS"); do
     echo "round $r/$ROUNDS..." >&2
     base() { if [ -n "$BASELINE" ]; then run_strata "$r" "$BASELINE" "old-$r"; fi; }
-    if [ $((r % 2)) = 1 ]; then run_bare "$r"; run_strata "$r"; base; else base; run_strata "$r"; run_bare "$r"; fi
+    core() { run_bare "$r" "core-$r" --core; }
+    if [ $((r % 2)) = 1 ]; then run_bare "$r"; core; run_strata "$r"; base; else base; run_strata "$r"; core; run_bare "$r"; fi
     compactions=$(awk '/^strata_compaction_duration_seconds_count/ {s+=$2} END {print s+0}' "$WORK/metrics-strata-$r.txt")
     ingested=$(awk '/^strata_ingested_messages_total\{station="BENCH",source="nats"\}/ {print $2}' "$WORK/metrics-strata-$r.txt")
     old=""
     if [ -n "$BASELINE" ]; then old=" $(cat "$WORK/old-$r.t")"; fi
-    echo "$r $(cat "$WORK/bare-$r.t") $(cat "$WORK/strata-$r.t") ${compactions:-0} ${ingested:-0}$old" >>"$WORK/rounds.txt"
+    echo "$r $(cat "$WORK/bare-$r.t") $(cat "$WORK/strata-$r.t") ${compactions:-0} ${ingested:-0} $(cat "$WORK/core-$r.t")$old" >>"$WORK/rounds.txt"
 done
 
 python3 - "$N" "$SIZE" "$BATCH" "${FETCH_BATCH:-default}" "$(field rate <"$WORK/fill.json")" "$WORK/rounds.txt" "$EXPLICIT" <<'PY'
@@ -186,17 +191,20 @@ print(f"pre-fill (bare publisher): {float(fill):,.0f} msg/s")
 print(f"{'round':>5} {'(a) bare msg/s':>15} {'(b) strata msg/s':>17} {'b/a':>6} {'compactions':>12} {'ingested':>9}"
       f"   CPU s: {'a':>5} {'server':>6} | {'b':>5} {'server':>6}")
 ratios, bares, stratas, cpu, olds, old_ratios = [], [], [], [], [], []
+cores, core_ratios, core_cpu = [], [], []
 for line in open(rounds):
-    r, a0, a1, ac, asrv, b0, b1, bc, bsrv, comp, ing, *old = line.split()
+    r, a0, a1, ac, asrv, b0, b1, bc, bsrv, comp, ing, k0, k1, kc, ksrv, *old = line.split()
     a = n / (float(a1) - float(a0)); b = n / (float(b1) - float(b0))
+    k = n / (float(k1) - float(k0))
     bares.append(a); stratas.append(b); ratios.append(b / a)
+    cores.append(k); core_ratios.append(b / k); core_cpu.append((float(kc), float(ksrv)))
     cpu.append(tuple(map(float, (ac, asrv, bc, bsrv))))
-    extra = ""
+    extra = f"   (a1) core {k:,.0f} msg/s, b/a1 {b / k:.2f}"
     if old:
         c0, c1, cc, csrv = old
         c = n / (float(c1) - float(c0))
         olds.append(c); old_ratios.append((b / c, c / a))
-        extra = f"   (c) baseline {c:,.0f} msg/s, c/a {c / a:.2f}, b/c {b / c:.2f}, CPU s {float(cc):.2f} + server {float(csrv):.2f}"
+        extra += f"   (c) baseline {c:,.0f} msg/s, c/a {c / a:.2f}, b/c {b / c:.2f}, CPU s {float(cc):.2f} + server {float(csrv):.2f}"
     print(f"{r:>5} {a:15,.0f} {b:17,.0f} {b / a:6.2f} {comp:>12} {ing:>9}"
           f"          {float(ac):5.2f} {float(asrv):6.2f} | {float(bc):5.2f} {float(bsrv):6.2f}{extra}")
 m = [statistics.median(c[i] for c in cpu) for i in range(4)]
@@ -205,6 +213,9 @@ print(f"median {statistics.median(bares):14,.0f} {statistics.median(stratas):17,
       f"range {min(ratios):.2f}-{max(ratios):.2f})")
 print(f"median CPU seconds until the end point: bare consumer {m[0]:.2f} + nats-server {m[1]:.2f}; "
       f"strata {m[2]:.2f} + nats-server {m[3]:.2f}")
+print(f"(a1) core-connection bare consumer median {statistics.median(cores):,.0f} msg/s; "
+      f"b/a1 {statistics.median(core_ratios):.2f} (range {min(core_ratios):.2f}-{max(core_ratios):.2f}); "
+      f"CPU s {statistics.median(c[0] for c in core_cpu):.2f} + nats-server {statistics.median(c[1] for c in core_cpu):.2f}")
 if olds:
     print(f"(c) baseline median {statistics.median(olds):,.0f} msg/s; c/a {statistics.median(r[1] for r in old_ratios):.2f}; "
           f"b/c {statistics.median(r[0] for r in old_ratios):.2f} "

@@ -23,6 +23,12 @@
 //! `--poll-ms` until its ack floor reaches `--count` with nothing pending, and
 //! prints `{"seconds":..,"seconds_from_first_ack":..}`: seconds since `watch`
 //! started, and since the first acknowledgement it saw.
+//! `consume --core` reads the same consumer on the core connection instead:
+//! one reply inbox subscribed once, raw pull requests of `--batch` (two
+//! outstanding, the next sent as each is fulfilled), deliveries as plain
+//! messages and the acknowledgement published to the last one's reply
+//! subject: no JetStream context per message, for context beside the
+//! pull-stream figure.
 //! `delete` removes the consumer (between benchmark rounds);
 //! `create-explicit` creates it with ack policy explicit, as Strata did before.
 
@@ -57,6 +63,9 @@ enum Mode {
         /// Messages per pull request, and per acknowledgement.
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+        /// Read on the core connection (module doc).
+        #[arg(long)]
+        core: bool,
     },
     /// Wait until the consumer `--consumer` has acknowledged `--count` messages.
     Watch {
@@ -82,7 +91,7 @@ async fn main() -> Result<(), Error> {
     let client = async_nats::connect(&args.url).await?;
     let js = jetstream::new(client.clone());
     match args.mode {
-        Mode::Consume { batch } => {
+        Mode::Consume { batch, core } => {
             consume(
                 &client,
                 &js,
@@ -90,6 +99,7 @@ async fn main() -> Result<(), Error> {
                 &args.consumer,
                 args.count,
                 batch,
+                core,
             )
             .await
         }
@@ -132,6 +142,7 @@ async fn consume(
     name: &str,
     count: u64,
     batch: usize,
+    core: bool,
 ) -> Result<(), Error> {
     let stream = js.get_stream(stream_name).await?;
     let consumer: PullConsumer = stream
@@ -146,6 +157,28 @@ async fn consume(
         )
         .await?;
     let started = Instant::now();
+    let (received, bytes) = if core {
+        read_core(client, stream_name, name, count, batch).await?
+    } else {
+        read_stream(&consumer, count, batch).await?
+    };
+    // An ack is a plain publish: flush it, then wait until the server counts it.
+    client.flush().await?;
+    wait_for_floor(js, stream_name, name, count, Duration::from_secs(60), 1).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{{\"messages\":{received},\"bytes\":{bytes},\"seconds\":{seconds:.3},\"rate\":{:.1}}}",
+        received as f64 / seconds
+    );
+    Ok(())
+}
+
+/// Reads `count` messages through async-nats' continuous pull stream.
+async fn read_stream(
+    consumer: &PullConsumer,
+    count: u64,
+    batch: usize,
+) -> Result<(u64, u64), Error> {
     let mut messages = consumer
         .stream()
         .max_messages_per_batch(batch)
@@ -166,15 +199,53 @@ async fn consume(
             m.ack().await?;
         }
     }
-    // An ack is a plain publish: flush it, then wait until the server counts it.
-    client.flush().await?;
-    wait_for_floor(js, stream_name, name, count, Duration::from_secs(60), 1).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    println!(
-        "{{\"messages\":{received},\"bytes\":{bytes},\"seconds\":{seconds:.3},\"rate\":{:.1}}}",
-        received as f64 / seconds
-    );
-    Ok(())
+    Ok((received, bytes))
+}
+
+/// Reads `count` messages on the core connection (module doc).
+async fn read_core(
+    client: &async_nats::Client,
+    stream_name: &str,
+    name: &str,
+    count: u64,
+    batch: usize,
+) -> Result<(u64, u64), Error> {
+    let inbox: async_nats::Subject = client.new_inbox().into();
+    let mut deliveries = client.subscribe(inbox.clone()).await?;
+    let next: async_nats::Subject =
+        format!("$JS.API.CONSUMER.MSG.NEXT.{stream_name}.{name}").into();
+    let request = bytes::Bytes::from(format!("{{\"batch\":{batch},\"expires\":30000000000}}"));
+    let ask = || client.publish_with_reply(next.clone(), inbox.clone(), request.clone());
+    ask().await?;
+    ask().await?;
+    let mut received = 0u64;
+    let mut bytes = 0u64;
+    while received < count {
+        let m = deliveries
+            .next()
+            .await
+            .ok_or("the inbox subscription ended early")?;
+        if let Some(status) = m.status {
+            // A request that expired: ask again; anything else is an error.
+            if status == async_nats::StatusCode::TIMEOUT {
+                ask().await?;
+                continue;
+            }
+            return Err(format!("pull request refused: {status} {:?}", m.description).into());
+        }
+        received += 1;
+        bytes += m.payload.len() as u64;
+        if received % batch as u64 == 0 || received == count {
+            let reply = m.reply.ok_or("a delivery without reply subject")?;
+            client
+                .publish(reply, bytes::Bytes::from_static(b"+ACK"))
+                .await?;
+            if received < count {
+                ask().await?;
+            }
+        }
+    }
+    Ok((received, bytes))
 }
 
 /// Polls the consumer every `poll_ms` until its ack floor reaches `count`
