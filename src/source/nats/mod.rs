@@ -244,11 +244,18 @@ async fn close_connection(client: &async_nats::Client) {
         ),
     }
     if let Ok(Ok(())) = tokio::time::timeout(CLOSE_STEP, client.drain()).await {
+        // async-nats finishes a drain the next time its connection task wakes
+        // (a message from the server, a ping, a command), and its connection
+        // state does not say when it has: a flush is such a command, and fails
+        // once the connection task has ended.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while client.connection_state() == async_nats::connection::State::Connected
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        while tokio::time::Instant::now() < deadline {
+            if let Ok(Err(_)) =
+                tokio::time::timeout(Duration::from_millis(10), client.flush()).await
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 }
