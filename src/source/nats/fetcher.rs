@@ -39,6 +39,8 @@ pub(super) const FETCH_EXPIRY: Duration = Duration::from_secs(2);
 
 /// A running fetcher and the batches it hands over.
 pub(super) struct Fetcher {
+    /// The connection the batches came on, to give them back by.
+    client: Client,
     batches: mpsc::Receiver<Result<Vec<Message>, PullError>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -55,9 +57,9 @@ impl Fetcher {
         shutdown: &watch::Receiver<bool>,
     ) -> Self {
         let (tx, batches) = mpsc::channel(1);
-        let (client, consumer, mut shutdown) = (client.clone(), consumer.clone(), shutdown.clone());
+        let (opener, consumer, mut shutdown) = (client.clone(), consumer.clone(), shutdown.clone());
         let task = tokio::spawn(async move {
-            let mut pull = match Pull::open(&client, &consumer).await {
+            let mut pull = match Pull::open(&opener, &consumer).await {
                 Ok(pull) => pull,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
@@ -81,7 +83,7 @@ impl Fetcher {
                 }
                 // The worker stopped taking batches: this one goes back.
                 if let Err(mpsc::error::SendError(Ok(chunk))) = tx.send(fetched).await {
-                    release(&client, &chunk).await;
+                    release(&pull.client, &chunk).await;
                     return;
                 }
                 if ended {
@@ -89,7 +91,11 @@ impl Fetcher {
                 }
             }
         });
-        Self { batches, task }
+        Self {
+            client: client.clone(),
+            batches,
+            task,
+        }
     }
 
     /// A batch fetched already, if any; `None` when none is waiting.
@@ -115,11 +121,11 @@ impl Fetcher {
 
     /// Stops fetching and gives back every batch fetched and not taken,
     /// once the request being read (if any) has ended.
-    pub(super) async fn close(mut self, client: &Client) {
+    pub(super) async fn close(mut self) {
         self.batches.close();
         while let Some(batch) = self.batches.recv().await {
             if let Ok(chunk) = batch {
-                release(client, &chunk).await;
+                release(&self.client, &chunk).await;
             }
         }
         let _ = self.task.await;

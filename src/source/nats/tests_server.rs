@@ -516,7 +516,7 @@ async fn the_fetcher_holds_two_batches_sends_nothing_more_and_gives_them_back() 
     // Taking one lets the next request go out.
     wait_for_delivered(&js, &name, 30).await;
     // Closing gives back what was fetched and not taken: redelivered at once.
-    fetcher.close(&client).await;
+    fetcher.close().await;
     // The server takes acknowledgements in on its own time, so new messages
     // may come first; the given-back ones come well before the 60 s ack wait.
     let (_tx, mut rx) = watch::channel(false);
@@ -558,7 +558,7 @@ async fn closing_the_fetcher_of_an_idle_stream_ends_it() {
     assert!(fetcher.within(Duration::from_millis(300)).await.is_none());
     // Not a shutdown (a lease ended, say): the fetcher ends once its waiting
     // request expires, instead of asking again.
-    tokio::time::timeout(fetcher::FETCH_EXPIRY * 3, fetcher.close(&client))
+    tokio::time::timeout(fetcher::FETCH_EXPIRY * 3, fetcher.close())
         .await
         .expect("the fetcher ends when closed");
     js.delete_stream(&name).await.unwrap();

@@ -463,7 +463,7 @@ impl StationWorker {
         let (batch, max_bytes) = (self.config.fetch_batch, self.config.fetch_max_bytes);
         let mut fetcher = Fetcher::start(&self.client, consumer, batch, max_bytes, &self.shutdown);
         let result = self.pull_from(&mut fetcher).await;
-        fetcher.close(&self.client).await;
+        fetcher.close().await;
         result
     }
 
