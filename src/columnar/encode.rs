@@ -214,6 +214,64 @@ pub fn row_group_ends_by_size(
     ends
 }
 
+/// Where the row groups of a file end when all its rows are known before it is
+/// written: as few row groups as the bounds of [`row_group_ends`] allow, rounded
+/// up to an even number when there is more than one, of even size. Their number
+/// is set by the bound that needs more of them (bytes or rows), and the rows are
+/// cut where that measure reaches each even share; a bound still closes a row
+/// group before its share (many small rows in a row). Encoded on the cores of a
+/// machine (which come in pairs), the row groups then take about as long on each:
+/// a file of 58 MiB with 16 MiB row groups gets four of ~14.5 MiB instead of three
+/// of 16 MiB and one of 10, and one of 40 MiB four of 10 MiB instead of 16, 16
+/// and 8. The cut depends on the rows only, not on the number of threads.
+pub fn even_row_group_ends_by_size<I>(data_lens: I, opts: &ParquetOptions) -> Vec<usize>
+where
+    I: IntoIterator<Item = usize>,
+    I::IntoIter: Clone,
+{
+    let lens = data_lens.into_iter();
+    let (rows, bytes) = lens.clone().fold((0u128, 0u128), |(n, b), len| {
+        (n + 1, b + (ROW_OVERHEAD + len) as u128)
+    });
+    if rows == 0 {
+        return Vec::new();
+    }
+    let by_bytes = bytes.div_ceil(opts.row_group_bytes.max(1) as u128);
+    let by_rows = rows.div_ceil(opts.row_group_rows.max(1) as u128);
+    let mut groups = by_bytes.max(by_rows).max(1);
+    if groups > 1 && groups % 2 == 1 {
+        groups += 1;
+    }
+    // The measure whose bound decides the number of row groups is the one shared out.
+    let (total, share_bytes) = if by_bytes >= by_rows {
+        (bytes, true)
+    } else {
+        (rows, false)
+    };
+    let mut ends = Vec::new();
+    let mut fill = Fill::default();
+    let (mut n, mut done) = (0usize, 0u128);
+    for data_len in lens {
+        n += 1;
+        done += if share_bytes {
+            (ROW_OVERHEAD + data_len) as u128
+        } else {
+            1
+        };
+        let full = fill.add_len(data_len, opts);
+        // The share this row group ends at: (its number) / groups of the total.
+        let reached = done * groups >= total * (ends.len() as u128 + 1);
+        if full || reached {
+            ends.push(n);
+            fill = Fill::default();
+        }
+    }
+    if fill.rows > 0 {
+        ends.push(n);
+    }
+    ends
+}
+
 /// How full a row group is, by the rule of [`row_group_ends`].
 #[derive(Debug, Clone, Copy, Default)]
 struct Fill {

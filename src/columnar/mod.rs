@@ -44,8 +44,9 @@ pub use decode::{
     Selection,
 };
 pub use encode::{
-    encode_file, message_data_len, row_group_ends, row_group_ends_by_size, writer_properties,
-    EncodedRowGroup, FileEncoder, FileSummary, RowGroupEncoder, RowGroupWriter,
+    encode_file, even_row_group_ends_by_size, message_data_len, row_group_ends,
+    row_group_ends_by_size, writer_properties, EncodedRowGroup, FileEncoder, FileSummary,
+    RowGroupEncoder, RowGroupWriter,
 };
 pub use parallel::{encode_each_in_order, encode_file_on_threads, encode_in_order, RowGroupJob};
 pub use schema::{check_schema, from_record_batch, schema, to_record_batch};

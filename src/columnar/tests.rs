@@ -689,6 +689,68 @@ fn row_group_ends_follow_rows_and_message_bytes() {
 }
 
 #[test]
+fn even_row_groups_share_out_the_bound_that_sets_their_number() {
+    let ends = |lens: &[usize], rows: usize, bytes: usize| {
+        let opts = ParquetOptions {
+            row_group_rows: rows,
+            row_group_bytes: bytes,
+            ..ParquetOptions::default()
+        };
+        even_row_group_ends_by_size(lens.iter().copied(), &opts)
+    };
+    // 100 bytes counted per message (68 + 32): 12 messages under a 350-byte
+    // bound need 4 row groups, cut at every 300 bytes (greedily: 4, 4, 4).
+    let hundred = [68; 12];
+    assert_eq!(ends(&hundred, 1_000, 350), vec![3, 6, 9, 12]);
+    // 10 of them under a 450-byte bound need 3, made 4: cut at every 250 bytes
+    // (greedily: 5, 5).
+    assert_eq!(ends(&hundred[..10], 1_000, 450), vec![3, 5, 8, 10]);
+    // Rows decide: 12 rows under 5 per group need 3, made 4 of 3.
+    assert_eq!(ends(&hundred, 5, 1 << 30), vec![3, 6, 9, 12]);
+    // One row group when everything fits; none for no rows.
+    assert_eq!(ends(&hundred, 1_000, 1 << 30), vec![12]);
+    assert_eq!(ends(&[], 4, 350), Vec::<usize>::new());
+    // Bytes are shared out (2 row groups), but the row bound closes the first
+    // after 4 of the small rows, before its share of the bytes.
+    let mixed = [0, 0, 0, 0, 0, 0, 1_000, 1_000];
+    assert_eq!(ends(&mixed, 4, 1_200), vec![4, 8]);
+    // The bounds hold for every row group, whatever the sizes.
+    let lens: Vec<usize> = (0..5_000).map(|i| (i * 7919) % 3_000).collect();
+    for (rows, bytes) in [(1_000, 1 << 20), (100_000, 256 << 10), (64, 1 << 30)] {
+        let cut = ends(&lens, rows, bytes);
+        assert_eq!(cut.last(), Some(&lens.len()));
+        let greedy = row_group_ends_by_size(
+            lens.iter().copied(),
+            &ParquetOptions {
+                row_group_rows: rows,
+                row_group_bytes: bytes,
+                ..ParquetOptions::default()
+            },
+        );
+        // At most one more than the greedy rule makes, and an even number.
+        assert!(cut.len() <= greedy.len() + 1, "{rows} rows, {bytes} bytes");
+        assert_eq!(cut.len() % 2, 0, "{rows} rows, {bytes} bytes");
+        let mut start = 0;
+        let mut sizes = Vec::new();
+        for &end in &cut {
+            assert!(end > start);
+            let group = &lens[start..end];
+            let size: usize = group.iter().map(|l| l + 32).sum();
+            // Closed at the bound at the latest, like the greedy rule.
+            assert!(group.len() <= rows);
+            assert!(size - (group[group.len() - 1] + 32) < bytes);
+            sizes.push(size);
+            start = end;
+        }
+        let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        if rows >= 1_000 {
+            // Shared by bytes: within a message or so of each other.
+            assert!(max - min <= 2 * 3_032, "{sizes:?}");
+        }
+    }
+}
+
+#[test]
 fn appended_row_groups_are_checked_like_writes() {
     let opts = ParquetOptions::default();
     let groups = RowGroupEncoder::new(&opts).unwrap();

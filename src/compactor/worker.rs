@@ -19,7 +19,7 @@ use super::claims::{stations_of, stored_files, HeldClaims, PlannedRange, UploadC
 use super::plan::{plan_segment, subtract_stored, Dropped, FilePlan, SegmentPlan, Stored};
 use super::upload::{ObjectUpload, UploadOptions, Uploaded};
 use crate::columnar::{
-    encode_each_in_order, row_group_ends_by_size, ColumnarError, FileEncoder, FileSummary,
+    encode_each_in_order, even_row_group_ends_by_size, ColumnarError, FileEncoder, FileSummary,
     ParquetOptions, RowGroupEncoder,
 };
 use crate::layout::DataKey;
@@ -548,7 +548,7 @@ fn encode_all(
     for (f, planned) in plan.files.iter().enumerate() {
         let rows = &plan.messages[planned.rows.clone()];
         let mut start = 0;
-        for end in row_group_ends_by_size(rows.iter().map(|r| r.data_len as usize), opts) {
+        for end in even_row_group_ends_by_size(rows.iter().map(|r| r.data_len as usize), opts) {
             jobs.push(Job {
                 station: &planned.key.station,
                 rows: &rows[start..end],

@@ -24,6 +24,9 @@ pub struct CompactionConfig {
     #[serde(deserialize_with = "de_positive_count")]
     pub row_group_rows: usize,
     /// Close a row group once its messages' data reaches this size (default 16 MiB).
+    /// The compactor, which knows a file's rows before it writes them, makes the
+    /// row groups even: the fewest this allows (an even number when more than
+    /// one), each at most about this size.
     #[serde(deserialize_with = "de_positive_size_usize")]
     pub row_group_bytes: usize,
     /// Files above this size go up as multipart uploads (default 16 MiB).
