@@ -57,9 +57,11 @@ pub(crate) fn info(reply: Option<&str>) -> Result<DeliveryInfo, DeliveryError> {
 /// Parses an acknowledgement subject; `None` when it is not one.
 fn parse(reply: &str) -> Option<DeliveryInfo> {
     let rest = reply.strip_prefix(PREFIX)?;
-    let mut tokens: [&str; 9] = [""; 9];
+    // Split as bytes: `.` is ASCII, and a byte split is a plain scan where a
+    // `char` pattern searches and compares per token.
+    let mut tokens: [&[u8]; 9] = [&[]; 9];
     let mut n = 0;
-    for token in rest.split('.') {
+    for token in rest.as_bytes().split(|&b| b == b'.') {
         if n < tokens.len() {
             tokens[n] = token;
         }
@@ -82,8 +84,7 @@ fn parse(reply: &str) -> Option<DeliveryInfo> {
 }
 
 /// An unsigned decimal number of at most 19 digits (fits a `u64`).
-fn number(token: &str) -> Option<u64> {
-    let bytes = token.as_bytes();
+fn number(bytes: &[u8]) -> Option<u64> {
     if bytes.is_empty() || bytes.len() > 19 {
         return None;
     }
@@ -172,12 +173,12 @@ mod tests {
 
     #[test]
     fn numbers_up_to_nineteen_digits() {
-        assert_eq!(number("0"), Some(0));
+        assert_eq!(number(b"0"), Some(0));
         assert_eq!(
-            number("9999999999999999999"),
+            number(b"9999999999999999999"),
             Some(9_999_999_999_999_999_999)
         );
-        assert_eq!(number("18446744073709551615"), None);
-        assert_eq!(number(""), None);
+        assert_eq!(number(b"18446744073709551615"), None);
+        assert_eq!(number(b""), None);
     }
 }
