@@ -38,7 +38,7 @@ use crate::message::{Message, MessageView, StationName, Timestamp};
 const CHUNK: usize = 1 << 20;
 
 /// Back-to-back rows of at least this many bytes are read straight into
-/// their buffer rather than copied out of a [`CHUNK`] read.
+/// their buffer; shorter runs are copied out of reads of this size.
 const DIRECT_RUN: usize = 64 << 10;
 
 /// Where one message of a sealed segment lies, and what planning needs of it.
@@ -141,7 +141,7 @@ pub(crate) fn walk(
         offset,
         reason,
     };
-    let mut window = Window::new(&file, len);
+    let mut window = Window::new(&file, len, CHUNK);
     let head = window
         .get(0, HEADER_LEN.min(len as usize))
         .map_err(io_at(path))?;
@@ -250,12 +250,14 @@ impl SegmentFile {
     /// `at`, reading the file in order. Rows that lie back to back both in the
     /// file and in `dest` (the messages of one entry, in the usual case) are
     /// one run: a run of [`DIRECT_RUN`] bytes or more is read straight into
-    /// `dest`; shorter ones are copied out of reads of about a megabyte.
+    /// `dest`; shorter ones are copied out of reads of [`DIRECT_RUN`] bytes.
     fn copy(&self, rows: &[IndexedMessage], at: &[usize], dest: &mut [u8]) -> Result<(), WalError> {
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_unstable_by_key(|&i| rows[i].offset);
         let len = self.file.metadata().map_err(io_at(&self.path))?.len();
-        let mut window = Window::new(&self.file, len);
+        // Runs shorter than DIRECT_RUN come here: reads of that size serve
+        // several close together, and an isolated one reads little more than it needs.
+        let mut window = Window::new(&self.file, len, DIRECT_RUN);
         let mut k = 0;
         while k < order.len() {
             let first = order[k];
@@ -362,19 +364,27 @@ impl Buffer {
 }
 
 /// A forward-moving window over a file: the bytes last read, and where they start.
+///
+/// Each refill reads `read` bytes (more for a larger request) into a buffer
+/// the window keeps: it is zeroed once, when it grows, not at every read.
 struct Window<'a> {
     file: &'a File,
     len: u64,
+    read: usize,
     start: u64,
+    filled: usize,
     buf: Vec<u8>,
 }
 
 impl<'a> Window<'a> {
-    fn new(file: &'a File, len: u64) -> Self {
+    /// A window over the `len` bytes of `file` that reads `read` bytes at a time.
+    fn new(file: &'a File, len: u64, read: usize) -> Self {
         Window {
             file,
             len,
+            read,
             start: 0,
+            filled: 0,
             buf: Vec::new(),
         }
     }
@@ -382,12 +392,15 @@ impl<'a> Window<'a> {
     /// Bytes `at..at + n` of the file (the caller keeps them inside the file).
     fn get(&mut self, at: u64, n: usize) -> std::io::Result<&[u8]> {
         let end = at + n as u64;
-        if at < self.start || end > self.start + self.buf.len() as u64 {
-            let want = n.max(CHUNK).min((self.len - at) as usize).max(n);
-            self.buf.clear();
-            self.buf.resize(want, 0);
-            self.file.read_exact_at(&mut self.buf, at)?;
+        if at < self.start || end > self.start + self.filled as u64 {
+            let want = n.max(self.read).min((self.len - at) as usize).max(n);
+            if self.buf.len() < want {
+                self.buf.resize(want, 0);
+            }
+            self.filled = 0;
+            self.file.read_exact_at(&mut self.buf[..want], at)?;
             self.start = at;
+            self.filled = want;
         }
         let from = (at - self.start) as usize;
         Ok(&self.buf[from..from + n])
