@@ -235,7 +235,7 @@ impl AckWindow {
             match tokio::time::timeout_at(deadline, self.answers.next()).await {
                 Ok(Some(answer)) => self.file(answer),
                 Ok(None) => {
-                    let front = self.entries.pop_front()?;
+                    let (front, _) = self.pop_front()?;
                     return Some(Err(AckError::Refused {
                         seq: front.seq,
                         subject: front.subject.to_string(),
@@ -243,7 +243,7 @@ impl AckWindow {
                     }));
                 }
                 Err(_) => {
-                    let front = self.entries.pop_front()?;
+                    let (front, _) = self.pop_front()?;
                     return Some(Err(AckError::TimedOut { seq: front.seq }));
                 }
             }
@@ -269,20 +269,30 @@ impl AckWindow {
     /// Settles the oldest message if its outcome is known.
     fn settle_front(&mut self) -> Option<Result<Outcome, AckError>> {
         let front = self.entries.front()?;
+        if front.token.is_some() && self.slots.front()?.is_none() {
+            return None;
+        }
+        match self.pop_front()? {
+            (front, None) => Some(Ok(Outcome::Present(front.seq))),
+            (front, Some(answer)) => Some(
+                read_answer(answer.status, &answer.payload, front.seq, &front.subject)
+                    .map(|ack| Outcome::Acked(front.seq, ack)),
+            ),
+        }
+    }
+
+    /// Takes the oldest message out of the window, with its token's slot (and
+    /// the answer in it, if one came), so slots stay in step with messages
+    /// whatever the outcome.
+    fn pop_front(&mut self) -> Option<(Entry, Option<Message>)> {
+        let front = self.entries.pop_front()?;
         let Some(token) = front.token else {
-            let seq = front.seq;
-            self.entries.pop_front();
-            return Some(Ok(Outcome::Present(seq)));
+            return Some((front, None));
         };
         debug_assert_eq!(token, self.base);
-        self.slots.front()?.as_ref()?;
-        let answer = self.slots.pop_front().flatten()?;
         self.base += 1;
-        let front = self.entries.pop_front()?;
-        Some(
-            read_answer(answer.status, &answer.payload, front.seq, &front.subject)
-                .map(|ack| Outcome::Acked(front.seq, ack)),
-        )
+        let answer = self.slots.pop_front().flatten();
+        Some((front, answer))
     }
 }
 
