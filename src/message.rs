@@ -332,6 +332,10 @@ pub struct Message {
 
 /// What the Parquet encoder reads of a message: a [`Message`], or a message
 /// read in place from a WAL segment's bytes, without owning its strings.
+///
+/// Text (id, subject, header names and values) is given as bytes: UTF-8 in a
+/// [`Message`]; as stored for a message read back from a segment, whose text
+/// the encoder checks a column at a time rather than string by string.
 pub trait MessageView {
     /// Its station's name.
     fn station(&self) -> &str;
@@ -340,15 +344,15 @@ pub trait MessageView {
     /// Its timestamp.
     fn timestamp(&self) -> Timestamp;
     /// Its id, when present.
-    fn id(&self) -> Option<&str>;
+    fn id(&self) -> Option<&[u8]>;
     /// Its subject, when present.
-    fn subject(&self) -> Option<&str>;
+    fn subject(&self) -> Option<&[u8]>;
     /// Its payload.
     fn payload(&self) -> &[u8];
     /// How many headers it has.
     fn header_count(&self) -> usize;
     /// Calls `each` with every header's name and value, in order.
-    fn for_each_header(&self, each: impl FnMut(&str, &str));
+    fn for_each_header(&self, each: impl FnMut(&[u8], &[u8]));
     /// Bytes of its headers: per header its name, its value and 8.
     fn headers_len(&self) -> usize;
 
@@ -356,8 +360,8 @@ pub trait MessageView {
     /// subject and headers (see [`MessageView::headers_len`]).
     fn data_len(&self) -> usize {
         self.payload().len()
-            + self.id().map_or(0, str::len)
-            + self.subject().map_or(0, str::len)
+            + self.id().map_or(0, <[u8]>::len)
+            + self.subject().map_or(0, <[u8]>::len)
             + self.headers_len()
     }
 }
@@ -372,11 +376,11 @@ impl MessageView for Message {
     fn timestamp(&self) -> Timestamp {
         self.timestamp
     }
-    fn id(&self) -> Option<&str> {
-        self.id.as_deref()
+    fn id(&self) -> Option<&[u8]> {
+        self.id.as_deref().map(str::as_bytes)
     }
-    fn subject(&self) -> Option<&str> {
-        self.subject.as_deref()
+    fn subject(&self) -> Option<&[u8]> {
+        self.subject.as_deref().map(str::as_bytes)
     }
     fn payload(&self) -> &[u8] {
         &self.payload
@@ -384,9 +388,9 @@ impl MessageView for Message {
     fn header_count(&self) -> usize {
         self.headers.len()
     }
-    fn for_each_header(&self, mut each: impl FnMut(&str, &str)) {
+    fn for_each_header(&self, mut each: impl FnMut(&[u8], &[u8])) {
         for h in &self.headers {
-            each(&h.name, &h.value);
+            each(h.name.as_bytes(), h.value.as_bytes());
         }
     }
     fn headers_len(&self) -> usize {

@@ -111,6 +111,17 @@ pub enum ColumnarError {
     /// A seq larger than Parquet's Int64 can hold.
     #[error("seq {0} is larger than the largest archivable seq {MAX_SEQ} (Parquet stores Int64)")]
     SeqTooLarge(u64),
+    /// A message's text (read back from a WAL segment) is not UTF-8: the
+    /// segment changed after it was checked.
+    #[error(
+        "a message's {what} is not UTF-8 ({reason}): the WAL segment changed after it was checked"
+    )]
+    NotUtf8 {
+        /// Which text: id, subject, header name or header value.
+        what: &'static str,
+        /// What the check found.
+        reason: String,
+    },
     /// The file would not hold exactly the declared range.
     #[error(
         "file declared to hold seq {declared_first}..={declared_last} but holds \

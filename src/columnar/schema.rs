@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow_array::builder::{BinaryBuilder, StringBuilder};
+use arrow_array::builder::BinaryBuilder;
 use arrow_array::{
     Array, ArrayRef, BinaryArray, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
     TimestampMicrosecondArray,
@@ -96,8 +96,8 @@ pub fn to_record_batch<M: MessageView>(msgs: &[M]) -> Result<RecordBatch, Column
         if Seq::new(m.seq()).is_err() {
             return Err(ColumnarError::SeqTooLarge(m.seq()));
         }
-        id_bytes += m.id().map_or(0, str::len);
-        subject_bytes += m.subject().map_or(0, str::len);
+        id_bytes += m.id().map_or(0, <[u8]>::len);
+        subject_bytes += m.subject().map_or(0, <[u8]>::len);
         payload_bytes += m.payload().len();
         header_count += m.header_count();
         header_bytes += m.headers_len();
@@ -115,11 +115,13 @@ pub fn to_record_batch<M: MessageView>(msgs: &[M]) -> Result<RecordBatch, Column
         TimestampMicrosecondArray::from_iter_values(msgs.iter().map(|m| m.timestamp().micros()))
             .with_timezone("UTC");
 
-    let mut id = StringBuilder::with_capacity(n, id_bytes);
-    let mut subject = StringBuilder::with_capacity(n, subject_bytes);
+    // Text is gathered as bytes and checked as UTF-8 a column at a time (see
+    // `MessageView`): one pass over each column's bytes, not one per string.
+    let mut id = BinaryBuilder::with_capacity(n, id_bytes);
+    let mut subject = BinaryBuilder::with_capacity(n, subject_bytes);
     let mut payload = BinaryBuilder::with_capacity(n, payload_bytes);
-    let mut names = StringBuilder::with_capacity(header_count, text_bytes);
-    let mut values = StringBuilder::with_capacity(header_count, text_bytes);
+    let mut names = BinaryBuilder::with_capacity(header_count, text_bytes);
+    let mut values = BinaryBuilder::with_capacity(header_count, text_bytes);
     let mut header_offsets = Vec::with_capacity(n + 1);
     header_offsets.push(0i32);
     let mut headers_so_far = 0i32;
@@ -139,8 +141,8 @@ pub fn to_record_batch<M: MessageView>(msgs: &[M]) -> Result<RecordBatch, Column
     let header_structs = StructArray::try_new(
         header_fields(),
         vec![
-            Arc::new(names.finish()) as ArrayRef,
-            Arc::new(values.finish()) as ArrayRef,
+            Arc::new(utf8(names, "header name")?) as ArrayRef,
+            Arc::new(utf8(values, "header value")?) as ArrayRef,
         ],
         None,
     )?;
@@ -156,12 +158,23 @@ pub fn to_record_batch<M: MessageView>(msgs: &[M]) -> Result<RecordBatch, Column
         vec![
             Arc::new(seq),
             Arc::new(timestamp),
-            Arc::new(id.finish()),
-            Arc::new(subject.finish()),
+            Arc::new(utf8(id, "id")?),
+            Arc::new(utf8(subject, "subject")?),
             Arc::new(headers),
             Arc::new(payload.finish()),
         ],
     )?)
+}
+
+/// The text gathered in `column` as a string column, checked as UTF-8 in one pass.
+///
+/// # Errors
+/// [`ColumnarError::NotUtf8`] naming the column.
+fn utf8(mut column: BinaryBuilder, what: &'static str) -> Result<StringArray, ColumnarError> {
+    StringArray::try_from_binary(column.finish()).map_err(|e| ColumnarError::NotUtf8 {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 /// Checks that `schema` holds the columns of [`schema`] with compatible types (any

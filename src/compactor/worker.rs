@@ -583,10 +583,20 @@ fn encode_all(
         let mut group = encoder.start(job.station)?;
         let mut start = 0;
         for end in encoder.chunk_ends(job.rows.iter().map(|r| r.data_len as usize)) {
-            let msgs = file
-                .read_into(&job.rows[start..end], buf)
-                .map_err(ThreadError::Read)?;
-            group.write(&msgs)?;
+            let rows = &job.rows[start..end];
+            let msgs = file.read_into(rows, buf).map_err(ThreadError::Read)?;
+            // Text is checked here, a column at a time (`SegmentFile::read_into`):
+            // text that is not UTF-8 is damage to the segment, as the read reports it.
+            group.write(&msgs).map_err(|e| match e {
+                ColumnarError::NotUtf8 { .. } => ThreadError::Read(file.changed(
+                    &rows[0],
+                    format!(
+                        "{e} (one of the {} messages from this offset on)",
+                        rows.len()
+                    ),
+                )),
+                e => ThreadError::Encode(e),
+            })?;
             start = end;
         }
         Ok(group.finish()?)

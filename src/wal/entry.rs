@@ -352,8 +352,13 @@ pub fn decode(buf: &Bytes) -> Result<(Vec<Message>, u64), DecodeError> {
     Ok((messages, len))
 }
 
-/// One message of an entry body, checked against the format, its strings
+/// One message of an entry body, checked against the format, its text
 /// borrowed from the body (nothing allocated).
+///
+/// Its id, subject and headers are the bytes stored: checked as UTF-8 when
+/// the message was read by [`walk_body`] or [`MessagesIn::new`], left to the
+/// encoder (which checks a column at a time) when read by
+/// [`MessagesIn::text_unchecked`].
 #[derive(Debug, Clone)]
 pub struct RawMessage<'a> {
     /// The station name (follows the station name rules).
@@ -363,10 +368,10 @@ pub struct RawMessage<'a> {
     /// The timestamp.
     pub timestamp: Timestamp,
     /// The id, when present.
-    pub id: Option<&'a str>,
+    pub id: Option<&'a [u8]>,
     /// The subject, when present.
-    pub subject: Option<&'a str>,
-    /// The encoded headers (`header*header_count`, every string UTF-8).
+    pub subject: Option<&'a [u8]>,
+    /// The encoded headers (`header*header_count`).
     headers: &'a [u8],
     header_count: usize,
     /// The payload, in the buffer the message was read from.
@@ -375,18 +380,46 @@ pub struct RawMessage<'a> {
 
 impl RawMessage<'_> {
     /// The message, its payload a slice of `buf` (the buffer it was read from).
-    pub(crate) fn into_message(self, station: StationName, buf: &Bytes) -> Message {
+    ///
+    /// # Errors
+    /// [`DecodeError::Malformed`] (offset 0: the message's start) when its
+    /// text is not UTF-8, which only a message read with
+    /// [`MessagesIn::text_unchecked`] can be.
+    pub(crate) fn into_message(
+        self,
+        station: StationName,
+        buf: &Bytes,
+    ) -> Result<Message, DecodeError> {
+        let text = |bytes: &[u8], what: &str| {
+            std::str::from_utf8(bytes)
+                .map(str::to_owned)
+                .map_err(|e| DecodeError::Malformed {
+                    offset: 0,
+                    reason: format!("{what} is not UTF-8: {e}"),
+                })
+        };
         let mut headers = Vec::with_capacity(self.header_count);
-        self.for_each_header(|name, value| headers.push(Header::new(name, value)));
-        Message {
+        let mut bad = None;
+        self.for_each_header(|name, value| {
+            match (text(name, "header name"), text(value, "header value")) {
+                (Ok(name), Ok(value)) => headers.push(Header { name, value }),
+                (Err(e), _) | (_, Err(e)) => {
+                    bad.get_or_insert(e);
+                }
+            }
+        });
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        Ok(Message {
             station,
             seq: self.seq,
             timestamp: self.timestamp,
-            id: self.id.map(str::to_owned),
-            subject: self.subject.map(str::to_owned),
+            id: self.id.map(|id| text(id, "id")).transpose()?,
+            subject: self.subject.map(|s| text(s, "subject")).transpose()?,
             headers,
             payload: buf.slice_ref(self.payload),
-        }
+        })
     }
 }
 
@@ -400,10 +433,10 @@ impl MessageView for RawMessage<'_> {
     fn timestamp(&self) -> Timestamp {
         self.timestamp
     }
-    fn id(&self) -> Option<&str> {
+    fn id(&self) -> Option<&[u8]> {
         self.id
     }
-    fn subject(&self) -> Option<&str> {
+    fn subject(&self) -> Option<&[u8]> {
         self.subject
     }
     fn payload(&self) -> &[u8] {
@@ -412,11 +445,11 @@ impl MessageView for RawMessage<'_> {
     fn header_count(&self) -> usize {
         self.header_count
     }
-    fn for_each_header(&self, mut each: impl FnMut(&str, &str)) {
-        let mut r = Reader::new(self.headers);
+    fn for_each_header(&self, mut each: impl FnMut(&[u8], &[u8])) {
+        let mut r = Reader::new(self.headers, false);
         for _ in 0..self.header_count {
-            // Checked when the message was read: these cannot fail.
-            let (Ok(name), Ok(value)) = (r.str("header name"), r.str("header value")) else {
+            // Their lengths were checked when the message was read: these cannot fail.
+            let (Ok(name), Ok(value)) = (r.text("header name"), r.text("header value")) else {
                 break;
             };
             each(name, value);
@@ -435,10 +468,19 @@ pub struct MessagesIn<'a> {
 }
 
 impl<'a> MessagesIn<'a> {
-    /// Messages copied into `buf`.
+    /// Messages copied into `buf`, read as [`walk_body`] reads them.
     pub fn new(buf: &'a [u8]) -> Self {
         MessagesIn {
-            r: Reader::new(buf),
+            r: Reader::new(buf, true),
+        }
+    }
+
+    /// Messages copied into `buf`, read as [`walk_body`] reads them except
+    /// that their text (id, subject, headers) is not checked as UTF-8: for
+    /// the encoder, which checks it a column at a time.
+    pub fn text_unchecked(buf: &'a [u8]) -> Self {
+        MessagesIn {
+            r: Reader::new(buf, false),
         }
     }
 
@@ -479,7 +521,7 @@ pub fn walk_body<'a>(
     body: &'a [u8],
     mut each: impl FnMut(RawMessage<'a>, std::ops::Range<usize>) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
-    let mut r = Reader::new(body);
+    let mut r = Reader::new(body, true);
     let count = r.u32()?;
     // A count larger than the body can hold is malformed; checking first
     // keeps a bad count from reserving huge memory.
@@ -513,7 +555,7 @@ fn decode_body(body: &Bytes) -> Result<Vec<Message>, DecodeError> {
     let mut last: Option<StationName> = None;
     walk_body(body, |m, _| {
         let station = station_of(m.station, &mut last);
-        messages.push(m.into_message(station, body));
+        messages.push(m.into_message(station, body)?);
         Ok(())
     })?;
     Ok(messages)
@@ -556,15 +598,18 @@ struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
     /// The last station name that passed the station name rules.
-    checked_station: &'a [u8],
+    checked_station: &'a str,
+    /// Whether text (id, subject, headers) is checked as UTF-8.
+    check_text: bool,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    fn new(buf: &'a [u8], check_text: bool) -> Self {
         Reader {
             buf,
             pos: 0,
-            checked_station: &[],
+            checked_station: "",
+            check_text,
         }
     }
 
@@ -610,14 +655,20 @@ impl<'a> Reader<'a> {
         self.array().map(u64::from_le_bytes)
     }
 
-    fn str(&mut self, what: &str) -> Result<&'a str, DecodeError> {
+    /// A length-prefixed string's bytes, checked as UTF-8 when the reader checks text.
+    fn text(&mut self, what: &str) -> Result<&'a [u8], DecodeError> {
         let len = self.u32()? as usize;
         let start = self.pos;
         let bytes = self.take(len)?;
-        std::str::from_utf8(bytes).map_err(|e| DecodeError::Malformed {
-            offset: start,
-            reason: format!("{what} is not UTF-8: {e}"),
-        })
+        if self.check_text {
+            if let Err(e) = std::str::from_utf8(bytes) {
+                return Err(DecodeError::Malformed {
+                    offset: start,
+                    reason: format!("{what} is not UTF-8: {e}"),
+                });
+            }
+        }
+        Ok(bytes)
     }
 
     fn message(&mut self) -> Result<RawMessage<'a>, DecodeError> {
@@ -631,11 +682,15 @@ impl<'a> Reader<'a> {
             offset: start,
             reason: "station name breaks the station name rules".into(),
         };
-        let station = std::str::from_utf8(name).map_err(|_| bad_station())?;
-        if name != self.checked_station {
+        // Messages of one station follow each other: its name is checked once.
+        let station = if name == self.checked_station.as_bytes() {
+            self.checked_station
+        } else {
+            let station = std::str::from_utf8(name).map_err(|_| bad_station())?;
             StationName::check(station).map_err(|_| bad_station())?;
-            self.checked_station = name;
-        }
+            self.checked_station = station;
+            station
+        };
         let seq = self.u64()?;
         if let Err(e) = Seq::new(seq) {
             return Err(self.malformed(e.to_string()));
@@ -646,12 +701,12 @@ impl<'a> Reader<'a> {
             return Err(self.malformed(format!("unknown presence bits {presence:#04x}")));
         }
         let id = if presence & PRESENCE_ID != 0 {
-            Some(self.str("id")?)
+            Some(self.text("id")?)
         } else {
             None
         };
         let subject = if presence & PRESENCE_SUBJECT != 0 {
-            Some(self.str("subject")?)
+            Some(self.text("subject")?)
         } else {
             None
         };
@@ -662,8 +717,8 @@ impl<'a> Reader<'a> {
         }
         let headers_start = self.pos;
         for _ in 0..header_count {
-            self.str("header name")?;
-            self.str("header value")?;
+            self.text("header name")?;
+            self.text("header value")?;
         }
         let headers = &self.buf[headers_start..self.pos];
         let payload_len = self.u32()? as usize;

@@ -192,17 +192,22 @@ impl SegmentFile {
         let mut buf = Buffer::zeroed(total).map_err(io_at(&self.path))?;
         self.copy(rows, &at, buf.as_mut())?;
         let buf = buf.into_bytes();
-        let views = self.check(rows, &at, &buf)?;
-        Ok(views
+        let views = self.check(rows, &at, entry::MessagesIn::new(&buf))?;
+        views
             .into_iter()
             .zip(rows)
-            .map(|(m, r)| m.into_message((*r.station).clone(), &buf))
-            .collect())
+            .map(|(m, r)| {
+                m.into_message((*r.station).clone(), &buf)
+                    .map_err(|e| self.changed(r, e.to_string()))
+            })
+            .collect()
     }
 
     /// The messages `rows` index, in that order, read in place into `buf`
     /// (one buffer kept from group to group) and checked as [`Self::read`]
-    /// checks them, without building a [`Message`] of each.
+    /// checks them, without building a [`Message`] of each, and except for
+    /// their text: the encoder checks it as UTF-8 a column at a time
+    /// ([`entry::MessagesIn::text_unchecked`]).
     ///
     /// # Errors
     /// As [`Self::read`].
@@ -214,36 +219,41 @@ impl SegmentFile {
         let (at, total) = places(rows);
         let bytes = buf.take(total).map_err(io_at(&self.path))?;
         self.copy(rows, &at, bytes)?;
-        self.check(rows, &at, bytes)
+        self.check(rows, &at, entry::MessagesIn::text_unchecked(bytes))
     }
 
-    /// The messages `rows` index, each read from its place `at` in `bytes`
-    /// by the format's rules and compared with the index.
+    /// The messages `rows` index, each read by `reader` from its place `at`
+    /// in the reader's buffer by the format's rules and compared with the index.
     fn check<'b>(
         &self,
         rows: &[IndexedMessage],
         at: &[usize],
-        bytes: &'b [u8],
+        mut reader: entry::MessagesIn<'b>,
     ) -> Result<Vec<RawMessage<'b>>, WalError> {
-        let mut reader = entry::MessagesIn::new(bytes);
         let mut messages = Vec::with_capacity(rows.len());
         for (r, &start) in rows.iter().zip(at) {
-            let corrupt = |reason: String| WalError::Corrupt {
-                path: self.path.clone(),
-                offset: r.offset,
-                reason,
-            };
             let m = reader
                 .at(start..start + r.len as usize)
-                .map_err(|e| corrupt(e.to_string()))?;
+                .map_err(|e| self.changed(r, e.to_string()))?;
             if m.seq != r.seq || m.timestamp != r.timestamp || m.station != r.station.as_str() {
-                return Err(corrupt(
+                return Err(self.changed(
+                    r,
                     "the message changed since the segment was checked".into(),
                 ));
             }
             messages.push(m);
         }
         Ok(messages)
+    }
+
+    /// The error for the message `r` indexes, whose bytes no longer read as
+    /// indexed: [`WalError::Corrupt`] at its offset.
+    pub fn changed(&self, r: &IndexedMessage, reason: String) -> WalError {
+        WalError::Corrupt {
+            path: self.path.clone(),
+            offset: r.offset,
+            reason,
+        }
     }
 
     /// Copies the bytes of `rows` from the file to `dest`, each at its place
@@ -556,14 +566,15 @@ mod tests {
     fn owned(v: &RawMessage<'_>) -> Message {
         use crate::message::MessageView;
         let mut headers = Vec::new();
-        v.for_each_header(|n, val| headers.push(crate::message::Header::new(n, val)));
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+        v.for_each_header(|n, val| headers.push(crate::message::Header::new(text(n), text(val))));
         assert_eq!(v.header_count(), headers.len());
         Message {
             station: StationName::new(v.station()).unwrap(),
             seq: v.seq(),
             timestamp: v.timestamp(),
-            id: v.id().map(str::to_owned),
-            subject: v.subject().map(str::to_owned),
+            id: v.id().map(text),
+            subject: v.subject().map(text),
             headers,
             payload: Bytes::copy_from_slice(v.payload()),
         }
@@ -601,6 +612,44 @@ mod tests {
                 other => panic!("{other:?} where scan found {damage:?}"),
             }
         }
+    }
+
+    #[test]
+    fn text_changed_after_indexing_is_caught_by_the_encoder_or_by_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = write_segment(dir.path(), 1);
+        let (file, index) = index(&path, expect(), None).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        // The first message's header value "json", its first byte made 0xff.
+        let m = &index[0];
+        let range = m.offset as usize..(m.offset + u64::from(m.len)) as usize;
+        let at = range.start
+            + bytes[range]
+                .windows(4)
+                .position(|w| w == b"json")
+                .expect("header value");
+        bytes[at] = 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = file.read(&index[..1]).unwrap_err();
+        assert!(
+            matches!(&e, WalError::Corrupt { offset, reason, .. }
+                if *offset == m.offset && reason.contains("header value is not UTF-8")),
+            "{e}"
+        );
+        // Read in place, text is left to the encoder, which refuses it.
+        let mut buf = GroupBuffer::default();
+        let views = file.read_into(&index[..2], &mut buf).unwrap();
+        let e = crate::columnar::to_record_batch(&views).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                crate::columnar::ColumnarError::NotUtf8 {
+                    what: "header value",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]
