@@ -59,11 +59,19 @@ pub struct FileSummary {
     pub max_timestamp: Timestamp,
 }
 
+/// The size at which a column's data page is closed (before compression).
+///
+/// Smaller than parquet-rs' 1 MiB default: a page, its zstd state and its
+/// buffers stay in the core's cache and reuse memory already touched.
+/// Measured against 1 MiB: the whole `strata flush` ~7 % faster, one-thread
+/// encoding ~6 % faster, files within 0.5 % of the size (`docs/bench/parquet.md`).
+pub const DATA_PAGE_BYTES: usize = 128 << 10;
+
 /// The Parquet writer properties of a data file of `station` holding
 /// `first_seq..=last_seq`.
 ///
-/// zstd at `opts.zstd_level`; statistics with page index (column and offset index) on
-/// every column; `seq` declared as the sorting column; dictionary encoding only where
+/// zstd at `opts.zstd_level`; data pages of [`DATA_PAGE_BYTES`]; statistics with page
+/// index (column and offset index) on every column; `seq` declared as the sorting column; dictionary encoding only where
 /// values repeat (`subject`, headers), not for the unique `seq`, `timestamp`, `id`
 /// and `payload`; Strata key-value metadata.
 ///
@@ -114,7 +122,8 @@ fn column_properties(
         .set_writer_version(WriterVersion::PARQUET_1_0)
         .set_compression(Compression::ZSTD(level))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_size(opts.row_group_rows);
+        .set_max_row_group_size(opts.row_group_rows)
+        .set_data_page_size_limit(DATA_PAGE_BYTES);
     for column in no_dictionary {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }

@@ -293,7 +293,7 @@ fn row_groups_without_statistics_are_kept() {
 #[test]
 fn pages_are_pruned_by_page_index() {
     // Small messages so that one row group holds several pages (pages close at
-    // ~20,000 rows).
+    // 20,000 rows or `DATA_PAGE_BYTES`).
     let input: Vec<Message> = (1..=60_000)
         .map(|seq| Message {
             station: station(),
@@ -351,6 +351,33 @@ fn pages_are_pruned_by_page_index() {
 
     // No bounds: nothing to prune with.
     assert!(page_selection(&meta, &[0], &Selection::all()).is_none());
+}
+
+#[test]
+fn data_pages_close_at_their_size() {
+    // 2 MiB of payload in one row group; the size is checked after every 1,024 values.
+    let input: Vec<Message> = (1..=4096)
+        .map(|seq| Message {
+            payload: Bytes::from(vec![(seq % 251) as u8; 512]),
+            ..msg(seq)
+        })
+        .collect();
+    let (bytes, _) = encode_file(&station(), &input, &ParquetOptions::default()).unwrap();
+    let meta = metadata(&bytes);
+    assert_eq!(meta.num_row_groups(), 1);
+    let payload = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == "payload")
+        .unwrap();
+    let pages = meta.offset_index().unwrap()[0][payload]
+        .page_locations()
+        .len();
+    // 1,024 values of 512 bytes pass DATA_PAGE_BYTES: a page at least every
+    // 1,024 (a page of 1 MiB would make 2 or 3).
+    assert!(pages >= 4, "{pages} payload pages");
 }
 
 #[test]
