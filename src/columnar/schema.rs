@@ -3,12 +3,11 @@
 
 use std::sync::{Arc, LazyLock};
 
-use arrow_array::builder::BinaryBuilder;
 use arrow_array::{
     Array, ArrayRef, BinaryArray, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
     TimestampMicrosecondArray,
 };
-use arrow_buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow_buffer::{Buffer, NullBuffer, NullBufferBuilder, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 
@@ -117,21 +116,21 @@ pub fn to_record_batch<M: MessageView>(msgs: &[M]) -> Result<RecordBatch, Column
 
     // Text is gathered as bytes and checked as UTF-8 a column at a time (see
     // `MessageView`): one pass over each column's bytes, not one per string.
-    let mut id = BinaryBuilder::with_capacity(n, id_bytes);
-    let mut subject = BinaryBuilder::with_capacity(n, subject_bytes);
-    let mut payload = BinaryBuilder::with_capacity(n, payload_bytes);
-    let mut names = BinaryBuilder::with_capacity(header_count, text_bytes);
-    let mut values = BinaryBuilder::with_capacity(header_count, text_bytes);
+    let mut id = Gathered::new(n, id_bytes, true);
+    let mut subject = Gathered::new(n, subject_bytes, true);
+    let mut payload = Gathered::new(n, payload_bytes, false);
+    let mut names = Gathered::new(header_count, text_bytes, false);
+    let mut values = Gathered::new(header_count, text_bytes, false);
     let mut header_offsets = Vec::with_capacity(n + 1);
     header_offsets.push(0i32);
     let mut headers_so_far = 0i32;
     for m in msgs {
-        id.append_option(m.id());
-        subject.append_option(m.subject());
-        payload.append_value(m.payload());
+        id.push(m.id());
+        subject.push(m.subject());
+        payload.push(Some(m.payload()));
         m.for_each_header(|name, value| {
-            names.append_value(name);
-            values.append_value(value);
+            names.push(Some(name));
+            values.push(Some(value));
         });
         // Cannot overflow: header_count <= i32::MAX was checked above.
         headers_so_far += m.header_count() as i32;
@@ -141,8 +140,8 @@ pub fn to_record_batch<M: MessageView>(msgs: &[M]) -> Result<RecordBatch, Column
     let header_structs = StructArray::try_new(
         header_fields(),
         vec![
-            Arc::new(utf8(names, "header name")?) as ArrayRef,
-            Arc::new(utf8(values, "header value")?) as ArrayRef,
+            Arc::new(names.utf8("header name")?) as ArrayRef,
+            Arc::new(values.utf8("header value")?) as ArrayRef,
         ],
         None,
     )?;
@@ -158,23 +157,72 @@ pub fn to_record_batch<M: MessageView>(msgs: &[M]) -> Result<RecordBatch, Column
         vec![
             Arc::new(seq),
             Arc::new(timestamp),
-            Arc::new(utf8(id, "id")?),
-            Arc::new(utf8(subject, "subject")?),
+            Arc::new(id.utf8("id")?),
+            Arc::new(subject.utf8("subject")?),
             Arc::new(headers),
-            Arc::new(payload.finish()),
+            Arc::new(payload.binary()?),
         ],
     )?)
 }
 
-/// The text gathered in `column` as a string column, checked as UTF-8 in one pass.
-///
-/// # Errors
-/// [`ColumnarError::NotUtf8`] naming the column.
-fn utf8(mut column: BinaryBuilder, what: &'static str) -> Result<StringArray, ColumnarError> {
-    StringArray::try_from_binary(column.finish()).map_err(|e| ColumnarError::NotUtf8 {
-        what,
-        reason: e.to_string(),
-    })
+/// The values of one byte or text column, gathered into one buffer with
+/// their offsets: a copy and a push per value, the array built at the end.
+struct Gathered {
+    offsets: Vec<i32>,
+    values: Vec<u8>,
+    nulls: Option<NullBufferBuilder>,
+}
+
+impl Gathered {
+    /// Room for `rows` values of `bytes` bytes together; `nullable` columns
+    /// take `None`.
+    fn new(rows: usize, bytes: usize, nullable: bool) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Gathered {
+            offsets,
+            values: Vec::with_capacity(bytes),
+            nulls: nullable.then(|| NullBufferBuilder::new(rows)),
+        }
+    }
+
+    /// Appends a value (`None`: null, for a nullable column).
+    fn push(&mut self, value: Option<&[u8]>) {
+        if let Some(v) = value {
+            self.values.extend_from_slice(v);
+        }
+        if let Some(nulls) = &mut self.nulls {
+            nulls.append(value.is_some());
+        }
+        // Below 2 GiB: the column's bytes were checked by `check_size`.
+        self.offsets.push(self.values.len() as i32);
+    }
+
+    fn parts(self) -> (OffsetBuffer<i32>, Buffer, Option<NullBuffer>) {
+        (
+            OffsetBuffer::new(ScalarBuffer::from(self.offsets)),
+            Buffer::from_vec(self.values),
+            self.nulls.and_then(|mut n| n.finish()),
+        )
+    }
+
+    /// The gathered bytes as a binary column.
+    fn binary(self) -> Result<BinaryArray, ColumnarError> {
+        let (offsets, values, nulls) = self.parts();
+        Ok(BinaryArray::try_new(offsets, values, nulls)?)
+    }
+
+    /// The gathered text as a string column, checked as UTF-8 in one pass.
+    ///
+    /// # Errors
+    /// [`ColumnarError::NotUtf8`] naming the column.
+    fn utf8(self, what: &'static str) -> Result<StringArray, ColumnarError> {
+        let (offsets, values, nulls) = self.parts();
+        StringArray::try_new(offsets, values, nulls).map_err(|e| ColumnarError::NotUtf8 {
+            what,
+            reason: e.to_string(),
+        })
+    }
 }
 
 /// Checks that `schema` holds the columns of [`schema`] with compatible types (any
