@@ -735,6 +735,72 @@ async fn a_corrupt_segment_is_set_aside_reported_and_kept() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_that_is_not_utf8_under_a_valid_crc_sets_the_segment_aside() {
+    // A segment whose CRCs hold but whose header value is not UTF-8 (a
+    // writer's bug, not a flipped bit) is found by the index pass and set
+    // aside whole, before any of its files is stored: never half archived.
+    let wal_dir = TempDir::new().expect("tempdir");
+    let archive_dir = TempDir::new().expect("tempdir");
+    let archive = local_archive(archive_dir.path());
+    let wal = open_wal(wal_dir.path(), 1 << 20);
+    let msgs = spread(40);
+    append(&wal, &msgs).await;
+    let bad = wal.seal().expect("seal").expect("a segment");
+    let later: Vec<Message> = spread(60).into_iter().filter(|m| m.seq > 40).collect();
+    append(&wal, &later).await;
+    wal.seal().expect("seal");
+
+    // One more entry in the first segment: a message whose header value is
+    // 0xff, its CRC computed over the bytes as they are.
+    let marked = Message {
+        seq: 1000,
+        headers: vec![strata::message::Header::new("X-Bad", "MARK")],
+        ..msgs[0].clone()
+    };
+    let mut entry = strata::wal::entry::encode(std::slice::from_ref(&marked)).expect("encode");
+    let at = entry
+        .windows(4)
+        .position(|w| w == b"MARK")
+        .expect("the marker");
+    entry[at] = 0xff;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&entry[4..12]);
+    crc.update(&entry[strata::wal::entry::HEADER_LEN..]);
+    entry[12..16].copy_from_slice(&crc.finalize().to_le_bytes());
+    let seg = wal
+        .sealed()
+        .into_iter()
+        .find(|s| s.id == bad)
+        .expect("sealed");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&seg.path)
+        .expect("open segment");
+    std::io::Write::write_all(&mut file, &entry).expect("append entry");
+    drop(file);
+    let bytes = std::fs::read(&seg.path).expect("read segment");
+
+    let compactor = Compactor::new(
+        wal.clone(),
+        archive.clone(),
+        &config(),
+        Arc::new(NoopObserver),
+    );
+    let report = compactor
+        .compact_sealed()
+        .await
+        .expect("compaction goes on past it");
+    assert_eq!(report.set_aside.len(), 1, "{report}");
+    assert_eq!(report.set_aside[0].segment, bad.0);
+    assert!(report.set_aside[0].reason.contains("not UTF-8"), "{report}");
+    assert!(
+        wal_dir_holds_bytes(wal_dir.path(), &bytes),
+        "the segment is still on disk, untouched"
+    );
+    assert_archive_holds_exactly(&archive, &later).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_inside_a_segment_are_archived_once() {
     let wal_dir = TempDir::new().expect("tempdir");
     let archive_dir = TempDir::new().expect("tempdir");
