@@ -59,13 +59,15 @@ pub struct FileSummary {
     pub max_timestamp: Timestamp,
 }
 
-/// The size at which a column's data page is closed (before compression).
+/// The size at which a column's data page is closed (before compression;
+/// checked after every 1,024 values, so a page of large values holds 1,024).
 ///
-/// Smaller than parquet-rs' 1 MiB default: a page, its zstd state and its
-/// buffers stay in the core's cache and reuse memory already touched.
-/// Measured against 1 MiB: the whole `strata flush` ~7 % faster, one-thread
-/// encoding ~6 % faster, files within 0.5 % of the size (`docs/bench/parquet.md`).
-pub const DATA_PAGE_BYTES: usize = 128 << 10;
+/// Half parquet-rs' 1 MiB default: a page, its zstd state and its buffers
+/// stay closer to the core's cache. Measured against 1 MiB: the whole
+/// `strata flush` ~5 % faster and one-thread encoding ~9 % faster; files
+/// 0.2 % smaller for ~300-byte payloads, 0.9 % larger for ~700-byte ones
+/// (each page is its own zstd frame). `docs/bench/parquet.md`.
+pub const DATA_PAGE_BYTES: usize = 512 << 10;
 
 /// The Parquet writer properties of a data file of `station` holding
 /// `first_seq..=last_seq`.

@@ -375,7 +375,7 @@ fn data_pages_close_at_their_size() {
     let pages = meta.offset_index().unwrap()[0][payload]
         .page_locations()
         .len();
-    // 1,024 values of 512 bytes pass DATA_PAGE_BYTES: a page at least every
+    // 1,024 values of 512 bytes reach DATA_PAGE_BYTES: a page at least every
     // 1,024 (a page of 1 MiB would make 2 or 3).
     assert!(pages >= 4, "{pages} payload pages");
 }
