@@ -592,8 +592,6 @@ impl Compactor {
         let result = async {
             // A segment whose files are stored, waiting for its commit.
             let mut stored: Option<(SealedSegment, Stored)> = None;
-            // The second segment, indexed beside the first.
-            let mut ahead: Option<IndexAhead> = None;
             let buffers = ReadBuffers::default();
             let todo: Vec<SealedSegment> = self
                 .wal
@@ -601,20 +599,24 @@ impl Compactor {
                 .into_iter()
                 .filter(|s| !state.set_aside.contains_key(&s.id))
                 .collect();
-            for (i, seg) in todo.iter().enumerate() {
+            // The pass's first two segments are indexed at once, side by side
+            // (one core each, nothing encoding yet), the first while its
+            // commit record is looked up. Later ones are indexed in their
+            // turn: ahead of time they would only take cores from the
+            // encoding and add to its peak memory.
+            let mut ahead: Vec<IndexAhead> = todo
+                .iter()
+                .take(2)
+                .filter_map(|seg| IndexAhead::start(&self.wal, seg.id))
+                .collect();
+            for seg in &todo {
                 if stop.is_some_and(|s| *s.borrow()) {
                     break;
                 }
-                let indexed = ahead.take().filter(|a| a.id() == seg.id);
-                // While the pass's first segment is indexed (one core, nothing
-                // encoding yet), the second is indexed beside it. Later ones
-                // are indexed in their turn: ahead of time they would only
-                // take cores from the encoding and add to its peak memory.
-                if i == 0 {
-                    ahead = todo
-                        .get(1)
-                        .and_then(|next| IndexAhead::start(&self.wal, next.id));
-                }
+                let indexed = ahead
+                    .iter()
+                    .position(|a| a.id() == seg.id)
+                    .map(|at| ahead.swap_remove(at));
                 let seg = seg.clone();
                 let prepared = match stored.take() {
                     None => self.store_segment(&seg, indexed, &buffers).await,
