@@ -62,12 +62,12 @@ pub struct FileSummary {
 /// The size at which a column's data page is closed (before compression;
 /// checked after every 1,024 values, so a page of large values holds 1,024).
 ///
-/// Half parquet-rs' 1 MiB default: a page, its zstd state and its buffers
-/// stay closer to the core's cache. Measured against 1 MiB: the whole
+/// A quarter of parquet-rs' 1 MiB default: a page, its zstd state and its
+/// buffers stay closer to the core's cache. Measured against 1 MiB: the whole
 /// `strata flush` ~5 % faster and one-thread encoding ~9 % faster; files
-/// 0.2 % smaller for ~300-byte payloads, 0.9 % larger for ~700-byte ones
-/// (each page is its own zstd frame). `docs/bench/parquet.md`.
-pub const DATA_PAGE_BYTES: usize = 512 << 10;
+/// 0.1 % smaller for ~300-byte payloads, 0.9 % larger for ~700-byte ones
+/// (each page is its own zstd frame). `docs/bench/flush.md`, `docs/bench/parquet.md`.
+pub const DATA_PAGE_BYTES: usize = 256 << 10;
 
 /// The Parquet writer properties of a data file of `station` holding
 /// `first_seq..=last_seq`.
