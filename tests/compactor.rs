@@ -28,7 +28,7 @@ use strata::config::{CompactionConfig, StorageConfig};
 use strata::iceberg::IcebergTable;
 use strata::layout::{self, CommitRecord, DataKey, Hour};
 use strata::store::Archive;
-use strata::wal::{Wal, WalOptions};
+use strata::wal::{SegmentId, Wal, WalOptions};
 use strata::{Draft, Header, Message, StationName, Timestamp};
 
 const HOUR: i64 = 3_600_000_000;
@@ -677,18 +677,40 @@ async fn a_real_crash_at_each_failpoint_loses_and_duplicates_nothing() {
 
 // ---------------------------------------------------------------- corruption
 
+/// Two sealed segments: stations' seqs 1..=`first` in the first (returned
+/// with its id), `first + 1..=upto` in the second (returned).
+async fn two_sealed_segments(wal: &Wal, first: u64, upto: u64) -> (SegmentId, Vec<Message>) {
+    append(wal, &spread(first)).await;
+    let id = wal.seal().expect("seal").expect("a segment");
+    let second: Vec<Message> = spread(upto).into_iter().filter(|m| m.seq > first).collect();
+    append(wal, &second).await;
+    wal.seal().expect("seal");
+    (id, second)
+}
+
+/// Appends `entry` (an encoded WAL entry) to sealed segment `id`, behind the
+/// WAL's back; returns the segment's path.
+fn append_raw_entry(wal: &Wal, id: SegmentId, entry: &[u8]) -> std::path::PathBuf {
+    let seg = wal
+        .sealed()
+        .into_iter()
+        .find(|s| s.id == id)
+        .expect("sealed segment");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&seg.path)
+        .expect("open segment");
+    std::io::Write::write_all(&mut file, entry).expect("append entry");
+    seg.path
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_segment_is_set_aside_reported_and_kept() {
     let wal_dir = TempDir::new().expect("tempdir");
     let archive_dir = TempDir::new().expect("tempdir");
     let archive = local_archive(archive_dir.path());
     let wal = open_wal(wal_dir.path(), 1 << 20);
-    let first = spread(50);
-    append(&wal, &first).await;
-    let bad = wal.seal().expect("seal").expect("a segment");
-    let second: Vec<Message> = spread(100).into_iter().filter(|m| m.seq > 50).collect();
-    append(&wal, &second).await;
-    wal.seal().expect("seal");
+    let (bad, second) = two_sealed_segments(&wal, 50, 100).await;
 
     // Flip one byte in the middle of the first segment's entries.
     let seg = wal
@@ -743,19 +765,14 @@ async fn text_that_is_not_utf8_under_a_valid_crc_sets_the_segment_aside() {
     let archive_dir = TempDir::new().expect("tempdir");
     let archive = local_archive(archive_dir.path());
     let wal = open_wal(wal_dir.path(), 1 << 20);
-    let msgs = spread(40);
-    append(&wal, &msgs).await;
-    let bad = wal.seal().expect("seal").expect("a segment");
-    let later: Vec<Message> = spread(60).into_iter().filter(|m| m.seq > 40).collect();
-    append(&wal, &later).await;
-    wal.seal().expect("seal");
+    let (bad, later) = two_sealed_segments(&wal, 40, 60).await;
 
     // One more entry in the first segment: a message whose header value is
     // 0xff, its CRC computed over the bytes as they are.
     let marked = Message {
         seq: 1000,
         headers: vec![strata::message::Header::new("X-Bad", "MARK")],
-        ..msgs[0].clone()
+        ..spread(1)[0].clone()
     };
     let mut entry = strata::wal::entry::encode(std::slice::from_ref(&marked)).expect("encode");
     let at = entry
@@ -767,18 +784,8 @@ async fn text_that_is_not_utf8_under_a_valid_crc_sets_the_segment_aside() {
     crc.update(&entry[4..12]);
     crc.update(&entry[strata::wal::entry::HEADER_LEN..]);
     entry[12..16].copy_from_slice(&crc.finalize().to_le_bytes());
-    let seg = wal
-        .sealed()
-        .into_iter()
-        .find(|s| s.id == bad)
-        .expect("sealed");
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&seg.path)
-        .expect("open segment");
-    std::io::Write::write_all(&mut file, &entry).expect("append entry");
-    drop(file);
-    let bytes = std::fs::read(&seg.path).expect("read segment");
+    let path = append_raw_entry(&wal, bad, &entry);
+    let bytes = std::fs::read(path).expect("read segment");
 
     let compactor = Compactor::new(
         wal.clone(),
@@ -823,17 +830,7 @@ async fn duplicates_inside_a_segment_are_archived_once() {
         })
         .collect();
     let entry = strata::wal::entry::encode(&copies).expect("encode entry");
-    let seg = wal
-        .sealed()
-        .into_iter()
-        .find(|s| s.id == id)
-        .expect("sealed");
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&seg.path)
-        .expect("open segment");
-    std::io::Write::write_all(&mut file, &entry).expect("append entry");
-    drop(file);
+    append_raw_entry(&wal, id, &entry);
     assert_eq!(
         wal.read_segment(id).expect("read").len(),
         msgs.len() + copies.len(),
