@@ -64,8 +64,8 @@ pub struct FileSummary {
 ///
 /// A quarter of parquet-rs' 1 MiB default: a page, its zstd state and its
 /// buffers stay closer to the core's cache. Measured against 1 MiB: the whole
-/// `strata flush` ~5 % faster and one-thread encoding ~9 % faster; files
-/// 0.1 % smaller for ~300-byte payloads, 0.9 % larger for ~700-byte ones
+/// `strata flush` ~5 % faster and one-thread encoding 5–10 % faster; files
+/// 0.4 % smaller for ~300-byte payloads, 0.9 % larger for ~700-byte ones
 /// (each page is its own zstd frame). `docs/bench/flush.md`, `docs/bench/parquet.md`.
 pub const DATA_PAGE_BYTES: usize = 256 << 10;
 
@@ -73,9 +73,9 @@ pub const DATA_PAGE_BYTES: usize = 256 << 10;
 /// `first_seq..=last_seq`.
 ///
 /// zstd at `opts.zstd_level`; data pages of [`DATA_PAGE_BYTES`]; statistics with page
-/// index (column and offset index) on every column; `seq` declared as the sorting column; dictionary encoding only where
-/// values repeat (`subject`, headers), not for the unique `seq`, `timestamp`, `id`
-/// and `payload`; Strata key-value metadata.
+/// index (column and offset index) on every column; `seq` declared as the sorting
+/// column; dictionary encoding only where values repeat (`subject`, headers), not for
+/// the unique `seq`, `timestamp`, `id` and `payload`; Strata key-value metadata.
 ///
 /// # Errors
 /// [`ColumnarError::InvalidOptions`] for an out-of-range level or a zero bound.

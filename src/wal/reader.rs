@@ -13,7 +13,8 @@
 //! second one reads (from the page cache, as a rule). It still decodes each
 //! message by the format's rules and compares its station, seq and timestamp
 //! with the index, so a file replaced or damaged in between is reported as
-//! corrupt rather than archived.
+//! corrupt rather than archived; its text is left as bytes for the encoder,
+//! which checks it as UTF-8 a column at a time.
 //!
 //! Recovery checks the segments it must read in full with the same chunked
 //! pass ([`walk`]), keeping only sums of their messages.
