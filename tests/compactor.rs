@@ -704,24 +704,28 @@ fn append_raw_entry(wal: &Wal, id: SegmentId, entry: &[u8]) -> std::path::PathBu
     seg.path
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupt_segment_is_set_aside_reported_and_kept() {
+/// Two sealed segments (seqs up to `first`, then up to `upto`), the first
+/// damaged by `damage` (given the WAL, the segment and its path; it returns
+/// the segment's bytes as it left them), then a compaction. The first must be
+/// set aside whole — reported once, its bytes still on disk, nothing of it
+/// archived, no longer offered — and the second archived. Returns the report.
+async fn damaged_first_segment_is_set_aside(
+    first: u64,
+    upto: u64,
+    damage: impl FnOnce(&Wal, SegmentId, &std::path::Path) -> Vec<u8>,
+) -> strata::compactor::CompactionReport {
     let wal_dir = TempDir::new().expect("tempdir");
     let archive_dir = TempDir::new().expect("tempdir");
     let archive = local_archive(archive_dir.path());
     let wal = open_wal(wal_dir.path(), 1 << 20);
-    let (bad, second) = two_sealed_segments(&wal, 50, 100).await;
-
-    // Flip one byte in the middle of the first segment's entries.
-    let seg = wal
+    let (bad, second) = two_sealed_segments(&wal, first, upto).await;
+    let path = wal
         .sealed()
         .into_iter()
         .find(|s| s.id == bad)
-        .expect("sealed segment");
-    let mut bytes = std::fs::read(&seg.path).expect("read segment");
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x5A;
-    std::fs::write(&seg.path, &bytes).expect("write segment");
+        .expect("sealed segment")
+        .path;
+    let bytes = damage(&wal, bad, &path);
 
     let observer = Arc::new(Counting::default());
     let compactor = Compactor::new(wal.clone(), archive.clone(), &config(), observer.clone());
@@ -740,7 +744,7 @@ async fn a_corrupt_segment_is_set_aside_reported_and_kept() {
     assert_eq!(observer.set_aside.load(Ordering::SeqCst), 1);
     assert!(
         wal_dir_holds_bytes(wal_dir.path(), &bytes),
-        "the corrupt segment is still on disk, untouched"
+        "the damaged segment is still on disk, untouched"
     );
     assert!(
         wal.sealed().iter().all(|s| s.id != bad),
@@ -754,6 +758,20 @@ async fn a_corrupt_segment_is_set_aside_reported_and_kept() {
         again.set_aside.is_empty() && again.segments.is_empty(),
         "{again}"
     );
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_segment_is_set_aside_reported_and_kept() {
+    // One byte flipped in the middle of the first segment's entries.
+    damaged_first_segment_is_set_aside(50, 100, |_, _, path| {
+        let mut bytes = std::fs::read(path).expect("read segment");
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x5A;
+        std::fs::write(path, &bytes).expect("write segment");
+        bytes
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -761,50 +779,29 @@ async fn text_that_is_not_utf8_under_a_valid_crc_sets_the_segment_aside() {
     // A segment whose CRCs hold but whose header value is not UTF-8 (a
     // writer's bug, not a flipped bit) is found by the index pass and set
     // aside whole, before any of its files is stored: never half archived.
-    let wal_dir = TempDir::new().expect("tempdir");
-    let archive_dir = TempDir::new().expect("tempdir");
-    let archive = local_archive(archive_dir.path());
-    let wal = open_wal(wal_dir.path(), 1 << 20);
-    let (bad, later) = two_sealed_segments(&wal, 40, 60).await;
-
-    // One more entry in the first segment: a message whose header value is
-    // 0xff, its CRC computed over the bytes as they are.
-    let marked = Message {
-        seq: 1000,
-        headers: vec![strata::message::Header::new("X-Bad", "MARK")],
-        ..spread(1)[0].clone()
-    };
-    let mut entry = strata::wal::entry::encode(std::slice::from_ref(&marked)).expect("encode");
-    let at = entry
-        .windows(4)
-        .position(|w| w == b"MARK")
-        .expect("the marker");
-    entry[at] = 0xff;
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&entry[4..12]);
-    crc.update(&entry[strata::wal::entry::HEADER_LEN..]);
-    entry[12..16].copy_from_slice(&crc.finalize().to_le_bytes());
-    let path = append_raw_entry(&wal, bad, &entry);
-    let bytes = std::fs::read(path).expect("read segment");
-
-    let compactor = Compactor::new(
-        wal.clone(),
-        archive.clone(),
-        &config(),
-        Arc::new(NoopObserver),
-    );
-    let report = compactor
-        .compact_sealed()
-        .await
-        .expect("compaction goes on past it");
-    assert_eq!(report.set_aside.len(), 1, "{report}");
-    assert_eq!(report.set_aside[0].segment, bad.0);
+    let report = damaged_first_segment_is_set_aside(40, 60, |wal, bad, path| {
+        // One more entry in the first segment: a message whose header value
+        // is 0xff, its CRC computed over the bytes as they are.
+        let marked = Message {
+            seq: 1000,
+            headers: vec![strata::message::Header::new("X-Bad", "MARK")],
+            ..spread(1)[0].clone()
+        };
+        let mut entry = strata::wal::entry::encode(std::slice::from_ref(&marked)).expect("encode");
+        let at = entry
+            .windows(4)
+            .position(|w| w == b"MARK")
+            .expect("the marker");
+        entry[at] = 0xff;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&entry[4..12]);
+        crc.update(&entry[strata::wal::entry::HEADER_LEN..]);
+        entry[12..16].copy_from_slice(&crc.finalize().to_le_bytes());
+        append_raw_entry(wal, bad, &entry);
+        std::fs::read(path).expect("read segment")
+    })
+    .await;
     assert!(report.set_aside[0].reason.contains("not UTF-8"), "{report}");
-    assert!(
-        wal_dir_holds_bytes(wal_dir.path(), &bytes),
-        "the segment is still on disk, untouched"
-    );
-    assert_archive_holds_exactly(&archive, &later).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
