@@ -356,9 +356,9 @@ pub fn decode(buf: &Bytes) -> Result<(Vec<Message>, u64), DecodeError> {
 /// borrowed from the body (nothing allocated).
 ///
 /// Its id, subject and headers are the bytes stored: checked as UTF-8 when
-/// the message was read by [`walk_body`] or [`MessagesIn::new`], left to the
-/// encoder (which checks a column at a time) when read by
-/// [`MessagesIn::text_unchecked`].
+/// the message was read by [`walk_body`], left to the reader's user when read
+/// by [`MessagesIn`] (the encoder checks a column at a time;
+/// [`RawMessage::into_message`] checks each).
 #[derive(Debug, Clone)]
 pub struct RawMessage<'a> {
     /// The station name (follows the station name rules).
@@ -383,21 +383,13 @@ impl RawMessage<'_> {
     ///
     /// # Errors
     /// [`DecodeError::Malformed`] (offset 0: the message's start) when its
-    /// text is not UTF-8, which only a message read with
-    /// [`MessagesIn::text_unchecked`] can be.
+    /// text is not UTF-8, which only a message read with [`MessagesIn`] can be.
     pub(crate) fn into_message(
         self,
         station: StationName,
         buf: &Bytes,
     ) -> Result<Message, DecodeError> {
-        let text = |bytes: &[u8], what: &str| {
-            std::str::from_utf8(bytes)
-                .map(str::to_owned)
-                .map_err(|e| DecodeError::Malformed {
-                    offset: 0,
-                    reason: format!("{what} is not UTF-8: {e}"),
-                })
-        };
+        let text = |bytes: &[u8], what: &str| utf8(bytes, what, 0).map(str::to_owned);
         let mut headers = Vec::with_capacity(self.header_count);
         let mut bad = None;
         self.for_each_header(|name, value| {
@@ -468,17 +460,11 @@ pub struct MessagesIn<'a> {
 }
 
 impl<'a> MessagesIn<'a> {
-    /// Messages copied into `buf`, read as [`walk_body`] reads them.
-    pub fn new(buf: &'a [u8]) -> Self {
-        MessagesIn {
-            r: Reader::new(buf, true),
-        }
-    }
-
     /// Messages copied into `buf`, read as [`walk_body`] reads them except
-    /// that their text (id, subject, headers) is not checked as UTF-8: for
-    /// the encoder, which checks it a column at a time.
-    pub fn text_unchecked(buf: &'a [u8]) -> Self {
+    /// that their text (id, subject, headers) is not checked as UTF-8: the
+    /// encoder checks it a column at a time, [`RawMessage::into_message`]
+    /// string by string.
+    pub fn new(buf: &'a [u8]) -> Self {
         MessagesIn {
             r: Reader::new(buf, false),
         }
@@ -592,6 +578,15 @@ fn station_of(name: &str, last: &mut Option<StationName>) -> StationName {
     }
 }
 
+/// `bytes` as text; [`DecodeError::Malformed`] naming `what` at `offset`
+/// when they are not UTF-8.
+fn utf8<'b>(bytes: &'b [u8], what: &str, offset: usize) -> Result<&'b str, DecodeError> {
+    std::str::from_utf8(bytes).map_err(|e| DecodeError::Malformed {
+        offset,
+        reason: format!("{what} is not UTF-8: {e}"),
+    })
+}
+
 /// A bounds-checked cursor over a body.
 #[derive(Debug)]
 struct Reader<'a> {
@@ -661,12 +656,7 @@ impl<'a> Reader<'a> {
         let start = self.pos;
         let bytes = self.take(len)?;
         if self.check_text {
-            if let Err(e) = std::str::from_utf8(bytes) {
-                return Err(DecodeError::Malformed {
-                    offset: start,
-                    reason: format!("{what} is not UTF-8: {e}"),
-                });
-            }
+            utf8(bytes, what, start)?;
         }
         Ok(bytes)
     }

@@ -193,7 +193,8 @@ impl SegmentFile {
         let mut buf = Buffer::zeroed(total).map_err(io_at(&self.path))?;
         self.copy(rows, &at, buf.as_mut())?;
         let buf = buf.into_bytes();
-        let views = self.check(rows, &at, entry::MessagesIn::new(&buf))?;
+        // Their text is checked as each becomes a `Message`.
+        let views = self.check(rows, &at, &buf)?;
         views
             .into_iter()
             .zip(rows)
@@ -208,7 +209,7 @@ impl SegmentFile {
     /// (one buffer kept from group to group) and checked as [`Self::read`]
     /// checks them, without building a [`Message`] of each, and except for
     /// their text: the encoder checks it as UTF-8 a column at a time
-    /// ([`entry::MessagesIn::text_unchecked`]).
+    /// ([`entry::MessagesIn::new`]).
     ///
     /// # Errors
     /// As [`Self::read`].
@@ -220,17 +221,18 @@ impl SegmentFile {
         let (at, total) = places(rows);
         let bytes = buf.take(total).map_err(io_at(&self.path))?;
         self.copy(rows, &at, bytes)?;
-        self.check(rows, &at, entry::MessagesIn::text_unchecked(bytes))
+        self.check(rows, &at, bytes)
     }
 
-    /// The messages `rows` index, each read by `reader` from its place `at`
-    /// in the reader's buffer by the format's rules and compared with the index.
+    /// The messages `rows` index, each read from its place `at` in `bytes`
+    /// by the format's rules (text left unchecked) and compared with the index.
     fn check<'b>(
         &self,
         rows: &[IndexedMessage],
         at: &[usize],
-        mut reader: entry::MessagesIn<'b>,
+        bytes: &'b [u8],
     ) -> Result<Vec<RawMessage<'b>>, WalError> {
+        let mut reader = entry::MessagesIn::new(bytes);
         let mut messages = Vec::with_capacity(rows.len());
         for (r, &start) in rows.iter().zip(at) {
             let m = reader
