@@ -688,20 +688,23 @@ async fn two_sealed_segments(wal: &Wal, first: u64, upto: u64) -> (SegmentId, Ve
     (id, second)
 }
 
-/// Appends `entry` (an encoded WAL entry) to sealed segment `id`, behind the
-/// WAL's back; returns the segment's path.
-fn append_raw_entry(wal: &Wal, id: SegmentId, entry: &[u8]) -> std::path::PathBuf {
-    let seg = wal
-        .sealed()
+/// The file of sealed segment `id`.
+fn sealed_path(wal: &Wal, id: SegmentId) -> std::path::PathBuf {
+    wal.sealed()
         .into_iter()
         .find(|s| s.id == id)
-        .expect("sealed segment");
+        .expect("sealed segment")
+        .path
+}
+
+/// Appends `entry` (an encoded WAL entry) to sealed segment `id`, behind the
+/// WAL's back.
+fn append_raw_entry(wal: &Wal, id: SegmentId, entry: &[u8]) {
     let mut file = std::fs::OpenOptions::new()
         .append(true)
-        .open(&seg.path)
+        .open(sealed_path(wal, id))
         .expect("open segment");
     std::io::Write::write_all(&mut file, entry).expect("append entry");
-    seg.path
 }
 
 /// Two sealed segments (seqs up to `first`, then up to `upto`), the first
@@ -719,12 +722,7 @@ async fn damaged_first_segment_is_set_aside(
     let archive = local_archive(archive_dir.path());
     let wal = open_wal(wal_dir.path(), 1 << 20);
     let (bad, second) = two_sealed_segments(&wal, first, upto).await;
-    let path = wal
-        .sealed()
-        .into_iter()
-        .find(|s| s.id == bad)
-        .expect("sealed segment")
-        .path;
+    let path = sealed_path(&wal, bad);
     let bytes = damage(&wal, bad, &path);
 
     let observer = Arc::new(Counting::default());
